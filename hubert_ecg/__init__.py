@@ -1,0 +1,45 @@
+"""hubert-ecg: HuBERT-ECG, a self-supervised foundation model for 12-lead ECGs, as a transformers model family.
+
+Importing the package registers the ``hubert_ecg`` model type with transformers' Auto classes (this is the one
+place where registration happens), so ``AutoModel.from_pretrained`` loads the published checkpoints without
+``trust_remote_code``.
+"""
+
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForPreTraining,
+    AutoModelForSequenceClassification,
+)
+
+from .configuration import HuBERTECGConfig
+from .conversion import convert_original_checkpoint
+from .modeling import (
+    HuBERTECGForPreTraining,
+    HuBERTECGForPreTrainingOutput,
+    HuBERTECGForSequenceClassification,
+    HuBERTECGModel,
+    HuBERTECGPreTrainedModel,
+)
+
+__version__ = "0.1.0"
+
+AutoConfig.register(HuBERTECGConfig.model_type, HuBERTECGConfig, exist_ok=True)
+HuBERTECGConfig.register_for_auto_class("AutoConfig")
+for _auto, _model in (
+    (AutoModel, HuBERTECGModel),
+    (AutoModelForSequenceClassification, HuBERTECGForSequenceClassification),
+    (AutoModelForPreTraining, HuBERTECGForPreTraining),
+):
+    _auto.register(HuBERTECGConfig, _model, exist_ok=True)
+    _model.register_for_auto_class(_auto.__name__)  # save_pretrained copies the code for trust_remote_code
+
+__all__ = [
+    "HuBERTECGConfig",
+    "HuBERTECGModel",
+    "HuBERTECGPreTrainedModel",
+    "HuBERTECGForSequenceClassification",
+    "HuBERTECGForPreTraining",
+    "HuBERTECGForPreTrainingOutput",
+    "convert_original_checkpoint",
+]

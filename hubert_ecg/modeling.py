@@ -1,0 +1,357 @@
+"""HuBERT-ECG models built on transformers' Hubert modules.
+
+The released weights are exactly transformers' ``HubertModel`` (convolutional feature encoder, feature
+projection, transformer encoder with a convolutional positional embedding) applied to a lead-concatenated
+12-lead ECG at 100 Hz, plus the pretraining heads of the release (``final_proj.{i}``, ``label_embedding.{i}``).
+This module therefore subclasses the Hubert modules instead of rewriting them, and adds:
+
+* :class:`HuBERTECGModel`: the backbone, ``input_values`` (batch, samples) -> ``last_hidden_state``
+  (batch, frames, hidden_size); 6000 samples (5 s of 12 leads at 100 Hz) give 93 frames.
+* :class:`HuBERTECGForSequenceClassification`: mean over frames -> dropout -> linear, as fine-tuned in the
+  release (multi-label, multi-class or regression).
+* :class:`HuBERTECGForPreTraining`: HuBERT masked prediction with one codebook per target.
+
+This module imports only torch, transformers and ``.configuration`` so that ``save_pretrained`` can copy it next to
+the weights as remote code (``trust_remote_code=True`` then loads a directory without this package).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from transformers import initialization as init
+from transformers.modeling_outputs import ModelOutput, SequenceClassifierOutput
+from transformers.models.hubert.modeling_hubert import HubertModel, HubertPreTrainedModel, _compute_mask_indices
+
+from .configuration import HuBERTECGConfig
+
+
+class HuBERTECGPreTrainedModel(HubertPreTrainedModel):
+    """Base class: the HuBERT-ECG config, the ``hubert_ecg`` prefix of the released fine-tuned checkpoints,
+    and weight initialisation of every parameter (Hubert's modules plus the heads defined here)."""
+
+    config: HuBERTECGConfig
+    config_class = HuBERTECGConfig
+    base_model_prefix = "hubert_ecg"
+    main_input_name = "input_values"
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)  # Linear, Embedding, norms, convolutions, masked_spec_embed
+        if isinstance(module, HuBERTECGForSequenceClassification):
+            init.normal_(module.classifier.weight, mean=0.0, std=self.config.initializer_range)
+            init.zeros_(module.classifier.bias)
+
+    def frame_mask(self, attention_mask: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """Frame-level mask from a sample-level ``attention_mask``.
+
+        Args:
+            attention_mask: (batch, samples), 1 for real samples, 0 for right padding.
+            num_frames: number of frames of the feature encoder's output.
+
+        Returns:
+            Bool tensor (batch, num_frames), True for frames computed from real samples.
+        """
+        return self._get_feature_vector_attention_mask(num_frames, attention_mask)
+
+
+class HuBERTECGModel(HuBERTECGPreTrainedModel, HubertModel):
+    r"""The HuBERT-ECG backbone: transformers' ``HubertModel`` with the HuBERT-ECG configuration.
+
+    ``forward(input_values, attention_mask=None, mask_time_indices=None, output_hidden_states=None,
+    output_attentions=None)``:
+
+    * ``input_values``: float (batch, samples), the 12 leads I, II, III, aVR, aVL, aVF, V1-V6 of a window
+      concatenated at 100 Hz after the released preprocessing (see ``HuBERTECGFeatureExtractor``); 6000
+      samples for 5 s.
+    * ``attention_mask``: optional (batch, samples), 1 for real samples and 0 for zero padding.
+    * ``mask_time_indices``: optional bool (batch, frames): frames replaced by ``masked_spec_embed``.
+
+    Returns a ``BaseModelOutput`` with ``last_hidden_state`` (batch, frames, hidden_size), frames = 93 for 6000
+    samples, and ``hidden_states`` (num_hidden_layers + 1 tensors) / ``attentions`` when asked. Attention is
+    SDPA by default (``attn_implementation="eager"`` is available and agrees to 1e-5).
+    """
+
+    # Checkpoints of the release store their heads next to the backbone: loading only the backbone is fine.
+    _keys_to_ignore_on_load_unexpected = [r"^final_proj\.", r"^label_embedding\."]
+
+
+class HuBERTECGForSequenceClassification(HuBERTECGPreTrainedModel):
+    r"""HuBERT-ECG with the fine-tuning head of the release: mean over frames -> dropout -> linear.
+
+    The pooled mean ignores padded frames when ``attention_mask`` is given. The loss follows
+    ``config.problem_type`` (inferred as in transformers when unset): ``"multi_label_classification"``:
+    ``BCEWithLogitsLoss`` with ``config.pos_weight``; ``"single_label_classification"``: cross-entropy with the
+    optional ``config.class_weight``; ``"regression"``: MSE. Labels live in ``config.id2label`` / ``label2id``.
+
+    ``forward(input_values, attention_mask=None, labels=None, ...)`` returns a ``SequenceClassifierOutput`` with
+    ``logits`` (batch, num_labels) and ``loss`` when ``labels`` are given: float multi-hot (batch, num_labels)
+    for multi-label, int class indices (batch,) for single-label, float (batch,) or (batch, num_labels) for
+    regression.
+
+    The original fine-tuned checkpoints (backbone under ``hubert_ecg.``, head ``classifier.*``) load unchanged.
+    """
+
+    def __init__(self, config: HuBERTECGConfig):
+        super().__init__(config)
+        self.hubert_ecg = HuBERTECGModel(config)
+        self.dropout = nn.Dropout(config.final_dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def freeze_feature_encoder(self):
+        """Stop gradients through the convolutional feature encoder (as in the release's fine-tuning)."""
+        self.hubert_ecg.feature_extractor._freeze_parameters()
+
+    def freeze_base_model(self, train_last_n_layers: int = 0):
+        """Freeze the backbone except its last ``train_last_n_layers`` transformer blocks; the head stays trainable.
+
+        Args:
+            train_last_n_layers: number of final transformer blocks left trainable, 0 to train the head only.
+
+        Raises:
+            ValueError: if ``train_last_n_layers`` is negative or exceeds ``config.num_hidden_layers``.
+        """
+        n_layers = self.config.num_hidden_layers
+        if not 0 <= train_last_n_layers <= n_layers:
+            raise ValueError(f"`train_last_n_layers` must lie in [0, {n_layers}], got {train_last_n_layers}.")
+        for param in self.hubert_ecg.parameters():
+            param.requires_grad = False
+        for layer in self.hubert_ecg.encoder.layers[n_layers - train_last_n_layers :]:
+            for param in layer.parameters():
+                param.requires_grad = True
+
+    def _problem_type(self, labels: torch.Tensor) -> str:
+        if self.config.problem_type is not None:
+            return self.config.problem_type
+        if self.config.num_labels == 1:
+            return "regression"
+        if labels.dtype in (torch.long, torch.int):
+            return "single_label_classification"
+        return "multi_label_classification"
+
+    def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Loss of ``logits`` (batch, num_labels) against ``labels`` for the configured problem type."""
+        problem_type = self._problem_type(labels)
+        if problem_type == "regression":
+            if self.config.num_labels == 1:
+                return F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).view(-1))
+            return F.mse_loss(logits, labels.to(logits.dtype))
+        if problem_type == "single_label_classification":
+            weight = None
+            if self.config.class_weight is not None:
+                weight = torch.tensor(self.config.class_weight, dtype=logits.dtype, device=logits.device)
+            return F.cross_entropy(logits.view(-1, self.config.num_labels), labels.view(-1).long(), weight=weight)
+        pos_weight = None
+        if self.config.pos_weight is not None:
+            pos_weight = torch.tensor(self.config.pos_weight, dtype=logits.dtype, device=logits.device)
+        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=pos_weight)
+
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> tuple | SequenceClassifierOutput:
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.hubert_ecg(
+            input_values,
+            attention_mask=attention_mask,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        hidden_states = outputs.last_hidden_state
+        if attention_mask is None:
+            pooled = hidden_states.mean(dim=1)
+        else:
+            mask = self.frame_mask(attention_mask, hidden_states.shape[1]).unsqueeze(-1).to(hidden_states.dtype)
+            pooled = (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        logits = self.classifier(self.dropout(pooled))
+
+        loss = self.compute_loss(logits, labels) if labels is not None else None
+        if not return_dict:
+            output = (logits, outputs.hidden_states, outputs.attentions)
+            output = tuple(o for o in output if o is not None)
+            return ((loss,) + output) if loss is not None else output
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+@dataclass
+class HuBERTECGForPreTrainingOutput(ModelOutput):
+    r"""Output of :class:`HuBERTECGForPreTraining`.
+
+    Args:
+        loss: scalar, cross-entropy over masked frames summed over codebooks (when ``labels`` are given).
+        logits: tuple with one (batch, frames, vocab_sizes[i]) tensor per codebook: cosine similarity between the
+            projected frame and every codeword, divided by ``config.logit_temperature``.
+        mask_time_indices: bool (batch, frames), the frames that were masked (None when nothing was masked).
+        last_hidden_state: (batch, frames, hidden_size).
+        hidden_states, attentions: as in ``BaseModelOutput`` when asked.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: tuple[torch.FloatTensor, ...] | None = None
+    mask_time_indices: torch.BoolTensor | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+class HuBERTECGForPreTraining(HuBERTECGPreTrainedModel):
+    r"""HuBERT-ECG masked prediction of cluster targets, with the released heads.
+
+    For each codebook ``i`` the frames are projected by ``final_proj[i]`` (hidden_size -> classifier_proj_size)
+    and compared with the codewords ``label_embedding[i].weight`` (vocab_sizes[i], classifier_proj_size) by cosine
+    similarity divided by ``config.logit_temperature`` (0.1 in the release).
+
+    In training mode, with no ``mask_time_indices`` given, frames are masked with ``config.mask_time_prob``
+    (0.33), ``mask_time_length`` (1) and ``mask_time_min_masks`` (2), as released; in eval mode nothing is masked
+    unless a mask is passed.
+
+    ``forward(input_values, attention_mask=None, labels=None, mask_time_indices=None, ...)``:
+    ``labels`` are int cluster ids (batch, num_codebooks, frames), or (batch, frames) with one codebook; -100
+    marks frames to ignore. The loss is, per codebook, the mean cross-entropy over masked (valid) frames, plus
+    ``config.unmasked_loss_weight`` times the mean over unmasked frames, summed over codebooks. Without any
+    mask, all valid frames count as masked.
+    """
+
+    def __init__(self, config: HuBERTECGConfig):
+        super().__init__(config)
+        self.hubert_ecg = HuBERTECGModel(config)
+        self.final_proj = nn.ModuleList(
+            [nn.Linear(config.hidden_size, config.classifier_proj_size) for _ in config.vocab_sizes]
+        )
+        self.label_embedding = nn.ModuleList(
+            [nn.Embedding(size, config.classifier_proj_size) for size in config.vocab_sizes]
+        )
+        self.post_init()
+
+    def freeze_feature_encoder(self):
+        """Stop gradients through the convolutional feature encoder."""
+        self.hubert_ecg.feature_extractor._freeze_parameters()
+
+    def compute_mask(self, batch_size: int, num_frames: int, frame_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Random time mask with the configured probability, span length and minimum number of spans.
+
+        Returns:
+            Bool tensor (batch_size, num_frames), True where a frame is masked.
+        """
+        mask = _compute_mask_indices(
+            (batch_size, num_frames),
+            mask_prob=self.config.mask_time_prob,
+            mask_length=self.config.mask_time_length,
+            attention_mask=frame_mask,
+            min_masks=self.config.mask_time_min_masks,
+        )
+        return torch.from_numpy(np.asarray(mask, dtype=bool)).to(self.device)
+
+    def codebook_logits(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Logits (batch, frames, vocab_sizes[i]) of every codebook for hidden states (batch, frames, hidden)."""
+        logits = []
+        for proj, embedding in zip(self.final_proj, self.label_embedding):
+            projected = F.normalize(proj(hidden_states), dim=-1, eps=1e-8)
+            codewords = F.normalize(embedding.weight, dim=-1, eps=1e-8)
+            logits.append(projected @ codewords.T / self.config.logit_temperature)
+        return tuple(logits)
+
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        mask_time_indices: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> tuple | HuBERTECGForPreTrainingOutput:
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        num_frames = int(self._get_feat_extract_output_lengths(input_values.shape[-1]))
+        frame_mask = None if attention_mask is None else self.frame_mask(attention_mask, num_frames)
+        if mask_time_indices is None and self.training and self.config.mask_time_prob > 0:
+            mask_time_indices = self.compute_mask(input_values.shape[0], num_frames, frame_mask)
+
+        outputs = self.hubert_ecg(
+            input_values,
+            attention_mask=attention_mask,
+            mask_time_indices=mask_time_indices,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.codebook_logits(outputs.last_hidden_state)
+
+        loss = None
+        if labels is not None:
+            loss = self.compute_loss(logits, labels, mask_time_indices, frame_mask)
+
+        if not return_dict:
+            output = (logits, mask_time_indices, outputs.last_hidden_state, outputs.hidden_states, outputs.attentions)
+            return ((loss,) + output) if loss is not None else output
+        return HuBERTECGForPreTrainingOutput(
+            loss=loss,
+            logits=logits,
+            mask_time_indices=mask_time_indices,
+            last_hidden_state=outputs.last_hidden_state,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+    def compute_loss(
+        self,
+        logits: tuple[torch.Tensor, ...],
+        labels: torch.Tensor,
+        mask_time_indices: torch.Tensor | None = None,
+        frame_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Masked-prediction loss; see the class docstring.
+
+        Raises:
+            ValueError: if ``labels`` do not have shape (batch, num_codebooks, frames) (or (batch, frames) for one
+                codebook).
+        """
+        if labels.dim() == 2:
+            labels = labels.unsqueeze(1)
+        batch, frames = logits[0].shape[:2]
+        if labels.shape != (batch, len(logits), frames):
+            raise ValueError(
+                f"`labels` must have shape (batch, num_codebooks, frames) = {(batch, len(logits), frames)}, "
+                f"got {tuple(labels.shape)}."
+            )
+        valid = labels != -100
+        if frame_mask is not None:
+            valid = valid & frame_mask.unsqueeze(1)
+        masked = mask_time_indices if mask_time_indices is not None else torch.ones_like(valid[:, 0])
+        masked = masked.to(valid.device).bool().unsqueeze(1)
+
+        loss = logits[0].new_zeros(())
+        for i, codebook_logits in enumerate(logits):
+            per_frame = F.cross_entropy(
+                codebook_logits.transpose(1, 2), labels[:, i].clamp(min=0), reduction="none"
+            )  # (batch, frames)
+            on_masked = valid[:, i] & masked[:, 0]
+            loss = loss + (per_frame * on_masked).sum() / on_masked.sum().clamp(min=1)
+            if self.config.unmasked_loss_weight > 0:
+                on_unmasked = valid[:, i] & ~masked[:, 0]
+                loss = loss + self.config.unmasked_loss_weight * (
+                    (per_frame * on_unmasked).sum() / on_unmasked.sum().clamp(min=1)
+                )
+        return loss
+
+
+__all__ = [
+    "HuBERTECGPreTrainedModel",
+    "HuBERTECGModel",
+    "HuBERTECGForSequenceClassification",
+    "HuBERTECGForPreTraining",
+    "HuBERTECGForPreTrainingOutput",
+]
