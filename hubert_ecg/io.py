@@ -1,0 +1,500 @@
+"""Readers that turn ECG files into an :class:`ECGRecord` (signal in mV, sampling rate in Hz, lead names).
+
+Supported sources:
+
+* WFDB records (``.hea`` + ``.dat``/other signal files), through ``wfdb``; name them without extension (as
+  ``wfdb`` does), or by their ``.hea`` or ``.dat`` path.
+* PhysioNet/Computing in Cardiology challenge records (``.mat`` holding ``val`` in ADC units + a WFDB ``.hea``
+  with gains and baselines); name them without extension, by ``.hea`` or by ``.mat``.
+* NumPy ``.npy`` / ``.npz`` arrays (the format of the original HuBERT-ECG release); the sampling rate and lead
+  names come from the caller (or, for ``.npz``, from ``sampling_rate`` / ``fs`` and ``lead_names`` entries).
+* EDF/BDF through the optional ``pyedflib`` package and HDF5 through the optional ``h5py`` package.
+
+This module is the lowest layer of the package and imports nothing from it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["STANDARD_LEADS", "ECGRecord", "read_ecg"]
+
+#: The 12 standard leads in the order the released HuBERT-ECG weights expect them
+#: (medRxiv doi 10.1101/2024.11.14.24317328, and the released preprocessing script).
+STANDARD_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+
+_NUMPY_EXTENSIONS = (".npy", ".npz")
+_WFDB_SIGNAL_EXTENSIONS = (".dat",)
+_EDF_EXTENSIONS = (".edf", ".bdf")
+_HDF5_EXTENSIONS = (".h5", ".hdf5", ".hdf")
+_UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3, "nu": 1.0, "": 1.0}
+
+
+@dataclass
+class ECGRecord:
+    """One ECG recording.
+
+    Attributes:
+        signal: float32 array of shape ``(leads, samples)``, in millivolts. Missing samples may be NaN.
+        sampling_rate: samples per second of ``signal``, in Hz.
+        lead_names: one name per row of ``signal``, spelled as the source spells them (``"AVR"``, ``"aVR"``,
+            ``"avr"``, ``"MLII"``, ...).
+        metadata: at least ``age`` (float years or None), ``sex`` (``"M"``, ``"F"`` or None) and ``diagnoses``
+            (list of str, e.g. SNOMED-CT codes from a challenge header's ``# Dx:`` line); readers add more
+            (``comments``, ``units``, ``source_format``, ...).
+        record_name: the record's name (file stem) where known.
+    """
+
+    signal: np.ndarray
+    sampling_rate: float
+    lead_names: list[str]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    record_name: str | None = None
+
+    def __post_init__(self):
+        signal = np.asarray(self.signal)
+        if signal.ndim != 2:
+            raise ValueError(
+                f"ECGRecord.signal must have shape (leads, samples), got an array with {signal.ndim} dimensions"
+            )
+        if not (np.issubdtype(signal.dtype, np.number) or signal.dtype == bool) or np.iscomplexobj(signal):
+            raise ValueError(f"ECGRecord.signal must be real numbers (mV), got dtype {signal.dtype}")
+        self.signal = signal.astype(np.float32, copy=False)
+        rate = _check_rate(self.sampling_rate, "ECGRecord.sampling_rate")
+        self.sampling_rate = rate
+        self.lead_names = [str(name) for name in self.lead_names]
+        if len(self.lead_names) != self.signal.shape[0]:
+            raise ValueError(
+                f"ECGRecord has {self.signal.shape[0]} leads (rows of signal) but {len(self.lead_names)} lead names"
+            )
+        self.metadata = dict(self.metadata or {})
+        for key, default in (("age", None), ("sex", None), ("diagnoses", [])):
+            self.metadata.setdefault(key, default)
+
+    @property
+    def duration(self) -> float:
+        """Length of the recording in seconds (``samples / sampling_rate``)."""
+        return self.signal.shape[1] / self.sampling_rate
+
+    @property
+    def num_leads(self) -> int:
+        """Number of leads (rows of ``signal``)."""
+        return self.signal.shape[0]
+
+    def __repr__(self) -> str:
+        return (
+            f"ECGRecord(record_name={self.record_name!r}, leads={self.lead_names}, "
+            f"sampling_rate={self.sampling_rate:g} Hz, samples={self.signal.shape[1]}, duration={self.duration:g} s)"
+        )
+
+
+def _check_rate(rate, name: str) -> float:
+    try:
+        value = float(rate)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive number of Hz, got {rate!r}") from None
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive number of Hz, got {rate!r}")
+    return value
+
+
+# --------------------------------------------------------------------------------------------------------------
+# metadata from header comments
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _parse_age(value: str | None) -> float | None:
+    if value is None:
+        return None
+    match = re.search(r"\d+(\.\d+)?", str(value))
+    if match is None:
+        return None
+    return float(match.group(0))
+
+
+def _parse_sex(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = str(value).strip().lower()
+    if value in ("m", "male", "man"):
+        return "M"
+    if value in ("f", "female", "woman"):
+        return "F"
+    return None
+
+
+def _parse_comments(comments: Sequence[str]) -> dict[str, Any]:
+    """Metadata from WFDB header comments.
+
+    Understands ``Key: value`` lines (challenge headers: ``Age``, ``Sex``, ``Dx``; PTB: ``age``, ``sex``,
+    ``Reason for admission``) and the MIT-BIH style ``<age> <sex> ...`` line.
+    """
+    fields: dict[str, str] = {}
+    age = sex = None
+    diagnoses: list[str] = []
+    for line in comments:
+        line = line.strip()
+        if not line:
+            continue
+        if ":" in line:
+            key, _, value = line.partition(":")
+            key, value = key.strip(), value.strip()
+            fields[key] = value
+            lower = key.lower()
+            if lower == "age" and age is None:
+                age = _parse_age(value)
+            elif lower == "sex" and sex is None:
+                sex = _parse_sex(value)
+            elif lower in ("dx", "diagnosis", "diagnoses"):
+                diagnoses.extend(code.strip() for code in value.split(",") if code.strip())
+            elif lower == "reason for admission" and value and value.lower() not in ("n/a", "unknown"):
+                diagnoses.append(value)
+        else:
+            # MIT-BIH: "69 M 1085 1629 x1" -> age, sex
+            match = re.match(r"^(\d+(?:\.\d+)?)\s+([MFmf])\b", line)
+            if match and age is None and sex is None:
+                age, sex = float(match.group(1)), match.group(2).upper()
+    return {"age": age, "sex": sex, "diagnoses": diagnoses, "comments": list(comments), "header_fields": fields}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# path resolution
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _resolve(path: Path) -> tuple[str, Path]:
+    """Return (kind, path) where kind is 'header' (path = record base without extension), 'numpy', 'edf', 'hdf5'."""
+    suffix = path.suffix.lower()
+    if suffix in _NUMPY_EXTENSIONS:
+        kind = "numpy"
+    elif suffix in _EDF_EXTENSIONS:
+        kind = "edf"
+    elif suffix in _HDF5_EXTENSIONS:
+        kind = "hdf5"
+    elif suffix in (".hea", ".mat") or suffix in _WFDB_SIGNAL_EXTENSIONS:
+        base = path.with_suffix("")
+        if not path.is_file():
+            raise ValueError(f"ECG file not found: {str(path)!r}")
+        if not Path(str(base) + ".hea").is_file():
+            raise ValueError(
+                f"{str(path)!r} has no WFDB header next to it: expected {str(base) + '.hea'!r} "
+                "(WFDB and challenge .mat records need their .hea file for gains, baselines and the sampling rate)"
+            )
+        return "header", base
+    elif Path(str(path) + ".hea").is_file():
+        # a record named the way wfdb names it: without extension (the name may itself contain dots)
+        return "header", path
+    elif path.is_file():
+        raise ValueError(
+            f"unknown ECG file extension {path.suffix!r} for {str(path)!r}: expected a WFDB record (name, .hea "
+            "or .dat), a challenge record (.mat + .hea), .npy, .npz, .edf/.bdf (pyedflib) or .h5/.hdf5 (h5py)"
+        )
+    else:
+        raise ValueError(
+            f"ECG file not found: {str(path)!r} (tried the path itself and {str(path) + '.hea'!r} for a WFDB record)"
+        )
+    if not path.is_file():
+        raise ValueError(f"ECG file not found: {str(path)!r}")
+    return kind, path
+
+
+def read_ecg(path: str | os.PathLike, sampling_rate: float | None = None, lead_names: Sequence[str] | None = None) -> ECGRecord:
+    """Read one ECG file into an :class:`ECGRecord` (float32 ``(leads, samples)`` in mV).
+
+    Args:
+        path: a WFDB record (name without extension as ``wfdb`` takes it, or its ``.hea`` / ``.dat`` path), a
+            PhysioNet challenge record (name, ``.hea`` or ``.mat``), a ``.npy`` / ``.npz`` array in mV of shape
+            ``(leads, samples)`` (``(samples, leads)`` is transposed when only that reading fits the lead count),
+            an ``.edf``/``.bdf`` file (needs ``pip install pyedflib``) or an ``.h5``/``.hdf5`` file (needs
+            ``pip install h5py``; dataset ``signal``/``ecg``/``data`` or the only dataset, rate from the
+            ``sampling_rate``/``fs`` attribute).
+        sampling_rate: rate in Hz; required for ``.npy`` files (and files that do not store it). For files that
+            store a rate it must agree with the stored one.
+        lead_names: one name per lead. Defaults to the names stored in the file, or to :data:`STANDARD_LEADS`
+            for 12-lead arrays without names. For files that store names, the given names replace them.
+
+    Returns:
+        ECGRecord with ``metadata`` holding ``age`` (float or None), ``sex`` ("M"/"F"/None), ``diagnoses``
+        (list of str; SNOMED-CT codes from ``# Dx:`` for challenge records; empty for PTB-XL WFDB headers),
+        ``source_format`` and, for WFDB/challenge headers, ``comments``, ``header_fields`` and ``units``.
+
+    Raises:
+        ValueError: naming the file, when it is missing, unreadable or corrupt, when the header does not match
+            the signal (lead count or length), for an unknown extension, when a required sampling rate is missing
+            or disagrees with the file, or when ``lead_names`` does not match the number of leads.
+        ImportError: for EDF or HDF5 files when the optional reader package is not installed (names it).
+    """
+    path = Path(os.fspath(path)).expanduser()
+    kind, resolved = _resolve(path)
+    if sampling_rate is not None:
+        sampling_rate = _check_rate(sampling_rate, f"sampling_rate for {str(path)!r}")
+    if kind == "header":
+        record = _read_header_record(resolved, path)
+    elif kind == "numpy":
+        record = _read_numpy(resolved, sampling_rate, lead_names)
+    elif kind == "edf":
+        record = _read_edf(resolved)
+    else:
+        record = _read_hdf5(resolved, sampling_rate)
+
+    if sampling_rate is not None and not np.isclose(sampling_rate, record.sampling_rate):
+        raise ValueError(
+            f"{str(path)!r} stores a sampling rate of {record.sampling_rate:g} Hz but sampling_rate="
+            f"{sampling_rate:g} was given; leave sampling_rate out for files that store their rate"
+        )
+    if lead_names is not None:
+        lead_names = [str(n) for n in lead_names]
+        if len(lead_names) != record.signal.shape[0]:
+            raise ValueError(
+                f"lead_names has {len(lead_names)} names but {str(path)!r} holds {record.signal.shape[0]} leads"
+            )
+        record.lead_names = lead_names
+    return record
+
+
+# --------------------------------------------------------------------------------------------------------------
+# WFDB and challenge .mat
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _units_to_mv(units: Sequence[str | None], path: Path) -> np.ndarray:
+    factors = []
+    for unit in units:
+        key = (unit or "").strip().lower()
+        if key not in _UNIT_TO_MV:
+            raise ValueError(f"{str(path)!r}: cannot convert signal units {unit!r} to mV (expected mV, uV or V)")
+        factors.append(_UNIT_TO_MV[key])
+    return np.asarray(factors, dtype=np.float64)
+
+
+def _read_header_record(base: Path, given: Path) -> ECGRecord:
+    try:
+        import wfdb
+    except ImportError as err:  # pragma: no cover - wfdb is a hard dependency
+        raise ImportError("reading WFDB records needs the 'wfdb' package: pip install wfdb") from err
+
+    try:
+        header = wfdb.rdheader(str(base))
+    except Exception as err:
+        raise ValueError(f"cannot read the WFDB header {str(base) + '.hea'!r}: {err}") from None
+    file_names = list(header.file_name or [])
+    if not file_names or header.n_sig in (None, 0):
+        raise ValueError(f"WFDB header {str(base) + '.hea'!r} lists no signals")
+    fs = _check_rate(header.fs, f"sampling frequency in {str(base) + '.hea'!r}")
+    if all(name.lower().endswith(".mat") for name in file_names):
+        signal, units = _read_challenge_mat(base, header)
+        source_format = "challenge_mat"
+    else:
+        try:
+            rec = wfdb.rdrecord(str(base), physical=True)
+        except Exception as err:
+            raise ValueError(
+                f"cannot read WFDB record {str(base)!r} (given as {str(given)!r}): {type(err).__name__}: {err}"
+            ) from None
+        signal = rec.p_signal
+        if signal is None or signal.ndim != 2:
+            raise ValueError(f"WFDB record {str(base)!r} holds no signal")
+        if header.sig_len is not None and signal.shape[0] != header.sig_len:
+            raise ValueError(
+                f"WFDB record {str(base)!r}: header says {header.sig_len} samples but the signal file holds "
+                f"{signal.shape[0]}"
+            )
+        signal = signal.T
+        units = list(rec.units or ["mV"] * signal.shape[0])
+        source_format = "wfdb"
+    if signal.shape[0] != header.n_sig:
+        raise ValueError(
+            f"{str(base)!r}: header lists {header.n_sig} signals but the signal file holds {signal.shape[0]} leads"
+        )
+    factors = _units_to_mv(units, base)
+    signal = (signal * factors[:, None]).astype(np.float32)
+    metadata = _parse_comments(header.comments or [])
+    metadata.update(source_format=source_format, units=list(units), path=str(given))
+    names = [str(n) for n in (header.sig_name or [f"lead{i}" for i in range(signal.shape[0])])]
+    return ECGRecord(signal=signal, sampling_rate=fs, lead_names=names, metadata=metadata, record_name=header.record_name)
+
+
+def _read_challenge_mat(base: Path, header) -> tuple[np.ndarray, list[str]]:
+    from scipy.io import loadmat
+
+    mat_path = base.parent / header.file_name[0]
+    if not mat_path.is_file():
+        raise ValueError(f"challenge record {str(base)!r}: signal file {str(mat_path)!r} not found")
+    try:
+        content = loadmat(str(mat_path))
+    except Exception as err:
+        raise ValueError(f"cannot read the challenge .mat file {str(mat_path)!r}: {type(err).__name__}: {err}") from None
+    if "val" not in content:
+        keys = sorted(k for k in content if not k.startswith("__"))
+        raise ValueError(f"challenge .mat file {str(mat_path)!r} has no 'val' array (found {keys})")
+    val = np.asarray(content["val"])
+    if val.ndim != 2 or not np.issubdtype(val.dtype, np.number):
+        raise ValueError(f"challenge .mat file {str(mat_path)!r}: 'val' must be a 2-D numeric array, got {val.shape}")
+    n_sig, sig_len = header.n_sig, header.sig_len
+    if val.shape[0] != n_sig and val.shape[1] == n_sig and val.shape[0] != val.shape[1]:
+        val = val.T
+    if val.shape[0] != n_sig or (sig_len is not None and val.shape[1] != sig_len):
+        raise ValueError(
+            f"challenge record {str(base)!r}: header {str(base) + '.hea'!r} describes {n_sig} leads x {sig_len} "
+            f"samples but {str(mat_path)!r} holds 'val' of shape {val.shape}"
+        )
+    gains = np.asarray([g if g else 200.0 for g in (header.adc_gain or [200.0] * n_sig)], dtype=np.float64)
+    baselines = np.asarray(header.baseline or [0] * n_sig, dtype=np.float64)
+    if np.any(gains == 0):
+        raise ValueError(f"challenge record {str(base)!r}: zero ADC gain in the header")
+    signal = (val.astype(np.float64) - baselines[:, None]) / gains[:, None]
+    units = [u or "mV" for u in (header.units or ["mV"] * n_sig)]
+    return signal, units
+
+
+# --------------------------------------------------------------------------------------------------------------
+# numpy, EDF, HDF5
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _orient(array: np.ndarray, n_names: int | None, path: Path) -> np.ndarray:
+    if array.ndim != 2:
+        raise ValueError(f"{str(path)!r}: expected an array of shape (leads, samples), got shape {array.shape}")
+    expected = n_names if n_names is not None else len(STANDARD_LEADS)
+    if array.shape[0] != expected and array.shape[1] == expected:
+        array = array.T
+    return array
+
+
+def _read_numpy(path: Path, sampling_rate: float | None, lead_names: Sequence[str] | None) -> ECGRecord:
+    stored_rate = stored_names = None
+    try:
+        loaded = np.load(str(path), allow_pickle=False)
+    except Exception as err:
+        raise ValueError(f"cannot read the numpy file {str(path)!r}: {type(err).__name__}: {err}") from None
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        with loaded:
+            keys = list(loaded.files)
+            key = next((k for k in ("signal", "ecg", "val", "data", "x") if k in keys), None)
+            array_keys = [k for k in keys if loaded[k].ndim >= 2]
+            if key is None and len(array_keys) == 1:
+                key = array_keys[0]
+            if key is None:
+                raise ValueError(
+                    f"{str(path)!r}: cannot tell which array is the ECG among {keys}; expected a key 'signal' "
+                    "(or 'ecg', 'val', 'data') or a single 2-D array"
+                )
+            array = loaded[key]
+            for rate_key in ("sampling_rate", "fs"):
+                if rate_key in keys:
+                    stored_rate = float(loaded[rate_key])
+            if "lead_names" in keys:
+                stored_names = [str(n) for n in loaded["lead_names"].tolist()]
+    else:
+        array = loaded
+    if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+        raise ValueError(f"{str(path)!r}: expected a real numeric array in mV, got dtype {array.dtype}")
+    names = list(lead_names) if lead_names is not None else stored_names
+    array = _orient(array, len(names) if names is not None else None, path)
+    rate = sampling_rate if sampling_rate is not None else stored_rate
+    if rate is None:
+        raise ValueError(
+            f"{str(path)!r}: numpy files do not store a sampling rate; pass sampling_rate= (Hz) to read_ecg"
+        )
+    if names is None:
+        if array.shape[0] != len(STANDARD_LEADS):
+            raise ValueError(
+                f"{str(path)!r} holds {array.shape[0]} leads; pass lead_names= (one name per lead) to read_ecg"
+            )
+        names = list(STANDARD_LEADS)
+    if len(names) != array.shape[0]:
+        raise ValueError(f"lead_names has {len(names)} names but {str(path)!r} holds {array.shape[0]} leads")
+    return ECGRecord(
+        signal=array.astype(np.float32),
+        sampling_rate=rate,
+        lead_names=[str(n) for n in names],
+        metadata={"source_format": path.suffix.lower().lstrip("."), "path": str(path)},
+        record_name=path.stem,
+    )
+
+
+def _read_edf(path: Path) -> ECGRecord:
+    try:
+        import pyedflib
+    except ImportError as err:
+        raise ImportError(
+            f"reading EDF/BDF files such as {str(path)!r} needs the optional 'pyedflib' package: pip install pyedflib"
+        ) from err
+    try:
+        with pyedflib.EdfReader(str(path)) as reader:
+            n = reader.signals_in_file
+            rates = [float(reader.getSampleFrequency(i)) for i in range(n)]
+            labels = [reader.getLabel(i).strip() for i in range(n)]
+            units = [reader.getPhysicalDimension(i).strip() for i in range(n)]
+            signals = [reader.readSignal(i) for i in range(n)]
+            header = reader.getHeader()
+    except Exception as err:
+        raise ValueError(f"cannot read the EDF file {str(path)!r}: {type(err).__name__}: {err}") from None
+    if n == 0:
+        raise ValueError(f"EDF file {str(path)!r} holds no signals")
+    if len(set(rates)) != 1 or len({len(s) for s in signals}) != 1:
+        raise ValueError(f"EDF file {str(path)!r}: signals have different sampling rates {sorted(set(rates))}")
+    factors = _units_to_mv(units, path)
+    signal = np.stack(signals).astype(np.float64) * factors[:, None]
+    metadata = {
+        "age": None,
+        "sex": _parse_sex(header.get("sex") or header.get("gender")),
+        "diagnoses": [],
+        "units": units,
+        "source_format": "edf",
+        "path": str(path),
+    }
+    return ECGRecord(signal=signal.astype(np.float32), sampling_rate=rates[0], lead_names=labels, metadata=metadata, record_name=path.stem)
+
+
+def _read_hdf5(path: Path, sampling_rate: float | None) -> ECGRecord:
+    try:
+        import h5py
+    except ImportError as err:
+        raise ImportError(
+            f"reading HDF5 files such as {str(path)!r} needs the optional 'h5py' package: pip install h5py"
+        ) from err
+    try:
+        with h5py.File(str(path), "r") as handle:
+            datasets = {k: v for k, v in handle.items() if isinstance(v, h5py.Dataset)}
+            key = next((k for k in ("signal", "ecg", "data", "tracings") if k in datasets), None)
+            if key is None and len(datasets) == 1:
+                key = next(iter(datasets))
+            if key is None:
+                raise ValueError(
+                    f"{str(path)!r}: cannot tell which dataset is the ECG among {sorted(datasets)}; expected "
+                    "'signal' (or 'ecg', 'data') or a single dataset"
+                )
+            dataset = datasets[key]
+            array = np.asarray(dataset[()])
+            attrs = dict(dataset.attrs) | dict(handle.attrs)
+    except ValueError:
+        raise
+    except Exception as err:
+        raise ValueError(f"cannot read the HDF5 file {str(path)!r}: {type(err).__name__}: {err}") from None
+    names = attrs.get("lead_names")
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in names] if names is not None else None
+    stored_rate = attrs.get("sampling_rate", attrs.get("fs"))
+    rate = sampling_rate if sampling_rate is not None else stored_rate
+    if rate is None:
+        raise ValueError(f"{str(path)!r} stores no 'sampling_rate' attribute; pass sampling_rate= (Hz) to read_ecg")
+    if not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f"{str(path)!r}: expected a numeric dataset in mV, got dtype {array.dtype}")
+    array = _orient(array, len(names) if names is not None else None, path)
+    if names is None:
+        if array.shape[0] != len(STANDARD_LEADS):
+            raise ValueError(f"{str(path)!r} holds {array.shape[0]} leads and no 'lead_names' attribute; pass lead_names=")
+        names = list(STANDARD_LEADS)
+    return ECGRecord(
+        signal=array.astype(np.float32),
+        sampling_rate=float(rate),
+        lead_names=names,
+        metadata={"source_format": "hdf5", "path": str(path)},
+        record_name=path.stem,
+    )
