@@ -15,7 +15,10 @@ This module imports only torch, transformers and ``.configuration`` so that ``sa
 the weights as remote code (``trust_remote_code=True`` then loads a directory without this package).
 """
 
+import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,6 +29,7 @@ from transformers.modeling_outputs import ModelOutput, SequenceClassifierOutput
 from transformers.models.hubert.modeling_hubert import HubertModel, HubertPreTrainedModel, _compute_mask_indices
 
 from .configuration import HuBERTECGConfig
+from .model_card import CARD_MARKER, create_model_card
 
 
 class HuBERTECGPreTrainedModel(HubertPreTrainedModel):
@@ -43,6 +47,57 @@ class HuBERTECGPreTrainedModel(HubertPreTrainedModel):
         if isinstance(module, HuBERTECGForSequenceClassification):
             init.normal_(module.classifier.weight, mean=0.0, std=self.config.initializer_range)
             init.zeros_(module.classifier.bias)
+
+    @property
+    def card_data(self) -> dict:
+        """What the model card says beyond the config: ``license``, ``base_model``, ``datasets``, ``metrics``
+        (name -> value), ``command``, ``notes``, ``tags``, ``title``. Set by the training commands."""
+        if not hasattr(self, "_card_data"):
+            self._card_data = {}
+        return self._card_data
+
+    @card_data.setter
+    def card_data(self, value: dict):
+        self._card_data = dict(value)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs):
+        """``PreTrainedModel.save_pretrained`` (safetensors, config, the model code for ``trust_remote_code``) plus
+        a model card ``README.md``; a README that this package did not write is left untouched."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        readme = Path(save_directory) / "README.md"
+        if not readme.exists() or CARD_MARKER in readme.read_text(encoding="utf-8", errors="ignore"):
+            create_model_card(self).save(readme)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str | None = None,
+        private: bool | None = None,
+        token: bool | str | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        max_shard_size: int | str | None = "50GB",
+        **kwargs,
+    ) -> str:
+        """Upload safetensors weights, config, model code and the model card to ``repo_id`` on the Hub.
+
+        Returns:
+            The commit info of the upload (``huggingface_hub.CommitInfo``).
+        """
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        with tempfile.TemporaryDirectory() as tmp_dir:
+            self.save_pretrained(tmp_dir, max_shard_size=max_shard_size)
+            return api.upload_folder(
+                repo_id=repo_id,
+                folder_path=tmp_dir,
+                commit_message=commit_message or f"Upload {type(self).__name__}",
+                revision=revision,
+                create_pr=create_pr,
+            )
 
     def frame_mask(self, attention_mask: torch.Tensor, num_frames: int) -> torch.Tensor:
         """Frame-level mask from a sample-level ``attention_mask``.
@@ -75,7 +130,7 @@ class HuBERTECGModel(HuBERTECGPreTrainedModel, HubertModel):
     """
 
     # Checkpoints of the release store their heads next to the backbone: loading only the backbone is fine.
-    _keys_to_ignore_on_load_unexpected = [r"^final_proj\.", r"^label_embedding\."]
+    _keys_to_ignore_on_load_unexpected = [r"^final_proj\.", r"^label_embedding\.", r"^classifier\."]
 
 
 class HuBERTECGForSequenceClassification(HuBERTECGPreTrainedModel):
