@@ -1,0 +1,483 @@
+"""Labelled ECG data sets for fine-tuning and evaluation: manifests -> ``datasets.Dataset``.
+
+Two sources:
+
+* a CSV manifest in the original release's format: a ``filename`` column (paths relative to a data directory, in
+  any format :func:`hubert_ecg.io.read_ecg` reads), optional ``age`` and ``sex`` columns, then the label columns:
+  several 0/1 columns for multi-label classification, one integer column (class index) for multi-class
+  classification, or one float column for regression (:func:`load_manifest`);
+* PTB-XL metadata, ``ptbxl_database.csv`` and ``scp_statements.csv``, for the label sets of the PTB-XL benchmark
+  (Strodthoff et al., IEEE JBHI 2021): ``all``, ``diagnostic``, ``subdiagnostic``, ``superdiagnostic``, ``form`` and
+  ``rhythm``, split by ``strat_fold`` (1-8 train, 9 validation, 10 test) (:func:`load_ptbxl`).
+
+Every record is read once and stored as raw signal: ``signal`` is an ``Array2D`` float32 of shape
+``(12, max_samples)`` in mV with the leads in the order of :data:`hubert_ecg.io.STANDARD_LEADS` (records shorter
+than the longest are right-padded with zeros; ``num_samples`` holds the true length), with ``sampling_rate`` (Hz),
+``record_name`` and ``labels``. Preprocessing runs on the fly with :func:`with_preprocessing`, which gives each
+training example a random, time-aligned 5 s window (the same start for all leads) every time it is drawn.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from datasets import Array2D, Dataset, Features, Sequence as HFSequence, Value
+from transformers.utils import logging
+
+from ..io import STANDARD_LEADS, read_ecg
+from ..processing import normalize_lead_name
+
+logger = logging.get_logger(__name__)
+
+PTBXL_LABEL_SETS = ("all", "diagnostic", "subdiagnostic", "superdiagnostic", "form", "rhythm")
+# The five superclasses in the order used throughout the package (PTB-XL, Wagner et al. 2020).
+SUPERDIAGNOSTIC = ("NORM", "MI", "STTC", "CD", "HYP")
+PTBXL_SPLITS = {"train": tuple(range(1, 9)), "validation": (9,), "test": (10,)}
+PROBLEM_TYPES = ("multi_label_classification", "single_label_classification", "regression")
+_META_COLUMNS = ("filename", "age", "sex")
+
+
+@dataclass
+class LabelledRecords:
+    """A list of labelled ECG files before they are read.
+
+    Attributes:
+        paths: one path per record (as :func:`~hubert_ecg.io.read_ecg` takes it).
+        labels: float32 ``(records, num_labels)`` multi-hot for multi-label, int64 ``(records,)`` class indices for
+            single-label, float32 ``(records,)`` (one target) or ``(records, num_labels)`` for regression.
+        label_names: one name per label (per class for single-label).
+        problem_type: one of :data:`PROBLEM_TYPES`.
+        folds: PTB-XL ``strat_fold`` per record, or None.
+    """
+
+    paths: list[str]
+    labels: np.ndarray
+    label_names: list[str]
+    problem_type: str
+    folds: np.ndarray | None = None
+
+    def select(self, mask: np.ndarray) -> "LabelledRecords":
+        """The records where the bool ``mask`` (records,) is True."""
+        index = np.flatnonzero(mask)
+        return LabelledRecords(
+            [self.paths[i] for i in index], self.labels[index], list(self.label_names), self.problem_type,
+            None if self.folds is None else self.folds[index],
+        )
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+@dataclass
+class Skipped:
+    """Records that could not be used: ``(path, reason)`` pairs."""
+
+    items: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, path: str, reason: str):
+        self.items.append((str(path), reason))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def report(self) -> str:
+        """One line per skipped record, for stderr."""
+        lines = [f"skipped {len(self.items)} record(s):"]
+        lines += [f"  {path}: {reason}" for path, reason in self.items]
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# manifests
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def read_manifest(
+    csv_path: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    num_labels: int | None = None,
+    problem_type: str | None = None,
+    label_names: Sequence[str] | None = None,
+) -> LabelledRecords:
+    """Read a CSV manifest in the original release's format.
+
+    Columns: ``filename`` (relative to ``data_dir``, default the CSV's folder; absolute paths are kept), optional
+    ``age`` and ``sex``, then the label columns. The problem type is inferred when not given: one integer column
+    -> ``single_label_classification`` (class indices 0..num_labels-1), one float column -> ``regression``,
+    several 0/1 columns -> ``multi_label_classification``.
+
+    Args:
+        csv_path: the manifest.
+        data_dir: folder the file names are relative to.
+        num_labels: expected number of labels (of classes for single-label); checked against the columns.
+        problem_type: one of :data:`PROBLEM_TYPES`, or None to infer it.
+        label_names: expected label names (e.g. a model's ``id2label``): the label columns are reordered to
+            match them; a missing name is an error.
+
+    Returns:
+        :class:`LabelledRecords`.
+
+    Raises:
+        ValueError: naming the CSV, when it is missing or unreadable, has no ``filename`` column or no label
+            columns, when the label columns do not match ``num_labels`` / ``label_names``, when multi-hot labels
+            are not 0/1, when class indices are out of range, or for an unknown ``problem_type``.
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise ValueError(f"manifest CSV not found: {str(csv_path)!r}")
+    try:
+        frame = pd.read_csv(csv_path)
+    except Exception as err:  # pandas raises many types
+        raise ValueError(f"cannot read the manifest CSV {str(csv_path)!r}: {type(err).__name__}: {err}") from None
+    if "filename" not in frame.columns:
+        raise ValueError(f"manifest {str(csv_path)!r} has no 'filename' column (columns: {list(frame.columns)})")
+    if problem_type is not None and problem_type not in PROBLEM_TYPES:
+        raise ValueError(f"problem_type must be one of {PROBLEM_TYPES}, got {problem_type!r}")
+    columns = [c for c in frame.columns if c not in _META_COLUMNS and not str(c).startswith("Unnamed:")]
+    if not columns:
+        raise ValueError(f"manifest {str(csv_path)!r} has no label columns after filename/age/sex")
+    if label_names is not None and problem_type != "single_label_classification" and len(columns) > 1:
+        missing = [name for name in label_names if name not in columns]
+        if missing:
+            raise ValueError(
+                f"manifest {str(csv_path)!r}: label columns {columns} do not include the model's labels {missing}"
+            )
+        columns = list(label_names)
+    values = frame[columns]
+    if problem_type is None:
+        if len(columns) > 1:
+            problem_type = "multi_label_classification"
+        elif pd.api.types.is_integer_dtype(values[columns[0]]):
+            problem_type = "single_label_classification"
+        else:
+            problem_type = "regression"
+    if values.isna().any().any():
+        raise ValueError(f"manifest {str(csv_path)!r} has empty label cells in columns {columns}")
+
+    if problem_type == "single_label_classification":
+        if len(columns) != 1:
+            raise ValueError(
+                f"manifest {str(csv_path)!r}: multi-class labels need one integer column, found {len(columns)}: {columns}"
+            )
+        labels = values[columns[0]].to_numpy()
+        if not np.all(np.equal(np.mod(labels, 1), 0)):
+            raise ValueError(f"manifest {str(csv_path)!r}: column {columns[0]!r} must hold integer class indices")
+        labels = labels.astype(np.int64)
+        n = num_labels if num_labels is not None else (len(label_names) if label_names else int(labels.max()) + 1)
+        if labels.min() < 0 or labels.max() >= n:
+            raise ValueError(
+                f"manifest {str(csv_path)!r}: class indices in {columns[0]!r} must lie in [0, {n - 1}] for "
+                f"num_labels={n}, found [{labels.min()}, {labels.max()}]"
+            )
+        names = list(label_names) if label_names else [str(i) for i in range(n)]
+    else:
+        labels = values.to_numpy(dtype=np.float32)
+        if problem_type == "multi_label_classification" and not np.isin(labels, (0.0, 1.0)).all():
+            raise ValueError(f"manifest {str(csv_path)!r}: multi-label columns {columns} must hold 0 or 1")
+        if num_labels is not None and labels.shape[1] != num_labels:
+            raise ValueError(
+                f"manifest {str(csv_path)!r} has {labels.shape[1]} label column(s) {columns} but num_labels="
+                f"{num_labels}"
+            )
+        if problem_type == "regression" and labels.shape[1] == 1:
+            labels = labels[:, 0]
+        names = [str(c) for c in columns]
+    base = Path(data_dir) if data_dir is not None else csv_path.parent
+    paths = [str(f) if Path(str(f)).is_absolute() else str(base / str(f)) for f in frame["filename"]]
+    return LabelledRecords(paths, labels, names, problem_type)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# PTB-XL
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def read_ptbxl(
+    ptbxl_dir: str | os.PathLike,
+    label_set: str = "superdiagnostic",
+    sampling_rate: int = 100,
+    drop_unlabelled: bool = True,
+    require_files: bool = True,
+) -> LabelledRecords:
+    """Multi-label PTB-XL labels from ``ptbxl_database.csv`` and ``scp_statements.csv``.
+
+    Label sets as in the PTB-XL benchmark: ``all`` (every SCP statement), ``diagnostic`` (statements with
+    ``diagnostic == 1``), ``subdiagnostic`` / ``superdiagnostic`` (their ``diagnostic_subclass`` /
+    ``diagnostic_class``; superdiagnostic in the order NORM, MI, STTC, CD, HYP), ``form`` and ``rhythm``
+    (statements with ``form == 1`` / ``rhythm == 1``). A statement counts whatever its likelihood in ``scp_codes``.
+
+    Args:
+        ptbxl_dir: folder holding the two CSV files and ``records100/`` and/or ``records500/``.
+        label_set: one of :data:`PTBXL_LABEL_SETS`.
+        sampling_rate: 100 (``filename_lr``) or 500 (``filename_hr``) Hz.
+        drop_unlabelled: drop records without any label of the set (12 of the 434 shared records for
+            superdiagnostic).
+        require_files: keep only records whose ``.hea`` file exists (the shared copy holds a subset).
+
+    Returns:
+        :class:`LabelledRecords` with ``folds`` (``strat_fold``) and labels float32 ``(records, num_labels)``.
+
+    Raises:
+        ValueError: for a missing folder or CSV, an unknown ``label_set`` or ``sampling_rate``.
+    """
+    ptbxl_dir = Path(ptbxl_dir)
+    if label_set not in PTBXL_LABEL_SETS:
+        raise ValueError(f"label_set must be one of {PTBXL_LABEL_SETS}, got {label_set!r}")
+    if sampling_rate not in (100, 500):
+        raise ValueError(f"PTB-XL sampling_rate must be 100 or 500 Hz, got {sampling_rate!r}")
+    database, statements = ptbxl_dir / "ptbxl_database.csv", ptbxl_dir / "scp_statements.csv"
+    for path in (database, statements):
+        if not path.is_file():
+            raise ValueError(f"PTB-XL metadata not found: {str(path)!r} (expected in ptbxl_dir={str(ptbxl_dir)!r})")
+    frame = pd.read_csv(database, index_col="ecg_id")
+    scp = pd.read_csv(statements, index_col=0)
+
+    if label_set == "all":
+        mapping = {code: code for code in scp.index}
+    elif label_set == "diagnostic":
+        mapping = {code: code for code in scp.index[scp.diagnostic == 1]}
+    elif label_set == "subdiagnostic":
+        diag = scp[scp.diagnostic == 1]
+        mapping = dict(zip(diag.index, diag.diagnostic_subclass))
+    elif label_set == "superdiagnostic":
+        diag = scp[scp.diagnostic == 1]
+        mapping = dict(zip(diag.index, diag.diagnostic_class))
+    else:
+        mapping = {code: code for code in scp.index[scp[label_set] == 1]}
+    mapping = {code: str(name) for code, name in mapping.items() if isinstance(name, str) and name}
+    names = list(SUPERDIAGNOSTIC) if label_set == "superdiagnostic" else sorted(set(mapping.values()))
+    column = {name: i for i, name in enumerate(names)}
+
+    column_name = "filename_lr" if sampling_rate == 100 else "filename_hr"
+    paths, labels, folds = [], [], []
+    for _, row in frame.iterrows():
+        path = ptbxl_dir / row[column_name]
+        if require_files and not path.with_suffix(".hea").is_file():
+            continue
+        codes = ast.literal_eval(row["scp_codes"])
+        vector = np.zeros(len(names), dtype=np.float32)
+        for code in codes:
+            if code in mapping:
+                vector[column[mapping[code]]] = 1.0
+        if drop_unlabelled and not vector.any():
+            continue
+        paths.append(str(path))
+        labels.append(vector)
+        folds.append(int(row["strat_fold"]))
+    if not paths:
+        raise ValueError(f"no PTB-XL records at {sampling_rate} Hz with {label_set} labels found under {str(ptbxl_dir)!r}")
+    return LabelledRecords(paths, np.stack(labels), names, "multi_label_classification", np.asarray(folds))
+
+
+def split_by_fold(records: LabelledRecords, splits: dict[str, Sequence[int]] = PTBXL_SPLITS) -> dict[str, LabelledRecords]:
+    """Split PTB-XL records by ``strat_fold`` (default: 1-8 train, 9 validation, 10 test); empty splits are left out."""
+    if records.folds is None:
+        raise ValueError("split_by_fold needs records with folds (from read_ptbxl)")
+    out = {}
+    for name, folds in splits.items():
+        mask = np.isin(records.folds, list(folds))
+        if mask.any():
+            out[name] = records.select(mask)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# reading signals into a Dataset
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def standard_leads(signal: np.ndarray, lead_names: Sequence[str], where: str) -> np.ndarray:
+    """Reorder ``signal`` (leads, samples) to the 12 standard leads; raises ``ValueError`` naming ``where`` if any
+    standard lead is missing. Extra leads (Frank vx, vy, vz) are dropped."""
+    index = {}
+    for row, name in enumerate(lead_names):
+        std = normalize_lead_name(name)
+        if std is not None and std not in index:
+            index[std] = row
+    missing = [lead for lead in STANDARD_LEADS if lead not in index]
+    if missing:
+        raise ValueError(f"{where}: missing leads {missing} (found {list(lead_names)}); 12 standard leads are needed")
+    return signal[[index[lead] for lead in STANDARD_LEADS]]
+
+
+def build_dataset(records: LabelledRecords, on_error: str = "raise", skipped: Skipped | None = None) -> Dataset:
+    """Read every record of ``records`` into a ``datasets.Dataset``.
+
+    Columns: ``signal`` Array2D float32 ``(12, max_samples)`` in mV (standard lead order, zero-padded on the right),
+    ``num_samples`` (int, true length), ``sampling_rate`` (float, Hz), ``record_name`` (str: the path), ``labels``
+    (see :class:`LabelledRecords`). Label names and problem type are in ``dataset.info.description`` as JSON and
+    returned by :func:`label_info`.
+
+    Args:
+        records: what to read.
+        on_error: ``"raise"``: an unreadable record raises; ``"skip"``: it is left out and listed in ``skipped``.
+        skipped: collects ``(path, reason)`` of skipped records.
+
+    Raises:
+        ValueError: naming the file, for a missing or unreadable record (with ``on_error="raise"``), or when no
+            record could be read.
+    """
+    import json
+
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    skipped = skipped if skipped is not None else Skipped()
+    signals, rates, names, keep = [], [], [], []
+    for i, path in enumerate(records.paths):
+        try:
+            record = read_ecg(path)
+            signal = standard_leads(record.signal, record.lead_names, repr(path))
+            if not np.isfinite(signal).any():
+                raise ValueError(f"{path!r} holds no finite samples")
+        except ValueError as err:
+            if on_error == "raise":
+                raise ValueError(f"cannot use record {path!r}: {err}") from None
+            skipped.add(path, str(err))
+            continue
+        signals.append(signal.astype(np.float32))
+        rates.append(float(record.sampling_rate))
+        names.append(str(path))
+        keep.append(i)
+    if not signals:
+        raise ValueError(f"none of the {len(records)} records could be read:\n{skipped.report()}")
+    max_len = max(s.shape[1] for s in signals)
+    padded = np.zeros((len(signals), len(STANDARD_LEADS), max_len), dtype=np.float32)
+    for i, s in enumerate(signals):
+        padded[i, :, : s.shape[1]] = s
+    labels = records.labels[keep]
+    if records.problem_type == "single_label_classification":
+        label_feature = Value("int64")
+    elif labels.ndim == 1:
+        label_feature = Value("float32")
+    else:
+        label_feature = HFSequence(Value("float32"), length=labels.shape[1])
+    features = Features(
+        {
+            "signal": Array2D(shape=(len(STANDARD_LEADS), max_len), dtype="float32"),
+            "num_samples": Value("int64"),
+            "sampling_rate": Value("float32"),
+            "record_name": Value("string"),
+            "labels": label_feature,
+        }
+    )
+    data = {
+        "signal": padded,
+        "num_samples": [s.shape[1] for s in signals],
+        "sampling_rate": rates,
+        "record_name": names,
+        "labels": labels,
+    }
+    dataset = Dataset.from_dict(data, features=features)
+    dataset.info.description = json.dumps({"label_names": records.label_names, "problem_type": records.problem_type})
+    return dataset
+
+
+def label_info(dataset: Dataset) -> tuple[list[str], str]:
+    """``(label_names, problem_type)`` stored by :func:`build_dataset`."""
+    import json
+
+    info = json.loads(dataset.info.description or "{}")
+    if "label_names" not in info:
+        raise ValueError("dataset was not built by hubert_ecg.training.data.build_dataset (no label information)")
+    return list(info["label_names"]), info["problem_type"]
+
+
+def load_manifest(
+    csv_path: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    num_labels: int | None = None,
+    problem_type: str | None = None,
+    label_names: Sequence[str] | None = None,
+    on_error: str = "raise",
+    skipped: Skipped | None = None,
+) -> Dataset:
+    """A ``datasets.Dataset`` from a CSV manifest and a folder of ECG files (:func:`read_manifest` then
+    :func:`build_dataset`); raises ``ValueError`` as they do."""
+    records = read_manifest(csv_path, data_dir, num_labels=num_labels, problem_type=problem_type, label_names=label_names)
+    return build_dataset(records, on_error=on_error, skipped=skipped)
+
+
+def load_ptbxl(
+    ptbxl_dir: str | os.PathLike,
+    label_set: str = "superdiagnostic",
+    sampling_rate: int = 100,
+    splits: dict[str, Sequence[int]] = PTBXL_SPLITS,
+    on_error: str = "raise",
+    skipped: Skipped | None = None,
+) -> dict[str, Dataset]:
+    """PTB-XL as ``{"train", "validation", "test"} -> Dataset`` split by ``strat_fold`` (splits without records are
+    left out; the shared copy has no fold 10). See :func:`read_ptbxl` and :func:`build_dataset`."""
+    records = read_ptbxl(ptbxl_dir, label_set=label_set, sampling_rate=sampling_rate)
+    return {name: build_dataset(part, on_error, skipped) for name, part in split_by_fold(records, splits).items()}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# on-the-fly preprocessing
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class ECGTransform:
+    """Batch transform for ``Dataset.with_transform``: raw ``signal`` -> ``input_values`` (batch, 6000) float32,
+    ``attention_mask`` (batch, 6000) and ``labels``.
+
+    Args:
+        feature_extractor: a :class:`~hubert_ecg.processing.HuBERTECGFeatureExtractor`.
+        window: ``"random"`` (a new random 5 s window, the same start for all leads, at every access: training) or
+            ``"first"`` (evaluation).
+        seed: seed of the random windows.
+    """
+
+    def __init__(self, feature_extractor, window: str = "random", seed: int | None = None):
+        if window not in ("random", "first"):
+            raise ValueError(f"window must be 'random' or 'first', got {window!r}")
+        self.feature_extractor = feature_extractor
+        self.window = window
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, batch: dict) -> dict:
+        signals = [np.asarray(s, dtype=np.float32)[:, :n] for s, n in zip(batch["signal"], batch["num_samples"])]
+        features = self.feature_extractor(
+            signals,
+            sampling_rate=[float(r) for r in batch["sampling_rate"]],
+            window=self.window,
+            pad_to_window=True,
+            seed=self.rng,
+            return_tensors="pt",
+        )
+        out = {"input_values": features["input_values"], "attention_mask": features["attention_mask"]}
+        if "labels" in batch:
+            import torch
+
+            labels = np.asarray(batch["labels"])
+            labels = labels.astype(np.int64) if np.issubdtype(labels.dtype, np.integer) else labels.astype(np.float32)
+            out["labels"] = torch.as_tensor(labels)
+        return out
+
+
+def with_preprocessing(dataset: Dataset, feature_extractor, window: str = "random", seed: int | None = None) -> Dataset:
+    """``dataset`` with :class:`ECGTransform` applied on access (columns ``input_values``, ``attention_mask``,
+    ``labels``)."""
+    return dataset.with_transform(ECGTransform(feature_extractor, window=window, seed=seed))
+
+
+__all__ = [
+    "LabelledRecords",
+    "Skipped",
+    "PTBXL_LABEL_SETS",
+    "SUPERDIAGNOSTIC",
+    "read_manifest",
+    "read_ptbxl",
+    "split_by_fold",
+    "build_dataset",
+    "label_info",
+    "load_manifest",
+    "load_ptbxl",
+    "ECGTransform",
+    "with_preprocessing",
+]
