@@ -125,8 +125,9 @@ class HuBERTECGModel(HuBERTECGPreTrainedModel, HubertModel):
     * ``mask_time_indices``: optional bool (batch, frames): frames replaced by ``masked_spec_embed``.
 
     Returns a ``BaseModelOutput`` with ``last_hidden_state`` (batch, frames, hidden_size), frames = 93 for 6000
-    samples, and ``hidden_states`` (num_hidden_layers + 1 tensors) / ``attentions`` when asked. Attention is
-    SDPA by default (``attn_implementation="eager"`` is available and agrees to 1e-5).
+    samples, and ``hidden_states`` (num_hidden_layers + 1 tensors of that shape) / ``attentions``
+    (num_hidden_layers tensors (batch, heads, frames, frames)) when asked. Attention is SDPA by default;
+    ``attn_implementation="eager"`` agrees to 1e-5 and is needed for ``output_attentions``.
     """
 
     # Checkpoints of the release store their heads next to the backbone: loading only the backbone is fine.

@@ -1,0 +1,78 @@
+import json
+
+import pytest
+import torch
+from transformers import AutoConfig
+
+import hubert_ecg  # noqa: F401  (registers hubert_ecg with the Auto classes)
+from hubert_ecg import HuBERTECGConfig, HuBERTECGForPreTraining, HuBERTECGModel
+
+
+@pytest.mark.parametrize("name,count", [("small", 30_209_664), ("base", 92_798_848), ("large", 187_644_736)])
+def test_presets_match_released_sizes(reference_dir, name, count):
+    released = json.loads((reference_dir / "released_sizes.json").read_text())[name]
+    config = HuBERTECGConfig.from_preset(name)
+    for field, value in released["config"].items():
+        got = getattr(config, field)
+        assert (list(got) if isinstance(got, tuple) else got) == value, field
+    with torch.device("meta"):
+        backbone = HuBERTECGModel(config)
+        pretraining = HuBERTECGForPreTraining(config)
+    n_backbone = sum(p.numel() for p in backbone.parameters())
+    n_heads = sum(p.numel() for p in pretraining.parameters()) - n_backbone
+    assert n_backbone == released["backbone_parameters"] == count
+    assert n_heads == released["pretraining_head_parameters"]
+
+
+def test_frames_per_window_is_93():
+    assert HuBERTECGConfig().num_frames_per_window == 93
+
+
+def test_published_config_json_loads_unchanged(reference_dir):
+    config = AutoConfig.from_pretrained(reference_dir / "hub_layout")
+    assert isinstance(config, HuBERTECGConfig)
+    assert config.vocab_sizes == [20, 30] and config.ensemble_length == 2
+    assert config.hidden_size == 32 and config.num_hidden_layers == 2
+    assert list(config.conv_stride) == [4, 2, 2, 2, 2]
+    # the original remote-code auto_map is replaced by this package's classes
+    assert config.auto_map["AutoModel"] == "modeling.HuBERTECGModel"
+
+
+BAD_FIELDS = [
+    ({"conv_dim": [32, 32]}, "same length"),
+    ({"hidden_size": 36, "num_attention_heads": 8}, "num_attention_heads"),
+    ({"hidden_size": 40, "num_attention_heads": 4}, "num_conv_pos_embedding_groups"),
+    ({"vocab_sizes": []}, "vocab_sizes"),
+    ({"vocab_sizes": [10, 20], "ensemble_length": 1}, "ensemble_length"),
+    ({"mask_time_prob": 1.2}, "mask_time_prob"),
+    ({"hidden_dropout": -0.1}, "hidden_dropout"),
+    ({"logit_temperature": 0.0}, "logit_temperature"),
+    ({"num_labels": 3, "pos_weight": [1.0, 2.0]}, "pos_weight"),
+]
+
+
+@pytest.mark.parametrize("fields,message", BAD_FIELDS)
+def test_invalid_config_raises_value_error_at_construction(fields, message):
+    with pytest.raises(ValueError, match=message):
+        HuBERTECGConfig(**fields)
+
+
+@pytest.mark.parametrize("fields,message", BAD_FIELDS[:6])
+def test_invalid_config_raises_value_error_at_from_pretrained(reference_dir, tmp_path, fields, message):
+    config = json.loads((reference_dir / "hub_layout" / "config.json").read_text())
+    config.update(fields)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=message):
+        AutoConfig.from_pretrained(tmp_path)
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match="huge"):
+        HuBERTECGConfig.from_preset("huge")
+
+
+def test_save_and_reload_round_trip(tmp_path):
+    config = HuBERTECGConfig.from_preset("small", vocab_sizes=[100, 500], num_labels=5)
+    config.save_pretrained(tmp_path)
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert loaded.vocab_sizes == [100, 500] and loaded.ensemble_length == 2 and loaded.num_labels == 5

@@ -1,0 +1,244 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModel, AutoModelForPreTraining, AutoModelForSequenceClassification
+
+import hubert_ecg
+from hubert_ecg import (
+    HuBERTECGConfig,
+    HuBERTECGForPreTraining,
+    HuBERTECGForSequenceClassification,
+    HuBERTECGModel,
+)
+
+TINY = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    conv_dim=(32, 32, 32, 32, 32),
+    classifier_proj_size=16,
+    vocab_sizes=(20, 30),
+)
+
+
+@pytest.fixture(scope="module")
+def expected(reference_dir):
+    return dict(np.load(reference_dir / "expected_outputs.npz"))
+
+
+@pytest.fixture(scope="module")
+def finetuned_dir(reference_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("finetuned")
+    hubert_ecg.convert_original_checkpoint(reference_dir / "original_finetuned.pt", out)
+    return out
+
+
+@pytest.mark.parametrize("layout", ["hub_layout", "hub_layout_weight_g"])
+@pytest.mark.parametrize("length", ["5s", "10s"])
+def test_automodel_matches_reference(reference_dir, expected, layout, length):
+    model = AutoModel.from_pretrained(reference_dir / layout).eval()
+    assert isinstance(model, HuBERTECGModel)
+    with torch.no_grad():
+        hidden = model(torch.from_numpy(expected[f"input_values_{length}"])).last_hidden_state
+    reference = expected[f"last_hidden_state_{length}"]
+    assert hidden.shape == reference.shape
+    np.testing.assert_allclose(hidden.numpy(), reference, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("length", ["5s", "10s"])
+def test_pretraining_logits_match_reference(reference_dir, expected, length):
+    model = AutoModelForPreTraining.from_pretrained(reference_dir / "hub_layout").eval()
+    assert isinstance(model, HuBERTECGForPreTraining)
+    with torch.no_grad():
+        out = model(torch.from_numpy(expected[f"input_values_{length}"]))
+    assert out.mask_time_indices is None  # eval mode: nothing masked
+    for i, logits in enumerate(out.logits):
+        np.testing.assert_allclose(
+            logits.numpy(), expected[f"pretrain_logits_{length}_codebook{i}"], atol=1e-4, rtol=0
+        )
+
+
+@pytest.mark.parametrize("length", ["5s", "10s"])
+def test_classifier_logits_match_reference(finetuned_dir, expected, length):
+    model = AutoModelForSequenceClassification.from_pretrained(finetuned_dir).eval()
+    with torch.no_grad():
+        logits = model(torch.from_numpy(expected[f"input_values_{length}"])).logits
+    np.testing.assert_allclose(logits.numpy(), expected[f"classifier_logits_{length}"], atol=1e-4, rtol=0)
+
+
+def test_original_finetuned_layout_loads_unchanged(reference_dir, tmp_path, expected):
+    """A directory holding the fine-tuned keys as released (hubert_ecg.* + classifier.*) loads directly."""
+    from safetensors.torch import save_file
+
+    from hubert_ecg.conversion import load_original_checkpoint
+
+    checkpoint = load_original_checkpoint(reference_dir / "original_finetuned.pt")
+    assert any(k.startswith("hubert_ecg.") for k in checkpoint["model_state_dict"])
+    HuBERTECGConfig.from_pretrained(reference_dir / "hub_layout", num_labels=5, mask_time_prob=0.0).save_pretrained(
+        tmp_path
+    )
+    save_file({k: v.contiguous() for k, v in checkpoint["model_state_dict"].items()}, tmp_path / "model.safetensors")
+    model, info = HuBERTECGForSequenceClassification.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    with torch.no_grad():
+        logits = model.eval()(torch.from_numpy(expected["input_values_5s"])).logits
+    np.testing.assert_allclose(logits.numpy(), expected["classifier_logits_5s"], atol=1e-4, rtol=0)
+
+
+def test_frames_hidden_states_and_attentions():
+    # attention weights are only materialised by eager attention (as everywhere in transformers)
+    model = HuBERTECGModel(HuBERTECGConfig(**TINY, attn_implementation="eager")).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 6000), output_hidden_states=True, output_attentions=True)
+    assert out.last_hidden_state.shape == (2, 93, 32)
+    assert len(out.hidden_states) == 3 and out.hidden_states[-1].shape == (2, 93, 32)
+    assert len(out.attentions) == 2 and out.attentions[0].shape == (2, 2, 93, 93)
+
+
+def test_sdpa_is_default_and_agrees_with_eager(reference_dir, expected):
+    sdpa = AutoModel.from_pretrained(reference_dir / "hub_layout").eval()
+    eager = AutoModel.from_pretrained(reference_dir / "hub_layout", attn_implementation="eager").eval()
+    assert sdpa.config._attn_implementation == "sdpa"
+    x = torch.from_numpy(expected["input_values_10s"])
+    with torch.no_grad():
+        np.testing.assert_allclose(
+            sdpa(x).last_hidden_state.numpy(), eager(x).last_hidden_state.numpy(), atol=1e-5, rtol=0
+        )
+
+
+def test_classification_pools_only_real_frames():
+    torch.manual_seed(0)
+    model = HuBERTECGForSequenceClassification(HuBERTECGConfig(**TINY, num_labels=3)).eval()
+    x = torch.randn(2, 12000)
+    mask = torch.ones(2, 12000, dtype=torch.long)
+    mask[1, 6000:] = 0
+    with torch.no_grad():
+        logits = model(x, attention_mask=mask).logits
+        hidden = model.hubert_ecg(x, attention_mask=mask).last_hidden_state
+    frames = model.frame_mask(mask, hidden.shape[1])
+    assert frames[0].all() and frames[1].sum() == 93
+    pooled = hidden[1, :93].mean(0)
+    np.testing.assert_allclose(logits[1].numpy(), model.classifier(pooled).detach().numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "problem_type,labels,loss_fn",
+    [
+        ("multi_label_classification", torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]),
+         lambda z, y, c: torch.nn.functional.binary_cross_entropy_with_logits(z, y, pos_weight=torch.tensor(c.pos_weight))),
+        ("single_label_classification", torch.tensor([2, 0]),
+         lambda z, y, c: torch.nn.functional.cross_entropy(z, y, weight=torch.tensor(c.class_weight))),
+        ("regression", torch.tensor([[0.5, 1.0, -1.0], [2.0, 0.0, 1.0]]),
+         lambda z, y, c: torch.nn.functional.mse_loss(z, y)),
+    ],
+)
+def test_classification_losses(problem_type, labels, loss_fn):
+    config = HuBERTECGConfig(
+        **TINY, num_labels=3, problem_type=problem_type, pos_weight=[1.0, 3.0, 0.5], class_weight=[1.0, 2.0, 4.0]
+    )
+    model = HuBERTECGForSequenceClassification(config).eval()
+    out = model(torch.randn(2, 6000), labels=labels)
+    expected_loss = loss_fn(out.logits, labels, config)
+    assert torch.isclose(out.loss, expected_loss, atol=1e-6)
+    out.loss.backward()
+    assert model.classifier.weight.grad is not None
+
+
+def test_pos_weight_changes_the_loss():
+    labels = torch.tensor([[1.0, 1.0, 0.0]])
+    x = torch.randn(1, 6000)
+    torch.manual_seed(0)
+    plain = HuBERTECGForSequenceClassification(HuBERTECGConfig(**TINY, num_labels=3)).eval()
+    weighted = HuBERTECGForSequenceClassification(HuBERTECGConfig(**TINY, num_labels=3, pos_weight=[5.0, 5.0, 5.0]))
+    weighted.load_state_dict(plain.state_dict())
+    assert weighted.eval()(x, labels=labels).loss > plain(x, labels=labels).loss
+
+
+def test_freezing():
+    model = HuBERTECGForSequenceClassification(HuBERTECGConfig(**TINY, num_labels=2))
+    model.freeze_feature_encoder()
+    assert not any(p.requires_grad for p in model.hubert_ecg.feature_extractor.parameters())
+    model.freeze_base_model(train_last_n_layers=1)
+    trainable = {n.split(".")[0] + "." + ".".join(n.split(".")[1:4]) for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"hubert_ecg.encoder.layers.1", "classifier.weight", "classifier.bias"}
+    with pytest.raises(ValueError, match="train_last_n_layers"):
+        model.freeze_base_model(train_last_n_layers=3)
+
+
+def test_pretraining_masks_itself_and_computes_loss():
+    torch.manual_seed(0)
+    model = HuBERTECGForPreTraining(HuBERTECGConfig(**TINY)).train()
+    labels = torch.stack([torch.randint(0, 20, (2, 93)), torch.randint(0, 30, (2, 93))], dim=1)
+    out = model(torch.randn(2, 6000), labels=labels)
+    assert out.mask_time_indices.shape == (2, 93)
+    assert (out.mask_time_indices.sum(-1) >= 2).all()
+    assert [logits.shape for logits in out.logits] == [(2, 93, 20), (2, 93, 30)]
+    # loss = sum over codebooks of the mean cross-entropy over masked frames
+    masked = out.mask_time_indices
+    expected_loss = sum(
+        torch.nn.functional.cross_entropy(logits[masked], labels[:, i][masked]) for i, logits in enumerate(out.logits)
+    )
+    assert torch.isclose(out.loss, expected_loss, atol=1e-5)
+    out.loss.backward()
+    assert model.label_embedding[1].weight.grad is not None
+
+
+def test_pretraining_uses_given_mask_and_checks_label_shape():
+    model = HuBERTECGForPreTraining(HuBERTECGConfig(**TINY)).eval()
+    mask = torch.zeros(1, 93, dtype=torch.bool)
+    mask[0, 10:20] = True
+    x = torch.randn(1, 6000)
+    with torch.no_grad():
+        masked = model(x, mask_time_indices=mask)
+        plain = model(x)
+    assert torch.equal(masked.mask_time_indices, mask)
+    assert not torch.allclose(masked.last_hidden_state, plain.last_hidden_state)
+    with pytest.raises(ValueError, match="labels"):
+        model(x, labels=torch.zeros(1, 93, dtype=torch.long), mask_time_indices=mask)
+
+
+def test_new_heads_are_initialised(reference_dir):
+    """Heads missing from a checkpoint are initialised by _init_weights (same seed -> same values, std ~ 0.02)."""
+    heads = []
+    for _ in range(2):
+        torch.manual_seed(1)
+        model = HuBERTECGForSequenceClassification.from_pretrained(reference_dir / "hub_layout", num_labels=4)
+        heads.append(model.classifier.weight.detach().clone())
+        assert torch.all(model.classifier.bias == 0)
+    assert torch.equal(heads[0], heads[1])
+    assert 0.01 < heads[0].std() < 0.03
+
+
+def test_save_pretrained_writes_safetensors_and_loads_without_the_package(reference_dir, tmp_path):
+    model = HuBERTECGForSequenceClassification.from_pretrained(
+        reference_dir / "hub_layout", id2label={0: "NORM", 1: "MI"}, label2id={"NORM": 0, "MI": 1}
+    )
+    model.save_pretrained(tmp_path)
+    files = {p.name for p in tmp_path.iterdir()}
+    assert {"model.safetensors", "config.json", "modeling.py", "configuration.py", "README.md"} <= files
+    assert not any(name.endswith(".bin") for name in files)
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    assert reloaded.config.id2label == {0: "NORM", 1: "MI"}
+
+    # A fresh interpreter in which `import hubert_ecg` fails loads the directory as remote code.
+    code = f"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split('.')[0] == 'hubert_ecg':
+            raise ImportError('hubert_ecg is not installed here')
+sys.meta_path.insert(0, Block())
+import torch
+from transformers import AutoModelForSequenceClassification
+model = AutoModelForSequenceClassification.from_pretrained({str(tmp_path)!r}, trust_remote_code=True).eval()
+assert 'hubert_ecg' not in sys.modules
+with torch.no_grad():
+    print(type(model).__name__, model(torch.ones(1, 6000)).logits.shape)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path.parent)
+    assert result.returncode == 0, result.stderr
+    assert "HuBERTECGForSequenceClassification torch.Size([1, 2])" in result.stdout
