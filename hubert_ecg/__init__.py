@@ -7,6 +7,7 @@ place where registration happens), so ``AutoModel.from_pretrained`` loads the pu
 
 from transformers import (
     AutoConfig,
+    AutoFeatureExtractor,
     AutoModel,
     AutoModelForPreTraining,
     AutoModelForSequenceClassification,
@@ -14,6 +15,7 @@ from transformers import (
 
 from .configuration import HuBERTECGConfig
 from .conversion import convert_original_checkpoint
+from .io import STANDARD_LEADS, ECGRecord, read_ecg
 from .modeling import (
     HuBERTECGForPreTraining,
     HuBERTECGForPreTrainingOutput,
@@ -21,6 +23,7 @@ from .modeling import (
     HuBERTECGModel,
     HuBERTECGPreTrainedModel,
 )
+from .processing import HuBERTECGFeatureExtractor
 
 __version__ = "0.1.0"
 
@@ -33,6 +36,7 @@ for _auto, _model in (
 ):
     _auto.register(HuBERTECGConfig, _model, exist_ok=True)
     _model.register_for_auto_class(_auto.__name__)  # save_pretrained copies the code for trust_remote_code
+AutoFeatureExtractor.register(HuBERTECGConfig, HuBERTECGFeatureExtractor, exist_ok=True)
 
 __all__ = [
     "HuBERTECGConfig",
@@ -41,5 +45,9 @@ __all__ = [
     "HuBERTECGForSequenceClassification",
     "HuBERTECGForPreTraining",
     "HuBERTECGForPreTrainingOutput",
+    "HuBERTECGFeatureExtractor",
+    "ECGRecord",
+    "read_ecg",
+    "STANDARD_LEADS",
     "convert_original_checkpoint",
 ]
