@@ -1,0 +1,426 @@
+"""Fine-tuning HuBERT-ECG classifiers with the transformers Trainer: ``hubert-ecg finetune``.
+
+``hubert-ecg finetune [CONFIG.yaml|CONFIG.json] [--field value ...]``: the fields of :class:`ModelArguments`,
+:class:`DataArguments` and :class:`FinetuneTrainingArguments` (transformers ``TrainingArguments`` with the
+release's defaults) come from an optional YAML / JSON file, and command-line flags override the file.
+
+Defaults follow the original fine-tuning script (medRxiv doi 10.1101/2024.11.14.24317328): AdamW with learning
+rate 1e-5, betas (0.9, 0.98), eps 1e-9, weight decay 0.01, 8 % linear warm-up then linear decay; the convolutional
+feature encoder frozen; BCE with ``pos_weight`` (negatives / positives per label on the training set) for
+multi-label, class-weighted cross-entropy for multi-class, MSE for regression; the best checkpoint and early
+stopping on the validation macro AUROC.
+
+The model starts from a hub id or local ``save_pretrained`` directory (``--model_name_or_path``), an original
+``.pt`` checkpoint (converted on the fly), or a randomly initialised preset (``--preset small|base|large`` with
+``--config_overrides '{"hidden_size": 128, ...}'``). The output directory receives ``config.json`` (with
+``id2label``), ``model.safetensors``, ``preprocessor_config.json``, a ``README.md`` model card with the metrics and
+the command, and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from transformers import EarlyStoppingCallback, HfArgumentParser, Trainer, TrainingArguments
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+__all__ = ["ModelArguments", "DataArguments", "FinetuneTrainingArguments", "parse_args", "finetune", "main"]
+
+
+@dataclass
+class ModelArguments:
+    """Where the model starts from and what is trained."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "hub id, local save_pretrained directory, or original .pt checkpoint (converted)"},
+    )
+    preset: str | None = field(
+        default=None, metadata={"help": "random initialisation from a preset instead: small, base or large"}
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={"help": 'JSON object of config fields for --preset, e.g. \'{"hidden_size": 128, "num_hidden_layers": 2}\''},
+    )
+    freeze_feature_encoder: bool = field(default=True, metadata={"help": "freeze the convolutional feature encoder"})
+    train_last_n_layers: int | None = field(
+        default=None,
+        metadata={"help": "freeze the backbone except its last N transformer blocks (default: all trainable)"},
+    )
+    layerdrop: float | None = field(default=None, metadata={"help": "probability of dropping a transformer block"})
+    hidden_dropout: float | None = field(default=None, metadata={"help": "dropout of the transformer"})
+    attention_dropout: float | None = field(default=None, metadata={"help": "dropout of attention probabilities"})
+    activation_dropout: float | None = field(default=None, metadata={"help": "dropout after the feed-forward activation"})
+    final_dropout: float | None = field(default=None, metadata={"help": "dropout before the classification head"})
+    pos_weight: str = field(
+        default="auto",
+        metadata={"help": "multi-label BCE positive weights: auto (negatives/positives), none, or comma-separated"},
+    )
+    class_weight: str = field(
+        default="auto",
+        metadata={"help": "multi-class weights: auto (balanced), none, or comma-separated"},
+    )
+    model_license: str | None = field(
+        default=None, metadata={"help": "licence in the model card (default: cc-by-nc-4.0, the released weights')"}
+    )
+
+
+@dataclass
+class DataArguments:
+    """The labelled data: PTB-XL metadata or CSV manifests."""
+
+    ptbxl_dir: str | None = field(
+        default=None, metadata={"help": "PTB-XL folder (ptbxl_database.csv, scp_statements.csv, records100/500)"}
+    )
+    label_set: str = field(
+        default="superdiagnostic",
+        metadata={"help": "PTB-XL label set: all, diagnostic, subdiagnostic, superdiagnostic, form, rhythm"},
+    )
+    ptbxl_sampling_rate: int = field(default=100, metadata={"help": "PTB-XL records to read: 100 or 500 Hz"})
+    train_csv: str | None = field(default=None, metadata={"help": "training manifest (filename, [age, sex], labels)"})
+    validation_csv: str | None = field(default=None, metadata={"help": "validation manifest"})
+    test_csv: str | None = field(default=None, metadata={"help": "test manifest (evaluated after training)"})
+    data_dir: str | None = field(default=None, metadata={"help": "folder the manifests' file names are relative to"})
+    problem_type: str | None = field(
+        default=None,
+        metadata={"help": "multi_label_classification, single_label_classification or regression (default: inferred)"},
+    )
+    num_labels: int | None = field(default=None, metadata={"help": "expected number of labels (checked)"})
+    max_train_records: int | None = field(default=None, metadata={"help": "use only the first N training records"})
+    max_eval_records: int | None = field(default=None, metadata={"help": "use only the first N validation records"})
+    skip_bad_records: bool = field(
+        default=False, metadata={"help": "skip unreadable records (listed at the end) instead of stopping"}
+    )
+    threshold: float = field(default=0.5, metadata={"help": "F1 threshold on the probabilities"})
+    early_stopping_patience: int | None = field(
+        default=5, metadata={"help": "evaluations without improvement before stopping (0 or unset: off)"}
+    )
+
+
+@dataclass
+class FinetuneTrainingArguments(TrainingArguments):
+    """transformers ``TrainingArguments`` with the release's fine-tuning defaults."""
+
+    output_dir: str | None = field(default="hubert-ecg-finetuned", metadata={"help": "output directory"})
+    learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate (release: 1e-5)"})
+    adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1"})
+    adam_beta2: float = field(default=0.98, metadata={"help": "AdamW beta2 (release: 0.98)"})
+    adam_epsilon: float = field(default=1e-9, metadata={"help": "AdamW epsilon (release: 1e-9)"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (release: 0.01)"})
+    warmup_steps: float = field(default=0.08, metadata={"help": "warm-up steps, or a ratio in [0, 1) (release: 8 %)"})
+    lr_scheduler_type: str = field(default="linear", metadata={"help": "schedule after warm-up"})
+    eval_strategy: str = field(default="epoch", metadata={"help": "when to evaluate: epoch, steps or no"})
+    save_strategy: str = field(default="epoch", metadata={"help": "when to save: epoch, steps or no"})
+    logging_strategy: str = field(default="epoch", metadata={"help": "when to log"})
+    load_best_model_at_end: bool = field(default=True, metadata={"help": "keep the best checkpoint"})
+    metric_for_best_model: str | None = field(default="macro_auroc", metadata={"help": "model selection metric"})
+    greater_is_better: bool | None = field(default=True, metadata={"help": "whether larger is better"})
+    save_total_limit: int | None = field(default=2, metadata={"help": "checkpoints kept"})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "must stay False (on-the-fly transform)"})
+    per_device_train_batch_size: int = field(default=16, metadata={"help": "batch size"})
+    per_device_eval_batch_size: int = field(default=32, metadata={"help": "evaluation batch size"})
+
+
+def parse_args(argv: list[str] | None = None):
+    """``(ModelArguments, DataArguments, FinetuneTrainingArguments)`` from ``argv``: an optional leading YAML / JSON
+    file, then ``--field value`` flags that override it.
+
+    Raises:
+        ValueError: for a missing or unreadable configuration file, or a file with unknown fields.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = HfArgumentParser((ModelArguments, DataArguments, FinetuneTrainingArguments), prog="hubert-ecg finetune")
+    if argv and argv[0].endswith((".yaml", ".yml", ".json")):
+        path = Path(argv.pop(0))
+        if not path.is_file():
+            raise ValueError(f"configuration file not found: {str(path)!r}")
+        try:
+            text = path.read_text(encoding="utf-8")
+            if path.suffix == ".json":
+                values = json.loads(text)
+            else:
+                import yaml
+
+                values = yaml.safe_load(text)
+        except Exception as err:
+            raise ValueError(f"cannot read the configuration file {str(path)!r}: {type(err).__name__}: {err}") from None
+        values = values or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"configuration file {str(path)!r} must hold a mapping of argument names to values")
+        known = {action.dest for action in parser._actions}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"configuration file {str(path)!r} has unknown fields {unknown}")
+        for key, value in values.items():
+            if key == "config_overrides" and isinstance(value, dict):
+                values[key] = json.dumps(value)
+        parser.set_defaults(**values)
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def _weights(spec: str, default: np.ndarray | None, n: int, name: str) -> list[float] | None:
+    spec = (spec or "none").strip().lower()
+    if spec == "none":
+        return None
+    if spec == "auto":
+        return None if default is None else [float(w) for w in default]
+    try:
+        weights = [float(w) for w in spec.split(",")]
+    except ValueError:
+        raise ValueError(f"--{name} must be auto, none or comma-separated numbers, got {spec!r}") from None
+    if len(weights) != n:
+        raise ValueError(f"--{name} has {len(weights)} weights for {n} labels")
+    return weights
+
+
+def load_data(data_args: DataArguments, label_names=None, num_labels=None):
+    """``(splits dict name -> Dataset, label_names, problem_type, skipped)`` from PTB-XL or the manifests.
+
+    Raises:
+        ValueError: when neither or both sources are given, or as :mod:`hubert_ecg.training.data` raises.
+    """
+    from . import data
+
+    on_error = "skip" if data_args.skip_bad_records else "raise"
+    skipped = data.Skipped()
+    num_labels = num_labels if num_labels is not None else data_args.num_labels
+    if bool(data_args.ptbxl_dir) == bool(data_args.train_csv):
+        raise ValueError("give exactly one data source: --ptbxl_dir, or --train_csv (with --validation_csv)")
+    if data_args.ptbxl_dir:
+        records = data.read_ptbxl(data_args.ptbxl_dir, data_args.label_set, data_args.ptbxl_sampling_rate)
+        if num_labels is not None and len(records.label_names) != num_labels:
+            raise ValueError(
+                f"PTB-XL label set {data_args.label_set!r} has {len(records.label_names)} labels but num_labels="
+                f"{num_labels}"
+            )
+        parts = data.split_by_fold(records)
+        names, problem_type = records.label_names, records.problem_type
+    else:
+        parts = {}
+        for split, csv in (("train", data_args.train_csv), ("validation", data_args.validation_csv),
+                           ("test", data_args.test_csv)):
+            if csv:
+                parts[split] = data.read_manifest(
+                    csv, data_args.data_dir, num_labels=num_labels, problem_type=data_args.problem_type,
+                    label_names=label_names if split != "train" or label_names else None,
+                )
+                if split == "train":
+                    label_names = parts[split].label_names
+                    num_labels = num_labels or (len(label_names) if parts[split].problem_type != "regression" else None)
+        names, problem_type = parts["train"].label_names, parts["train"].problem_type
+    if "train" not in parts or "validation" not in parts:
+        raise ValueError(f"fine-tuning needs a training and a validation split, found {sorted(parts)}")
+    for split, limit in (("train", data_args.max_train_records), ("validation", data_args.max_eval_records)):
+        if limit:
+            mask = np.zeros(len(parts[split]), dtype=bool)
+            mask[:limit] = True
+            parts[split] = parts[split].select(mask)
+    datasets = {split: data.build_dataset(part, on_error, skipped) for split, part in parts.items()}
+    return datasets, names, problem_type, skipped
+
+
+def build_model(model_args: ModelArguments, label_names, problem_type, pos_weight, class_weight):
+    """The classifier to fine-tune, its feature extractor and a description of where it started.
+
+    Raises:
+        ValueError: when neither or both of ``model_name_or_path`` and ``preset`` are given, for bad
+            ``config_overrides``, or a model directory that is not a HuBERT-ECG model.
+    """
+    from transformers import AutoConfig
+
+    from ..configuration import HuBERTECGConfig
+    from ..modeling import HuBERTECGForSequenceClassification
+    from ..processing import HuBERTECGFeatureExtractor
+
+    if bool(model_args.model_name_or_path) == bool(model_args.preset):
+        raise ValueError("give exactly one of --model_name_or_path (hub id, directory, .pt) and --preset")
+    n = len(label_names)
+    overrides = {
+        name: getattr(model_args, name)
+        for name in ("layerdrop", "hidden_dropout", "attention_dropout", "activation_dropout", "final_dropout")
+        if getattr(model_args, name) is not None
+    }
+    head = dict(
+        id2label={i: str(name) for i, name in enumerate(label_names)},
+        label2id={str(name): i for i, name in enumerate(label_names)},
+        problem_type=problem_type,
+    )
+    feature_extractor = None
+    if model_args.preset:
+        try:
+            extra = json.loads(model_args.config_overrides) if model_args.config_overrides else {}
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--config_overrides must be a JSON object: {err}") from None
+        if not isinstance(extra, dict):
+            raise ValueError("--config_overrides must be a JSON object of config fields")
+        config = HuBERTECGConfig.from_preset(model_args.preset, **{**extra, **overrides}, **head)
+        config.pos_weight, config.class_weight = pos_weight, class_weight
+        config.validate_architecture()
+        model = HuBERTECGForSequenceClassification(config)
+        source = f"random initialisation ({model_args.preset} preset{', ' + json.dumps(extra) if extra else ''})"
+        base_model = None
+    else:
+        src = model_args.model_name_or_path
+        base_model = src
+        tmp = None
+        if Path(src).is_file():
+            from ..conversion import convert_original_checkpoint
+
+            tmp = tempfile.TemporaryDirectory()
+            convert_original_checkpoint(src, tmp.name)
+            src = tmp.name
+        try:
+            config = AutoConfig.from_pretrained(src)
+        except OSError as err:
+            raise ValueError(f"cannot load a model config from {model_args.model_name_or_path!r}: {err}") from None
+        if config.model_type != HuBERTECGConfig.model_type:
+            raise ValueError(f"{model_args.model_name_or_path!r} is a {config.model_type!r} model, not hubert_ecg")
+        for key, value in {**overrides, **head}.items():
+            setattr(config, key, value)
+        config.pos_weight, config.class_weight = pos_weight, class_weight
+        config.validate_architecture()
+        model = HuBERTECGForSequenceClassification.from_pretrained(src, config=config, ignore_mismatched_sizes=True)
+        if (Path(src) / "preprocessor_config.json").is_file():
+            feature_extractor = HuBERTECGFeatureExtractor.from_pretrained(src)
+        source = f"`{model_args.model_name_or_path}`"
+        if tmp is not None:
+            tmp.cleanup()
+    if feature_extractor is None:
+        feature_extractor = HuBERTECGFeatureExtractor()
+    if model_args.train_last_n_layers is not None:
+        model.freeze_base_model(model_args.train_last_n_layers)
+    if model_args.freeze_feature_encoder:
+        model.freeze_feature_encoder()
+    assert model.config.num_labels == n
+    return model, feature_extractor, source, base_model
+
+
+def finetune(model_args: ModelArguments, data_args: DataArguments, training_args: FinetuneTrainingArguments,
+             command: str | None = None) -> dict:
+    """Fine-tune, evaluate on validation (and test when given) and save to ``training_args.output_dir``.
+
+    Returns:
+        The final metrics: ``eval_*`` on the validation split (best checkpoint) and ``test_*`` if a test split
+        exists.
+
+    Raises:
+        ValueError: for bad arguments, missing files, label columns that do not match, unreadable records
+            (unless ``skip_bad_records``).
+    """
+    from .data import with_preprocessing
+    from .metrics import make_compute_metrics
+
+    datasets, label_names, problem_type, skipped = load_data(data_args)
+    train_labels = np.asarray(datasets["train"]["labels"])
+    pos_default = class_default = None
+    if problem_type == "multi_label_classification":
+        positives = train_labels.sum(axis=0)
+        negatives = len(train_labels) - positives
+        pos_default = np.where(positives > 0, negatives / np.maximum(positives, 1), 1.0)
+    elif problem_type == "single_label_classification":
+        counts = np.bincount(train_labels.astype(int), minlength=len(label_names)).astype(float)
+        class_default = np.where(counts > 0, len(train_labels) / (len(label_names) * np.maximum(counts, 1)), 1.0)
+    pos_weight = _weights(model_args.pos_weight, pos_default, len(label_names), "pos_weight") \
+        if problem_type == "multi_label_classification" else None
+    class_weight = _weights(model_args.class_weight, class_default, len(label_names), "class_weight") \
+        if problem_type == "single_label_classification" else None
+
+    model, feature_extractor, source, base_model = build_model(
+        model_args, label_names, problem_type, pos_weight, class_weight
+    )
+    if problem_type == "regression" and training_args.metric_for_best_model == "macro_auroc":
+        training_args.metric_for_best_model, training_args.greater_is_better = "loss", False
+    push, hub_model_id = training_args.push_to_hub, training_args.hub_model_id
+    training_args.push_to_hub = False  # the model and its card are pushed once, at the end
+
+    seed = training_args.seed
+    train = with_preprocessing(datasets["train"], feature_extractor, window="random", seed=seed)
+    evaluation = {name: with_preprocessing(ds, feature_extractor, window="first") for name, ds in datasets.items()
+                  if name != "train"}
+    callbacks = []
+    if data_args.early_stopping_patience and training_args.load_best_model_at_end and \
+            training_args.eval_strategy != "no":
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=data_args.early_stopping_patience))
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=train,
+        eval_dataset=evaluation["validation"],
+        processing_class=feature_extractor,
+        compute_metrics=make_compute_metrics(problem_type, data_args.threshold),
+        callbacks=callbacks,
+    )
+    trainer.train()
+    metrics = {k: v for k, v in trainer.evaluate(evaluation["validation"], metric_key_prefix="eval").items()
+               if isinstance(v, (int, float))}
+    if "test" in evaluation:
+        metrics.update(trainer.evaluate(evaluation["test"], metric_key_prefix="test"))
+    trainer.log_metrics("final", metrics)
+
+    card_metrics = {}
+    for prefix, split in (("eval", "validation"), ("test", "test")):
+        for name in ("macro_auroc", "micro_auroc", "macro_auprc", "macro_f1", "accuracy", "mse", "mae", "r2"):
+            if f"{prefix}_{name}" in metrics:
+                card_metrics[f"{split} {name}"] = float(metrics[f"{prefix}_{name}"])
+    dataset_names = ["PTB-XL (CC BY 4.0)"] if data_args.ptbxl_dir else [str(data_args.train_csv)]
+    split_text = (
+        f"PTB-XL `{data_args.label_set}` labels, strat_fold 1-8 for training ({len(datasets['train'])} records), "
+        f"fold 9 for validation and model selection ({len(datasets['validation'])} records)"
+        if data_args.ptbxl_dir else
+        f"training manifest `{data_args.train_csv}` ({len(datasets['train'])} records), validation "
+        f"`{data_args.validation_csv}` ({len(datasets['validation'])} records)"
+    )
+    model.card_data = {
+        "title": f"HuBERT-ECG classifier ({', '.join(label_names)})",
+        "license": model_args.model_license or "cc-by-nc-4.0",
+        "base_model": base_model,
+        "datasets": dataset_names,
+        "metrics": card_metrics,
+        "command": command,
+        "notes": f"Fine-tuned from {source} on {split_text}. Metrics are at a threshold of {data_args.threshold} "
+        f"where one applies; the validation split also chose the best checkpoint, so its figures are optimistic.",
+    }
+    model.config.pos_weight = pos_weight
+    trainer.save_model(training_args.output_dir)
+    feature_extractor.save_pretrained(training_args.output_dir)
+    out = Path(training_args.output_dir)
+    (out / "metrics.json").write_text(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v)
+                                                  for k, v in metrics.items()}, indent=2))
+    if push:
+        if not hub_model_id:
+            hub_model_id = out.name
+        model.push_to_hub(hub_model_id, token=training_args.hub_token, private=training_args.hub_private_repo)
+        feature_extractor.push_to_hub(hub_model_id, token=training_args.hub_token)
+    if len(skipped):
+        print(skipped.report(), file=sys.stderr)
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``hubert-ecg finetune``; returns 0 on success, 2 on bad arguments or data (message on stderr)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in argv):
+        HfArgumentParser((ModelArguments, DataArguments, FinetuneTrainingArguments),
+                         prog="hubert-ecg finetune").print_help()
+        return 0
+    try:
+        model_args, data_args, training_args = parse_args(argv)
+        finetune(model_args, data_args, training_args, command="hubert-ecg finetune " + shlex.join(argv))
+    except ValueError as err:
+        print(f"hubert-ecg finetune: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

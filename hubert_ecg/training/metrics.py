@@ -1,0 +1,225 @@
+"""Metrics of fine-tuned classifiers, computed with scikit-learn (the ``evaluate`` library ships no metrics offline).
+
+Multi-label: macro and micro AUROC and AUPRC (average precision), macro and micro F1 at a threshold on the sigmoid
+probabilities. Single-label: the same on one-vs-rest probabilities (softmax) plus accuracy; F1 on the arg-max.
+Regression: MSE, MAE, R2. Labels with only one class present in the targets have no AUROC/AUPRC; macro averages
+are taken over the labels where it is defined (and ``n_labels_evaluated`` says how many).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+from sklearn.metrics import (
+    average_precision_score,
+    f1_score,
+    mean_absolute_error,
+    mean_squared_error,
+    r2_score,
+    roc_auc_score,
+)
+
+__all__ = [
+    "sigmoid",
+    "softmax",
+    "scores_from_logits",
+    "classification_metrics",
+    "per_label_metrics",
+    "regression_metrics",
+    "bootstrap_ci",
+    "make_compute_metrics",
+]
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Logistic function, numerically stable."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.exp(-np.logaddexp(0.0, -x))
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Softmax along ``axis``."""
+    x = np.asarray(x, dtype=np.float64)
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def scores_from_logits(logits: np.ndarray, problem_type: str) -> np.ndarray:
+    """Probabilities from logits ``(records, num_labels)``: sigmoid for multi-label, softmax for single-label, the
+    logits themselves for regression."""
+    if problem_type == "multi_label_classification":
+        return sigmoid(logits)
+    if problem_type == "single_label_classification":
+        return softmax(logits)
+    return np.asarray(logits, dtype=np.float64)
+
+
+def _one_hot(labels: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros((len(labels), n), dtype=np.float64)
+    out[np.arange(len(labels)), labels.astype(int)] = 1.0
+    return out
+
+
+def _targets(labels: np.ndarray, scores: np.ndarray, problem_type: str) -> np.ndarray:
+    labels = np.asarray(labels)
+    if problem_type == "single_label_classification":
+        return _one_hot(labels.reshape(-1), scores.shape[1])
+    return labels.reshape(scores.shape).astype(np.float64)
+
+
+def _defined(y: np.ndarray) -> np.ndarray:
+    """Per column: both classes present."""
+    positives = y.sum(axis=0)
+    return (positives > 0) & (positives < y.shape[0])
+
+
+def classification_metrics(
+    labels: np.ndarray, scores: np.ndarray, problem_type: str = "multi_label_classification", threshold: float = 0.5
+) -> dict[str, float]:
+    """Summary metrics of classification scores.
+
+    Args:
+        labels: multi-hot ``(records, num_labels)`` (multi-label) or class indices ``(records,)`` (single-label).
+        scores: probabilities ``(records, num_labels)`` (sigmoid or softmax).
+        problem_type: ``"multi_label_classification"`` or ``"single_label_classification"``.
+        threshold: F1 threshold on the probabilities (multi-label only; single-label uses the arg-max).
+
+    Returns:
+        ``macro_auroc``, ``micro_auroc``, ``macro_auprc``, ``micro_auprc``, ``macro_f1``, ``micro_f1``,
+        ``n_labels_evaluated`` (labels with both classes present), and ``accuracy`` for single-label. AUROC/AUPRC are
+        NaN when no label has both classes.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    y = _targets(labels, scores, problem_type)
+    defined = _defined(y)
+    out: dict[str, float] = {"n_labels_evaluated": int(defined.sum())}
+    if defined.any():
+        out["macro_auroc"] = float(roc_auc_score(y[:, defined], scores[:, defined], average="macro"))
+        out["macro_auprc"] = float(average_precision_score(y[:, defined], scores[:, defined], average="macro"))
+    else:
+        out["macro_auroc"] = out["macro_auprc"] = float("nan")
+    flat_y = y.ravel()
+    if 0 < flat_y.sum() < flat_y.size:
+        out["micro_auroc"] = float(roc_auc_score(flat_y, scores.ravel()))
+        out["micro_auprc"] = float(average_precision_score(flat_y, scores.ravel()))
+    else:
+        out["micro_auroc"] = out["micro_auprc"] = float("nan")
+    if problem_type == "single_label_classification":
+        pred = _one_hot(scores.argmax(axis=1), scores.shape[1])
+        out["accuracy"] = float((scores.argmax(axis=1) == np.asarray(labels).reshape(-1)).mean())
+    else:
+        pred = (scores >= threshold).astype(np.float64)
+    out["macro_f1"] = float(f1_score(y, pred, average="macro", zero_division=0))
+    out["micro_f1"] = float(f1_score(y, pred, average="micro", zero_division=0))
+    return out
+
+
+def per_label_metrics(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    label_names: Sequence[str],
+    problem_type: str = "multi_label_classification",
+    threshold: float = 0.5,
+) -> list[dict]:
+    """One row per label: ``label``, ``positives``, ``auroc``, ``auprc`` (NaN with one class only), ``f1``,
+    ``precision``, ``recall`` at ``threshold`` (arg-max for single-label)."""
+    from sklearn.metrics import precision_score, recall_score
+
+    scores = np.asarray(scores, dtype=np.float64)
+    y = _targets(labels, scores, problem_type)
+    if problem_type == "single_label_classification":
+        pred = _one_hot(scores.argmax(axis=1), scores.shape[1])
+    else:
+        pred = (scores >= threshold).astype(np.float64)
+    rows = []
+    for j, name in enumerate(label_names):
+        yj, sj, pj = y[:, j], scores[:, j], pred[:, j]
+        both = 0 < yj.sum() < len(yj)
+        rows.append(
+            {
+                "label": name,
+                "positives": int(yj.sum()),
+                "auroc": float(roc_auc_score(yj, sj)) if both else float("nan"),
+                "auprc": float(average_precision_score(yj, sj)) if both else float("nan"),
+                "f1": float(f1_score(yj, pj, zero_division=0)),
+                "precision": float(precision_score(yj, pj, zero_division=0)),
+                "recall": float(recall_score(yj, pj, zero_division=0)),
+            }
+        )
+    return rows
+
+
+def regression_metrics(targets: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+    """``mse``, ``mae`` and ``r2`` of ``predictions`` against ``targets`` (same shape, or (n, 1) vs (n,))."""
+    predictions = np.asarray(predictions, dtype=np.float64)
+    targets = np.asarray(targets, dtype=np.float64).reshape(predictions.shape)
+    return {
+        "mse": float(mean_squared_error(targets, predictions)),
+        "mae": float(mean_absolute_error(targets, predictions)),
+        "r2": float(r2_score(targets, predictions)) if len(targets) > 1 else float("nan"),
+    }
+
+
+def bootstrap_ci(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    metric: Callable[[np.ndarray, np.ndarray], dict[str, float]],
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap confidence intervals of every value ``metric(labels, scores)`` returns.
+
+    Records are resampled with replacement ``n_resamples`` times; resamples where a metric is undefined (NaN) are
+    ignored for it.
+
+    Returns:
+        metric name -> ``(low, high)``, the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles
+        (NaN, NaN when never defined).
+
+    Raises:
+        ValueError: if ``n_resamples`` < 1 or ``confidence`` is not in (0, 1).
+    """
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be at least 1, got {n_resamples}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    labels, scores = np.asarray(labels), np.asarray(scores)
+    rng = np.random.default_rng(seed)
+    n = len(scores)
+    samples: dict[str, list[float]] = {}
+    for _ in range(n_resamples):
+        index = rng.integers(0, n, n)
+        for name, value in metric(labels[index], scores[index]).items():
+            samples.setdefault(name, []).append(value)
+    alpha = (1 - confidence) / 2
+    out = {}
+    for name, values in samples.items():
+        values = np.asarray(values, dtype=np.float64)
+        values = values[np.isfinite(values)]
+        out[name] = (
+            (float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))) if values.size else (float("nan"),) * 2
+        )
+    return out
+
+
+def make_compute_metrics(problem_type: str, threshold: float = 0.5) -> Callable:
+    """A ``compute_metrics`` for the Trainer: ``EvalPrediction`` (logits, labels) -> metrics dict (keys as in
+    :func:`classification_metrics` or :func:`regression_metrics`). AUROC/AUPRC that are undefined are reported
+    as 0.5 / 0.0 so that model selection on ``macro_auroc`` never compares NaN."""
+
+    def compute_metrics(prediction) -> dict[str, float]:
+        logits = prediction.predictions
+        if isinstance(logits, (tuple, list)):
+            logits = logits[0]
+        labels = prediction.label_ids
+        if problem_type == "regression":
+            return regression_metrics(labels, np.asarray(logits).reshape(np.asarray(labels).shape))
+        out = classification_metrics(labels, scores_from_logits(logits, problem_type), problem_type, threshold)
+        for name, fallback in (("macro_auroc", 0.5), ("micro_auroc", 0.5), ("macro_auprc", 0.0), ("micro_auprc", 0.0)):
+            if not np.isfinite(out[name]):
+                out[name] = fallback
+        return out
+
+    return compute_metrics
