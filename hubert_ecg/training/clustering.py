@@ -1,0 +1,551 @@
+"""``hubert-ecg cluster``: k-means pretraining targets for one HuBERT iteration.
+
+HuBERT (Hsu et al., "HuBERT: Self-Supervised Speech Representation Learning by Masked Prediction of Hidden Units",
+2021) and HuBERT-ECG (Coppola et al., medRxiv doi 10.1101/2024.11.14.24317328) predict, for every masked frame, a
+cluster id ("hidden unit"):
+
+* iteration 1: k-means (K = 100 in the paper) of hand-made features of every frame; here 13 MFCCs with their
+  deltas and delta-deltas (39 values, librosa) of the 100 Hz lead-concatenated input, computed on the model's frame
+  grid (one frame every 64 samples, 93 frames per 6000-sample window);
+* iteration n > 1: k-means (500-1000 clusters in the paper) of the hidden states of one transformer layer of the
+  previous iteration's model (layers 8-9 of the paper's models).
+
+The command builds (or reuses) a window dataset (:mod:`hubert_ecg.training.windows`), computes features of a random
+sample of windows, fits k-means on them (scikit-learn ``MiniBatchKMeans``, or faiss when installed and asked
+for), assigns every frame of every window to its nearest centroid and writes, in ``output_dir``:
+
+* ``labels.npy``: int16/int32 (num_windows, 93) cluster ids, row i for row i of the window dataset (memory-mappable);
+* ``kmeans.npz`` (``centroids`` (K, D) float32, ``mean`` / ``scale`` (D,) of the feature standardisation) and
+  ``kmeans.json`` (features, K, layer, model, backend): the fitted k-means model;
+* ``cluster_stats.json``: cluster sizes, used clusters, entropy / perplexity of the cluster distribution, inertia,
+  and (with ``compare_labels_dir``) the normalised mutual information with the previous iteration's labels.
+
+Under ``accelerate launch`` feature extraction and assignment are sharded across processes (contiguous window
+ranges); process 0 fits k-means. The output directory must be on a file system that every process sees.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from transformers.utils import logging
+
+from .windows import build_window_dataset, finalize_window_dataset, is_window_dataset, iter_batches, load_window_dataset, shard_range
+
+logger = logging.get_logger(__name__)
+
+__all__ = [
+    "ClusterArguments",
+    "KMeansCodebook",
+    "cluster_statistics",
+    "fit_kmeans",
+    "hidden_state_features",
+    "load_labels",
+    "main",
+    "mfcc_features",
+    "run_clustering",
+]
+
+LABELS_FILE = "labels.npy"
+LABELS_INFO_FILE = "labels.json"
+KMEANS_FILE = "kmeans.npz"
+KMEANS_INFO_FILE = "kmeans.json"
+STATS_FILE = "cluster_stats.json"
+
+#: The model's frame grid: the released feature encoder (kernels 10,3,3,2,2; strides 4,2,2,2,2) advances 64 samples
+#: per frame and sees 82 samples; a 6000-sample window gives 93 frames.
+FRAME_HOP = 64
+FRAME_RECEPTIVE_FIELD = 82
+
+
+@dataclass
+class ClusterArguments:
+    """Arguments of ``hubert-ecg cluster`` (command line, or a YAML / JSON file given as the only argument)."""
+
+    output_dir: str = field(metadata={"help": "Folder of this iteration's labels, k-means model and statistics."})
+    windows_dir: str = field(
+        metadata={"help": "Window dataset (built by this command from --data when it does not exist yet)."}
+    )
+    data: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Directories, record files or manifests (.txt/.csv/.jsonl) to build --windows_dir from."},
+    )
+    exclude: list[str] = field(
+        default_factory=list, metadata={"help": "Glob patterns of records to leave out, e.g. '*/records500/*'."}
+    )
+    stride_seconds: float | None = field(
+        default=None, metadata={"help": "Seconds between window starts (default 5: non-overlapping 5 s windows)."}
+    )
+    features: str = field(
+        default="mfcc",
+        metadata={"help": "'mfcc' (iteration 1: 13 MFCCs + deltas + delta-deltas) or 'hidden' (later iterations)."},
+    )
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Previous iteration's model (save_pretrained directory or Hub id) for 'hidden'."}
+    )
+    layer: int | None = field(
+        default=None,
+        metadata={"help": "Transformer layer (1-based) whose output is clustered; default min(9, num_hidden_layers)."},
+    )
+    num_clusters: int = field(default=100, metadata={"help": "K: 100 for MFCCs, 500-1000 for hidden states (paper)."})
+    fit_windows: int = field(default=20000, metadata={"help": "Windows sampled to fit k-means (all their frames)."})
+    max_fit_frames: int = field(default=1_000_000, metadata={"help": "Cap on the frames k-means is fitted on."})
+    backend: str = field(default="sklearn", metadata={"help": "'sklearn' (MiniBatchKMeans), 'faiss' or 'auto'."})
+    kmeans_batch_size: int = field(default=10000, metadata={"help": "MiniBatchKMeans batch size (frames)."})
+    kmeans_max_iter: int = field(default=100, metadata={"help": "k-means iterations (epochs over the fit sample)."})
+    kmeans_n_init: int = field(default=3, metadata={"help": "k-means restarts; the best inertia is kept."})
+    batch_size: int = field(default=64, metadata={"help": "Windows per feature-extraction batch."})
+    compare_labels_dir: str | None = field(
+        default=None, metadata={"help": "Labels of a previous iteration: report NMI with them in cluster_stats.json."}
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of the fit sample and of k-means."})
+
+    def __post_init__(self):
+        if self.features not in ("mfcc", "hidden"):
+            raise ValueError(f"--features must be 'mfcc' or 'hidden', got {self.features!r}")
+        if self.features == "hidden" and not self.model_name_or_path:
+            raise ValueError("--features hidden needs --model_name_or_path (the previous iteration's model)")
+        if self.backend not in ("sklearn", "faiss", "auto"):
+            raise ValueError(f"--backend must be 'sklearn', 'faiss' or 'auto', got {self.backend!r}")
+        if self.num_clusters < 2:
+            raise ValueError(f"--num_clusters must be at least 2, got {self.num_clusters}")
+        if self.fit_windows < 1 or self.batch_size < 1:
+            raise ValueError("--fit_windows and --batch_size must be positive")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# features
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def mfcc_features(
+    input_values: np.ndarray,
+    sampling_rate: int = 100,
+    num_frames: int = 93,
+    hop_length: int = FRAME_HOP,
+    n_fft: int = 128,
+    n_mfcc: int = 13,
+    n_mels: int = 20,
+) -> np.ndarray:
+    """MFCCs with deltas and delta-deltas on the model's frame grid (iteration-1 features of HuBERT / HuBERT-ECG).
+
+    Frame ``t`` is the ``n_fft``-sample (1.28 s) Hann window centred on the centre of the feature encoder's
+    receptive field of frame ``t`` (samples ``64 t`` to ``64 t + 82``); the input is reflect-padded so that
+    exactly ``num_frames`` frames come out. MFCCs: ``librosa.feature.mfcc`` (``n_mels`` mel bands between 0 Hz and
+    the Nyquist frequency, DCT-II, 13 coefficients); deltas: ``librosa.feature.delta`` (width 9).
+
+    Args:
+        input_values: float (windows, samples) model inputs, 6000 samples = 12 leads x 5 s at 100 Hz.
+        sampling_rate: of ``input_values`` in Hz.
+        num_frames: frames per window (93 for 6000 samples and the released feature encoder).
+
+    Returns:
+        float32 (windows, num_frames, 3 * n_mfcc) = (windows, 93, 39).
+
+    Raises:
+        ValueError: if ``input_values`` is not 2-D, or ``librosa`` is not installed.
+    """
+    try:
+        import librosa
+    except ImportError as error:  # pragma: no cover - librosa is a dependency of the training extra
+        raise ValueError("MFCC targets need librosa: pip install librosa") from error
+    x = np.asarray(input_values, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"input_values must have shape (windows, samples), got {x.shape}")
+    centre = FRAME_RECEPTIVE_FIELD // 2  # of frame 0, in samples
+    left = n_fft // 2 - centre
+    right = max(0, (num_frames - 1) * hop_length + n_fft - left - x.shape[1])
+    padded = np.pad(x, ((0, 0), (max(left, 0), right)), mode="reflect")
+    mfcc = librosa.feature.mfcc(
+        y=padded, sr=sampling_rate, n_mfcc=n_mfcc, n_fft=n_fft, hop_length=hop_length, center=False,
+        n_mels=n_mels, fmin=0.0, fmax=sampling_rate / 2,
+    )[..., :num_frames]  # (windows, n_mfcc, frames)
+    delta = librosa.feature.delta(mfcc, order=1, axis=-1)
+    delta2 = librosa.feature.delta(mfcc, order=2, axis=-1)
+    return np.concatenate([mfcc, delta, delta2], axis=1).transpose(0, 2, 1).astype(np.float32)
+
+
+def hidden_state_features(model, input_values: np.ndarray, layer: int, device=None) -> np.ndarray:
+    """Output of transformer layer ``layer`` (1-based) for every frame: later-iteration features (HuBERT).
+
+    Args:
+        model: a :class:`~hubert_ecg.HuBERTECGModel` (or a model with a ``hubert_ecg`` backbone) in eval mode.
+        input_values: float (windows, 6000).
+        layer: 1..num_hidden_layers; ``hidden_states[layer]`` of the backbone (no masking, no dropout).
+
+    Returns:
+        float32 (windows, frames, hidden_size).
+    """
+    import torch
+
+    backbone = getattr(model, "hubert_ecg", model)
+    with torch.no_grad():
+        values = torch.from_numpy(np.asarray(input_values, dtype=np.float32)).to(device or backbone.device)
+        out = backbone(values, output_hidden_states=True, return_dict=True)
+    return out.hidden_states[layer].float().cpu().numpy()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# k-means
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class KMeansCodebook:
+    """A fitted k-means model: standardisation ``(x - mean) / scale`` followed by nearest-centroid assignment.
+
+    Attributes:
+        centroids: float32 (K, D) in standardised feature space.
+        mean, scale: float32 (D,); zeros and ones when features are not standardised.
+        info: what the features were (``features``, ``layer``, ``model_name_or_path``, ``backend``, ``inertia``...).
+    """
+
+    centroids: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+    info: dict = field(default_factory=dict)
+
+    @property
+    def num_clusters(self) -> int:
+        return int(self.centroids.shape[0])
+
+    def transform(self, features: np.ndarray) -> np.ndarray:
+        """Standardise features (..., D)."""
+        return (np.asarray(features, dtype=np.float32) - self.mean) / self.scale
+
+    def assign(self, features: np.ndarray, return_distances: bool = False):
+        """Nearest centroid of every feature vector.
+
+        Args:
+            features: float (..., D) raw features.
+
+        Returns:
+            int64 labels (...,), and with ``return_distances`` the squared distances (...,) in standardised space.
+
+        Raises:
+            ValueError: if the feature dimension differs from the centroids'.
+        """
+        x = self.transform(features)
+        if x.shape[-1] != self.centroids.shape[1]:
+            raise ValueError(f"features have dimension {x.shape[-1]}, the k-means model {self.centroids.shape[1]}")
+        shape = x.shape[:-1]
+        flat = x.reshape(-1, x.shape[-1])
+        c = self.centroids
+        distances = (flat**2).sum(1, keepdims=True) - 2.0 * flat @ c.T + (c**2).sum(1)[None, :]
+        labels = distances.argmin(1)
+        if return_distances:
+            best = np.maximum(distances[np.arange(len(flat)), labels], 0.0)
+            return labels.reshape(shape), best.reshape(shape)
+        return labels.reshape(shape)
+
+    def save(self, directory: str | os.PathLike):
+        """Write ``kmeans.npz`` (arrays) and ``kmeans.json`` (info) into ``directory``."""
+        directory = Path(directory)
+        np.savez(directory / KMEANS_FILE, centroids=self.centroids, mean=self.mean, scale=self.scale)
+        (directory / KMEANS_INFO_FILE).write_text(json.dumps(self.info, indent=2))
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "KMeansCodebook":
+        """Read a codebook written by :meth:`save` (no pickle involved).
+
+        Raises:
+            ValueError: if ``directory`` has no ``kmeans.npz``.
+        """
+        directory = Path(directory)
+        if not (directory / KMEANS_FILE).exists():
+            raise ValueError(f"{directory} holds no {KMEANS_FILE}; run `hubert-ecg cluster` first")
+        arrays = np.load(directory / KMEANS_FILE)
+        info_path = directory / KMEANS_INFO_FILE
+        info = json.loads(info_path.read_text()) if info_path.exists() else {}
+        return cls(arrays["centroids"], arrays["mean"], arrays["scale"], info)
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError as error:
+        raise ImportError(
+            "--backend faiss needs the faiss package: pip install 'hubert-ecg[faiss]' (faiss-cpu or faiss-gpu)"
+        ) from error
+    return faiss
+
+
+def fit_kmeans(
+    features: np.ndarray,
+    num_clusters: int,
+    standardize: bool = True,
+    backend: str = "sklearn",
+    seed: int = 0,
+    batch_size: int = 10000,
+    max_iter: int = 100,
+    n_init: int = 3,
+) -> KMeansCodebook:
+    """Fit k-means on feature vectors.
+
+    Args:
+        features: float (frames, D).
+        num_clusters: K.
+        standardize: standardise each dimension to zero mean and unit variance first (for MFCCs).
+        backend: ``"sklearn"`` (``MiniBatchKMeans``), ``"faiss"`` (``faiss.Kmeans``; ImportError without faiss) or
+            ``"auto"`` (faiss when importable).
+
+    Returns:
+        :class:`KMeansCodebook` with ``info["inertia_per_frame"]`` (mean squared distance on the fit sample).
+
+    Raises:
+        ValueError: if there are fewer frames than clusters.
+        ImportError: for ``backend="faiss"`` without faiss.
+    """
+    x = np.ascontiguousarray(features, dtype=np.float32).reshape(-1, features.shape[-1])
+    if len(x) < num_clusters:
+        raise ValueError(f"k-means with {num_clusters} clusters needs at least as many frames, got {len(x)}")
+    mean = x.mean(0) if standardize else np.zeros(x.shape[1], np.float32)
+    scale = x.std(0) + 1e-6 if standardize else np.ones(x.shape[1], np.float32)
+    z = np.ascontiguousarray((x - mean) / scale, dtype=np.float32)
+    if backend == "auto":
+        try:
+            _faiss()
+            backend = "faiss"
+        except ImportError:
+            backend = "sklearn"
+    if backend == "faiss":
+        faiss = _faiss()
+        kmeans = faiss.Kmeans(z.shape[1], num_clusters, niter=max_iter, nredo=n_init, seed=seed, verbose=False)
+        kmeans.train(z)
+        centroids = np.asarray(kmeans.centroids, dtype=np.float32)
+    else:
+        from sklearn.cluster import MiniBatchKMeans
+
+        kmeans = MiniBatchKMeans(
+            n_clusters=num_clusters, batch_size=min(batch_size, len(z)), max_iter=max_iter, n_init=n_init,
+            random_state=seed, compute_labels=False,
+        )
+        kmeans.fit(z)
+        centroids = kmeans.cluster_centers_.astype(np.float32)
+    codebook = KMeansCodebook(centroids, mean.astype(np.float32), scale.astype(np.float32))
+    _, distances = codebook.assign(x, return_distances=True)
+    codebook.info = {"backend": backend, "num_clusters": num_clusters, "fit_frames": len(x),
+                     "feature_dim": int(x.shape[1]), "standardized": standardize,
+                     "inertia_per_frame": float(distances.mean())}
+    return codebook
+
+
+def cluster_statistics(labels: np.ndarray, num_clusters: int) -> dict:
+    """Statistics of a label array: how evenly the clusters are used.
+
+    Args:
+        labels: int (...) cluster ids in ``[0, num_clusters)``.
+
+    Returns:
+        dict with ``frames``, ``num_clusters``, ``used_clusters``, ``entropy_bits``, ``perplexity`` (2**entropy:
+        the effective number of clusters), ``largest_cluster_fraction``, ``cluster_size_min/median/max`` and
+        ``cluster_sizes`` (list of K counts).
+    """
+    counts = np.bincount(np.asarray(labels).reshape(-1).astype(np.int64), minlength=num_clusters)
+    p = counts / max(counts.sum(), 1)
+    nz = p[p > 0]
+    entropy = float(-(nz * np.log2(nz)).sum())
+    return {
+        "frames": int(counts.sum()),
+        "num_clusters": int(num_clusters),
+        "used_clusters": int((counts > 0).sum()),
+        "entropy_bits": entropy,
+        "perplexity": float(2**entropy),
+        "largest_cluster_fraction": float(p.max()),
+        "cluster_size_min": int(counts.min()),
+        "cluster_size_median": float(np.median(counts)),
+        "cluster_size_max": int(counts.max()),
+        "cluster_sizes": counts.tolist(),
+    }
+
+
+def load_labels(labels_dir: str | os.PathLike) -> tuple[np.ndarray, dict]:
+    """Memory-mapped labels of an iteration and their description.
+
+    Returns:
+        (labels int (num_windows, frames) memmap, info dict with ``num_clusters``, ``num_windows``, ``windows_dir``...).
+
+    Raises:
+        ValueError: if ``labels_dir`` has no ``labels.npy`` / ``labels.json``.
+    """
+    labels_dir = Path(labels_dir)
+    if not (labels_dir / LABELS_FILE).exists() or not (labels_dir / LABELS_INFO_FILE).exists():
+        raise ValueError(f"{labels_dir} holds no {LABELS_FILE} / {LABELS_INFO_FILE}; run `hubert-ecg cluster` first")
+    return np.load(labels_dir / LABELS_FILE, mmap_mode="r"), json.loads((labels_dir / LABELS_INFO_FILE).read_text())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the command
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _feature_fn(args: ClusterArguments, device):
+    """(callable input_values (n, 6000) -> features (n, frames, D), description dict)."""
+    if args.features == "mfcc":
+        return mfcc_features, {"features": "mfcc", "n_mfcc": 13, "deltas": 2, "frame_hop": FRAME_HOP}
+    from ..modeling import HuBERTECGModel
+
+    model = HuBERTECGModel.from_pretrained(args.model_name_or_path).to(device).eval()
+    num_layers = model.config.num_hidden_layers
+    layer = args.layer if args.layer is not None else min(9, num_layers)
+    if not 1 <= layer <= num_layers:
+        raise ValueError(f"--layer must lie in [1, {num_layers}] for {args.model_name_or_path}, got {layer}")
+    return (lambda values: hidden_state_features(model, values, layer, device)), {
+        "features": "hidden", "layer": layer, "model_name_or_path": args.model_name_or_path,
+    }
+
+
+def run_clustering(args: ClusterArguments) -> dict:
+    """Run ``hubert-ecg cluster`` in this process (one of ``accelerate launch``'s processes, or alone).
+
+    Returns:
+        the cluster statistics written to ``cluster_stats.json`` (on every process).
+
+    Raises:
+        ValueError: for a missing window dataset without ``--data``, bad arguments, or labels that do not match.
+    """
+    from accelerate import PartialState
+    from tqdm.auto import tqdm
+
+    state = PartialState()
+    rank, world = state.process_index, state.num_processes
+    started = time.time()
+    out = Path(args.output_dir)
+    tmp = out / "tmp"
+    if state.is_main_process:
+        tmp.mkdir(parents=True, exist_ok=True)
+    state.wait_for_everyone()
+
+    # 1. windows (sharded preprocessing)
+    if not is_window_dataset(args.windows_dir):
+        if not args.data:
+            raise ValueError(f"--windows_dir {args.windows_dir} is not a window dataset yet; pass --data to build it")
+        build_window_dataset(
+            args.data, args.windows_dir, stride_seconds=args.stride_seconds, exclude=args.exclude,
+            process_index=rank, num_processes=world, show_progress=state.is_main_process,
+        )
+        state.wait_for_everyone()
+        if world > 1 and state.is_main_process:
+            finalize_window_dataset(args.windows_dir, world, args.stride_seconds)
+        state.wait_for_everyone()
+    dataset = load_window_dataset(args.windows_dir)
+    num_windows = len(dataset)
+    feature_fn, description = _feature_fn(args, state.device)
+
+    # 2. features of a random sample of windows, sharded; process 0 fits k-means
+    rng = np.random.default_rng(args.seed)
+    sample = np.sort(rng.choice(num_windows, size=min(args.fit_windows, num_windows), replace=False))
+    begin, end = shard_range(len(sample), world, rank)
+    view = dataset.with_format("numpy", columns=["input_values"])
+    chunks = []
+    for offset in range(begin, end, args.batch_size):
+        rows = sample[offset : min(offset + args.batch_size, end)]
+        chunks.append(feature_fn(np.asarray(view[rows]["input_values"], dtype=np.float32)))
+    dim = None if not chunks else chunks[0].shape[-1]
+    np.save(tmp / f"fit-{rank:05d}.npy", np.concatenate(chunks).reshape(-1, dim) if chunks else np.zeros((0, 1), np.float32))
+    state.wait_for_everyone()
+    if state.is_main_process:
+        parts = [np.load(tmp / f"fit-{r:05d}.npy") for r in range(world)]
+        fit = np.concatenate([p for p in parts if len(p)])
+        if len(fit) > args.max_fit_frames:
+            fit = fit[np.sort(rng.choice(len(fit), size=args.max_fit_frames, replace=False))]
+        logger.info(f"fitting k-means (K={args.num_clusters}) on {len(fit)} frames of dimension {fit.shape[1]}")
+        t0 = time.time()
+        codebook = fit_kmeans(
+            fit, args.num_clusters, standardize=args.features == "mfcc", backend=args.backend, seed=args.seed,
+            batch_size=args.kmeans_batch_size, max_iter=args.kmeans_max_iter, n_init=args.kmeans_n_init,
+        )
+        codebook.info.update(description, fit_windows=int(len(sample)), fit_seconds=time.time() - t0)
+        codebook.save(out)
+    state.wait_for_everyone()
+    codebook = KMeansCodebook.load(out)
+
+    # 3. assignment of every frame of every window, sharded
+    begin, end = shard_range(num_windows, world, rank)
+    dtype = np.int16 if args.num_clusters <= np.iinfo(np.int16).max else np.int32
+    shard_labels, inertia = [], 0.0
+    bar = tqdm(total=end - begin, desc="assign", unit="window", disable=not state.is_main_process)
+    for _, values in iter_batches(dataset, begin, end, args.batch_size):
+        labels, distances = codebook.assign(feature_fn(values), return_distances=True)
+        shard_labels.append(labels.astype(dtype))
+        inertia += float(distances.sum())
+        bar.update(len(values))
+    bar.close()
+    frames = shard_labels[0].shape[1] if shard_labels else 0
+    np.save(tmp / f"labels-{rank:05d}.npy", np.concatenate(shard_labels) if shard_labels else np.zeros((0, 0), dtype))
+    (tmp / f"inertia-{rank:05d}.json").write_text(json.dumps({"sum": inertia}))
+    state.wait_for_everyone()
+
+    # 4. merge, statistics
+    if state.is_main_process:
+        parts = [np.load(tmp / f"labels-{r:05d}.npy", mmap_mode="r") for r in range(world)]
+        frames = max(p.shape[1] for p in parts if p.size) if any(p.size for p in parts) else frames
+        merged = np.lib.format.open_memmap(out / LABELS_FILE, mode="w+", dtype=dtype, shape=(num_windows, frames))
+        row = 0
+        for part in parts:
+            merged[row : row + len(part)] = part
+            row += len(part)
+        merged.flush()
+        inertia = sum(json.loads((tmp / f"inertia-{r:05d}.json").read_text())["sum"] for r in range(world))
+        stats = cluster_statistics(merged, args.num_clusters)
+        stats.update(
+            windows=num_windows, inertia_per_frame=inertia / max(stats["frames"], 1),
+            fit_inertia_per_frame=codebook.info.get("inertia_per_frame"), processes=world,
+            seconds=time.time() - started, **description,
+        )
+        if args.compare_labels_dir:
+            from sklearn.metrics import normalized_mutual_info_score
+
+            previous, _ = load_labels(args.compare_labels_dir)
+            if previous.shape != merged.shape:
+                raise ValueError(f"--compare_labels_dir labels have shape {previous.shape}, these {merged.shape}")
+            stats["nmi_with_previous"] = float(
+                normalized_mutual_info_score(np.asarray(previous).reshape(-1), np.asarray(merged).reshape(-1))
+            )
+        info = {"num_windows": num_windows, "num_frames": int(frames), "num_clusters": args.num_clusters,
+                "windows_dir": str(Path(args.windows_dir).resolve()), "arguments": asdict(args), **description}
+        (out / LABELS_INFO_FILE).write_text(json.dumps(info, indent=2))
+        (out / STATS_FILE).write_text(json.dumps(stats, indent=2))
+        for path in tmp.iterdir():
+            path.unlink()
+        tmp.rmdir()
+        summary = {k: v for k, v in stats.items() if k != "cluster_sizes"}
+        logger.warning(f"hubert-ecg cluster: {json.dumps(summary)}")
+    state.wait_for_everyone()
+    return json.loads((out / STATS_FILE).read_text())
+
+
+def parse_args(argv: Sequence[str] | None, dataclass_type):
+    """Parse ``argv`` into ``dataclass_type`` with ``HfArgumentParser``; a single ``.yaml``/``.yml``/``.json``
+    argument is read as a file of arguments."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(dataclass_type)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
+        return parser.parse_yaml_file(os.path.abspath(argv[0]))[0]
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(os.path.abspath(argv[0]))[0]
+    return parser.parse_args_into_dataclasses(args=argv)[0]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``hubert-ecg cluster``; returns the exit code (2 on bad arguments or data)."""
+    try:
+        args = parse_args(argv, ClusterArguments)
+        run_clustering(args)
+    except ValueError as error:
+        print(f"hubert-ecg cluster: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

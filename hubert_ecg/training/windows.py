@@ -1,0 +1,373 @@
+"""Memory-mapped datasets of preprocessed 5 s windows for HuBERT pretraining.
+
+Pretraining (HuBERT, Hsu et al. 2021; HuBERT-ECG, medRxiv doi 10.1101/2024.11.14.24317328) sees every 5 s window of
+every record, preprocessed once by :class:`~hubert_ecg.processing.HuBERTECGFeatureExtractor` (the released
+preprocessing: 500 Hz, 0.05-47 Hz band-pass, per-lead min-max scaling, 12 leads concatenated and decimated to
+100 Hz). This module turns a directory, a list of files or a manifest into an Arrow dataset on disk with one row
+per window:
+
+=================  =======================  ========================================================================
+column             type                     meaning
+=================  =======================  ========================================================================
+``input_values``   float32 (6000,)          the model input of the window (12 leads x 5 s x 100 Hz)
+``lead_mask``      bool (12,)               leads present in the record (missing ones are zero-filled)
+``record_id``      string                   the record's path relative to its source directory (or as given)
+``window_start``   float64                  start of the window in seconds from the start of the record
+=================  =======================  ========================================================================
+
+The dataset is written in contiguous shards (``shard-00000-of-00004.arrow`` ...), one per process, so that the
+windows of millions of ECGs are preprocessed in parallel (``accelerate launch``) and read back memory-mapped
+(:func:`load_window_dataset`) without holding them in RAM: 6000 float32 are 24 kB per window, i.e. about 48 kB
+per 10 s ECG on disk. The row order is the order of the record list whatever the number of processes. Records
+that cannot be read or are shorter than one window are skipped and listed in ``skipped.jsonl``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from transformers.utils import logging
+
+from ..io import read_ecg
+from ..processing import HuBERTECGFeatureExtractor
+
+logger = logging.get_logger(__name__)
+
+__all__ = [
+    "RECORD_EXTENSIONS",
+    "WindowDatasetInfo",
+    "build_window_dataset",
+    "find_records",
+    "load_window_dataset",
+    "shard_range",
+    "window_features",
+]
+
+#: File extensions that name a record. WFDB and challenge records are named by their ``.hea``; ``.mat`` / ``.dat``
+#: files next to a ``.hea`` are the same record and are not listed twice.
+RECORD_EXTENSIONS = (".hea", ".mat", ".npy", ".npz", ".edf", ".bdf", ".h5", ".hdf5")
+_MANIFEST_EXTENSIONS = (".csv", ".tsv", ".txt", ".jsonl")
+_PATH_COLUMNS = ("path", "record", "filename", "file", "record_path")
+INFO_FILE = "windows.json"
+SKIPPED_FILE = "skipped.jsonl"
+
+
+def window_features(input_length: int = 6000, num_leads: int = 12):
+    """The ``datasets.Features`` of a window dataset (see the module docstring)."""
+    from datasets import Features, List, Value
+
+    return Features(
+        {
+            "input_values": List(Value("float32"), length=input_length),
+            "lead_mask": List(Value("bool"), length=num_leads),
+            "record_id": Value("string"),
+            "window_start": Value("float64"),
+        }
+    )
+
+
+def shard_range(num_items: int, num_shards: int, shard_index: int) -> tuple[int, int]:
+    """Contiguous ``[start, stop)`` of shard ``shard_index`` when ``num_items`` are split into ``num_shards``.
+
+    Shards differ in size by at most one item and concatenate back to ``range(num_items)`` in order.
+
+    Raises:
+        ValueError: if ``num_shards`` < 1 or ``shard_index`` is not in ``[0, num_shards)``.
+    """
+    if num_shards < 1 or not 0 <= shard_index < num_shards:
+        raise ValueError(f"shard_index must lie in [0, num_shards), got shard_index={shard_index}, num_shards={num_shards}")
+    base, extra = divmod(num_items, num_shards)
+    start = shard_index * base + min(shard_index, extra)
+    return start, start + base + (1 if shard_index < extra else 0)
+
+
+def _read_manifest(path: Path) -> list[str]:
+    """Record paths from a manifest: .txt (one path a line), .csv/.tsv (a path column), .jsonl (a path key).
+    Relative paths are relative to the manifest's folder."""
+    entries: list[str] = []
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
+        entries = [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    elif suffix == ".jsonl":
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            key = next((k for k in _PATH_COLUMNS if k in row), None)
+            if key is None:
+                raise ValueError(f"{path}:{number}: expected one of the keys {_PATH_COLUMNS}, got {sorted(row)}")
+            entries.append(str(row[key]))
+    else:
+        with open(path, newline="") as handle:
+            reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
+            key = next((k for k in _PATH_COLUMNS if k in (reader.fieldnames or [])), None)
+            if key is None:
+                raise ValueError(f"manifest {path} needs a column named one of {_PATH_COLUMNS}, got {reader.fieldnames}")
+            entries = [row[key] for row in reader if row[key]]
+    return [str(Path(e) if Path(e).is_absolute() else path.parent / e) for e in entries]
+
+
+def find_records(sources: str | os.PathLike | Sequence[str | os.PathLike], exclude: Sequence[str] = ()) -> list[str]:
+    """List the records of directories, files and manifests, sorted and without duplicates.
+
+    Args:
+        sources: a directory (searched recursively for files with :data:`RECORD_EXTENSIONS`), a record file, a
+            manifest (``.txt`` one path a line, ``.csv`` / ``.tsv`` with a ``path`` column, ``.jsonl`` with a
+            ``path`` key; relative paths are relative to the manifest), or a list of these.
+        exclude: glob patterns (``fnmatch`` on the full path, e.g. ``"*/records500/*"``) of records to leave out.
+
+    Returns:
+        Paths as strings: a WFDB / challenge record by its ``.hea`` (its ``.mat`` / ``.dat`` are not listed again),
+        other formats by their file. Directory contents are sorted; the sources keep the given order.
+
+    Raises:
+        ValueError: if a source does not exist or a manifest lacks a path column.
+    """
+    from fnmatch import fnmatch
+
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    found: list[str] = []
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in RECORD_EXTENSIONS and p.is_file())
+            headers = {p.with_suffix("") for p in files if p.suffix.lower() == ".hea"}
+            found += [str(p) for p in files if p.suffix.lower() == ".hea" or p.with_suffix("") not in headers]
+        elif path.suffix.lower() in _MANIFEST_EXTENSIONS and path.is_file():
+            found += _read_manifest(path)
+        elif path.exists() or path.with_suffix(".hea").exists():
+            found.append(str(path))
+        else:
+            raise ValueError(f"data source {str(path)!r} does not exist; expected a directory, a record or a manifest")
+    seen, unique = set(), []
+    for record in found:
+        key = str(Path(record).with_suffix("")) if Path(record).suffix.lower() in (".hea", ".mat", ".dat") else record
+        if key not in seen and not any(fnmatch(record, pattern) for pattern in exclude):
+            seen.add(key)
+            unique.append(record)
+    return unique
+
+
+def _record_id(path: str, roots: Sequence[Path]) -> str:
+    """The record's path without extension, relative to the first source directory containing it."""
+    p = Path(path)
+    for root in roots:
+        try:
+            return str(p.relative_to(root).with_suffix(""))
+        except ValueError:
+            continue
+    return str(p.with_suffix(""))
+
+
+@dataclass
+class WindowDatasetInfo:
+    """What :func:`build_window_dataset` wrote: numbers of records, windows and skipped records, and the shards."""
+
+    num_records: int
+    num_windows: int
+    num_skipped: int
+    shards: list[str]
+    stride_seconds: float
+    seconds: float
+
+
+def _shard_name(index: int, count: int) -> str:
+    return f"shard-{index:05d}-of-{count:05d}"
+
+
+def build_window_dataset(
+    sources: str | os.PathLike | Sequence[str | os.PathLike],
+    output_dir: str | os.PathLike,
+    stride_seconds: float | None = None,
+    exclude: Sequence[str] = (),
+    feature_extractor: HuBERTECGFeatureExtractor | None = None,
+    process_index: int = 0,
+    num_processes: int = 1,
+    records_per_batch: int = 32,
+    show_progress: bool = True,
+) -> WindowDatasetInfo | None:
+    """Preprocess every window of every record into Arrow shards under ``output_dir``.
+
+    Process ``process_index`` of ``num_processes`` handles a contiguous slice of the sorted record list (see
+    :func:`shard_range`) and writes ``shard-{process_index}-of-{num_processes}.arrow`` plus its skipped-record list;
+    call it in every process (e.g. under ``accelerate launch``), wait for all, then call
+    :func:`finalize_window_dataset` on one process (done for you when ``num_processes == 1``).
+
+    Records are read with :func:`hubert_ecg.io.read_ecg` and preprocessed with ``feature_extractor`` (default: the
+    released preprocessing) with ``window="all"`` and ``missing_leads="zero"``: a record with fewer than 12
+    standard leads (e.g. 2-lead Holter ECGs) has its missing leads zero-filled and ``lead_mask`` says which are
+    real. Records that cannot be read or preprocessed, or last less than one window (5 s), are skipped and listed
+    with the reason in ``skipped.jsonl``.
+
+    Args:
+        sources: directories, record files or manifests (see :func:`find_records`).
+        output_dir: folder of the dataset; created if needed.
+        stride_seconds: seconds between window starts (default: the window length, 5 s: non-overlapping windows).
+        exclude: glob patterns of records to leave out (e.g. a second copy at another rate).
+        feature_extractor: the preprocessing; its ``input_length`` fixes the length of ``input_values``.
+        process_index, num_processes: this process and the number of processes sharing the work.
+        records_per_batch: records preprocessed together (records of equal rate and length share the filtering).
+        show_progress: a tqdm bar on process 0.
+
+    Returns:
+        :class:`WindowDatasetInfo` when ``num_processes == 1`` (the dataset is finalized), else None.
+
+    Raises:
+        ValueError: for a missing source, or when no record at all yields a window.
+    """
+    from datasets.arrow_writer import ArrowWriter
+    from tqdm.auto import tqdm
+
+    start_time = time.time()
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    extractor = feature_extractor or HuBERTECGFeatureExtractor()
+    records = find_records(sources, exclude=exclude)
+    src_list = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+    roots = [Path(s) for s in src_list if Path(s).is_dir()]
+    begin, end = shard_range(len(records), num_processes, process_index)
+    mine = records[begin:end]
+    name = _shard_name(process_index, num_processes)
+    features = window_features(extractor.input_length, len(extractor.lead_order))
+    skipped: list[dict] = []
+    num_windows = 0
+    with ArrowWriter(features=features, path=str(output_dir / f"{name}.arrow")) as writer:
+        bar = tqdm(total=len(mine), desc="windows", unit="record", disable=not show_progress or process_index != 0)
+        for offset in range(0, len(mine), records_per_batch):
+            batch_paths = mine[offset : offset + records_per_batch]
+            loaded, ids = [], []
+            for path in batch_paths:
+                try:
+                    record = read_ecg(path)
+                    if record.duration < extractor.window_seconds:
+                        raise ValueError(f"lasts {record.duration:g} s, shorter than one {extractor.window_seconds:g} s window")
+                    loaded.append(record)
+                    ids.append(_record_id(path, roots))
+                except Exception as error:  # noqa: BLE001 - any unreadable file is skipped and listed
+                    skipped.append({"path": path, "error": f"{type(error).__name__}: {error}"})
+            rows = _extract(extractor, loaded, ids, stride_seconds, skipped)
+            if rows is not None and len(rows["record_id"]):
+                writer.write_batch(rows)
+                num_windows += len(rows["record_id"])
+            bar.update(len(batch_paths))
+        bar.close()
+        writer.finalize()
+    with open(output_dir / f"{name}.skipped.jsonl", "w") as handle:
+        for entry in skipped:
+            handle.write(json.dumps(entry) + "\n")
+    with open(output_dir / f"{name}.json", "w") as handle:
+        json.dump({"records": len(mine) - len(skipped), "windows": num_windows, "skipped": len(skipped),
+                   "seconds": time.time() - start_time}, handle)
+    if skipped:
+        logger.warning(f"process {process_index}: skipped {len(skipped)} unreadable or too short records")
+    if num_processes == 1:
+        return finalize_window_dataset(output_dir, num_processes=1, stride_seconds=stride_seconds, total_records=len(records))
+    return None
+
+
+def _extract(extractor, records, ids, stride_seconds, skipped) -> dict | None:
+    """Preprocess a batch of records; on a failure, retry one by one to skip only the bad records."""
+    if not records:
+        return None
+    try:
+        out = extractor(records, window="all", stride_seconds=stride_seconds, missing_leads="zero")
+    except Exception:  # noqa: BLE001
+        if len(records) == 1:
+            raise
+        parts = []
+        for record, record_id in zip(records, ids):
+            try:
+                parts.append(_extract(extractor, [record], [record_id], stride_seconds, skipped))
+            except Exception as error:  # noqa: BLE001
+                skipped.append({"path": record_id, "error": f"{type(error).__name__}: {error}"})
+        parts = [p for p in parts if p is not None]
+        if not parts:
+            return None
+        return {key: [v for p in parts for v in p[key]] for key in parts[0]}
+    index = np.asarray(out["record_index"])
+    return {
+        "input_values": list(np.asarray(out["input_values"], dtype=np.float32)),
+        "lead_mask": list(np.asarray(out["lead_mask"], dtype=bool)),
+        "record_id": [ids[i] for i in index],
+        "window_start": np.asarray(out["window_start"], dtype=np.float64).tolist(),
+    }
+
+
+def finalize_window_dataset(
+    output_dir: str | os.PathLike, num_processes: int, stride_seconds: float | None = None, total_records: int | None = None
+) -> WindowDatasetInfo:
+    """Merge the per-shard summaries into ``windows.json`` and ``skipped.jsonl``; run once after all shards exist.
+
+    Raises:
+        ValueError: if a shard is missing or the dataset has no window.
+    """
+    output_dir = Path(output_dir)
+    shards, totals, skipped_lines = [], {"records": 0, "windows": 0, "skipped": 0, "seconds": 0.0}, []
+    for index in range(num_processes):
+        name = _shard_name(index, num_processes)
+        if not (output_dir / f"{name}.arrow").exists():
+            raise ValueError(f"shard {name}.arrow is missing in {output_dir}; did every process finish?")
+        shards.append(f"{name}.arrow")
+        summary = json.loads((output_dir / f"{name}.json").read_text())
+        for key in totals:
+            totals[key] += summary[key]
+        skipped_lines += (output_dir / f"{name}.skipped.jsonl").read_text().splitlines()
+    if totals["windows"] == 0:
+        raise ValueError(f"no record in the sources gave a 5 s window (skipped {totals['skipped']}); see {output_dir / SKIPPED_FILE}")
+    (output_dir / SKIPPED_FILE).write_text("".join(line + "\n" for line in skipped_lines))
+    info = WindowDatasetInfo(
+        num_records=totals["records"],
+        num_windows=totals["windows"],
+        num_skipped=totals["skipped"],
+        shards=shards,
+        stride_seconds=float(stride_seconds) if stride_seconds else 5.0,
+        seconds=totals["seconds"],
+    )
+    (output_dir / INFO_FILE).write_text(json.dumps(info.__dict__, indent=2))
+    logger.info(
+        f"window dataset {output_dir}: {info.num_windows} windows of {info.num_records} records, "
+        f"{info.num_skipped} skipped"
+    )
+    return info
+
+
+def load_window_dataset(output_dir: str | os.PathLike):
+    """The window dataset written by :func:`build_window_dataset`, memory-mapped (nothing is loaded into RAM).
+
+    Returns:
+        ``datasets.Dataset`` with the columns of the module docstring, rows in record-list order.
+
+    Raises:
+        ValueError: if ``output_dir`` holds no finalized window dataset.
+    """
+    from datasets import Dataset, concatenate_datasets
+
+    output_dir = Path(output_dir)
+    info_path = output_dir / INFO_FILE
+    if not info_path.exists():
+        raise ValueError(f"{output_dir} is not a window dataset (no {INFO_FILE}); build it with build_window_dataset")
+    info = json.loads(info_path.read_text())
+    parts = [Dataset.from_file(str(output_dir / shard)) for shard in info["shards"]]
+    parts = [p for p in parts if len(p)]
+    return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+
+
+def is_window_dataset(path: str | os.PathLike) -> bool:
+    """True if ``path`` holds a finalized window dataset."""
+    return (Path(path) / INFO_FILE).exists()
+
+
+def iter_batches(dataset, start: int, stop: int, batch_size: int) -> Iterable[tuple[int, np.ndarray]]:
+    """Yield ``(row, input_values (n, 6000) float32)`` for rows ``[start, stop)`` of a window dataset in batches."""
+    view = dataset.with_format("numpy", columns=["input_values"])
+    for row in range(start, stop, batch_size):
+        values = view[row : min(row + batch_size, stop)]["input_values"]
+        yield row, np.asarray(values, dtype=np.float32)
