@@ -12,6 +12,7 @@ from transformers import (
     AutoModelForPreTraining,
     AutoModelForSequenceClassification,
 )
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration import HuBERTECGConfig
 from .conversion import convert_original_checkpoint
@@ -24,6 +25,8 @@ from .modeling import (
     HuBERTECGPreTrainedModel,
 )
 from .processing import HuBERTECGFeatureExtractor
+from .demo import demo_model_path
+from .pipelines import ECGClassificationPipeline
 
 __version__ = "0.1.0"
 
@@ -37,6 +40,10 @@ for _auto, _model in (
     _auto.register(HuBERTECGConfig, _model, exist_ok=True)
     _model.register_for_auto_class(_auto.__name__)  # save_pretrained copies the code for trust_remote_code
 AutoFeatureExtractor.register(HuBERTECGConfig, HuBERTECGFeatureExtractor, exist_ok=True)
+if "ecg-classification" not in PIPELINE_REGISTRY.supported_tasks:
+    PIPELINE_REGISTRY.register_pipeline(
+        "ecg-classification", pipeline_class=ECGClassificationPipeline, pt_model=AutoModelForSequenceClassification
+    )
 
 __all__ = [
     "HuBERTECGConfig",
@@ -50,4 +57,6 @@ __all__ = [
     "read_ecg",
     "STANDARD_LEADS",
     "convert_original_checkpoint",
+    "ECGClassificationPipeline",
+    "demo_model_path",
 ]
