@@ -1,0 +1,102 @@
+"""Window datasets for pretraining: discovery, sharded preprocessing, skipped records, memory mapping."""
+
+import json
+
+import numpy as np
+import pytest
+
+from hubert_ecg.processing import HuBERTECGFeatureExtractor
+from hubert_ecg.training.windows import (
+    build_window_dataset,
+    finalize_window_dataset,
+    find_records,
+    load_window_dataset,
+    shard_range,
+)
+
+PTBXL = ["ptbxl/records100/00000/00001_lr", "ptbxl/records100/00000/00002_lr", "ptbxl/records100/00000/00003_lr"]
+CINC = "cinc2021/E07500"
+TWO_LEAD = "long/cpsc2021/data_8_4"  # 2 leads (I, II), 200 Hz, 41.2 s: 8 windows
+
+
+@pytest.fixture(scope="module")
+def manifest(data_dir, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("records")
+    broken = folder / "broken.hea"
+    broken.write_text("this is not a WFDB header\n")
+    paths = [str(data_dir / p) + ".hea" for p in PTBXL] + [str(data_dir / CINC) + ".mat", str(data_dir / TWO_LEAD)]
+    paths.append(str(broken))
+    path = folder / "manifest.txt"
+    path.write_text("# records for the tests\n" + "\n".join(paths) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def windows(manifest, tmp_path_factory):
+    out = tmp_path_factory.mktemp("windows")
+    info = build_window_dataset(manifest, out, show_progress=False)
+    return out, info
+
+
+def test_shard_range_covers_in_order():
+    for n, k in [(0, 3), (5, 1), (10, 3), (2, 4)]:
+        ranges = [shard_range(n, k, i) for i in range(k)]
+        assert ranges[0][0] == 0 and ranges[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+        assert max(b - a for a, b in ranges) - min(b - a for a, b in ranges) <= 1
+    with pytest.raises(ValueError, match="shard_index"):
+        shard_range(10, 2, 2)
+
+
+def test_find_records_dedupes_and_excludes(data_dir, tmp_path):
+    records = find_records(data_dir / "cinc2021")
+    assert len(records) == 50 and all(r.endswith(".hea") for r in records)  # .mat not listed twice
+    ptbxl = find_records(data_dir / "ptbxl", exclude=["*/records500/*"])
+    assert len(ptbxl) == 434 and not any("records500" in r for r in ptbxl)
+    csv = tmp_path / "m.csv"
+    csv.write_text("path,label\n" + f"{data_dir / CINC}.hea,x\n{data_dir / CINC}.mat,y\n")
+    assert find_records(csv) == [f"{data_dir / CINC}.hea"]
+    with pytest.raises(ValueError, match="does not exist"):
+        find_records(tmp_path / "nowhere")
+
+
+def test_window_dataset_rows(windows, data_dir):
+    out, info = windows
+    assert info.num_records == 5 and info.num_skipped == 1
+    assert info.num_windows == 3 * 2 + 2 + 8
+    skipped = [json.loads(line) for line in (out / "skipped.jsonl").read_text().splitlines()]
+    assert len(skipped) == 1 and skipped[0]["path"].endswith("broken.hea") and skipped[0]["error"]
+
+    ds = load_window_dataset(out)
+    assert len(ds) == 16 and ds.cache_files  # memory-mapped Arrow, not in RAM
+    assert set(ds.column_names) == {"input_values", "lead_mask", "record_id", "window_start"}
+    rows = ds.with_format("numpy")[:]
+    assert rows["input_values"].shape == (16, 6000) and rows["input_values"].dtype == np.float32
+    assert list(rows["window_start"][:2]) == [0.0, 5.0]
+    two_lead = rows["record_id"] == str(data_dir / TWO_LEAD)
+    assert two_lead.sum() == 8
+    assert (rows["lead_mask"][two_lead].sum(1) == 2).all() and rows["lead_mask"][~two_lead].all()
+    # the same numbers as the feature extractor on the record
+    expected = HuBERTECGFeatureExtractor()(str(data_dir / PTBXL[0]), window="all")["input_values"]
+    np.testing.assert_allclose(rows["input_values"][:2], expected, atol=1e-6)
+
+
+def test_sharded_build_equals_single_process(manifest, windows, tmp_path):
+    out, _ = windows
+    for rank in range(3):
+        assert build_window_dataset(manifest, tmp_path, process_index=rank, num_processes=3, show_progress=False) is None
+    info = finalize_window_dataset(tmp_path, num_processes=3)
+    assert info.num_windows == 16 and info.num_skipped == 1 and len(info.shards) == 3
+    sharded = load_window_dataset(tmp_path).with_format("numpy")[:]
+    single = load_window_dataset(out).with_format("numpy")[:]
+    assert list(sharded["record_id"]) == list(single["record_id"])
+    np.testing.assert_array_equal(sharded["input_values"], single["input_values"])
+
+
+def test_errors(tmp_path):
+    with pytest.raises(ValueError, match="not a window dataset"):
+        load_window_dataset(tmp_path)
+    bad = tmp_path / "bad.hea"
+    bad.write_text("garbage\n")
+    with pytest.raises(ValueError, match="no record"):
+        build_window_dataset([bad], tmp_path / "out", show_progress=False)
