@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the bundled demo model (hubert_ecg/demo/model) on CPU in about 20-30 minutes.
+# Reproduces the bundled demo model (hubert_ecg/demo/model) on CPU in about 15-30 minutes.
 # Usage: examples/train_demo.sh [PTBXL_DIR] [OUTPUT_DIR]
 set -euo pipefail
 PTBXL_DIR=${1:-../shared/data/ptbxl}

@@ -142,13 +142,18 @@ def read_manifest(
     columns = [c for c in frame.columns if c not in _META_COLUMNS and not str(c).startswith("Unnamed:")]
     if not columns:
         raise ValueError(f"manifest {str(csv_path)!r} has no label columns after filename/age/sex")
-    if label_names is not None and problem_type != "single_label_classification" and len(columns) > 1:
-        missing = [name for name in label_names if name not in columns]
-        if missing:
-            raise ValueError(
-                f"manifest {str(csv_path)!r}: label columns {columns} do not include the model's labels {missing}"
+    if label_names is not None and problem_type != "single_label_classification" and len(label_names) > 1:
+        if all(name in columns for name in label_names) and len(columns) == len(label_names):
+            columns = list(label_names)  # reorder to the model's labels
+        elif len(columns) == len(label_names) and not any(name in columns for name in label_names):
+            logger.warning(
+                f"manifest {str(csv_path)!r}: label columns {columns} are taken in order as {list(label_names)}"
             )
-        columns = list(label_names)
+        else:
+            raise ValueError(
+                f"manifest {str(csv_path)!r} has {len(columns)} label column(s) {columns} but the model has "
+                f"{len(label_names)} labels {list(label_names)}"
+            )
     values = frame[columns]
     if problem_type is None:
         if len(columns) > 1:

@@ -207,16 +207,17 @@ def load_data(data_args: DataArguments, label_names=None, num_labels=None):
         names, problem_type = records.label_names, records.problem_type
     else:
         parts = {}
+        problem_type = data_args.problem_type
         for split, csv in (("train", data_args.train_csv), ("validation", data_args.validation_csv),
                            ("test", data_args.test_csv)):
             if csv:
                 parts[split] = data.read_manifest(
-                    csv, data_args.data_dir, num_labels=num_labels, problem_type=data_args.problem_type,
-                    label_names=label_names if split != "train" or label_names else None,
+                    csv, data_args.data_dir, num_labels=num_labels, problem_type=problem_type, label_names=label_names
                 )
                 if split == "train":
-                    label_names = parts[split].label_names
-                    num_labels = num_labels or (len(label_names) if parts[split].problem_type != "regression" else None)
+                    label_names, problem_type = parts[split].label_names, parts[split].problem_type
+                    if problem_type == "single_label_classification":
+                        num_labels = len(label_names)
         names, problem_type = parts["train"].label_names, parts["train"].problem_type
     if "train" not in parts or "validation" not in parts:
         raise ValueError(f"fine-tuning needs a training and a validation split, found {sorted(parts)}")

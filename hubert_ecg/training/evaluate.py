@@ -1,0 +1,298 @@
+"""``hubert-ecg evaluate``: AUROC, AUPRC and F1 of a classifier on a labelled set, with bootstrap 95 % CIs.
+
+``hubert-ecg evaluate [CONFIG.yaml|.json] --model M (--ptbxl_dir DIR [--split validation] | --test_csv CSV
+[--data_dir DIR]) [--output_dir OUT]``
+
+Every record is scored on its first 5 s window (as the release evaluates) or, with ``--tta_windows N``, on N random
+5 s windows whose probabilities are aggregated by their mean or maximum (``--tta_aggregation``). Writes to
+``output_dir``: ``metrics.json`` (macro / micro AUROC and AUPRC, macro / micro F1 at ``--threshold``, each with a
+percentile-bootstrap CI over records), ``per_label.csv``, ``roc_curves.png`` (one ROC curve per label) and, with
+``--save_probabilities``, ``probabilities.csv``. Unreadable records are skipped and listed on stderr; the exit code
+is 2 only if no record could be scored.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import HfArgumentParser
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+__all__ = ["EvaluateArguments", "evaluate", "main"]
+
+
+@dataclass
+class EvaluateArguments:
+    """Arguments of ``hubert-ecg evaluate``."""
+
+    model: str | None = field(default=None, metadata={"help": "hub id or directory (default: the bundled demo model)"})
+    ptbxl_dir: str | None = field(default=None, metadata={"help": "PTB-XL folder (labels from its metadata)"})
+    label_set: str | None = field(default=None, metadata={"help": "PTB-XL label set (default: superdiagnostic)"})
+    ptbxl_sampling_rate: int = field(default=100, metadata={"help": "PTB-XL records to read: 100 or 500 Hz"})
+    split: str = field(default="test", metadata={"help": "PTB-XL split: train (folds 1-8), validation (9), test (10)"})
+    test_csv: str | None = field(default=None, metadata={"help": "manifest CSV (filename, [age, sex], labels)"})
+    data_dir: str | None = field(default=None, metadata={"help": "folder the manifest's file names are relative to"})
+    output_dir: str | None = field(default=None, metadata={"help": "where metrics.json, per_label.csv, ... go"})
+    threshold: float = field(default=0.5, metadata={"help": "F1 threshold on the probabilities"})
+    n_bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples for the CIs (0: none)"})
+    confidence: float = field(default=0.95, metadata={"help": "confidence level of the CIs"})
+    tta_windows: int = field(default=0, metadata={"help": "0: the first 5 s window; N: N random windows per record"})
+    tta_aggregation: str = field(default="mean", metadata={"help": "mean or max over the TTA windows"})
+    save_probabilities: bool = field(default=False, metadata={"help": "write probabilities.csv"})
+    plot_roc: bool = field(default=True, metadata={"help": "draw roc_curves.png"})
+    batch_size: int = field(default=32, metadata={"help": "windows per model call"})
+    seed: int = field(default=0, metadata={"help": "seed of TTA windows and bootstrap"})
+    device: str = field(default="cpu", metadata={"help": "torch device"})
+
+
+def _records(args: EvaluateArguments, label_names, problem_type):
+    from . import data
+
+    if bool(args.ptbxl_dir) == bool(args.test_csv):
+        raise ValueError("give exactly one data source: --ptbxl_dir or --test_csv")
+    if args.test_csv:
+        return data.read_manifest(args.test_csv, args.data_dir, num_labels=len(label_names),
+                                  problem_type=problem_type, label_names=label_names)
+    if args.split not in data.PTBXL_SPLITS:
+        raise ValueError(f"--split must be one of {sorted(data.PTBXL_SPLITS)}, got {args.split!r}")
+    records = data.read_ptbxl(args.ptbxl_dir, args.label_set or "superdiagnostic", args.ptbxl_sampling_rate)
+    if sorted(records.label_names) != sorted(label_names):
+        raise ValueError(
+            f"PTB-XL label set {args.label_set or 'superdiagnostic'!r} has labels {records.label_names} but the "
+            f"model has {list(label_names)}; choose the matching --label_set"
+        )
+    order = [records.label_names.index(name) for name in label_names]
+    records.labels, records.label_names = records.labels[:, order], list(label_names)
+    parts = data.split_by_fold(records)
+    if args.split not in parts:
+        raise ValueError(f"PTB-XL split {args.split!r} has no records under {args.ptbxl_dir!r} (found {sorted(parts)})")
+    return parts[args.split]
+
+
+def score_records(model, feature_extractor, paths, tta_windows=0, aggregation="mean", batch_size=32, seed=0,
+                  device="cpu"):
+    """Probabilities of every readable record.
+
+    Args:
+        paths: record paths for :func:`hubert_ecg.read_ecg`.
+        tta_windows: 0 for the first 5 s window, N > 0 for N random windows aggregated by ``aggregation``.
+
+    Returns:
+        ``(scores, kept, skipped)``: scores float64 ``(kept records, num_labels)`` (sigmoid, softmax or raw
+        outputs by ``config.problem_type``), the indices of the scored records in ``paths``, and ``(path, reason)``
+        pairs of the skipped ones.
+    """
+    from ..io import read_ecg
+    from .metrics import scores_from_logits
+
+    rng = np.random.default_rng(seed)
+    problem_type = model.config.problem_type or "multi_label_classification"
+    windows, owners, kept, skipped = [], [], [], []
+    for index, path in enumerate(paths):
+        try:
+            record = read_ecg(path)
+            if tta_windows > 0:
+                features = feature_extractor([record] * tta_windows, window="random", seed=rng)
+            else:
+                features = feature_extractor(record, window="first")
+        except ValueError as err:
+            skipped.append((str(path), str(err)))
+            continue
+        windows.append(features["input_values"])
+        owners += [len(kept)] * len(features["input_values"])
+        kept.append(index)
+    if not kept:
+        return np.zeros((0, model.config.num_labels)), kept, skipped
+    inputs = np.concatenate(windows)
+    model.to(device).eval()
+    logits = []
+    with torch.no_grad():
+        for begin in range(0, len(inputs), batch_size):
+            batch = torch.from_numpy(inputs[begin:begin + batch_size]).to(device)
+            logits.append(model(input_values=batch).logits.float().cpu().numpy())
+    probs = scores_from_logits(np.concatenate(logits), problem_type)
+    owners = np.asarray(owners)
+    reduce = np.max if aggregation == "max" else np.mean
+    scores = np.stack([reduce(probs[owners == i], axis=0) for i in range(len(kept))])
+    return scores, kept, skipped
+
+
+def plot_roc_curves(labels: np.ndarray, scores: np.ndarray, label_names, path: str | Path) -> None:
+    """One ROC curve per label (with both classes present) on one figure, saved as PNG at ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for j, name in enumerate(label_names):
+        y = labels[:, j]
+        if 0 < y.sum() < len(y):
+            fpr, tpr, _ = roc_curve(y, scores[:, j])
+            ax.plot(fpr, tpr, label=f"{name} (AUROC {roc_auc_score(y, scores[:, j]):.3f}, n+={int(y.sum())})")
+    ax.plot([0, 1], [0, 1], "k--", linewidth=0.8)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title("ROC curves per label")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def evaluate(args: EvaluateArguments) -> dict:
+    """Run the evaluation described by ``args``; returns ``{"metrics", "ci", "per_label", "n_records",
+    "skipped"}`` and writes the files to ``args.output_dir`` when given.
+
+    Raises:
+        ValueError: for a missing model, data file or argument error, label columns that do not match the model,
+            or when no record could be scored (the message lists the skipped records).
+    """
+    import hubert_ecg  # noqa: F401  (registers the model type)
+    from transformers import AutoFeatureExtractor, AutoModelForSequenceClassification
+
+    from .metrics import bootstrap_ci, classification_metrics, per_label_metrics, regression_metrics
+
+    if args.tta_aggregation not in ("mean", "max"):
+        raise ValueError(f"--tta_aggregation must be 'mean' or 'max', got {args.tta_aggregation!r}")
+    if args.tta_windows < 0:
+        raise ValueError(f"--tta_windows must be 0 or positive, got {args.tta_windows}")
+    source = args.model or hubert_ecg.demo_model_path()
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(source)
+        feature_extractor = AutoFeatureExtractor.from_pretrained(source)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot load the model {source!r}: {type(err).__name__}: {err}") from None
+    label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    problem_type = model.config.problem_type or "multi_label_classification"
+    records = _records(args, label_names, problem_type)
+
+    scores, kept, skipped = score_records(
+        model, feature_extractor, records.paths, args.tta_windows, args.tta_aggregation, args.batch_size, args.seed,
+        args.device,
+    )
+    if not kept:
+        lines = "\n".join(f"  {p}: {r}" for p, r in skipped)
+        raise ValueError(f"none of the {len(records)} records could be scored:\n{lines}")
+    labels = records.labels[kept]
+
+    if problem_type == "regression":
+        def metric(y, s):
+            return regression_metrics(y, s.reshape(np.asarray(y).shape) if s.shape[1] == 1 else s)
+        per_label = []
+    else:
+        def metric(y, s):
+            return classification_metrics(y, s, problem_type, args.threshold)
+        per_label = per_label_metrics(labels, scores, label_names, problem_type, args.threshold)
+    metrics = metric(labels, scores)
+    ci = bootstrap_ci(labels, scores, metric, args.n_bootstrap, args.confidence, args.seed) if args.n_bootstrap else {}
+    ci.pop("n_labels_evaluated", None)
+    result = {"metrics": metrics, "ci": ci, "per_label": per_label, "n_records": len(kept), "skipped": skipped}
+
+    if args.output_dir:
+        out = Path(args.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+
+        def clean(v):
+            return None if isinstance(v, float) and math.isnan(v) else v
+
+        summary = {
+            "model": source,
+            "arguments": asdict(args),
+            "n_records": len(kept),
+            "metrics": {k: clean(v) for k, v in metrics.items()},
+            "ci": {k: [clean(lo), clean(hi)] for k, (lo, hi) in ci.items()},
+            "confidence": args.confidence,
+            "skipped": [{"file": p, "reason": r} for p, r in skipped],
+        }
+        (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+        if per_label:
+            with open(out / "per_label.csv", "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=list(per_label[0]))
+                writer.writeheader()
+                writer.writerows(per_label)
+        if args.save_probabilities:
+            with open(out / "probabilities.csv", "w", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["file"] + [f"p_{n}" for n in label_names] + [f"y_{n}" for n in label_names])
+                y = labels if labels.ndim == 2 else np.eye(len(label_names))[labels] if problem_type != "regression" \
+                    else labels.reshape(len(labels), -1)
+                for i, index in enumerate(kept):
+                    writer.writerow([records.paths[index]] + [f"{v:.6f}" for v in scores[i]]
+                                    + [f"{v:g}" for v in np.atleast_1d(y[i])])
+        if args.plot_roc and problem_type != "regression":
+            y = labels if labels.ndim == 2 else np.eye(len(label_names))[labels]
+            plot_roc_curves(y, scores, label_names, out / "roc_curves.png")
+    return result
+
+
+def format_report(result: dict, confidence: float = 0.95) -> str:
+    """The summary table and the per-label table printed by ``hubert-ecg evaluate``."""
+    lines = [f"{result['n_records']} records scored", "", f"{'metric':<14} {'value':>7}   {int(confidence * 100)}% CI"]
+    for name, value in result["metrics"].items():
+        if name == "n_labels_evaluated":
+            continue
+        lo, hi = result["ci"].get(name, (float("nan"), float("nan")))
+        ci = f"[{lo:.3f}, {hi:.3f}]" if not math.isnan(lo) else ""
+        lines.append(f"{name:<14} {value:>7.3f}   {ci}")
+    if result["per_label"]:
+        lines += ["", f"{'label':<10} {'n+':>4} {'AUROC':>7} {'AUPRC':>7} {'F1':>7}"]
+        for row in result["per_label"]:
+            lines.append(f"{row['label']:<10} {row['positives']:>4} {row['auroc']:>7.3f} {row['auprc']:>7.3f} "
+                         f"{row['f1']:>7.3f}")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str]) -> EvaluateArguments:
+    """``EvaluateArguments`` from an optional leading YAML / JSON file and ``--field value`` flags."""
+    parser = HfArgumentParser(EvaluateArguments, prog="hubert-ecg evaluate")
+    argv = list(argv)
+    if argv and argv[0].endswith((".yaml", ".yml", ".json")):
+        path = Path(argv.pop(0))
+        if not path.is_file():
+            raise ValueError(f"configuration file not found: {str(path)!r}")
+        import yaml
+
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"configuration file {str(path)!r} must hold a mapping")
+        unknown = sorted(set(values) - {f for f in EvaluateArguments.__dataclass_fields__})
+        if unknown:
+            raise ValueError(f"configuration file {str(path)!r} has unknown fields {unknown}")
+        parser.set_defaults(**values)
+    (args,) = parser.parse_args_into_dataclasses(args=argv)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``hubert-ecg evaluate``; prints the report, lists skipped records on stderr; returns 0, or 2 when nothing
+    could be scored or the arguments / files are wrong."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parse_args(argv)
+        result = evaluate(args)
+    except ValueError as err:
+        print(f"hubert-ecg evaluate: error: {err}", file=sys.stderr)
+        return 2
+    print(format_report(result, args.confidence))
+    if args.output_dir:
+        print(f"\nwritten to {args.output_dir}")
+    if result["skipped"]:
+        print(f"hubert-ecg evaluate: skipped {len(result['skipped'])} record(s):", file=sys.stderr)
+        for path, reason in result["skipped"]:
+            print(f"  {path}: {reason}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
