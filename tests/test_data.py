@@ -1,0 +1,112 @@
+"""hubert_ecg.training.data on the real PTB-XL records of ../shared/data."""
+
+import numpy as np
+import pytest
+
+from hubert_ecg.processing import HuBERTECGFeatureExtractor
+from hubert_ecg.training import data
+
+
+@pytest.fixture(scope="module")
+def ptbxl(data_dir):
+    return data_dir / "ptbxl"
+
+
+def test_read_ptbxl_superdiagnostic(ptbxl):
+    records = data.read_ptbxl(ptbxl, "superdiagnostic", 100)
+    assert records.label_names == ["NORM", "MI", "STTC", "CD", "HYP"]
+    assert records.problem_type == "multi_label_classification"
+    assert len(records) == 424  # 10 of the 434 shared records have no diagnostic statement
+    assert records.labels.shape == (len(records), 5) and records.labels.dtype == np.float32
+    assert records.labels.sum(axis=1).min() >= 1
+    splits = data.split_by_fold(records)
+    assert set(splits) == {"train", "validation"}  # no fold 10 in the shared copy
+    assert set(splits["validation"].folds) == {9} and set(splits["train"].folds) <= set(range(1, 9))
+    # 500 Hz: only fold 9 is shared
+    hr = data.read_ptbxl(ptbxl, "superdiagnostic", 500)
+    assert set(hr.folds) == {9} and all(p.endswith("_hr") for p in hr.paths)
+
+
+@pytest.mark.parametrize("label_set", ["all", "diagnostic", "subdiagnostic", "form", "rhythm"])
+def test_read_ptbxl_label_sets(ptbxl, label_set):
+    records = data.read_ptbxl(ptbxl, label_set, 100)
+    assert len(records.label_names) > 1 and records.labels.any(axis=0).sum() >= 2
+    if label_set == "rhythm":
+        assert "SR" in records.label_names and "NORM" not in records.label_names
+
+
+def test_read_ptbxl_errors(tmp_path, ptbxl):
+    with pytest.raises(ValueError, match="label_set"):
+        data.read_ptbxl(ptbxl, "nonsense")
+    with pytest.raises(ValueError, match="ptbxl_database.csv"):
+        data.read_ptbxl(tmp_path)
+
+
+def test_build_dataset_and_random_windows(ptbxl):
+    records = data.read_ptbxl(ptbxl, "superdiagnostic", 100)
+    records = records.select(np.arange(len(records)) < 6)
+    dataset = data.build_dataset(records)
+    assert dataset.features["signal"].shape == (12, 1000)
+    row = dataset.with_format("numpy")[0]
+    assert row["signal"].dtype == np.float32 and row["num_samples"] == 1000 and row["sampling_rate"] == 100
+    assert data.label_info(dataset) == (["NORM", "MI", "STTC", "CD", "HYP"], "multi_label_classification")
+
+    fe = HuBERTECGFeatureExtractor()
+    train = data.with_preprocessing(dataset, fe, window="random", seed=0)
+    first, second = train[:4], train[:4]
+    assert first["input_values"].shape == (4, 6000) and first["labels"].shape == (4, 5)
+    assert not np.allclose(first["input_values"].numpy(), second["input_values"].numpy())  # new windows
+    evaluation = data.with_preprocessing(dataset, fe, window="first")
+    expected = fe(row["signal"][:, :1000], sampling_rate=100.0)["input_values"][0]
+    np.testing.assert_allclose(evaluation[0]["input_values"].numpy(), expected, atol=1e-6)
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_manifest_problem_types(tmp_path, data_dir):
+    folder = data_dir / "ptbxl" / "records100" / "00000"
+    multi = data.read_manifest(_write(tmp_path / "m.csv", "filename,age,sex,A,B\n00001_lr,56,M,1,0\n00002_lr,19,F,0,1\n"),
+                               folder)
+    assert multi.problem_type == "multi_label_classification" and multi.label_names == ["A", "B"]
+    single = data.read_manifest(_write(tmp_path / "s.csv", "filename,label\n00001_lr,2\n00002_lr,0\n"), folder)
+    assert single.problem_type == "single_label_classification" and single.labels.dtype == np.int64
+    assert single.label_names == ["0", "1", "2"]
+    regression = data.read_manifest(_write(tmp_path / "r.csv", "filename,age,qt\n00001_lr,56,0.41\n00002_lr,19,0.39\n"),
+                                    folder)
+    assert regression.problem_type == "regression" and regression.labels.shape == (2,)
+    dataset = data.build_dataset(multi)
+    assert len(dataset) == 2 and dataset[0]["labels"] == [1.0, 0.0]
+    # reordered to the model's label names
+    again = data.read_manifest(tmp_path / "m.csv", folder, label_names=["B", "A"])
+    assert again.label_names == ["B", "A"] and again.labels[0].tolist() == [0.0, 1.0]
+
+
+def test_manifest_errors(tmp_path, data_dir):
+    folder = data_dir / "ptbxl" / "records100" / "00000"
+    with pytest.raises(ValueError, match="not found"):
+        data.read_manifest(tmp_path / "absent.csv")
+    csv = _write(tmp_path / "m.csv", "filename,A,B\n00001_lr,1,0\n")
+    with pytest.raises(ValueError, match=r"m\.csv.*num_labels=5"):
+        data.read_manifest(csv, folder, num_labels=5)
+    with pytest.raises(ValueError, match=r"m\.csv.*model has 3 labels"):
+        data.read_manifest(csv, folder, label_names=["X", "Y", "Z"])
+    with pytest.raises(ValueError, match="no 'filename' column"):
+        data.read_manifest(_write(tmp_path / "n.csv", "file,A\nx,1\n"))
+    with pytest.raises(ValueError, match="0 or 1"):
+        data.read_manifest(_write(tmp_path / "b.csv", "filename,A,B\nx,2,0\n"))
+
+
+def test_unreadable_record_raise_or_skip(tmp_path, data_dir):
+    folder = data_dir / "ptbxl" / "records100" / "00000"
+    (tmp_path / "broken.hea").write_text("this is not a header\n")
+    csv = _write(tmp_path / "m.csv", f"filename,A,B\n{folder}/00001_lr,1,0\n{tmp_path}/broken,0,1\nmissing_lr,0,1\n")
+    records = data.read_manifest(csv)
+    with pytest.raises(ValueError, match="broken"):
+        data.build_dataset(records)
+    skipped = data.Skipped()
+    dataset = data.build_dataset(records, on_error="skip", skipped=skipped)
+    assert len(dataset) == 1 and len(skipped) == 2
+    assert "broken" in skipped.report() and "missing_lr" in skipped.report()
