@@ -39,7 +39,7 @@ DATA = Path(os.environ.get("HUBERT_ECG_SHARED", REPO.parent / "shared")) / "data
 
 
 def load_records(count: int) -> tuple[list[np.ndarray], list[list[str]], int]:
-    """Real 12-lead 10 s records at 500 Hz (mV), cycled to ``count``; returns signals, lead names, distinct."""
+    """Real 12-lead 10 s records at 500 Hz (mV), cycled to ``count``; returns signals, lead names, distinct used."""
     paths = sorted((DATA / "ptbxl" / "records500").glob("*/*.hea")) + sorted((DATA / "cinc2021").glob("*.hea"))
     signals, names = [], []
     for path in paths:
@@ -50,7 +50,8 @@ def load_records(count: int) -> tuple[list[np.ndarray], list[list[str]], int]:
     if not signals:
         raise SystemExit(f"no 10 s 500 Hz records found under {DATA}")
     distinct = len(signals)
-    return [signals[i % distinct] for i in range(count)], [names[i % distinct] for i in range(count)], distinct
+    used = min(distinct, count)
+    return [signals[i % distinct] for i in range(count)], [names[i % distinct] for i in range(count)], used
 
 
 def reference_one(raw: np.ndarray, fs: float) -> np.ndarray:
@@ -116,14 +117,14 @@ def main(argv=None) -> None:
         f"\nPreprocessing of {args.records} real 12-lead 10 s 500 Hz ECGs ({distinct} distinct records, cycled), "
         f"one thread, median of {args.runs} runs\n"
     )
-    header = f"| {'implementation':<40} | {'median s':>9} | {'ECG/s':>8} | {'speed-up':>8} | {'max |diff| vs ref':>17} |"
+    header = f"| {'implementation':<40} | {'median s':>9} | {'ECG/s':>8} | {'speed-up':>8} | {'max abs diff vs ref':>19} |"
     print(header)
     print("|" + "|".join("-" * (len(part) + 0) for part in header.split("|")[1:-1]) + "|")
     for name, _ in candidates:
         median = statistics.median(times[name])
         print(
             f"| {name:<40} | {median:9.3f} | {args.records / median:8.1f} | {ref_median / median:7.1f}x "
-            f"| {errors[name]:17.2e} |"
+            f"| {errors[name]:19.2e} |"
         )
     ok = all(err <= 1e-4 for err in errors.values())
     print(f"\noutputs equal to the reference within 1e-4: {'yes' if ok else 'NO'}")

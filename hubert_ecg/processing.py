@@ -95,51 +95,82 @@ def _kernel_spectrum(fs: float, lowcut: float, highcut: float, n_fft: int) -> np
 
 
 def _zero_phase_fir(
-    x: np.ndarray, fs: float, lowcut: float, highcut: float, dtype=np.float32, block_rows: int = 64
-) -> np.ndarray:
-    """``scipy.signal.filtfilt(b, 1, x, axis=-1)`` (odd padding of ``3 * len(b)`` samples) for the band-pass ``b``.
+    sources: Sequence[np.ndarray],
+    fs: float,
+    lowcut: float,
+    highcut: float,
+    keep: tuple[int, int] | None = None,
+    dtype=np.float32,
+    block_rows: int = 48,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``scipy.signal.filtfilt(b, 1, x, axis=-1)`` (odd padding of ``3 * len(b)`` samples) for the band-pass ``b``,
+    with the per-row minimum and maximum of the result (step 3 of the release).
 
     Computed as one FFT convolution of the odd-extended signal with the symmetric kernel ``b * b[::-1]``: for a
     FIR filter, ``filtfilt``'s initial conditions only reach into the padding, which is discarded. Each row is
     centred on its mean first (the filter is linear and shift-equivariant, and the min-max scaling that follows
-    ignores the shift), so that float32 arithmetic keeps ~1e-6 of the row's range.
+    ignores the shift), so that float32 arithmetic keeps ~1e-6 of the row's range. Rows are streamed block by
+    block from ``sources`` (no stacked copy of the input), and only the samples in ``keep`` are returned.
 
     Args:
-        x: float array of shape ``(rows, samples)``.
+        sources: float arrays of shape ``(rows_i, samples)``, all with the same number of samples; their rows,
+            in order, are the rows filtered.
+        keep: ``(first, stop)`` sample range of the result to return (default: all samples).
         dtype: float32 (default, ~1e-6 relative to each row's range) or float64 (~1e-12).
 
     Returns:
-        array of shape ``(rows, samples)``, equal to ``filtfilt(b, 1, x - mean(x))`` up to rounding; the
-        per-row constant ``mean(x) * sum(b)**2`` is not added back.
+        ``(filtered[:, first:stop], minimum, maximum)``: the filtered rows (``dtype``), equal to
+        ``filtfilt(b, 1, x - mean(x))`` up to rounding (the per-row constant ``mean(x) * sum(b)**2`` is not
+        added back), and float64 ``(rows,)`` minimum and maximum over all samples of each filtered row.
     """
     taps = _bandpass_taps(fs, lowcut, highcut)
     ntaps = taps.shape[0]
     padlen = 3 * ntaps
-    rows, n = x.shape
+    n = sources[0].shape[1]
+    rows = sum(source.shape[0] for source in sources)
+    first, stop = keep if keep is not None else (0, n)
+    out = np.empty((rows, stop - first), dtype=dtype)
+    lo = np.empty(rows)
+    hi = np.empty(rows)
     if n <= padlen:
         # too short for filtfilt's default padding: use filtfilt itself with the padding the signal allows
-        return scipy.signal.filtfilt(taps, 1.0, x - x.mean(axis=-1, keepdims=True), axis=-1, padlen=max(n - 1, 0))
+        x = np.concatenate([np.asarray(source, dtype=np.float64) for source in sources])
+        filtered = scipy.signal.filtfilt(taps, 1.0, x - x.mean(axis=-1, keepdims=True), axis=-1, padlen=max(n - 1, 0))
+        return filtered[:, first:stop].astype(dtype), filtered.min(axis=-1), filtered.max(axis=-1)
     n_ext = n + 2 * padlen
     n_fft = scipy.fft.next_fast_len(n_ext, real=True)
-    complex_dtype = np.result_type(dtype, np.complex64)
-    spectrum = _kernel_spectrum(fs, lowcut, highcut, n_fft).astype(complex_dtype)
-    out = np.empty((rows, n), dtype=dtype)
+    spectrum = _kernel_spectrum(fs, lowcut, highcut, n_fft).astype(np.result_type(dtype, np.complex64))
     start = padlen + ntaps - 1
-    ext = np.empty((min(block_rows, rows), n_fft), dtype=dtype)
-    for lo in range(0, rows, block_rows):
-        hi = min(lo + block_rows, rows)
-        block = x[lo:hi]
-        e = ext[: hi - lo]
-        e[:, padlen : padlen + n] = block - block.mean(axis=-1, keepdims=True, dtype=np.float64)
+    ext = np.empty((block_rows, n_fft), dtype=dtype)
+    ext[:, n_ext:] = 0.0
+
+    def flush(filled: int, row0: int) -> None:
+        e = ext[:filled]
         mid = e[:, padlen : padlen + n]
         # odd extension exactly as scipy.signal.filtfilt(padtype="odd") builds it
         np.subtract(2.0 * mid[:, :1], mid[:, padlen:0:-1], out=e[:, :padlen])
         np.subtract(2.0 * mid[:, -1:], mid[:, -2 : -padlen - 2 : -1], out=e[:, padlen + n : n_ext])
-        e[:, n_ext:] = 0.0
         spec = scipy.fft.rfft(e, axis=-1)
         spec *= spectrum
-        out[lo:hi] = scipy.fft.irfft(spec, n_fft, axis=-1, overwrite_x=True)[:, start : start + n]
-    return out
+        filtered = scipy.fft.irfft(spec, n_fft, axis=-1, overwrite_x=True)[:, start : start + n]
+        filtered.min(axis=-1, out=lo[row0 : row0 + filled])
+        filtered.max(axis=-1, out=hi[row0 : row0 + filled])
+        out[row0 : row0 + filled] = filtered[:, first:stop]
+
+    filled = row0 = 0
+    for source in sources:
+        for chunk_start in range(0, source.shape[0], block_rows):
+            chunk = source[chunk_start : chunk_start + block_rows]
+            if filled + chunk.shape[0] > block_rows:
+                flush(filled, row0)
+                row0 += filled
+                filled = 0
+            centred = chunk - chunk.mean(axis=-1, keepdims=True, dtype=np.float64)
+            ext[filled : filled + chunk.shape[0], padlen : padlen + n] = centred
+            filled += chunk.shape[0]
+    if filled:
+        flush(filled, row0)
+    return out, lo, hi
 
 
 @functools.lru_cache(maxsize=8)
@@ -469,45 +500,7 @@ class HuBERTECGFeatureExtractor(SequenceFeatureExtractor):
                 f"{first} lasts {length / rate:g} s, shorter than the {self.window_seconds:g} s window; "
                 "pass pad_to_window=True to zero-pad it (attention_mask marks the padding)"
             )
-        dtype = np.result_type(np.float32, *(items[index][0].dtype for index in indices))
-        if n500 != length:
-            dtype = np.float64  # scipy's FFT resampling keeps the input precision
-        stacked = np.zeros((len(indices), n_leads, length), dtype=dtype)
-        present = np.zeros((len(indices), n_leads), dtype=bool)
-        for slot, index in enumerate(indices):
-            rows, lead_present = placement[index]
-            signal = items[index][0]
-            if lead_present.all() and signal.shape[0] == n_leads and (rows == np.arange(n_leads)).all():
-                stacked[slot] = signal
-            else:
-                stacked[slot, lead_present] = signal[rows[lead_present]]
-            present[slot] = lead_present
-        finite = np.isfinite(stacked)
-        has_missing = not finite.all()
-        if has_missing:
-            logger.info("non-finite samples (NaN, inf) are treated as missing values: the window mean replaces them")
-            stacked[~finite] = 0.0
-        flat = stacked.reshape(-1, length)
-        if n500 != length:  # step 1 (at 500 Hz already: scipy's resample is the identity up to rounding)
-            flat = scipy.signal.resample(flat, n500, axis=-1)
-        # step 2
-        filtered = _zero_phase_fir(flat, float(self.target_sampling_rate), self.lowcut, self.highcut)
-        filtered = filtered.reshape(len(indices), n_leads, n500)
-        # step 3: min and max over the whole record, missing samples excluded
-        if has_missing:
-            source = np.minimum((np.arange(n500) * length) // n500, length - 1)
-            missing500 = ~finite[:, :, source]
-            lo = np.where(missing500, np.inf, filtered).min(axis=-1).astype(np.float64)
-            hi = np.where(missing500, -np.inf, filtered).max(axis=-1).astype(np.float64)
-            lo[~np.isfinite(lo)] = 0.0
-            hi[~np.isfinite(hi)] = 0.0
-        else:
-            missing500 = None
-            lo = filtered.min(axis=-1).astype(np.float64)
-            hi = filtered.max(axis=-1).astype(np.float64)
-        scale = 2.0 / (hi - lo + self.scale_epsilon)
-
-        # step 4: window starts (samples at 500 Hz) of every output row, then all windows gathered at once
+        # window starts (samples at 500 Hz) of every output row
         slots, starts = [], []
         for slot in range(len(indices)):
             if window == "first":
@@ -521,6 +514,48 @@ class HuBERTECGFeatureExtractor(SequenceFeatureExtractor):
             slots.extend([slot] * len(record_starts))
             starts.extend(record_starts)
         slots, starts = np.asarray(slots), np.asarray(starts)
+
+        # the input rows in model lead order: the arrays themselves where they already are in that order
+        sources, present, missing = [], np.zeros((len(indices), n_leads), dtype=bool), {}
+        for slot, index in enumerate(indices):
+            rows, lead_present = placement[index]
+            signal = items[index][0]
+            present[slot] = lead_present
+            if not (lead_present.all() and signal.shape[0] == n_leads and (rows == np.arange(n_leads)).all()):
+                ordered = np.zeros((n_leads, length), dtype=np.result_type(signal.dtype, np.float32))
+                ordered[lead_present] = signal[rows[lead_present]]
+                signal = ordered
+            finite = np.isfinite(signal)
+            if not finite.all():
+                missing[slot] = ~finite
+                signal = np.where(finite, signal, 0.0)
+            sources.append(signal)
+        if missing:
+            logger.info("non-finite samples (NaN, inf) are treated as missing values: the window mean replaces them")
+        if n500 != length:  # step 1 (at 500 Hz already, scipy's resample is the identity up to rounding)
+            stacked = np.stack([np.asarray(source, dtype=np.float64) for source in sources])
+            sources = [scipy.signal.resample(stacked.reshape(-1, length), n500, axis=-1)]
+        # steps 2 and 3: filter, min and max over the whole record
+        keep = (0, n500) if missing else (int(starts.min()), min(int(starts.max()) + W, n500))
+        filtered, lo, hi = _zero_phase_fir(
+            sources, float(self.target_sampling_rate), self.lowcut, self.highcut, keep=keep
+        )
+        filtered = filtered.reshape(len(indices), n_leads, keep[1] - keep[0])
+        lo, hi = lo.reshape(len(indices), n_leads), hi.reshape(len(indices), n_leads)
+        missing500 = None
+        if missing:  # min and max without the missing samples
+            source_index = np.minimum((np.arange(n500) * length) // n500, length - 1)
+            missing500 = np.zeros((len(indices), n_leads, n500), dtype=bool)
+            for slot, mask in missing.items():
+                missing500[slot] = mask[:, source_index]
+                lo[slot] = np.where(missing500[slot], np.inf, filtered[slot]).min(axis=-1)
+                hi[slot] = np.where(missing500[slot], -np.inf, filtered[slot]).max(axis=-1)
+            lo[~np.isfinite(lo)] = 0.0
+            hi[~np.isfinite(hi)] = 0.0
+        scale = 2.0 / (hi - lo + self.scale_epsilon)
+        lo32, scale32 = lo.astype(np.float32), scale.astype(np.float32)
+
+        # step 4: all windows gathered at once, scaled
         n_valid = np.minimum(W, n500 - starts)
         pad = float(self.padding_value)
         segments = np.empty((len(slots), n_leads, W), dtype=np.float32)
@@ -529,8 +564,9 @@ class HuBERTECGFeatureExtractor(SequenceFeatureExtractor):
             valid = min(W, n500 - int(start))
             chosen = slots[rows]
             everything = rows.shape[0] == len(slots) and (chosen == np.arange(len(indices))).all()
-            block = filtered[:, :, start : start + valid] if everything else filtered[chosen, :, start : start + valid]
-            block = (block - lo[chosen, :, None]) * scale[chosen, :, None]
+            at = int(start) - keep[0]
+            block = filtered[:, :, at : at + valid] if everything else filtered[chosen, :, at : at + valid]
+            block = (block - lo32[chosen, :, None]) * scale32[chosen, :, None]
             block -= 1.0
             if everything:
                 segments[:, :, :valid] = block
@@ -546,8 +582,8 @@ class HuBERTECGFeatureExtractor(SequenceFeatureExtractor):
                 miss[:, :valid] = missing500[slot, :, start : start + valid]
                 miss &= usable
                 if miss.any():
-                    keep = usable & ~miss
-                    segments[row][miss] = segments[row][keep].mean() if keep.any() else pad
+                    known = usable & ~miss
+                    segments[row][miss] = segments[row][known].mean(dtype=np.float64) if known.any() else pad
         absent = ~present[slots]
         if absent.any():
             segments[absent] = pad
