@@ -1,0 +1,231 @@
+"""read_ecg and ECGRecord on the real records of ../shared/data (PTB-XL, CinC 2021, PTB, MIT-BIH)."""
+
+import shutil
+
+import numpy as np
+import pytest
+import wfdb
+
+from hubert_ecg.io import STANDARD_LEADS, ECGRecord, read_ecg
+
+
+@pytest.fixture(scope="module")
+def ptbxl500(data_dir):
+    return data_dir / "ptbxl" / "records500" / "00000" / "00008_hr"
+
+
+@pytest.fixture(scope="module")
+def challenge(data_dir):
+    return data_dir / "cinc2021" / "E07500"
+
+
+def test_standard_leads():
+    assert STANDARD_LEADS == ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+
+
+@pytest.mark.parametrize("suffix", ["", ".hea", ".dat"])
+def test_wfdb_record_by_name_hea_or_dat(ptbxl500, suffix):
+    record = read_ecg(str(ptbxl500) + suffix)
+    expected = wfdb.rdrecord(str(ptbxl500)).p_signal.T
+    assert isinstance(record, ECGRecord)
+    assert record.signal.dtype == np.float32 and record.signal.shape == (12, 5000)
+    np.testing.assert_allclose(record.signal, expected, atol=1e-6)
+    assert record.sampling_rate == 500.0 and record.duration == pytest.approx(10.0)
+    assert record.lead_names[:6] == ["I", "II", "III", "AVR", "AVL", "AVF"]  # as the source spells them
+    assert record.record_name == "00008_hr"
+    assert record.metadata["age"] is None and record.metadata["sex"] is None and record.metadata["diagnoses"] == []
+    assert record.metadata["source_format"] == "wfdb"
+
+
+def test_ptbxl_100hz(data_dir):
+    record = read_ecg(data_dir / "ptbxl" / "records100" / "00000" / "00018_lr")
+    assert record.sampling_rate == 100.0 and record.signal.shape == (12, 1000)
+
+
+@pytest.mark.parametrize("suffix", ["", ".hea", ".mat"])
+def test_challenge_mat(challenge, suffix):
+    record = read_ecg(str(challenge) + suffix)
+    # wfdb reads the MATLAB v4 file as a format-16 signal file at byte offset 24: an independent check of gains
+    expected = wfdb.rdrecord(str(challenge)).p_signal.T
+    np.testing.assert_allclose(record.signal, expected, atol=1e-6)
+    assert record.signal.shape == (12, 5000) and record.sampling_rate == 500.0
+    assert record.lead_names == list(STANDARD_LEADS)
+    assert record.metadata["age"] == 78.0 and record.metadata["sex"] == "M"
+    assert record.metadata["diagnoses"] == ["67741000119109", "426177001"]
+    assert record.metadata["source_format"] == "challenge_mat"
+
+
+def test_challenge_female_and_many_codes(data_dir):
+    record = read_ecg(data_dir / "cinc2021" / "JS20000.hea")
+    assert record.metadata["sex"] == "F" and record.metadata["age"] == 84.0
+    assert record.metadata["diagnoses"] == ["284470004", "427084000", "698252002", "55930002"]
+
+
+def test_ptb_15_leads_1000hz(data_dir):
+    record = read_ecg(data_dir / "long" / "ptbdb_s0010_re" / "s0010_re")
+    assert record.signal.shape == (15, 38400) and record.sampling_rate == 1000.0
+    assert record.lead_names[-3:] == ["vx", "vy", "vz"] and record.lead_names[3] == "avr"
+    assert record.metadata["age"] == 81.0 and record.metadata["sex"] == "F"
+    assert "Myocardial infarction" in record.metadata["diagnoses"]
+    assert record.duration == pytest.approx(38.4)
+
+
+def test_mitdb_two_leads(data_dir):
+    record = read_ecg(data_dir / "long" / "mitdb_100" / "100")
+    assert record.lead_names == ["MLII", "V5"] and record.sampling_rate == 360.0
+    assert record.signal.shape == (2, 650000)
+    assert record.metadata["age"] == 69.0 and record.metadata["sex"] == "M"
+
+
+def test_reference_raw_signals_match(reference_dir, data_dir):
+    reference = np.load(reference_dir / "preprocessing.npz")
+    for i in range(6):
+        source = data_dir.parent.parent / str(reference[f"source_{i}"])
+        record = read_ecg(source)
+        np.testing.assert_allclose(record.signal[:12], reference[f"raw_{i}"], atol=1e-6)
+        assert record.sampling_rate == float(reference[f"fs_{i}"])
+
+
+def test_lead_names_override_and_mismatch(ptbxl500):
+    names = [f"L{i}" for i in range(12)]
+    assert read_ecg(ptbxl500, lead_names=names).lead_names == names
+    with pytest.raises(ValueError, match="lead_names has 3 names"):
+        read_ecg(ptbxl500, lead_names=["I", "II", "III"])
+
+
+def test_rate_disagreeing_with_header(ptbxl500):
+    assert read_ecg(ptbxl500, sampling_rate=500).sampling_rate == 500.0
+    with pytest.raises(ValueError, match="00008_hr.*500 Hz.*sampling_rate=250"):
+        read_ecg(ptbxl500, sampling_rate=250)
+
+
+# ---------------------------------------------------------------------------------------------- numpy files
+
+
+def test_npy_needs_rate_and_names(tmp_path, ptbxl500):
+    signal = read_ecg(ptbxl500).signal
+    path = tmp_path / "ecg.npy"
+    np.save(path, signal)
+    record = read_ecg(path, sampling_rate=500)
+    np.testing.assert_array_equal(record.signal, signal)
+    assert record.lead_names == list(STANDARD_LEADS) and record.record_name == "ecg"
+    with pytest.raises(ValueError, match=r"ecg\.npy.*sampling_rate"):
+        read_ecg(path)
+    # (samples, leads) is transposed when only that reading fits the 12 leads
+    np.save(tmp_path / "t.npy", signal.T)
+    np.testing.assert_array_equal(read_ecg(tmp_path / "t.npy", sampling_rate=500).signal, signal)
+    # two leads need names
+    np.save(tmp_path / "two.npy", signal[:2])
+    with pytest.raises(ValueError, match=r"two\.npy.*2 leads.*lead_names"):
+        read_ecg(tmp_path / "two.npy", sampling_rate=500)
+    two = read_ecg(tmp_path / "two.npy", sampling_rate=500, lead_names=["I", "II"])
+    assert two.lead_names == ["I", "II"]
+
+
+def test_npz_with_rate_and_names(tmp_path, ptbxl500):
+    signal = read_ecg(ptbxl500).signal[:3]
+    path = tmp_path / "rec.npz"
+    np.savez(path, signal=signal, fs=250, lead_names=np.array(["I", "II", "V1"]))
+    record = read_ecg(path)
+    assert record.sampling_rate == 250.0 and record.lead_names == ["I", "II", "V1"]
+    np.testing.assert_array_equal(record.signal, signal)
+    np.savez(tmp_path / "ambiguous.npz", a=signal, b=signal)
+    with pytest.raises(ValueError, match="ambiguous.npz.*which array"):
+        read_ecg(tmp_path / "ambiguous.npz", sampling_rate=250)
+
+
+def test_npy_non_numeric(tmp_path):
+    path = tmp_path / "text.npy"
+    np.save(path, np.array([["a", "b"], ["c", "d"]]))
+    with pytest.raises(ValueError, match=r"text\.npy.*numeric"):
+        read_ecg(path, sampling_rate=500, lead_names=["I", "II"])
+
+
+# ---------------------------------------------------------------------------------------------- errors
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ValueError, match="not found.*nothing"):
+        read_ecg(tmp_path / "nothing")
+    with pytest.raises(ValueError, match="not found"):
+        read_ecg(tmp_path / "nothing.npy", sampling_rate=500)
+    with pytest.raises(ValueError, match="not found"):
+        read_ecg(tmp_path / "nothing.hea")
+
+
+def test_unknown_extension(tmp_path):
+    path = tmp_path / "ecg.xyz"
+    path.write_text("1,2,3")
+    with pytest.raises(ValueError, match=r"unknown ECG file extension '\.xyz'.*ecg\.xyz"):
+        read_ecg(path)
+
+
+def test_mat_without_header(tmp_path, challenge):
+    shutil.copy(str(challenge) + ".mat", tmp_path / "lonely.mat")
+    with pytest.raises(ValueError, match=r"lonely\.mat.*no WFDB header"):
+        read_ecg(tmp_path / "lonely.mat")
+
+
+def test_corrupt_mat(tmp_path, challenge):
+    shutil.copy(str(challenge) + ".hea", tmp_path / "E07500.hea")
+    (tmp_path / "E07500.mat").write_bytes(b"this is not a MATLAB file at all" * 10)
+    with pytest.raises(ValueError, match=r"E07500\.mat"):
+        read_ecg(tmp_path / "E07500")
+
+
+def test_header_not_matching_mat(tmp_path, challenge):
+    header = (challenge.parent / "E07500.hea").read_text().replace("E07500 12 500 5000", "E07500 12 500 4000", 1)
+    (tmp_path / "E07500.hea").write_text(header)
+    shutil.copy(str(challenge) + ".mat", tmp_path / "E07500.mat")
+    with pytest.raises(ValueError, match=r"header .*E07500\.hea.*4000 samples.*\(12, 5000\)"):
+        read_ecg(tmp_path / "E07500.hea")
+
+
+def test_truncated_dat(tmp_path, ptbxl500):
+    shutil.copy(str(ptbxl500) + ".hea", tmp_path / "00008_hr.hea")
+    data = (ptbxl500.parent / "00008_hr.dat").read_bytes()
+    (tmp_path / "00008_hr.dat").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="00008_hr"):
+        read_ecg(tmp_path / "00008_hr")
+
+
+def test_corrupt_header(tmp_path):
+    (tmp_path / "bad.hea").write_text("this is not a header\n")
+    (tmp_path / "bad.dat").write_bytes(b"\x00" * 100)
+    with pytest.raises(ValueError, match=r"bad"):
+        read_ecg(tmp_path / "bad")
+
+
+def test_optional_readers_name_their_package(tmp_path):
+    (tmp_path / "x.edf").write_bytes(b"0" * 256)
+    (tmp_path / "x.h5").write_bytes(b"0" * 256)
+    try:
+        import pyedflib  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="pip install pyedflib"):
+            read_ecg(tmp_path / "x.edf")
+    else:
+        with pytest.raises(ValueError, match=r"x\.edf"):
+            read_ecg(tmp_path / "x.edf")
+    try:
+        import h5py  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="pip install h5py"):
+            read_ecg(tmp_path / "x.h5", sampling_rate=500)
+    else:
+        with pytest.raises(ValueError, match=r"x\.h5"):
+            read_ecg(tmp_path / "x.h5", sampling_rate=500)
+
+
+def test_ecg_record_validation():
+    record = ECGRecord(np.zeros((2, 1000), dtype=np.float64), 250, ["I", "II"])
+    assert record.signal.dtype == np.float32 and record.duration == 4.0 and record.num_leads == 2
+    assert record.metadata == {"age": None, "sex": None, "diagnoses": []}
+    with pytest.raises(ValueError, match=r"\(leads, samples\)"):
+        ECGRecord(np.zeros(1000), 250, ["I"])
+    with pytest.raises(ValueError, match="2 leads.*1 lead names"):
+        ECGRecord(np.zeros((2, 1000)), 250, ["I"])
+    with pytest.raises(ValueError, match="positive number of Hz"):
+        ECGRecord(np.zeros((1, 1000)), 0, ["I"])
+    with pytest.raises(ValueError, match="real numbers"):
+        ECGRecord(np.array([["a"]]), 250, ["I"])
