@@ -1,0 +1,126 @@
+"""hubert-ecg finetune: a few Trainer steps on real PTB-XL records with a tiny random model."""
+
+import json
+
+import pytest
+import torch
+
+from hubert_ecg.training import finetune
+
+TINY = json.dumps(
+    {
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "conv_dim": [32, 32, 32, 32, 32],
+        "num_conv_pos_embeddings": 16,
+        "num_conv_pos_embedding_groups": 4,
+        "classifier_proj_size": 32,
+    }
+)
+FAST = ["--max_steps", "2", "--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "steps",
+        "--save_steps", "2", "--per_device_train_batch_size", "4", "--use_cpu", "true", "--report_to", "none",
+        "--disable_tqdm", "true"]
+
+
+def test_release_defaults():
+    _, _, training = finetune.parse_args(["--output_dir", "x"])
+    assert training.learning_rate == 1e-5
+    assert (training.adam_beta1, training.adam_beta2, training.adam_epsilon) == (0.9, 0.98, 1e-9)
+    assert training.weight_decay == 0.01 and training.warmup_steps == 0.08
+    assert training.lr_scheduler_type == "linear" and training.metric_for_best_model == "macro_auroc"
+    assert training.load_best_model_at_end and training.greater_is_better
+
+
+def test_yaml_file_and_overrides(tmp_path):
+    config = tmp_path / "ft.yaml"
+    config.write_text("preset: small\nconfig_overrides: {hidden_size: 64}\nlearning_rate: 0.002\nlayerdrop: 0.05\n"
+                      "num_train_epochs: 3\n")
+    model_args, _, training = finetune.parse_args([str(config), "--learning_rate", "0.003", "--output_dir", "o"])
+    assert model_args.preset == "small" and json.loads(model_args.config_overrides) == {"hidden_size": 64}
+    assert model_args.layerdrop == 0.05 and training.num_train_epochs == 3 and training.learning_rate == 0.003
+    config.write_text("nonsense_field: 1\n")
+    with pytest.raises(ValueError, match="unknown fields"):
+        finetune.parse_args([str(config)])
+
+
+def test_finetune_ptbxl_end_to_end(tmp_path, data_dir, capsys):
+    out = tmp_path / "model"
+    argv = ["--ptbxl_dir", str(data_dir / "ptbxl"), "--preset", "small", "--config_overrides", TINY,
+            "--max_train_records", "12", "--max_eval_records", "16", "--output_dir", str(out),
+            "--freeze_feature_encoder", "true", "--train_last_n_layers", "1", "--layerdrop", "0.0", *FAST]
+    assert finetune.main(argv) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert list(config["id2label"].values()) == ["NORM", "MI", "STTC", "CD", "HYP"]
+    assert config["problem_type"] == "multi_label_classification" and len(config["pos_weight"]) == 5
+    assert (out / "model.safetensors").is_file() and (out / "preprocessor_config.json").is_file()
+    card = (out / "README.md").read_text()
+    assert "validation macro_auroc" in card and "hubert-ecg finetune --ptbxl_dir" in card
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["eval_macro_auroc"] <= 1.0
+
+    # the saved model reloads through the Auto classes and scores with the pipeline
+    import hubert_ecg  # noqa: F401
+    from transformers import pipeline
+
+    clf = pipeline("ecg-classification", model=str(out))
+    result = clf(str(data_dir / "ptbxl" / "records100" / "00000" / "00001_lr"))
+    assert [r["label"] for r in result] and sorted(r["label"] for r in result) == sorted(config["id2label"].values())
+
+
+def test_build_model_freezing():
+    model_args = finetune.ModelArguments(preset="small", config_overrides=TINY, train_last_n_layers=1,
+                                         freeze_feature_encoder=True, final_dropout=0.2)
+    model, fe, _, _ = finetune.build_model(model_args, ["a", "b", "c"], "single_label_classification", None,
+                                           [1.0, 2.0, 3.0])
+    assert model.config.num_labels == 3 and model.config.class_weight == [1.0, 2.0, 3.0]
+    assert model.config.final_dropout == 0.2
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert any(name.startswith("hubert_ecg.encoder.layers.1.") for name in trainable)
+    assert not any(name.startswith("hubert_ecg.encoder.layers.0.") for name in trainable)
+    assert not any("feature_extractor" in name for name in trainable)
+    assert {"classifier.weight", "classifier.bias"} <= trainable
+    loss = model(torch.randn(2, 6000), labels=torch.tensor([0, 2])).loss
+    assert torch.isfinite(loss)
+
+
+def test_finetune_from_local_directory_single_label(tmp_path, data_dir):
+    """Start from a saved directory (as from the hub) with a multi-class manifest: class-weighted cross-entropy."""
+    from hubert_ecg import HuBERTECGConfig, HuBERTECGModel
+
+    base = tmp_path / "base"
+    HuBERTECGModel(HuBERTECGConfig.from_preset("small", **json.loads(TINY))).save_pretrained(base)
+    folder = data_dir / "ptbxl" / "records100" / "00000"
+    names = sorted(p.stem for p in folder.glob("*_lr.hea"))[:9]
+    rows = "".join(f"{folder}/{name},{i % 3}\n" for i, name in enumerate(names))
+    (tmp_path / "train.csv").write_text("filename,rhythm\n" + rows)
+    (tmp_path / "val.csv").write_text("filename,rhythm\n" + rows)
+    out = tmp_path / "out"
+    argv = ["--model_name_or_path", str(base), "--train_csv", str(tmp_path / "train.csv"), "--validation_csv",
+            str(tmp_path / "val.csv"), "--output_dir", str(out), *FAST]
+    assert finetune.main(argv) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["problem_type"] == "single_label_classification" and len(config["class_weight"]) == 3
+
+
+def test_finetune_clear_errors(tmp_path, data_dir, capsys):
+    base = ["--preset", "small", "--config_overrides", TINY, "--output_dir", str(tmp_path / "o"), *FAST]
+    assert finetune.main(["--train_csv", str(tmp_path / "absent.csv"), "--validation_csv", "v.csv", *base]) == 2
+    assert "manifest CSV not found" in capsys.readouterr().err
+
+    folder = data_dir / "ptbxl" / "records100" / "00000"
+    (tmp_path / "t.csv").write_text(f"filename,A,B\n{folder}/00001_lr,1,0\n{folder}/00002_lr,0,1\n")
+    assert finetune.main(["--train_csv", str(tmp_path / "t.csv"), "--validation_csv", str(tmp_path / "t.csv"),
+                          "--num_labels", "5", *base]) == 2
+    err = capsys.readouterr().err
+    assert "t.csv" in err and "num_labels=5" in err
+
+    (tmp_path / "bad.hea").write_text("garbage\n")
+    (tmp_path / "b.csv").write_text(f"filename,A,B\n{folder}/00001_lr,1,0\n{tmp_path}/bad,0,1\n")
+    assert finetune.main(["--train_csv", str(tmp_path / "b.csv"), "--validation_csv", str(tmp_path / "t.csv"),
+                          *base]) == 2
+    assert "bad" in capsys.readouterr().err
+
+    assert finetune.main(["--ptbxl_dir", str(data_dir / "ptbxl"), "--output_dir", str(tmp_path / "p"), *FAST]) == 2
+    assert "--model_name_or_path" in capsys.readouterr().err
