@@ -232,9 +232,12 @@ class KMeansCodebook:
         Raises:
             ValueError: if the feature dimension differs from the centroids'.
         """
+        features = np.asarray(features, dtype=np.float32)
+        if features.shape[-1] != self.centroids.shape[1]:
+            raise ValueError(
+                f"features have dimension {features.shape[-1]}, the k-means model {self.centroids.shape[1]}"
+            )
         x = self.transform(features)
-        if x.shape[-1] != self.centroids.shape[1]:
-            raise ValueError(f"features have dimension {x.shape[-1]}, the k-means model {self.centroids.shape[1]}")
         shape = x.shape[:-1]
         flat = x.reshape(-1, x.shape[-1])
         c = self.centroids
