@@ -1,0 +1,110 @@
+"""Fast inference paths keep the outputs: bf16 (weights or autocast) within 0.01 in probability, SDPA = eager."""
+
+import numpy as np
+import pytest
+import torch
+
+from hubert_ecg import HuBERTECGConfig, HuBERTECGForSequenceClassification, HuBERTECGModel, convert_original_checkpoint
+from hubert_ecg.inference import (
+    cpu_has_bf16,
+    inference_context,
+    optimize_for_inference,
+    resolve_dtype,
+    run_model,
+)
+
+
+@pytest.fixture(scope="module")
+def classifier_dir(reference_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("finetuned")
+    convert_original_checkpoint(reference_dir / "original_finetuned.pt", out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def expected(reference_dir):
+    return dict(np.load(reference_dir / "expected_outputs.npz"))
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+
+
+@pytest.mark.parametrize("length", ["5s", "10s"])
+@pytest.mark.parametrize("path", [dict(dtype="bfloat16"), dict(autocast="bfloat16")], ids=["bf16", "autocast"])
+def test_bf16_probabilities_within_0_01(classifier_dir, expected, length, path):
+    model = optimize_for_inference(HuBERTECGForSequenceClassification.from_pretrained(classifier_dir), **path)
+    logits = run_model(model, expected[f"input_values_{length}"])
+    assert logits.dtype == torch.float32 and logits.shape == (6, 5)
+    reference = expected[f"classifier_logits_{length}"]
+    delta = np.abs(_sigmoid(logits.numpy()) - _sigmoid(reference)).max()
+    softmax = lambda z: np.exp(z - z.max(-1, keepdims=True)) / np.exp(z - z.max(-1, keepdims=True)).sum(-1, keepdims=True)  # noqa: E731
+    assert delta < 0.01
+    assert np.abs(softmax(logits.numpy().astype(np.float64)) - softmax(reference.astype(np.float64))).max() < 0.01
+
+
+def test_float32_fast_path_matches_reference(classifier_dir, expected):
+    model = optimize_for_inference(HuBERTECGForSequenceClassification.from_pretrained(classifier_dir))
+    logits = run_model(model, torch.from_numpy(expected["input_values_5s"]))
+    assert np.abs(logits.numpy() - expected["classifier_logits_5s"]).max() < 1e-5
+
+
+@pytest.mark.parametrize("length", ["5s", "10s"])
+def test_sdpa_matches_eager(reference_dir, expected, length):
+    sdpa = HuBERTECGModel.from_pretrained(reference_dir / "hub_layout")
+    eager = HuBERTECGModel.from_pretrained(reference_dir / "hub_layout", attn_implementation="eager")
+    assert sdpa.config._attn_implementation == "sdpa" and eager.config._attn_implementation == "eager"
+    x = expected[f"input_values_{length}"]
+    a, b = run_model(sdpa, x), run_model(eager, x)
+    assert (a - b).abs().max() < 1e-5
+    assert np.abs(b.numpy() - expected[f"last_hidden_state_{length}"]).max() < 1e-5
+
+
+def test_sdpa_matches_eager_small_preset_with_padding():
+    torch.manual_seed(0)
+    config = HuBERTECGConfig.from_preset("small", num_hidden_layers=2, num_labels=3)
+    sdpa = HuBERTECGForSequenceClassification(config).eval()
+    eager = HuBERTECGForSequenceClassification(config).eval()
+    eager.load_state_dict(sdpa.state_dict())
+    eager.set_attn_implementation("eager")
+    x = torch.rand(3, 6000) * 2 - 1
+    mask = torch.ones(3, 6000, dtype=torch.long)
+    mask[1, 4000:] = 0
+    x[1, 4000:] = 0
+    assert (run_model(sdpa, x, mask) - run_model(eager, x, mask)).abs().max() < 1e-5
+
+
+def test_inference_context_and_settings(classifier_dir):
+    model = optimize_for_inference(HuBERTECGForSequenceClassification.from_pretrained(classifier_dir), autocast=True)
+    with inference_context(model):
+        assert torch.is_inference_mode_enabled()
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    assert not torch.is_inference_mode_enabled()
+    with pytest.raises(ValueError, match="float32 weights"):
+        optimize_for_inference(model, dtype="bfloat16", autocast="bfloat16")
+    bf16 = optimize_for_inference(model, dtype="bf16")
+    assert bf16.dtype == torch.bfloat16 and bf16 is model
+
+
+def test_resolve_dtype():
+    assert resolve_dtype(None) == torch.float32
+    assert resolve_dtype("bf16") == torch.bfloat16
+    assert resolve_dtype(torch.float32) == torch.float32
+    assert resolve_dtype("auto", "cpu") == (torch.bfloat16 if cpu_has_bf16() else torch.float32)
+    with pytest.raises(ValueError, match="float16"):
+        resolve_dtype("float16", "cpu")
+    with pytest.raises(ValueError, match="dtype must be"):
+        resolve_dtype("int8")
+
+
+def test_run_model_rejects_bad_shapes(classifier_dir):
+    model = HuBERTECGForSequenceClassification.from_pretrained(classifier_dir)
+    with pytest.raises(ValueError, match=r"\(batch, samples\)"):
+        run_model(model, np.zeros(6000, dtype=np.float32))
+
+
+@pytest.mark.slow
+def test_compile_keeps_outputs(classifier_dir, expected):
+    model = optimize_for_inference(HuBERTECGForSequenceClassification.from_pretrained(classifier_dir), compile=True)
+    logits = run_model(model, expected["input_values_5s"])
+    assert np.abs(logits.numpy() - expected["classifier_logits_5s"]).max() < 1e-4
