@@ -480,6 +480,8 @@ class HuBERTECGFeatureExtractor(SequenceFeatureExtractor):
             position[standard] = row
         rows = np.asarray([position.get(lead, -1) for lead in order])
         present = rows >= 0
+        if not present.any():
+            raise ValueError(f"{where} has none of the leads {list(order)} (its leads: {names})")
         if not present.all() and missing_leads == "raise":
             missing = [lead for lead, ok in zip(order, present) if not ok]
             raise ValueError(
@@ -515,31 +517,38 @@ class HuBERTECGFeatureExtractor(SequenceFeatureExtractor):
             starts.extend(record_starts)
         slots, starts = np.asarray(slots), np.asarray(starts)
 
-        # the input rows in model lead order: the arrays themselves where they already are in that order
+        # the input rows in model lead order (the arrays themselves where they already are in that order);
+        # absent leads are not filtered at all
         sources, present, missing = [], np.zeros((len(indices), n_leads), dtype=bool), {}
         for slot, index in enumerate(indices):
             rows, lead_present = placement[index]
             signal = items[index][0]
             present[slot] = lead_present
-            if not (lead_present.all() and signal.shape[0] == n_leads and (rows == np.arange(n_leads)).all()):
-                ordered = np.zeros((n_leads, length), dtype=np.result_type(signal.dtype, np.float32))
-                ordered[lead_present] = signal[rows[lead_present]]
-                signal = ordered
+            if not (signal.shape[0] == n_leads and (rows == np.arange(n_leads)).all()):
+                signal = signal[rows[lead_present]]
             finite = np.isfinite(signal)
             if not finite.all():
-                missing[slot] = ~finite
+                missing[slot] = np.zeros((n_leads, length), dtype=bool)
+                missing[slot][lead_present] = ~finite
                 signal = np.where(finite, signal, 0.0)
             sources.append(signal)
         if missing:
             logger.info("non-finite samples (NaN, inf) are treated as missing values: the window mean replaces them")
         if n500 != length:  # step 1 (at 500 Hz already, scipy's resample is the identity up to rounding)
-            stacked = np.stack([np.asarray(source, dtype=np.float64) for source in sources])
-            sources = [scipy.signal.resample(stacked.reshape(-1, length), n500, axis=-1)]
+            stacked = np.concatenate([np.asarray(source, dtype=np.float64) for source in sources])
+            sources = [scipy.signal.resample(stacked, n500, axis=-1)]
         # steps 2 and 3: filter, min and max over the whole record
         keep = (0, n500) if missing else (int(starts.min()), min(int(starts.max()) + W, n500))
         filtered, lo, hi = _zero_phase_fir(
             sources, float(self.target_sampling_rate), self.lowcut, self.highcut, keep=keep
         )
+        if not present.all():  # scatter the filtered leads back to their places; absent leads stay 0
+            full = np.zeros((len(indices) * n_leads, keep[1] - keep[0]), dtype=filtered.dtype)
+            full[present.reshape(-1)] = filtered
+            filtered = full
+            lo_full, hi_full = np.zeros(len(indices) * n_leads), np.zeros(len(indices) * n_leads)
+            lo_full[present.reshape(-1)], hi_full[present.reshape(-1)] = lo, hi
+            lo, hi = lo_full, hi_full
         filtered = filtered.reshape(len(indices), n_leads, keep[1] - keep[0])
         lo, hi = lo.reshape(len(indices), n_leads), hi.reshape(len(indices), n_leads)
         missing500 = None
