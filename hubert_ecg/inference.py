@@ -172,6 +172,14 @@ def inference_context(model: torch.nn.Module) -> contextlib.AbstractContextManag
     return stack
 
 
+def _input_parameter(model: torch.nn.Module) -> torch.nn.Parameter:
+    """A weight of the first layer that sees ``input_values`` (its dtype and device are the input's)."""
+    for name, parameter in model.named_parameters():
+        if "feature_extractor" in name:
+            return parameter
+    return next(model.parameters())
+
+
 def run_model(
     model: torch.nn.Module,
     input_values: torch.Tensor | np.ndarray,
@@ -196,7 +204,9 @@ def run_model(
     input_values = torch.as_tensor(input_values)
     if input_values.dim() != 2:
         raise ValueError(f"input_values must have shape (batch, samples), got {tuple(input_values.shape)}.")
-    parameter = next(model.parameters())
+    parameter = _input_parameter(model)
+    if parameter.dtype != torch.float32 and getattr(model, "_hubert_ecg_inference", None) is None:
+        optimize_for_inference(model)  # e.g. pipeline(..., dtype=torch.bfloat16): keep the positional conv in fp32
     input_values = input_values.to(device=parameter.device, dtype=parameter.dtype)
     if attention_mask is not None:
         attention_mask = torch.as_tensor(attention_mask).to(parameter.device)

@@ -108,3 +108,24 @@ def test_compile_keeps_outputs(classifier_dir, expected):
     model = optimize_for_inference(HuBERTECGForSequenceClassification.from_pretrained(classifier_dir), compile=True)
     logits = run_model(model, expected["input_values_5s"])
     assert np.abs(logits.numpy() - expected["classifier_logits_5s"]).max() < 1e-4
+
+
+@pytest.mark.parametrize("how", ["pipeline_dtype", "optimize"])
+def test_pipeline_bf16_within_0_01_on_bundled_records(classifier_dir, how):
+    from transformers import pipeline
+
+    from hubert_ecg import HuBERTECGFeatureExtractor
+    from hubert_ecg.demo import demo_records
+
+    HuBERTECGFeatureExtractor().save_pretrained(classifier_dir)
+    records = demo_records()
+    exact = pipeline("ecg-classification", model=str(classifier_dir))(records, batch_size=3)
+    if how == "pipeline_dtype":  # transformers loads the weights in bf16; run_model keeps the positional conv in fp32
+        fast = pipeline("ecg-classification", model=str(classifier_dir), dtype=torch.bfloat16)
+    else:
+        fast = pipeline("ecg-classification", model=str(classifier_dir))
+        optimize_for_inference(fast.model, dtype="bfloat16")
+    assert fast.model.dtype == torch.bfloat16
+    for a, b in zip(exact, fast(records, batch_size=3)):
+        scores = {p["label"]: p["score"] for p in b}
+        assert max(abs(p["score"] - scores[p["label"]]) for p in a) < 0.01
