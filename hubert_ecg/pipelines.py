@@ -30,6 +30,7 @@ import torch
 from transformers import Pipeline
 from transformers.utils import logging
 
+from .inference import optimize_for_inference, run_model
 from .io import ECGRecord, read_ecg
 
 logger = logging.get_logger(__name__)
@@ -131,9 +132,11 @@ class ECGClassificationPipeline(Pipeline):
         }
 
     def _model_forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        """The model call: ``input_values`` (windows, 6000) -> logits (windows, num_labels). One small method, so
-        that a fast path (autocast, batching, an exported graph) can replace it."""
-        return self.model(input_values=input_values, attention_mask=attention_mask).logits
+        """The model call: ``input_values`` (windows, 6000) -> float32 logits (windows, num_labels), through
+        :func:`hubert_ecg.inference.run_model`: inputs cast to the model's dtype (``pipeline(..., dtype=
+        torch.bfloat16)``), ``torch.inference_mode``, and the autocast / compile set by
+        :func:`hubert_ecg.inference.optimize_for_inference` (``optimize_for_inference(clf.model, dtype="auto")``)."""
+        return run_model(self.model, input_values, attention_mask)
 
     def _forward(self, model_inputs):
         input_values = model_inputs["input_values"]
@@ -233,11 +236,16 @@ class ECGClassificationPipeline(Pipeline):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def load_pipeline(model: str | None = None, device: str | int | None = None) -> ECGClassificationPipeline:
+def load_pipeline(
+    model: str | None = None, device: str | int | None = None, dtype: str | None = None
+) -> ECGClassificationPipeline:
     """``pipeline("ecg-classification")`` for ``model`` (hub id or directory; None: the bundled demo model).
 
+    ``dtype``: None or ``"float32"`` (exact), ``"bfloat16"`` or ``"auto"`` (bfloat16 where the CPU or GPU has bf16
+    units; probabilities within 0.01 of float32), see :func:`hubert_ecg.inference.optimize_for_inference`.
+
     Raises:
-        ValueError: if the model cannot be loaded (names it).
+        ValueError: if the model cannot be loaded (names it), or for an unknown ``dtype``.
     """
     import hubert_ecg  # noqa: F401  (registers the model type and the task)
     from transformers import pipeline
@@ -246,10 +254,13 @@ def load_pipeline(model: str | None = None, device: str | int | None = None) -> 
 
     source = model or demo_model_path()
     try:
-        return pipeline("ecg-classification", model=source, device=device)
+        clf = pipeline("ecg-classification", model=source, device=device)
     except (OSError, ValueError, KeyError) as err:
         where = "directory" if Path(source).exists() else "hub id (or missing directory)"
         raise ValueError(f"cannot load the model {source!r} ({where}): {type(err).__name__}: {err}") from None
+    if dtype is not None:
+        optimize_for_inference(clf.model, dtype=dtype)
+    return clf
 
 
 def _format(results, fmt: str) -> str:
@@ -290,6 +301,9 @@ def predict_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stride", type=float, default=None, help="window stride in seconds (default 5)")
     parser.add_argument("--batch-size", type=int, default=8, help="records per model call")
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "auto"), default=None,
+                        help="model precision (default float32; auto: bfloat16 where the hardware has bf16 units, "
+                        "probabilities within 0.01)")
     args = parser.parse_args(argv)
     if args.top_k is not None and args.top_k < 1:
         parser.error("--top-k must be a positive integer")
@@ -303,7 +317,7 @@ def predict_main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     try:
-        clf = load_pipeline(args.model, args.device)
+        clf = load_pipeline(args.model, args.device, args.dtype)
     except ValueError as err:
         print(f"hubert-ecg predict: error: {err}", file=sys.stderr)
         return 2
