@@ -1,6 +1,7 @@
 """read_ecg and ECGRecord on the real records of ../shared/data (PTB-XL, CinC 2021, PTB, MIT-BIH)."""
 
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -196,25 +197,54 @@ def test_corrupt_header(tmp_path):
         read_ecg(tmp_path / "bad")
 
 
-def test_optional_readers_name_their_package(tmp_path):
+def test_optional_readers_name_their_package(tmp_path, monkeypatch):
     (tmp_path / "x.edf").write_bytes(b"0" * 256)
     (tmp_path / "x.h5").write_bytes(b"0" * 256)
-    try:
-        import pyedflib  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="pip install pyedflib"):
-            read_ecg(tmp_path / "x.edf")
-    else:
-        with pytest.raises(ValueError, match=r"x\.edf"):
-            read_ecg(tmp_path / "x.edf")
-    try:
-        import h5py  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="pip install h5py"):
-            read_ecg(tmp_path / "x.h5", sampling_rate=500)
-    else:
-        with pytest.raises(ValueError, match=r"x\.h5"):
-            read_ecg(tmp_path / "x.h5", sampling_rate=500)
+    monkeypatch.setitem(sys.modules, "pyedflib", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "h5py", None)
+    with pytest.raises(ImportError, match=r"x\.edf.*pip install pyedflib"):
+        read_ecg(tmp_path / "x.edf")
+    with pytest.raises(ImportError, match=r"x\.h5.*pip install h5py"):
+        read_ecg(tmp_path / "x.h5", sampling_rate=500)
+
+
+def test_edf_round_trip(tmp_path, ptbxl500):
+    pyedflib = pytest.importorskip("pyedflib")
+    record = read_ecg(ptbxl500)
+    path = tmp_path / "rec.edf"
+    with pyedflib.EdfWriter(str(path), 12, file_type=pyedflib.FILETYPE_EDFPLUS) as writer:
+        writer.setSignalHeaders(
+            [
+                {"label": name, "dimension": "uV", "sample_frequency": 500, "physical_max": 33000.0,
+                 "physical_min": -33000.0, "digital_max": 32767, "digital_min": -32768}
+                for name in record.lead_names
+            ]
+        )
+        writer.writeSamples([lead.astype(np.float64) * 1000.0 for lead in record.signal])  # in uV
+    edf = read_ecg(path)
+    assert edf.lead_names == record.lead_names and edf.sampling_rate == 500.0
+    np.testing.assert_allclose(edf.signal, record.signal, atol=2e-3)  # 16-bit quantisation of +-33 mV
+    (tmp_path / "broken.edf").write_bytes(b"0" * 256)
+    with pytest.raises(ValueError, match=r"broken\.edf"):
+        read_ecg(tmp_path / "broken.edf")
+
+
+def test_hdf5_round_trip(tmp_path, ptbxl500):
+    h5py = pytest.importorskip("h5py")
+    record = read_ecg(ptbxl500)
+    path = tmp_path / "rec.h5"
+    with h5py.File(path, "w") as handle:
+        dataset = handle.create_dataset("signal", data=record.signal)
+        dataset.attrs["sampling_rate"] = 500
+        dataset.attrs["lead_names"] = record.lead_names
+    h5 = read_ecg(path)
+    np.testing.assert_array_equal(h5.signal, record.signal)
+    assert h5.lead_names == record.lead_names and h5.sampling_rate == 500.0
+    with h5py.File(tmp_path / "norate.h5", "w") as handle:
+        handle.create_dataset("ecg", data=record.signal)
+    with pytest.raises(ValueError, match=r"norate\.h5.*sampling_rate"):
+        read_ecg(tmp_path / "norate.h5")
+    assert read_ecg(tmp_path / "norate.h5", sampling_rate=500).lead_names == list(STANDARD_LEADS)
 
 
 def test_ecg_record_validation():
