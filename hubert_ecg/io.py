@@ -8,7 +8,8 @@ Supported sources:
   with gains and baselines); name them without extension, by ``.hea`` or by ``.mat``.
 * NumPy ``.npy`` / ``.npz`` arrays (the format of the original HuBERT-ECG release); the sampling rate and lead
   names come from the caller (or, for ``.npz``, from ``sampling_rate`` / ``fs`` and ``lead_names`` entries).
-* EDF/BDF through the optional ``pyedflib`` package and HDF5 through the optional ``h5py`` package.
+* EDF/BDF through the optional ``pyedflib`` package, HDF5 through the optional ``h5py`` package and DICOM
+  waveforms (12-lead ECG IOD) through the optional ``pydicom`` package.
 
 This module is the lowest layer of the package and imports nothing from it.
 """
@@ -33,6 +34,7 @@ _NUMPY_EXTENSIONS = (".npy", ".npz")
 _WFDB_SIGNAL_EXTENSIONS = (".dat",)
 _EDF_EXTENSIONS = (".edf", ".bdf")
 _HDF5_EXTENSIONS = (".h5", ".hdf5", ".hdf")
+_DICOM_EXTENSIONS = (".dcm", ".dicom")
 _UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3, "nu": 1.0, "": 1.0}
 
 
@@ -177,6 +179,8 @@ def _resolve(path: Path) -> tuple[str, Path]:
         kind = "edf"
     elif suffix in _HDF5_EXTENSIONS:
         kind = "hdf5"
+    elif suffix in _DICOM_EXTENSIONS:
+        kind = "dicom"
     elif suffix in (".hea", ".mat") or suffix in _WFDB_SIGNAL_EXTENSIONS:
         base = path.with_suffix("")
         if not path.is_file():
@@ -193,7 +197,8 @@ def _resolve(path: Path) -> tuple[str, Path]:
     elif path.is_file():
         raise ValueError(
             f"unknown ECG file extension {path.suffix!r} for {str(path)!r}: expected a WFDB record (name, .hea "
-            "or .dat), a challenge record (.mat + .hea), .npy, .npz, .edf/.bdf (pyedflib) or .h5/.hdf5 (h5py)"
+            "or .dat), a challenge record (.mat + .hea), .npy, .npz, .edf/.bdf (pyedflib), .h5/.hdf5 (h5py) "
+            "or .dcm (pydicom)"
         )
     else:
         raise ValueError(
@@ -213,7 +218,8 @@ def read_ecg(path: str | os.PathLike, sampling_rate: float | None = None, lead_n
             ``(leads, samples)`` (``(samples, leads)`` is transposed when only that reading fits the lead count),
             an ``.edf``/``.bdf`` file (needs ``pip install pyedflib``) or an ``.h5``/``.hdf5`` file (needs
             ``pip install h5py``; dataset ``signal``/``ecg``/``data`` or the only dataset, rate from the
-            ``sampling_rate``/``fs`` attribute).
+            ``sampling_rate``/``fs`` attribute) or a DICOM ECG waveform ``.dcm`` (needs ``pip install pydicom``;
+            the ``RHYTHM`` multiplex group, else the first).
         sampling_rate: rate in Hz; required for ``.npy`` files (and files that do not store it). For files that
             store a rate it must agree with the stored one.
         lead_names: one name per lead. Defaults to the names stored in the file, or to :data:`STANDARD_LEADS`
@@ -228,7 +234,7 @@ def read_ecg(path: str | os.PathLike, sampling_rate: float | None = None, lead_n
         ValueError: naming the file, when it is missing, unreadable or corrupt, when the header does not match
             the signal (lead count or length), for an unknown extension, when a required sampling rate is missing
             or disagrees with the file, or when ``lead_names`` does not match the number of leads.
-        ImportError: for EDF or HDF5 files when the optional reader package is not installed (names it).
+        ImportError: for EDF, HDF5 or DICOM files when the optional reader package is not installed (names it).
     """
     path = Path(os.fspath(path)).expanduser()
     kind, resolved = _resolve(path)
@@ -240,6 +246,8 @@ def read_ecg(path: str | os.PathLike, sampling_rate: float | None = None, lead_n
         record = _read_numpy(resolved, sampling_rate, lead_names)
     elif kind == "edf":
         record = _read_edf(resolved)
+    elif kind == "dicom":
+        record = _read_dicom(resolved)
     else:
         record = _read_hdf5(resolved, sampling_rate)
 
@@ -498,3 +506,43 @@ def _read_hdf5(path: Path, sampling_rate: float | None) -> ECGRecord:
         metadata={"source_format": "hdf5", "path": str(path)},
         record_name=path.stem,
     )
+
+
+def _read_dicom(path: Path) -> ECGRecord:
+    try:
+        import pydicom
+    except ImportError as err:
+        raise ImportError(
+            f"reading DICOM files such as {str(path)!r} needs the optional 'pydicom' package: pip install pydicom"
+        ) from err
+    try:
+        dataset = pydicom.dcmread(str(path))
+        groups = list(dataset.WaveformSequence)
+    except Exception as err:
+        raise ValueError(f"cannot read the DICOM file {str(path)!r}: {type(err).__name__}: {err}") from None
+    if not groups:
+        raise ValueError(f"DICOM file {str(path)!r} holds no waveform (expected a 12-lead ECG waveform IOD)")
+    labels = [str(group.get("MultiplexGroupLabel", "")).upper() for group in groups]
+    index = labels.index("RHYTHM") if "RHYTHM" in labels else 0
+    group = groups[index]
+    try:
+        signal = np.asarray(dataset.waveform_array(index), dtype=np.float64).T  # scaled to the sensitivity units
+        names, units = [], []
+        for channel in group.ChannelDefinitionSequence:
+            names.append(str(channel.ChannelSourceSequence[0].CodeMeaning))
+            unit_items = channel.get("ChannelSensitivityUnitsSequence")
+            units.append(str(unit_items[0].CodeValue) if unit_items else "mV")
+        rate = float(group.SamplingFrequency)
+    except Exception as err:
+        raise ValueError(f"cannot read the ECG waveform in {str(path)!r}: {type(err).__name__}: {err}") from None
+    signal = signal * _units_to_mv(units, path)[:, None]
+    metadata = {
+        "age": _parse_age(dataset.get("PatientAge")),
+        "sex": _parse_sex(dataset.get("PatientSex")),
+        "diagnoses": [],
+        "units": units,
+        "multiplex_group": labels[index] or None,
+        "source_format": "dicom",
+        "path": str(path),
+    }
+    return ECGRecord(signal=signal.astype(np.float32), sampling_rate=rate, lead_names=names, metadata=metadata, record_name=path.stem)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
 from typing import Any, Sequence
 
 import numpy as np
@@ -63,10 +64,10 @@ _STANDARD_BY_KEY = {lead.lower(): lead for lead in STANDARD_LEADS}
 def normalize_lead_name(name: str) -> str | None:
     """Map a lead name as a source spells it to its standard spelling, or None for a non-standard lead.
 
-    ``"AVR"``, ``"avr"``, ``"aVR"``, ``"lead aVR"`` -> ``"aVR"``; ``"MLII"`` (MIT-BIH modified lead II) -> ``"II"``;
+    ``"AVR"``, ``"avr"``, ``"aVR"``, ``"lead aVR"`` -> ``"aVR"``; ``"Lead I (Einthoven)"`` (DICOM) -> ``"I"``; ``"MLII"`` (MIT-BIH modified lead II) -> ``"II"``;
     Frank leads ``"vx"``, ``"vy"``, ``"vz"`` -> None (dropped by the feature extractor).
     """
-    key = str(name).strip().lower()
+    key = re.sub(r"\(.*?\)", "", str(name)).strip().lower()  # DICOM: "Lead I (Einthoven)"
     for char in " -_.":
         key = key.replace(char, "")
     if key.startswith("lead") and len(key) > 4:

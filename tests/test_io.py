@@ -202,6 +202,10 @@ def test_optional_readers_name_their_package(tmp_path, monkeypatch):
     (tmp_path / "x.h5").write_bytes(b"0" * 256)
     monkeypatch.setitem(sys.modules, "pyedflib", None)  # as if not installed
     monkeypatch.setitem(sys.modules, "h5py", None)
+    monkeypatch.setitem(sys.modules, "pydicom", None)
+    (tmp_path / "x.dcm").write_bytes(b"0" * 256)
+    with pytest.raises(ImportError, match=r"x\.dcm.*pip install pydicom"):
+        read_ecg(tmp_path / "x.dcm")
     with pytest.raises(ImportError, match=r"x\.edf.*pip install pyedflib"):
         read_ecg(tmp_path / "x.edf")
     with pytest.raises(ImportError, match=r"x\.h5.*pip install h5py"):
@@ -245,6 +249,23 @@ def test_hdf5_round_trip(tmp_path, ptbxl500):
     with pytest.raises(ValueError, match=r"norate\.h5.*sampling_rate"):
         read_ecg(tmp_path / "norate.h5")
     assert read_ecg(tmp_path / "norate.h5", sampling_rate=500).lead_names == list(STANDARD_LEADS)
+
+
+def test_dicom_waveform(tmp_path):
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("waveform_ecg.dcm")  # a 12-lead ECG waveform IOD shipped with pydicom
+    record = read_ecg(path)
+    dataset = pydicom.dcmread(path)
+    np.testing.assert_allclose(record.signal, dataset.waveform_array(0).T / 1000.0, rtol=1e-6)  # uV -> mV
+    assert record.signal.shape == (12, 10000) and record.sampling_rate == 1000.0
+    assert record.lead_names[0] == "Lead I (Einthoven)" and record.lead_names[3] == "Lead aVR"
+    assert record.metadata["age"] == 42.0 and record.metadata["sex"] == "F"
+    assert record.metadata["multiplex_group"] == "RHYTHM"
+    (tmp_path / "broken.dcm").write_bytes(b"not dicom" * 50)
+    with pytest.raises(ValueError, match=r"broken\.dcm"):
+        read_ecg(tmp_path / "broken.dcm")
 
 
 def test_ecg_record_validation():

@@ -134,6 +134,7 @@ def test_lead_names_any_case_and_order(fe, ref):
 def test_normalize_lead_name():
     assert normalize_lead_name("AVR") == "aVR" and normalize_lead_name(" lead_avl ") == "aVL"
     assert normalize_lead_name("MLII") == "II" and normalize_lead_name("v6") == "V6"
+    assert normalize_lead_name("Lead I (Einthoven)") == "I" and normalize_lead_name("Lead aVF") == "aVF"
     assert normalize_lead_name("vx") is None
 
 
