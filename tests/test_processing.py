@@ -30,16 +30,15 @@ def fe():
 
 
 def released(raw, fs, window=slice(0, 2500), pad_to=2500):
-    """The released steps 1-5, per lead with scipy (../shared/reference/README.md); optional zero padding."""
+    """The released steps 1-5 with scipy (../shared/reference/README.md), all leads in one call per step (the same
+    numbers as lead by lead); the window optionally zero-padded to ``pad_to`` samples per lead."""
     n = int(raw.shape[1] * 500 / fs)
     taps = scipy.signal.firwin(151, [0.05, 47], pass_zero=False, fs=500)
-    leads = []
-    for lead in np.asarray(raw, dtype=np.float64):
-        x = scipy.signal.filtfilt(taps, 1.0, scipy.signal.resample(lead, n))
-        x = 2 * (x - x.min()) / (x.max() - x.min() + 1e-8) - 1
-        x = x[window]
-        leads.append(np.pad(x, (0, pad_to - x.shape[0])))
-    return scipy.signal.decimate(np.concatenate(leads), 5)
+    x = scipy.signal.filtfilt(taps, 1.0, scipy.signal.resample(np.asarray(raw, dtype=np.float64), n, axis=-1), axis=-1)
+    lo, hi = x.min(axis=-1, keepdims=True), x.max(axis=-1, keepdims=True)
+    x = (2 * (x - lo) / (hi - lo + 1e-8) - 1)[:, window]
+    x = np.pad(x, ((0, 0), (0, pad_to - x.shape[1])))
+    return scipy.signal.decimate(x.reshape(-1), 5)
 
 
 # ---------------------------------------------------------------------------------------------- the release
