@@ -124,3 +124,35 @@ def test_finetune_clear_errors(tmp_path, data_dir, capsys):
 
     assert finetune.main(["--ptbxl_dir", str(data_dir / "ptbxl"), "--output_dir", str(tmp_path / "p"), *FAST]) == 2
     assert "--model_name_or_path" in capsys.readouterr().err
+
+
+def test_push_to_hub_uploads_output_dir(tmp_path, data_dir, monkeypatch):
+    """--push_to_hub uploads the saved directory once, through a mocked HfApi (no network)."""
+    import huggingface_hub
+
+    calls = {}
+
+    class FakeApi:
+        def __init__(self, token=None):
+            calls["token"] = token
+
+        def create_repo(self, repo_id, private=None, exist_ok=False):
+            calls["repo"] = repo_id
+            return type("Url", (), {"repo_id": repo_id})()
+
+        def upload_folder(self, repo_id, folder_path, commit_message, ignore_patterns):
+            from pathlib import Path
+
+            calls["files"] = sorted(p.name for p in Path(folder_path).iterdir())
+            calls["ignore"] = ignore_patterns
+            return "commit"
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    out = tmp_path / "m"
+    argv = ["--ptbxl_dir", str(data_dir / "ptbxl"), "--preset", "small", "--config_overrides", TINY,
+            "--max_train_records", "8", "--max_eval_records", "8", "--output_dir", str(out), "--push_to_hub", "true",
+            "--hub_model_id", "me/tiny-ecg", *FAST]
+    assert finetune.main(argv) == 0
+    assert calls["repo"] == "me/tiny-ecg"
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"} <= set(calls["files"])
+    assert "checkpoint-*" in calls["ignore"]
