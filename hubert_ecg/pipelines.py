@@ -308,15 +308,15 @@ def predict_main(argv: list[str] | None = None) -> int:
     if args.top_k is not None and args.top_k < 1:
         parser.error("--top-k must be a positive integer")
 
-    if args.model is None:
-        from .demo import demo_model_path
-
-        print(
-            f"hubert-ecg predict: using the bundled demo model ({demo_model_path()}), a small model trained on "
-            "a few hundred PTB-XL records for NORM/MI/STTC/CD/HYP: a demonstration, not a clinical tool.",
-            file=sys.stderr,
-        )
     try:
+        if args.model is None:
+            from .demo import demo_model_path
+
+            print(
+                f"hubert-ecg predict: using the bundled demo model ({demo_model_path()}), a small model trained on "
+                "a few hundred PTB-XL records for NORM/MI/STTC/CD/HYP: a demonstration, not a clinical tool.",
+                file=sys.stderr,
+            )
         clf = load_pipeline(args.model, args.device, args.dtype)
     except ValueError as err:
         print(f"hubert-ecg predict: error: {err}", file=sys.stderr)
