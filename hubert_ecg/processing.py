@@ -420,12 +420,9 @@ class HuBERTECGFeatureExtractor(SequenceFeatureExtractor):
             if isinstance(item, dict):
                 if "signal" not in item:
                     raise ValueError(f"{where} is a dict without a 'signal' entry; expected keys signal, sampling_rate")
-                item = ECGRecord(
-                    signal=item["signal"],
-                    sampling_rate=item.get("sampling_rate", rate),
-                    lead_names=item.get("lead_names") or names or list(STANDARD_LEADS),
-                    metadata={},
-                )
+                rate = item.get("sampling_rate", rate)
+                names = item.get("lead_names", names)
+                item = np.asarray(item["signal"]) if isinstance(item["signal"], (list, tuple)) else item["signal"]
             if isinstance(item, ECGRecord):
                 if rate is not None and not np.isclose(float(rate), item.sampling_rate):
                     raise ValueError(
@@ -447,7 +444,10 @@ class HuBERTECGFeatureExtractor(SequenceFeatureExtractor):
                         "e.g. sampling_rate=500"
                     )
             signal = _check_signal(signal, where)
-            rate = float(rate)
+            try:
+                rate = float(rate)
+            except (TypeError, ValueError):
+                raise ValueError(f"sampling_rate for {where} must be a positive number of Hz, got {rate!r}") from None
             if not np.isfinite(rate) or rate <= 0:
                 raise ValueError(f"sampling_rate for {where} must be a positive number of Hz, got {rate!r}")
             if names is not None:

@@ -99,13 +99,14 @@ def test_input_kinds_agree(fe, ref):
         fe(torch.from_numpy(raw), sampling_rate=500),
         fe(raw.astype(np.float64), sampling_rate=500),
         fe({"signal": raw, "sampling_rate": 500}),
+        fe({"signal": raw[::-1], "sampling_rate": 500, "lead_names": list(STANDARD_LEADS)[::-1]}),
         fe(ECGRecord(raw, 500, list(STANDARD_LEADS))),
         fe(raw[None].repeat(2, axis=0), sampling_rate=500),  # (records, leads, samples)
         fe(raw.tolist(), sampling_rate=500),  # nested lists of numbers
     ]
     for out in kinds:
         np.testing.assert_allclose(out["input_values"][0], expected, atol=TOL)
-    assert kinds[4]["input_values"].shape == (2, 6000)
+    assert kinds[5]["input_values"].shape == (2, 6000)
 
 
 def test_return_tensors_pt(fe, ref):
@@ -265,6 +266,9 @@ def test_flat_lead_zero_record_and_inf(fe, ref):
         ("not/a/file", {}, "not found"),
         (object(), {"sampling_rate": 500}, "has type object"),
         ([], {"sampling_rate": 500}, "empty list"),
+        ({"signal": np.zeros((12, 5000))}, {}, "sampling_rate is required"),
+        ({"sampling_rate": 500}, {}, "without a 'signal'"),
+        (np.zeros((12, 5000)), {"sampling_rate": "fast"}, "sampling_rate must be a number"),
     ],
 )
 def test_bad_inputs(fe, ecg, kwargs, message):
