@@ -1,0 +1,249 @@
+"""ECGs per second and peak memory of HuBERTECGModel's inference paths against transformers' HubertModel.
+
+Side by side in one process, on the same random 5 s inputs (``input_values`` (batch, 6000) in [-1, 1]) and the same
+random weights, for the small / base / large presets at several batch sizes. Every timed round runs each path
+once, in a rotating order (so that a neighbour's load falls on all of them alike); the table gives the median of
+the rounds and the ratio to the reference.
+
+Paths (rows):
+* ``reference``: transformers' ``HubertModel``, eager attention, float32, under ``torch.no_grad``.
+* ``sdpa fp32``: ``HuBERTECGModel`` (SDPA) through ``hubert_ecg.inference.run_model`` (``inference_mode``).
+* ``bf16``: the same with ``optimize_for_inference(dtype="bfloat16")`` (weights in bf16, positional conv fp32).
+* ``autocast bf16``: float32 weights under ``torch.autocast(bfloat16)``.
+* ``bf16 + compile`` (``--compile``): ``torch.compile`` of the bf16 model (compilation time not counted).
+* ``onnxruntime fp32`` (CPU only; ``--no-onnx`` to skip): the classifier exported by ``hubert_ecg.export``
+  (same backbone plus mean pooling and a 5-label linear head, a negligible cost).
+
+Columns: ECGs/s (median over rounds), x reference, peak memory (CPU: peak resident memory of the process above
+the level before the call, MiB, from /proc/self/status VmHWM after resetting it; GPU: ``max_memory_allocated``
+above the weights, MiB) and max |difference| to the reference (``last_hidden_state``; for onnxruntime, logits
+against the PyTorch classifier in float32).
+
+Absolute figures from a CPU shared with other jobs are noisy; compare ratios. On a GPU (``--device cuda``) the
+figures are absolute and the device's name is printed.
+
+Usage: ``python benchmarks/inference.py [--quick] [--presets small,base] [--batch-sizes 1,8,64] [--runs 5]
+[--threads N] [--compile] [--no-onnx] [--device cpu|cuda]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# Freed buffers go back to the OS at once, so that the resident size of the process follows the live memory and
+# its peak (VmHWM) measures one call. glibc reads this at start-up: re-execute once with it set.
+if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None and __name__ == "__main__":
+    os.environ["MALLOC_MMAP_THRESHOLD_"] = str(1 << 20)
+    os.execv(sys.executable, [sys.executable] + sys.argv)
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from transformers import HubertConfig, HubertModel  # noqa: E402
+from transformers.utils import logging as hf_logging  # noqa: E402
+
+from hubert_ecg import HuBERTECGConfig, HuBERTECGForSequenceClassification, HuBERTECGModel  # noqa: E402
+from hubert_ecg.inference import cpu_has_bf16, optimize_for_inference, run_model  # noqa: E402
+
+hf_logging.set_verbosity_error()
+
+
+def machine_name(device: str) -> str:
+    """CPU model, cores and bf16 units (from /proc/cpuinfo), or the GPU's name."""
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(device)} (torch {torch.__version__})"
+    model, flags = platform.processor() or "unknown CPU", ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model in ("", "unknown CPU", "x86_64"):
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = line
+    except OSError:
+        pass
+    units = [name for name in ("amx_bf16", "avx512_bf16", "avx512f") if f" {name}" in flags]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (
+        f"{model}, {cores} cores ({', '.join(units) or 'no bf16 units'}), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
+
+
+class PeakMemory:
+    """Peak memory of one call in MiB: CPU resident memory above the level before the call, or CUDA allocations."""
+
+    def __init__(self, device: str):
+        self.device = device
+
+    @staticmethod
+    def _status(field: str) -> int | None:
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            return None
+        return None
+
+    def measure(self, fn) -> float | None:
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            before = torch.cuda.memory_allocated()
+            fn()
+            torch.cuda.synchronize()
+            return (torch.cuda.max_memory_allocated() - before) / 2**20
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident size
+        except OSError:
+            return None
+        before = self._status("VmRSS")
+        fn()
+        peak = self._status("VmHWM")
+        return None if before is None or peak is None else max(0, peak - before) / 2**20
+
+
+def reference_model(config: HuBERTECGConfig) -> HubertModel:
+    """transformers' HubertModel, eager attention, float32, with the same architecture as ``config``."""
+    fields = {k: v for k, v in config.to_dict().items() if k not in ("model_type", "auto_map", "architectures")}
+    ref_config = HubertConfig(**{k: v for k, v in fields.items() if k in HubertConfig().to_dict()})
+    ref_config._attn_implementation = "eager"
+    return HubertModel(ref_config).eval()
+
+
+def build_paths(preset: str, device: str, use_compile: bool, use_onnx: bool, tmp: Path) -> dict:
+    """name -> (callable(x) -> output tensor on the CPU in float32, kind) for one preset, same weights."""
+    torch.manual_seed(0)
+    config = HuBERTECGConfig.from_preset(preset, num_labels=5)
+    ref = reference_model(config).to(device)
+    state = ref.state_dict()
+
+    def ours(**options):
+        model = HuBERTECGModel(config)
+        model.load_state_dict(state, strict=False)  # masked_spec_embed etc. unused at inference
+        return optimize_for_inference(model, device=device, **options)
+
+    def call_ref(x):
+        with torch.no_grad():
+            return ref(x).last_hidden_state
+
+    paths = {"reference (HubertModel eager fp32)": (call_ref, "hidden")}
+    fp32 = ours()
+    paths["sdpa fp32"] = (lambda x, m=fp32: run_model(m, x), "hidden")
+    bf16_ok = device.startswith("cuda") or cpu_has_bf16()
+    if bf16_ok:
+        bf16 = ours(dtype="bfloat16")
+        paths["bf16"] = (lambda x, m=bf16: run_model(m, x), "hidden")
+        autocast = ours(autocast="bfloat16")
+        paths["autocast bf16"] = (lambda x, m=autocast: run_model(m, x), "hidden")
+        if use_compile:
+            compiled = ours(dtype="bfloat16", compile=True)
+            paths["bf16 + torch.compile"] = (lambda x, m=compiled: run_model(m, x), "hidden")
+    if use_compile:
+        compiled32 = ours(compile=True)
+        paths["fp32 + torch.compile"] = (lambda x, m=compiled32: run_model(m, x), "hidden")
+    if use_onnx and not device.startswith("cuda"):
+        try:
+            import onnxruntime as ort
+
+            from hubert_ecg.export import export_onnx
+        except ImportError as error:
+            print(f"# onnxruntime row skipped: {error}", file=sys.stderr)
+        else:
+            classifier = HuBERTECGForSequenceClassification(config).eval()
+            classifier.hubert_ecg.load_state_dict(state, strict=False)
+            path = tmp / f"{preset}.onnx"
+            export_onnx(classifier, path, check=False)
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = torch.get_num_threads()
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            paths["onnxruntime fp32 (classifier)"] = (
+                lambda x, s=session: torch.from_numpy(s.run(["logits"], {"input_values": x.numpy()})[0]),
+                ("logits", classifier),
+            )
+    return paths
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--presets", default="small,base,large")
+    parser.add_argument("--batch-sizes", default="1,8,64")
+    parser.add_argument("--runs", type=int, default=5, help="timed rounds (median reported)")
+    parser.add_argument("--threads", type=int, default=None, help="torch / onnxruntime threads (default: torch's)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    parser.add_argument("--compile", action="store_true", help="add torch.compile rows (minutes of compilation)")
+    parser.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime row")
+    parser.add_argument("--quick", action="store_true", help="small preset, batch 1 and 8, 3 rounds")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.presets, args.batch_sizes, args.runs = "small", "1,8", 3
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cuda = args.device.startswith("cuda")
+    if cuda and not torch.cuda.is_available():
+        parser.error("--device cuda but no CUDA device is available")
+    memory = PeakMemory(args.device)
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+
+    print(f"# machine: {machine_name(args.device)}")
+    print(f"# inputs: random (batch, 6000) = 5 s of 12 leads at 100 Hz; random weights; {args.runs} rounds, median")
+    header = "| preset | batch | path | ECGs/s | x reference | peak memory (MiB) | max abs diff |"
+    rows = [header, "|---|---:|---|---:|---:|---:|---:|"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for preset in args.presets.split(","):
+            paths = build_paths(preset, args.device, args.compile, not args.no_onnx, Path(tmp))
+            for batch in [int(b) for b in args.batch_sizes.split(",")]:
+                x = (torch.rand(batch, 6000, generator=torch.Generator().manual_seed(batch)) * 2 - 1).to(args.device)
+                repeats = max(1, 4 // batch)  # small batches: several calls per timing
+                outputs, peaks, times = {}, {}, {name: [] for name in paths}
+                for name, (fn, kind) in paths.items():
+                    fn(x)  # warm-up (and compilation)
+                    peaks[name] = memory.measure(lambda: fn(x))
+                    outputs[name] = fn(x).float().cpu()
+                expected_logits = None
+                names = list(paths)
+                for round_ in range(args.runs):
+                    for name in names[round_ % len(names):] + names[: round_ % len(names)]:
+                        fn = paths[name][0]
+                        sync()
+                        start = time.perf_counter()
+                        for _ in range(repeats):
+                            fn(x)
+                        sync()
+                        times[name].append((time.perf_counter() - start) / repeats)
+                ref_name = names[0]
+                ref_time = statistics.median(times[ref_name])
+                for name in names:
+                    kind = paths[name][1]
+                    if kind == "hidden":
+                        diff = (outputs[name] - outputs[ref_name]).abs().max().item()
+                    else:  # onnxruntime logits against the PyTorch classifier in float32
+                        if expected_logits is None:
+                            with torch.inference_mode():
+                                expected_logits = kind[1](input_values=x.cpu()).logits
+                        diff = (outputs[name] - expected_logits).abs().max().item()
+                    median = statistics.median(times[name])
+                    peak = "n/a" if peaks[name] is None else f"{peaks[name]:.0f}"
+                    rows.append(
+                        f"| {preset} | {batch} | {name} | {batch / median:.2f} | {ref_time / median:.2f} | {peak} "
+                        f"| {diff:.1e} |"
+                    )
+                    print(rows[-1], flush=True)
+            del paths
+    print()
+    print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
