@@ -693,10 +693,11 @@ class HuBERTECGFeatureExtractor(SequenceFeatureExtractor):
         for index, (signal, rate, _) in enumerate(items):
             groups.setdefault((rate, signal.shape[1]), []).append(index)
 
-        parts = [
-            self._process_group(items, placement, indices, rate, length, where, window, stride, pad_to_window, rng)
-            for (rate, length), indices in groups.items()
-        ]
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked on the output below
+            parts = [
+                self._process_group(items, placement, indices, rate, length, where, window, stride, pad_to_window, rng)
+                for (rate, length), indices in groups.items()
+            ]
         record_index = np.concatenate([p[0] for p in parts]).astype(np.int64)
         starts = np.concatenate([p[1] for p in parts])
         segments = parts[0][2] if len(parts) == 1 else np.concatenate([p[2] for p in parts])
@@ -710,7 +711,15 @@ class HuBERTECGFeatureExtractor(SequenceFeatureExtractor):
         # step 5: concatenate the leads and decimate all rows at once
         concatenated = segments.reshape(segments.shape[0], n_leads * W)
         q = self.decimation_factor
-        input_values = _decimate(concatenated, q) if q > 1 else concatenated
+        with np.errstate(over="ignore", invalid="ignore"):
+            input_values = _decimate(concatenated, q) if q > 1 else concatenated
+        finite_rows = np.isfinite(input_values).all(axis=1)
+        if not finite_rows.all():  # only for absurd amplitudes (float overflow); never hand back a silent NaN
+            bad = sorted({where[i] for i in record_index[~finite_rows]})
+            raise ValueError(
+                f"{', '.join(bad)}: preprocessing overflowed (amplitudes near the float32 limit); expected finite "
+                "signals in mV"
+            )
         attention_mask = np.ones(input_values.shape, dtype=np.int32)
         if (valid_lengths < W).any():
             if input_values.shape[1] % n_leads:

@@ -266,6 +266,7 @@ def test_flat_lead_zero_record_and_inf(fe, ref):
         ("not/a/file", {}, "not found"),
         (object(), {"sampling_rate": 500}, "has type object"),
         ([], {"sampling_rate": 500}, "empty list"),
+        (np.random.default_rng(0).standard_normal((12, 5000)) * 1e37, {"sampling_rate": 500}, "overflowed"),
         ({"signal": np.zeros((12, 5000))}, {}, "sampling_rate is required"),
         ({"sampling_rate": 500}, {}, "without a 'signal'"),
         (np.zeros((12, 5000)), {"sampling_rate": "fast"}, "sampling_rate must be a number"),
