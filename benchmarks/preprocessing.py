@@ -32,7 +32,7 @@ import scipy.signal  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hubert_ecg.io import STANDARD_LEADS, read_ecg  # noqa: E402
+from hubert_ecg.io import read_ecg  # noqa: E402
 from hubert_ecg.processing import HuBERTECGFeatureExtractor  # noqa: E402
 
 DATA = Path(os.environ.get("HUBERT_ECG_SHARED", REPO.parent / "shared")) / "data"
@@ -99,8 +99,11 @@ def main(argv=None) -> None:
     def ours(batch):
         return extractor(batch, sampling_rate=500, lead_names=names)["input_values"]
 
-    candidates = [("reference (released, per record/lead)", reference), ("scipy, batched", scipy_batched),
-                  ("HuBERTECGFeatureExtractor", ours)]
+    candidates = [
+        ("reference (released, per record/lead)", reference),
+        ("scipy, batched", scipy_batched),
+        ("HuBERTECGFeatureExtractor", ours),
+    ]
     expected = reference(signals)
     times: dict[str, list[float]] = {name: [] for name, _ in candidates}
     errors: dict[str, float] = {}
@@ -117,7 +120,9 @@ def main(argv=None) -> None:
         f"\nPreprocessing of {args.records} real 12-lead 10 s 500 Hz ECGs ({distinct} distinct records, cycled), "
         f"one thread, median of {args.runs} runs\n"
     )
-    header = f"| {'implementation':<40} | {'median s':>9} | {'ECG/s':>8} | {'speed-up':>8} | {'max abs diff vs ref':>19} |"
+    header = (
+        f"| {'implementation':<40} | {'median s':>9} | {'ECG/s':>8} | {'speed-up':>8} | {'max abs diff vs ref':>19} |"
+    )
     print(header)
     print("|" + "|".join("-" * (len(part) + 0) for part in header.split("|")[1:-1]) + "|")
     for name, _ in candidates:

@@ -209,7 +209,9 @@ def _resolve(path: Path) -> tuple[str, Path]:
     return kind, path
 
 
-def read_ecg(path: str | os.PathLike, sampling_rate: float | None = None, lead_names: Sequence[str] | None = None) -> ECGRecord:
+def read_ecg(
+    path: str | os.PathLike, sampling_rate: float | None = None, lead_names: Sequence[str] | None = None
+) -> ECGRecord:
     """Read one ECG file into an :class:`ECGRecord` (float32 ``(leads, samples)`` in mV).
 
     Args:
@@ -325,7 +327,9 @@ def _read_header_record(base: Path, given: Path) -> ECGRecord:
     metadata = _parse_comments(header.comments or [])
     metadata.update(source_format=source_format, units=list(units), path=str(given))
     names = [str(n) for n in (header.sig_name or [f"lead{i}" for i in range(signal.shape[0])])]
-    return ECGRecord(signal=signal, sampling_rate=fs, lead_names=names, metadata=metadata, record_name=header.record_name)
+    return ECGRecord(
+        signal=signal, sampling_rate=fs, lead_names=names, metadata=metadata, record_name=header.record_name
+    )
 
 
 def _read_challenge_mat(base: Path, header) -> tuple[np.ndarray, list[str]]:
@@ -337,7 +341,9 @@ def _read_challenge_mat(base: Path, header) -> tuple[np.ndarray, list[str]]:
     try:
         content = loadmat(str(mat_path))
     except Exception as err:
-        raise ValueError(f"cannot read the challenge .mat file {str(mat_path)!r}: {type(err).__name__}: {err}") from None
+        raise ValueError(
+            f"cannot read the challenge .mat file {str(mat_path)!r}: {type(err).__name__}: {err}"
+        ) from None
     if "val" not in content:
         keys = sorted(k for k in content if not k.startswith("__"))
         raise ValueError(f"challenge .mat file {str(mat_path)!r} has no 'val' array (found {keys})")
@@ -458,7 +464,13 @@ def _read_edf(path: Path) -> ECGRecord:
         "source_format": "edf",
         "path": str(path),
     }
-    return ECGRecord(signal=signal.astype(np.float32), sampling_rate=rates[0], lead_names=labels, metadata=metadata, record_name=path.stem)
+    return ECGRecord(
+        signal=signal.astype(np.float32),
+        sampling_rate=rates[0],
+        lead_names=labels,
+        metadata=metadata,
+        record_name=path.stem,
+    )
 
 
 def _read_hdf5(path: Path, sampling_rate: float | None) -> ECGRecord:
@@ -497,7 +509,9 @@ def _read_hdf5(path: Path, sampling_rate: float | None) -> ECGRecord:
     array = _orient(array, len(names) if names is not None else None, path)
     if names is None:
         if array.shape[0] != len(STANDARD_LEADS):
-            raise ValueError(f"{str(path)!r} holds {array.shape[0]} leads and no 'lead_names' attribute; pass lead_names=")
+            raise ValueError(
+                f"{str(path)!r} holds {array.shape[0]} leads and no 'lead_names' attribute; pass lead_names="
+            )
         names = list(STANDARD_LEADS)
     return ECGRecord(
         signal=array.astype(np.float32),
@@ -545,4 +559,6 @@ def _read_dicom(path: Path) -> ECGRecord:
         "source_format": "dicom",
         "path": str(path),
     }
-    return ECGRecord(signal=signal.astype(np.float32), sampling_rate=rate, lead_names=names, metadata=metadata, record_name=path.stem)
+    return ECGRecord(
+        signal=signal.astype(np.float32), sampling_rate=rate, lead_names=names, metadata=metadata, record_name=path.stem
+    )

@@ -686,7 +686,10 @@ class HuBERTECGFeatureExtractor(SequenceFeatureExtractor):
         items = self._as_items(ecg, sampling_rate, lead_names)
         n_leads = len(self.lead_order)
         where = [f"ecg[{i}]" if len(items) > 1 else "ecg" for i in range(len(items))]
-        placement = [self._lead_index(names, signal.shape[0], where[i], missing_leads) for i, (signal, _, names) in enumerate(items)]
+        placement = [
+            self._lead_index(names, signal.shape[0], where[i], missing_leads)
+            for i, (signal, _, names) in enumerate(items)
+        ]
 
         # group records of equal rate and length so that the heavy filtering runs once per group
         groups: dict[tuple[float, int], list[int]] = {}
@@ -705,7 +708,10 @@ class HuBERTECGFeatureExtractor(SequenceFeatureExtractor):
         order = np.lexsort((starts, record_index))
         if (order != np.arange(order.shape[0])).any():  # rows in input order, windows in time order
             record_index, starts, segments, valid_lengths = (
-                record_index[order], starts[order], segments[order], valid_lengths[order]
+                record_index[order],
+                starts[order],
+                segments[order],
+                valid_lengths[order],
             )
 
         # step 5: concatenate the leads and decimate all rows at once

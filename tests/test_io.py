@@ -219,8 +219,15 @@ def test_edf_round_trip(tmp_path, ptbxl500):
     with pyedflib.EdfWriter(str(path), 12, file_type=pyedflib.FILETYPE_EDFPLUS) as writer:
         writer.setSignalHeaders(
             [
-                {"label": name, "dimension": "uV", "sample_frequency": 500, "physical_max": 33000.0,
-                 "physical_min": -33000.0, "digital_max": 32767, "digital_min": -32768}
+                {
+                    "label": name,
+                    "dimension": "uV",
+                    "sample_frequency": 500,
+                    "physical_max": 33000.0,
+                    "physical_min": -33000.0,
+                    "digital_max": 32767,
+                    "digital_min": -32768,
+                }
                 for name in record.lead_names
             ]
         )
