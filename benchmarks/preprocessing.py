@@ -11,7 +11,7 @@ Rows:
   gain batching alone gives).
 * ``HuBERTECGFeatureExtractor``: this package (vectorised; zero-phase FIR as one FFT convolution).
 
-Usage: ``python benchmarks/preprocessing.py [--records 256] [--runs 5] [--quick]``
+Usage: ``python benchmarks/preprocessing.py [--records 256] [--runs 5] [--quick] [--profile]``
 """
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ def main(argv=None) -> None:
     parser.add_argument("--records", type=int, default=256, help="number of 10 s 500 Hz records (default 256)")
     parser.add_argument("--runs", type=int, default=5, help="timed runs per implementation; the median is reported")
     parser.add_argument("--quick", action="store_true", help="64 records, 3 runs")
+    parser.add_argument("--profile", action="store_true", help="also print a cProfile of the feature extractor")
     args = parser.parse_args(argv)
     if args.quick:
         args.records, args.runs = 64, 3
@@ -131,6 +132,14 @@ def main(argv=None) -> None:
             f"| {name:<40} | {median:9.3f} | {args.records / median:8.1f} | {ref_median / median:7.1f}x "
             f"| {errors[name]:19.2e} |"
         )
+    if args.profile:
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        profiler.runcall(ours, signals)
+        print("\nprofile of one HuBERTECGFeatureExtractor call:")
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(12)
     ok = all(err <= 1e-4 for err in errors.values())
     print(f"\noutputs equal to the reference within 1e-4: {'yes' if ok else 'NO'}")
     if not ok:
