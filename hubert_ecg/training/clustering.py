@@ -37,7 +37,7 @@ from typing import Sequence
 import numpy as np
 from transformers.utils import logging
 
-from .windows import build_window_dataset, finalize_window_dataset, is_window_dataset, iter_batches, load_window_dataset, shard_range
+from .windows import build_window_dataset, distributed_on_cpu, finalize_window_dataset, is_window_dataset, iter_batches, load_window_dataset, shard_range
 
 logger = logging.get_logger(__name__)
 
@@ -417,7 +417,7 @@ def run_clustering(args: ClusterArguments) -> dict:
     from accelerate import PartialState
     from tqdm.auto import tqdm
 
-    state = PartialState()
+    state = PartialState(cpu=distributed_on_cpu())
     rank, world = state.process_index, state.num_processes
     started = time.time()
     out = Path(args.output_dir)

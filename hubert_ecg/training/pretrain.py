@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from transformers.utils import logging
 
 from .clustering import load_labels, parse_args
-from .windows import load_window_dataset, shard_range
+from .windows import distributed_on_cpu, load_window_dataset, shard_range
 
 logger = logging.get_logger(__name__)
 
@@ -327,7 +327,7 @@ def run_pretraining(args: PretrainArguments) -> dict:
         model.freeze_feature_encoder()
     ddp = DistributedDataParallelKwargs(find_unused_parameters=model.config.layerdrop > 0)
     accelerator = Accelerator(
-        mixed_precision=args.mixed_precision, log_with=tracker, project_dir=str(output_dir), kwargs_handlers=[ddp]
+        mixed_precision=args.mixed_precision, cpu=distributed_on_cpu(), log_with=tracker, project_dir=str(output_dir), kwargs_handlers=[ddp]
     )
     if accelerator.is_main_process:
         logging.set_verbosity_info()
