@@ -308,6 +308,9 @@ def predict_main(argv: list[str] | None = None) -> int:
     if args.top_k is not None and args.top_k < 1:
         parser.error("--top-k must be a positive integer")
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # keep stderr for the notice and the skipped files
     try:
         if args.model is None:
             from .demo import demo_model_path
