@@ -26,11 +26,13 @@ run hubert-ecg cluster --output_dir "$OUT/iter2_labels" --windows_dir "$OUT/wind
     --compare_labels_dir "$OUT/iter1_labels" --seed 0
 run hubert-ecg pretrain --output_dir "$OUT/iter2_model" --windows_dir "$OUT/windows" \
     --labels_dirs "$OUT/iter2_labels" --model_name_or_path "$OUT/iter1_model" --learning_rate 5e-4 \
-    --per_device_train_batch_size 16 --max_steps 100 --logging_steps 10 --eval_steps 50 --save_steps 50 \
+    --per_device_train_batch_size 16 --max_steps 80 --logging_steps 10 --eval_steps 40 --save_steps 40 \
     --report_to none --seed 42
-# fine-tuning, same budget: pretrained vs random initialisation
-run hubert-ecg finetune examples/pretrain/finetune_compare.yaml --ptbxl_dir "$DATA/ptbxl" \
-    --model_name_or_path "$OUT/iter2_model" --output_dir "$OUT/ft_pretrained"
+# fine-tuning, same budget: pretrained (after iteration 1 and after iteration 2) vs random initialisation
+for it in 1 2; do
+  run hubert-ecg finetune examples/pretrain/finetune_compare.yaml --ptbxl_dir "$DATA/ptbxl" \
+      --model_name_or_path "$OUT/iter${it}_model" --output_dir "$OUT/ft_pretrained${it}"
+done
 run hubert-ecg finetune examples/pretrain/finetune_compare.yaml --ptbxl_dir "$DATA/ptbxl" \
     --preset small --config_overrides "$MODEL" --output_dir "$OUT/ft_random"
 python - "$OUT" <<'PY'
@@ -44,6 +46,6 @@ for it in (1, 2):
     print(f"iteration {it} loss:", [(e["step"], round(e["loss"], 3)) for e in log if "loss" in e])
     print(f"iteration {it} eval:", [(e["step"], round(e["eval_loss"], 3), round(e["eval_masked_accuracy"], 4))
                                    for e in log if "eval_loss" in e])
-for name in ("ft_pretrained", "ft_random"):
+for name in ("ft_pretrained1", "ft_pretrained2", "ft_random"):
     print(name, (out / name / "metrics.json").read_text()[:2000])
 PY
