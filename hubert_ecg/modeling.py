@@ -102,14 +102,26 @@ class HuBERTECGPreTrainedModel(HubertPreTrainedModel):
     def frame_mask(self, attention_mask: torch.Tensor, num_frames: int) -> torch.Tensor:
         """Frame-level mask from a sample-level ``attention_mask``.
 
+        A frame is valid when every sample of its receptive field (82 samples, hop 64 with the released
+        convolutions) is valid. For right padding this is exactly transformers' Hubert rule; unlike that rule it
+        also holds for the padding inside every lead's segment that the feature extractor produces for records
+        shorter than the window (``pad_to_window=True``).
+
         Args:
-            attention_mask: (batch, samples), 1 for real samples, 0 for right padding.
+            attention_mask: (batch, samples), 1 for real samples, 0 for padding.
             num_frames: number of frames of the feature encoder's output.
 
         Returns:
-            Bool tensor (batch, num_frames), True for frames computed from real samples.
+            Bool tensor (batch, num_frames), True for frames computed from real samples only.
         """
-        return self._get_feature_vector_attention_mask(num_frames, attention_mask)
+        mask = attention_mask.to(torch.float32).unsqueeze(1)
+        for kernel, stride in zip(self.config.conv_kernel, self.config.conv_stride):
+            mask = -F.max_pool1d(-mask, kernel_size=kernel, stride=stride)  # min-pool: all samples valid
+        return mask.squeeze(1)[:, :num_frames] > 0.5
+
+    def _get_feature_vector_attention_mask(self, feature_vector_length: int, attention_mask: torch.Tensor):
+        # used by HubertModel.forward: padding anywhere in the input, not only at the end
+        return self.frame_mask(attention_mask, feature_vector_length)
 
 
 class HuBERTECGModel(HuBERTECGPreTrainedModel, HubertModel):

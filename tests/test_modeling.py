@@ -125,6 +125,29 @@ def test_classification_pools_only_real_frames():
     np.testing.assert_allclose(logits[1].numpy(), model.classifier(pooled).detach().numpy(), atol=1e-5)
 
 
+def test_frame_mask_right_padding_matches_hubert_and_handles_per_lead_padding():
+    from transformers import HubertConfig, HubertModel
+
+    config = HuBERTECGConfig(**TINY)
+    model = HuBERTECGModel(config)
+    hubert_fields = {k: v for k, v in TINY.items() if k != "vocab_sizes"}
+    hubert = HubertModel(HubertConfig(**hubert_fields, conv_stride=config.conv_stride, conv_kernel=config.conv_kernel))
+    lengths = torch.tensor([6000, 5000, 3001, 200])
+    mask = (torch.arange(6000)[None] < lengths[:, None]).long()
+    ours = model.frame_mask(mask, 93)
+    theirs = hubert._get_feature_vector_attention_mask(93, mask)
+    assert torch.equal(ours, theirs)
+    # shorter than one receptive field (82 samples): no valid frame (Hubert's rule wraps around to all frames)
+    assert not model.frame_mask((torch.arange(6000)[None] < 64).long(), 93).any()
+
+    # 2.5 s record padded to 5 s: every lead's 500-sample segment holds 250 real samples then 250 zeros
+    per_lead = (torch.arange(500) < 250).long().repeat(12)[None]
+    frames = model.frame_mask(per_lead, 93)[0]
+    starts = torch.arange(93) * 64
+    field_valid = torch.stack([per_lead[0, s : s + 82].all() for s in starts])
+    assert torch.equal(frames, field_valid) and 0 < frames.sum() < 93 // 2 + 1
+
+
 @pytest.mark.parametrize(
     "problem_type,labels,loss_fn",
     [
