@@ -22,7 +22,7 @@ run hubert-ecg pretrain --output_dir "$OUT/iter1_model" --windows_dir "$OUT/wind
     --report_to none --seed 42
 # iteration 2: layer 2 of 3 of the iteration-1 model (the paper: layers 8-9), K = 500, continued backbone
 run hubert-ecg cluster --output_dir "$OUT/iter2_labels" --windows_dir "$OUT/windows" --features hidden \
-    --model_name_or_path "$OUT/iter1_model" --layer 2 --num_clusters 500 \
+    --model_name_or_path "$OUT/iter1_model" --layer 2 --num_clusters 500 --fit_windows 1000 --kmeans_n_init 1 \
     --compare_labels_dir "$OUT/iter1_labels" --seed 0
 run hubert-ecg pretrain --output_dir "$OUT/iter2_model" --windows_dir "$OUT/windows" \
     --labels_dirs "$OUT/iter2_labels" --model_name_or_path "$OUT/iter1_model" --learning_rate 5e-4 \
