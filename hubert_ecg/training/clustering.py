@@ -37,6 +37,7 @@ from typing import Sequence
 import numpy as np
 from transformers.utils import logging
 
+from .arguments import parse_args
 from .windows import build_window_dataset, distributed_on_cpu, finalize_window_dataset, is_window_dataset, iter_batches, load_window_dataset, shard_range
 
 logger = logging.get_logger(__name__)
@@ -525,24 +526,10 @@ def run_clustering(args: ClusterArguments) -> dict:
     return json.loads((out / STATS_FILE).read_text())
 
 
-def parse_args(argv: Sequence[str] | None, dataclass_type):
-    """Parse ``argv`` into ``dataclass_type`` with ``HfArgumentParser``; a single ``.yaml``/``.yml``/``.json``
-    argument is read as a file of arguments."""
-    from transformers import HfArgumentParser
-
-    parser = HfArgumentParser(dataclass_type)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        return parser.parse_yaml_file(os.path.abspath(argv[0]))[0]
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(os.path.abspath(argv[0]))[0]
-    return parser.parse_args_into_dataclasses(args=argv)[0]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``hubert-ecg cluster``; returns the exit code (2 on bad arguments or data)."""
     try:
-        args = parse_args(argv, ClusterArguments)
+        (args,) = parse_args(list(sys.argv[1:] if argv is None else argv), (ClusterArguments,), "hubert-ecg cluster")
         run_clustering(args)
     except ValueError as error:
         print(f"hubert-ecg cluster: error: {error}", file=sys.stderr)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import HfArgumentParser
+from .arguments import parse_args as _parse_args
 from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
@@ -255,23 +255,7 @@ def format_report(result: dict, confidence: float = 0.95) -> str:
 
 def parse_args(argv: list[str]) -> EvaluateArguments:
     """``EvaluateArguments`` from an optional leading YAML / JSON file and ``--field value`` flags."""
-    parser = HfArgumentParser(EvaluateArguments, prog="hubert-ecg evaluate")
-    argv = list(argv)
-    if argv and argv[0].endswith((".yaml", ".yml", ".json")):
-        path = Path(argv.pop(0))
-        if not path.is_file():
-            raise ValueError(f"configuration file not found: {str(path)!r}")
-        import yaml
-
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(values, dict):
-            raise ValueError(f"configuration file {str(path)!r} must hold a mapping")
-        unknown = sorted(set(values) - {f for f in EvaluateArguments.__dataclass_fields__})
-        if unknown:
-            raise ValueError(f"configuration file {str(path)!r} has unknown fields {unknown}")
-        parser.set_defaults(**values)
-    (args,) = parser.parse_args_into_dataclasses(args=argv)
-    return args
+    return _parse_args(argv, (EvaluateArguments,), "hubert-ecg evaluate")[0]
 
 
 def main(argv: list[str] | None = None) -> int:

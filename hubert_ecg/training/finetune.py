@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from transformers import EarlyStoppingCallback, HfArgumentParser, Trainer, TrainingArguments
+
+from .arguments import parse_args as _parse_args
 from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
@@ -133,39 +135,13 @@ class FinetuneTrainingArguments(TrainingArguments):
 
 def parse_args(argv: list[str] | None = None):
     """``(ModelArguments, DataArguments, FinetuneTrainingArguments)`` from ``argv``: an optional leading YAML / JSON
-    file, then ``--field value`` flags that override it.
+    file, then ``--field value`` flags that override it (see :func:`hubert_ecg.training.arguments.parse_args`).
 
     Raises:
         ValueError: for a missing or unreadable configuration file, or a file with unknown fields.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser((ModelArguments, DataArguments, FinetuneTrainingArguments), prog="hubert-ecg finetune")
-    if argv and argv[0].endswith((".yaml", ".yml", ".json")):
-        path = Path(argv.pop(0))
-        if not path.is_file():
-            raise ValueError(f"configuration file not found: {str(path)!r}")
-        try:
-            text = path.read_text(encoding="utf-8")
-            if path.suffix == ".json":
-                values = json.loads(text)
-            else:
-                import yaml
-
-                values = yaml.safe_load(text)
-        except Exception as err:
-            raise ValueError(f"cannot read the configuration file {str(path)!r}: {type(err).__name__}: {err}") from None
-        values = values or {}
-        if not isinstance(values, dict):
-            raise ValueError(f"configuration file {str(path)!r} must hold a mapping of argument names to values")
-        known = {action.dest for action in parser._actions}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"configuration file {str(path)!r} has unknown fields {unknown}")
-        for key, value in values.items():
-            if key == "config_overrides" and isinstance(value, dict):
-                values[key] = json.dumps(value)
-        parser.set_defaults(**values)
-    return parser.parse_args_into_dataclasses(args=argv)
+    return _parse_args(argv, (ModelArguments, DataArguments, FinetuneTrainingArguments), "hubert-ecg finetune")
 
 
 def _weights(spec: str, default: np.ndarray | None, n: int, name: str) -> list[float] | None:

@@ -43,7 +43,8 @@ import torch
 import torch.nn.functional as F
 from transformers.utils import logging
 
-from .clustering import load_labels, parse_args
+from .arguments import parse_args
+from .clustering import load_labels
 from .windows import distributed_on_cpu, load_window_dataset, shard_range
 
 logger = logging.get_logger(__name__)
@@ -528,7 +529,7 @@ def _save_checkpoint(accelerator, output_dir: Path, step: int, limit: int | None
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``hubert-ecg pretrain``; returns the exit code (2 on bad arguments or data)."""
     try:
-        args = parse_args(argv, PretrainArguments)
+        (args,) = parse_args(list(sys.argv[1:] if argv is None else argv), (PretrainArguments,), "hubert-ecg pretrain")
         run_pretraining(args)
     except ValueError as error:
         print(f"hubert-ecg pretrain: error: {error}", file=sys.stderr)

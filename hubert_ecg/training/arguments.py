@@ -1,0 +1,61 @@
+"""Command-line arguments of the training commands (``finetune``, ``evaluate``, ``cluster``, ``pretrain``).
+
+Every command takes its arguments as the fields of dataclasses through ``transformers.HfArgumentParser``: an
+optional leading YAML or JSON file of ``field: value`` pairs, then ``--field value`` flags that override it.
+"""
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from transformers import HfArgumentParser
+
+
+def parse_args(argv: Sequence[str], dataclass_types: tuple, prog: str) -> tuple:
+    """Parse ``argv`` into one instance of each of ``dataclass_types``.
+
+    Args:
+        argv: ``[CONFIG.yaml|CONFIG.json] [--field value ...]``.
+        dataclass_types: the argument dataclasses, e.g. ``(ModelArguments, DataArguments, TrainingArguments)``.
+        prog: the command's name for ``--help`` and messages, e.g. ``"hubert-ecg finetune"``.
+
+    Returns:
+        A tuple with one dataclass instance per type, in order.
+
+    Raises:
+        ValueError: for a missing or unreadable configuration file, a file that is not a mapping, or a file with
+            fields that no dataclass has.
+    """
+    argv = list(argv)
+    parser = HfArgumentParser(dataclass_types, prog=prog)
+    if argv and argv[0].endswith((".yaml", ".yml", ".json")):
+        path = Path(argv.pop(0))
+        if not path.is_file():
+            raise ValueError(f"configuration file not found: {str(path)!r}")
+        try:
+            text = path.read_text(encoding="utf-8")
+            if path.suffix == ".json":
+                values = json.loads(text)
+            else:
+                import yaml
+
+                values = yaml.safe_load(text)
+        except Exception as err:
+            raise ValueError(f"cannot read the configuration file {str(path)!r}: {type(err).__name__}: {err}") from None
+        values = values or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"configuration file {str(path)!r} must hold a mapping of argument names to values")
+        known = {action.dest for action in parser._actions}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"configuration file {str(path)!r} has unknown fields {unknown}")
+        # nested mappings (e.g. `config_overrides: {hidden_size: 128}`) are JSON strings on the command line
+        values = {key: json.dumps(value) if isinstance(value, dict) else value for key, value in values.items()}
+        parser.set_defaults(**values)
+        for action in parser._actions:  # a field given in the file is no longer required on the command line
+            if action.dest in values:
+                action.required = False
+    return tuple(parser.parse_args_into_dataclasses(args=argv))
+
+
+__all__ = ["parse_args"]
