@@ -24,6 +24,24 @@ def reference_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def expected(reference_dir) -> dict:
+    """The reference inputs and outputs of the original release (``expected_outputs.npz``) as numpy arrays."""
+    import numpy as np
+
+    return dict(np.load(reference_dir / "expected_outputs.npz"))
+
+
+@pytest.fixture(scope="session")
+def finetuned_dir(reference_dir, tmp_path_factory) -> Path:
+    """The release's fine-tuned reference checkpoint converted to a ``save_pretrained`` directory."""
+    from hubert_ecg import convert_original_checkpoint
+
+    out = tmp_path_factory.mktemp("finetuned")
+    convert_original_checkpoint(reference_dir / "original_finetuned.pt", out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def data_dir() -> Path:
     if not DATA.is_dir():
         pytest.skip(f"shared data not found at {DATA}")

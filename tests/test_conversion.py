@@ -11,11 +11,6 @@ from hubert_ecg import convert_original_checkpoint
 from hubert_ecg.cli import main as cli_main
 
 
-@pytest.fixture(scope="module")
-def expected(reference_dir):
-    return dict(np.load(reference_dir / "expected_outputs.npz"))
-
-
 @pytest.mark.parametrize(
     "source,model_class",
     [

@@ -4,7 +4,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -12,21 +11,14 @@ pytest.importorskip("onnxruntime")
 import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
-from hubert_ecg import HuBERTECGForSequenceClassification, convert_original_checkpoint  # noqa: E402
+from hubert_ecg import HuBERTECGForSequenceClassification  # noqa: E402
 from hubert_ecg.export import export_onnx, export_onnx_main  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def classifier_dir(reference_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("finetuned")
-    convert_original_checkpoint(reference_dir / "original_finetuned.pt", out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def exported(classifier_dir, tmp_path_factory):
+def exported(finetuned_dir, tmp_path_factory):
     path = tmp_path_factory.mktemp("onnx") / "classifier.onnx"
-    return export_onnx(classifier_dir, path), path
+    return export_onnx(finetuned_dir, path), path
 
 
 def test_export_matches_pytorch_and_reference(exported, reference_dir):
@@ -49,16 +41,16 @@ def test_batch_dimension_is_dynamic(exported):
     assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim][1] == 6000
 
 
-def test_export_from_model_object_leaves_it_unchanged(classifier_dir, tmp_path):
-    model = HuBERTECGForSequenceClassification.from_pretrained(classifier_dir)  # SDPA
+def test_export_from_model_object_leaves_it_unchanged(finetuned_dir, tmp_path):
+    model = HuBERTECGForSequenceClassification.from_pretrained(finetuned_dir)  # SDPA
     implementation = model.config._attn_implementation
     report = export_onnx(model, tmp_path / "m.onnx", check_batch_sizes=(2, 5))
     assert report["max_abs_diff"] < 1e-4
     assert model.config._attn_implementation == implementation
 
 
-def test_cli(classifier_dir, tmp_path, capsys, reference_dir):
-    assert export_onnx_main([str(classifier_dir), str(tmp_path / "cli.onnx")]) == 0
+def test_cli(finetuned_dir, tmp_path, capsys, reference_dir):
+    assert export_onnx_main([str(finetuned_dir), str(tmp_path / "cli.onnx")]) == 0
     assert "max |logit diff|" in capsys.readouterr().out
     assert (tmp_path / "cli.onnx").is_file()
     assert export_onnx_main([str(reference_dir / "original_finetuned.pt"), str(tmp_path / "x.onnx")]) == 2
@@ -67,15 +59,15 @@ def test_cli(classifier_dir, tmp_path, capsys, reference_dir):
     assert "no such directory" in capsys.readouterr().err
 
 
-def test_bad_arguments(classifier_dir, tmp_path):
+def test_bad_arguments(finetuned_dir, tmp_path):
     with pytest.raises(ValueError, match="model_or_path"):
         export_onnx(object(), tmp_path / "z.onnx")
     with pytest.raises(ValueError, match="samples"):
-        export_onnx(classifier_dir, tmp_path / "z.onnx", samples=10)
+        export_onnx(finetuned_dir, tmp_path / "z.onnx", samples=10)
 
 
-def test_missing_optional_dependency_names_the_extra(classifier_dir, tmp_path, monkeypatch):
+def test_missing_optional_dependency_names_the_extra(finetuned_dir, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
     with pytest.raises(ImportError, match=r'pip install "hubert-ecg\[onnx\]"'):
-        export_onnx(classifier_dir, tmp_path / "m.onnx")
-    assert export_onnx_main([str(classifier_dir), str(tmp_path / "m.onnx")]) == 2
+        export_onnx(finetuned_dir, tmp_path / "m.onnx")
+    assert export_onnx_main([str(finetuned_dir), str(tmp_path / "m.onnx")]) == 2

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from hubert_ecg import HuBERTECGConfig, HuBERTECGForSequenceClassification, HuBERTECGModel, convert_original_checkpoint
+from hubert_ecg import HuBERTECGConfig, HuBERTECGForSequenceClassification, HuBERTECGModel
 from hubert_ecg.inference import (
     cpu_has_bf16,
     inference_context,
@@ -14,26 +14,14 @@ from hubert_ecg.inference import (
 )
 
 
-@pytest.fixture(scope="module")
-def classifier_dir(reference_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("finetuned")
-    convert_original_checkpoint(reference_dir / "original_finetuned.pt", out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def expected(reference_dir):
-    return dict(np.load(reference_dir / "expected_outputs.npz"))
-
-
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
 
 
 @pytest.mark.parametrize("length", ["5s", "10s"])
 @pytest.mark.parametrize("path", [dict(dtype="bfloat16"), dict(autocast="bfloat16")], ids=["bf16", "autocast"])
-def test_bf16_probabilities_within_0_01(classifier_dir, expected, length, path):
-    model = optimize_for_inference(HuBERTECGForSequenceClassification.from_pretrained(classifier_dir), **path)
+def test_bf16_probabilities_within_0_01(finetuned_dir, expected, length, path):
+    model = optimize_for_inference(HuBERTECGForSequenceClassification.from_pretrained(finetuned_dir), **path)
     logits = run_model(model, expected[f"input_values_{length}"])
     assert logits.dtype == torch.float32 and logits.shape == (6, 5)
     reference = expected[f"classifier_logits_{length}"]
@@ -43,8 +31,8 @@ def test_bf16_probabilities_within_0_01(classifier_dir, expected, length, path):
     assert np.abs(softmax(logits.numpy().astype(np.float64)) - softmax(reference.astype(np.float64))).max() < 0.01
 
 
-def test_float32_fast_path_matches_reference(classifier_dir, expected):
-    model = optimize_for_inference(HuBERTECGForSequenceClassification.from_pretrained(classifier_dir))
+def test_float32_fast_path_matches_reference(finetuned_dir, expected):
+    model = optimize_for_inference(HuBERTECGForSequenceClassification.from_pretrained(finetuned_dir))
     logits = run_model(model, torch.from_numpy(expected["input_values_5s"]))
     assert np.abs(logits.numpy() - expected["classifier_logits_5s"]).max() < 1e-5
 
@@ -74,8 +62,8 @@ def test_sdpa_matches_eager_small_preset_with_padding():
     assert (run_model(sdpa, x, mask) - run_model(eager, x, mask)).abs().max() < 1e-5
 
 
-def test_inference_context_and_settings(classifier_dir):
-    model = optimize_for_inference(HuBERTECGForSequenceClassification.from_pretrained(classifier_dir), autocast=True)
+def test_inference_context_and_settings(finetuned_dir):
+    model = optimize_for_inference(HuBERTECGForSequenceClassification.from_pretrained(finetuned_dir), autocast=True)
     with inference_context(model):
         assert torch.is_inference_mode_enabled()
         assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
@@ -97,33 +85,33 @@ def test_resolve_dtype():
         resolve_dtype("int8")
 
 
-def test_run_model_rejects_bad_shapes(classifier_dir):
-    model = HuBERTECGForSequenceClassification.from_pretrained(classifier_dir)
+def test_run_model_rejects_bad_shapes(finetuned_dir):
+    model = HuBERTECGForSequenceClassification.from_pretrained(finetuned_dir)
     with pytest.raises(ValueError, match=r"\(batch, samples\)"):
         run_model(model, np.zeros(6000, dtype=np.float32))
 
 
 @pytest.mark.slow
-def test_compile_keeps_outputs(classifier_dir, expected):
-    model = optimize_for_inference(HuBERTECGForSequenceClassification.from_pretrained(classifier_dir), compile=True)
+def test_compile_keeps_outputs(finetuned_dir, expected):
+    model = optimize_for_inference(HuBERTECGForSequenceClassification.from_pretrained(finetuned_dir), compile=True)
     logits = run_model(model, expected["input_values_5s"])
     assert np.abs(logits.numpy() - expected["classifier_logits_5s"]).max() < 1e-4
 
 
 @pytest.mark.parametrize("how", ["pipeline_dtype", "optimize"])
-def test_pipeline_bf16_within_0_01_on_bundled_records(classifier_dir, how):
+def test_pipeline_bf16_within_0_01_on_bundled_records(finetuned_dir, how):
     from transformers import pipeline
 
     from hubert_ecg import HuBERTECGFeatureExtractor
     from hubert_ecg.demo import demo_records
 
-    HuBERTECGFeatureExtractor().save_pretrained(classifier_dir)
+    HuBERTECGFeatureExtractor().save_pretrained(finetuned_dir)
     records = demo_records()
-    exact = pipeline("ecg-classification", model=str(classifier_dir))(records, batch_size=3)
+    exact = pipeline("ecg-classification", model=str(finetuned_dir))(records, batch_size=3)
     if how == "pipeline_dtype":  # transformers loads the weights in bf16; run_model keeps the positional conv in fp32
-        fast = pipeline("ecg-classification", model=str(classifier_dir), dtype=torch.bfloat16)
+        fast = pipeline("ecg-classification", model=str(finetuned_dir), dtype=torch.bfloat16)
     else:
-        fast = pipeline("ecg-classification", model=str(classifier_dir))
+        fast = pipeline("ecg-classification", model=str(finetuned_dir))
         optimize_for_inference(fast.model, dtype="bfloat16")
     assert fast.model.dtype == torch.bfloat16
     for a, b in zip(exact, fast(records, batch_size=3)):

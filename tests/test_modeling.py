@@ -6,7 +6,6 @@ import pytest
 import torch
 from transformers import AutoModel, AutoModelForPreTraining, AutoModelForSequenceClassification
 
-import hubert_ecg
 from hubert_ecg import (
     HuBERTECGConfig,
     HuBERTECGForPreTraining,
@@ -23,18 +22,6 @@ TINY = dict(
     classifier_proj_size=16,
     vocab_sizes=(20, 30),
 )
-
-
-@pytest.fixture(scope="module")
-def expected(reference_dir):
-    return dict(np.load(reference_dir / "expected_outputs.npz"))
-
-
-@pytest.fixture(scope="module")
-def finetuned_dir(reference_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("finetuned")
-    hubert_ecg.convert_original_checkpoint(reference_dir / "original_finetuned.pt", out)
-    return out
 
 
 @pytest.mark.parametrize("layout", ["hub_layout", "hub_layout_weight_g"])
