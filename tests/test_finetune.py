@@ -156,3 +156,13 @@ def test_push_to_hub_uploads_output_dir(tmp_path, data_dir, monkeypatch):
     assert calls["repo"] == "me/tiny-ecg"
     assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"} <= set(calls["files"])
     assert "checkpoint-*" in calls["ignore"]
+
+
+def test_build_model_from_an_original_pretraining_checkpoint(reference_dir, expected):
+    """An original .pt is converted on the fly: the backbone reproduces the release's reference outputs."""
+    model_args = finetune.ModelArguments(model_name_or_path=str(reference_dir / "original_pretraining.pt"))
+    model, _, _, _ = finetune.build_model(model_args, ["NORM", "MI"], "multi_label_classification", None, None)
+    assert model.config.id2label == {0: "NORM", 1: "MI"}
+    with torch.no_grad():
+        hidden = model.eval().hubert_ecg(torch.from_numpy(expected["input_values_5s"])).last_hidden_state
+    torch.testing.assert_close(hidden, torch.from_numpy(expected["last_hidden_state_5s"]), atol=1e-4, rtol=0)
