@@ -283,14 +283,31 @@ def _units_to_mv(units: Sequence[str | None], path: Path) -> np.ndarray:
     return np.asarray(factors, dtype=np.float64)
 
 
+def _signal_files_are_mat(base: Path) -> bool:
+    """Whether the header's first signal line names a ``.mat`` file (a PhysioNet challenge record)."""
+    try:
+        text = Path(str(base) + ".hea").read_text(encoding="utf-8", errors="ignore")
+    except OSError:
+        return False
+    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return len(lines) > 1 and lines[1].split()[0].lower().endswith(".mat")
+
+
 def _read_header_record(base: Path, given: Path) -> ECGRecord:
     try:
         import wfdb
     except ImportError as err:  # pragma: no cover - wfdb is a hard dependency
         raise ImportError("reading WFDB records needs the 'wfdb' package: pip install wfdb") from err
 
+    # wfdb parses a header slowly (~5 ms): parse it once, through rdrecord for WFDB signal files
+    rec = None
+    if not _signal_files_are_mat(base):
+        try:
+            rec = wfdb.rdrecord(str(base), physical=True)
+        except Exception:
+            rec = None  # diagnose below: header first, then the signal file
     try:
-        header = wfdb.rdheader(str(base))
+        header = rec if rec is not None else wfdb.rdheader(str(base))
     except Exception as err:
         raise ValueError(f"cannot read the WFDB header {str(base) + '.hea'!r}: {err}") from None
     file_names = list(header.file_name or [])
@@ -301,12 +318,13 @@ def _read_header_record(base: Path, given: Path) -> ECGRecord:
         signal, units = _read_challenge_mat(base, header)
         source_format = "challenge_mat"
     else:
-        try:
-            rec = wfdb.rdrecord(str(base), physical=True)
-        except Exception as err:
-            raise ValueError(
-                f"cannot read WFDB record {str(base)!r} (given as {str(given)!r}): {type(err).__name__}: {err}"
-            ) from None
+        if rec is None:
+            try:
+                rec = wfdb.rdrecord(str(base), physical=True)
+            except Exception as err:
+                raise ValueError(
+                    f"cannot read WFDB record {str(base)!r} (given as {str(given)!r}): {type(err).__name__}: {err}"
+                ) from None
         signal = rec.p_signal
         if signal is None or signal.ndim != 2:
             raise ValueError(f"WFDB record {str(base)!r} holds no signal")
