@@ -16,11 +16,19 @@ REFERENCE = SHARED / "reference"
 DATA = SHARED / "data"
 
 
+def _shared(path: Path) -> Path:
+    """``path`` under ../shared; skipped where it is absent, except in CI (``CI`` set), where that is an error."""
+    if not path.is_dir():
+        message = f"{path} not found (set HUBERT_ECG_SHARED to the folder holding reference/ and data/)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
-    if not REFERENCE.is_dir():
-        pytest.skip(f"reference files not found at {REFERENCE}")
-    return REFERENCE
+    return _shared(REFERENCE)
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +51,4 @@ def finetuned_dir(reference_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    if not DATA.is_dir():
-        pytest.skip(f"shared data not found at {DATA}")
-    return DATA
+    return _shared(DATA)
