@@ -166,3 +166,21 @@ def test_build_model_from_an_original_pretraining_checkpoint(reference_dir, expe
     with torch.no_grad():
         hidden = model.eval().hubert_ecg(torch.from_numpy(expected["input_values_5s"])).last_hidden_state
     torch.testing.assert_close(hidden, torch.from_numpy(expected["last_hidden_state_5s"]), atol=1e-4, rtol=0)
+
+
+def test_interrupted_finetuning_resumes_from_its_last_checkpoint(tmp_path, data_dir):
+    """A run stopped after 2 steps continues from checkpoint-2 when the same command is run with more steps."""
+    out = tmp_path / "model"
+    base = ["--ptbxl_dir", str(data_dir / "ptbxl"), "--preset", "small", "--config_overrides", TINY,
+            "--max_train_records", "8", "--max_eval_records", "8", "--output_dir", str(out),
+            "--resume_from_checkpoint", "auto", *FAST]
+    assert finetune.main(base) == 0
+    state_file = out / "checkpoint-2" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    state["log_history"].append({"step": 2, "marker": "first run"})  # survives only if the second run resumes
+    state_file.write_text(json.dumps(state))
+    more = [*base[:-len(FAST)], *FAST[2:], "--max_steps", "4"]
+    assert finetune.main(more) == 0
+    state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4
+    assert {"step": 2, "marker": "first run"} in state["log_history"]

@@ -28,11 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
 from transformers import EarlyStoppingCallback, HfArgumentParser, Trainer, TrainingArguments
+from transformers.utils import logging
 
 from .arguments import parse_args as _parse_args
-from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
@@ -131,6 +130,10 @@ class FinetuneTrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(default=False, metadata={"help": "must stay False (on-the-fly transform)"})
     per_device_train_batch_size: int = field(default=16, metadata={"help": "batch size"})
     per_device_eval_batch_size: int = field(default=32, metadata={"help": "evaluation batch size"})
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={"help": "checkpoint directory to resume from, or 'auto': the last checkpoint-N in output_dir"},
+    )
 
 
 def parse_args(argv: list[str] | None = None):
@@ -337,7 +340,7 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
         compute_metrics=make_compute_metrics(problem_type, data_args.threshold),
         callbacks=callbacks,
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=_resume_point(training_args))
     metrics = {k: v for k, v in trainer.evaluate(evaluation["validation"], metric_key_prefix="eval").items()
                if isinstance(v, (int, float))}
     if "test" in evaluation:
@@ -379,6 +382,21 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
     if len(skipped):
         print(skipped.report(), file=sys.stderr)
     return metrics
+
+
+def _resume_point(training_args) -> str | None:
+    """``--resume_from_checkpoint``: a checkpoint directory, or ``auto`` for the last ``checkpoint-N`` in
+    ``output_dir`` (None when there is none yet, so the same command starts or resumes a run)."""
+    resume = training_args.resume_from_checkpoint
+    if resume != "auto":
+        return resume
+    from transformers.trainer_utils import get_last_checkpoint
+
+    output_dir = Path(training_args.output_dir)
+    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if last:
+        logger.warning(f"resuming from {last}")
+    return last
 
 
 def push_output_dir(output_dir: str | Path, repo_id: str, token: str | None = None, private: bool | None = None):
