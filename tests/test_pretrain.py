@@ -161,7 +161,6 @@ def test_two_process_gloo_run(iteration1, tmp_path):
     HuBERTECGForSequenceClassification.from_pretrained(tmp_path / "ddp", num_labels=3)
 
 
-@pytest.mark.slow
 def test_sigkill_and_resume(iteration1, tmp_path):
     """A real kill -9 after a checkpoint, then the same command: the losses continue as if nothing happened."""
     root = iteration1
