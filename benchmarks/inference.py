@@ -37,7 +37,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 # Freed buffers go back to the OS at once, so that the resident size of the process follows the live memory and
