@@ -42,7 +42,7 @@ from transformers.feature_extraction_sequence_utils import SequenceFeatureExtrac
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.utils import logging
 
-from .io import STANDARD_LEADS, ECGRecord, read_ecg
+from .io import STANDARD_LEADS, ECGRecord, _check_rate, read_ecg
 
 logger = logging.get_logger(__name__)
 
@@ -444,12 +444,7 @@ class HuBERTECGFeatureExtractor(SequenceFeatureExtractor):
                         "e.g. sampling_rate=500"
                     )
             signal = _check_signal(signal, where)
-            try:
-                rate = float(rate)
-            except (TypeError, ValueError):
-                raise ValueError(f"sampling_rate for {where} must be a positive number of Hz, got {rate!r}") from None
-            if not np.isfinite(rate) or rate <= 0:
-                raise ValueError(f"sampling_rate for {where} must be a positive number of Hz, got {rate!r}")
+            rate = _check_rate(rate, f"sampling_rate for {where}")
             if names is not None:
                 names = [str(n) for n in names]
                 if len(names) != signal.shape[0]:
