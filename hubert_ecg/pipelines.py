@@ -30,7 +30,14 @@ import torch
 from transformers import Pipeline
 from transformers.utils import logging
 
-from .inference import optimize_for_inference, run_model
+from .inference import (
+    optimize_for_inference,
+    output_problem_type,
+    run_model,
+    scores_from_logits,
+    sigmoid,
+    softmax,
+)
 from .io import ECGRecord, read_ecg
 
 logger = logging.get_logger(__name__)
@@ -147,17 +154,11 @@ class ECGClassificationPipeline(Pipeline):
 
     def _scores(self, logits: np.ndarray, function_to_apply: str | None) -> np.ndarray:
         if function_to_apply is None:
-            problem_type = self.model.config.problem_type
-            function_to_apply = {
-                "regression": "none",
-                "single_label_classification": "softmax",
-                "multi_label_classification": "sigmoid",
-            }.get(problem_type, "sigmoid" if self.model.config.num_labels == 1 else "softmax")
+            return scores_from_logits(logits, output_problem_type(self.model.config))
         if function_to_apply == "sigmoid":
-            return 1.0 / (1.0 + np.exp(-logits))
+            return sigmoid(logits)
         if function_to_apply == "softmax":
-            shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-            return shifted / shifted.sum(axis=-1, keepdims=True)
+            return softmax(logits)
         return logits
 
     def postprocess(self, model_outputs, top_k=None, aggregation="mean", function_to_apply=None):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from ..inference import output_problem_type, scores_from_logits
 from .arguments import parse_args as _parse_args
 from transformers.utils import logging
 
@@ -92,10 +93,9 @@ def score_records(model, feature_extractor, paths, tta_windows=0, aggregation="m
         pairs of the skipped ones.
     """
     from ..io import read_ecg
-    from .metrics import scores_from_logits
 
     rng = np.random.default_rng(seed)
-    problem_type = model.config.problem_type or "multi_label_classification"
+    problem_type = output_problem_type(model.config)
     windows, owners, kept, skipped = [], [], [], []
     for index, path in enumerate(paths):
         try:
@@ -174,7 +174,7 @@ def evaluate(args: EvaluateArguments) -> dict:
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot load the model {source!r}: {type(err).__name__}: {err}") from None
     label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    problem_type = model.config.problem_type or "multi_label_classification"
+    problem_type = output_problem_type(model.config)  # the pipeline's rule where the config has none
     records = _records(args, label_names, problem_type)
 
     scores, kept, skipped = score_records(

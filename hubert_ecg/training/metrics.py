@@ -20,6 +20,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from ..inference import scores_from_logits, sigmoid, softmax
+
 __all__ = [
     "sigmoid",
     "softmax",
@@ -30,29 +32,6 @@ __all__ = [
     "bootstrap_ci",
     "make_compute_metrics",
 ]
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    """Logistic function, numerically stable."""
-    x = np.asarray(x, dtype=np.float64)
-    return np.exp(-np.logaddexp(0.0, -x))
-
-
-def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Softmax along ``axis``."""
-    x = np.asarray(x, dtype=np.float64)
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-def scores_from_logits(logits: np.ndarray, problem_type: str) -> np.ndarray:
-    """Probabilities from logits ``(records, num_labels)``: sigmoid for multi-label, softmax for single-label, the
-    logits themselves for regression."""
-    if problem_type == "multi_label_classification":
-        return sigmoid(logits)
-    if problem_type == "single_label_classification":
-        return softmax(logits)
-    return np.asarray(logits, dtype=np.float64)
 
 
 def _one_hot(labels: np.ndarray, n: int) -> np.ndarray:
