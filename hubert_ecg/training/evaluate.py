@@ -21,8 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-from ..inference import output_problem_type, scores_from_logits
+from ..inference import output_problem_type, run_model, scores_from_logits
 from .arguments import parse_args as _parse_args
 from transformers.utils import logging
 
@@ -114,11 +113,8 @@ def score_records(model, feature_extractor, paths, tta_windows=0, aggregation="m
         return np.zeros((0, model.config.num_labels)), kept, skipped
     inputs = np.concatenate(windows)
     model.to(device).eval()
-    logits = []
-    with torch.no_grad():
-        for begin in range(0, len(inputs), batch_size):
-            batch = torch.from_numpy(inputs[begin:begin + batch_size]).to(device)
-            logits.append(model(input_values=batch).logits.float().cpu().numpy())
+    logits = [run_model(model, inputs[begin:begin + batch_size]).cpu().numpy()
+              for begin in range(0, len(inputs), batch_size)]
     probs = scores_from_logits(np.concatenate(logits), problem_type)
     owners = np.asarray(owners)
     reduce = np.max if aggregation == "max" else np.mean
