@@ -74,6 +74,9 @@ def test_split_keeps_records_together():
     assert len(train) + len(val) == 300 and 20 < len(val) < 100
     assert not {ids[i] for i in train} & {ids[i] for i in val}
     np.testing.assert_array_equal(split_by_record(ids, 0.2)[1], val)
+    # a small dataset still gets the validation set it asks for
+    assert [len(part) for part in split_by_record(["a", "b", "b"], 1e-6)] in ([1, 2], [2, 1])
+    assert len(split_by_record(["a", "b", "b"], 0.0)[1]) == 0
 
 
 def test_two_iterations_then_fine_tuning_model(iteration1, tmp_path):

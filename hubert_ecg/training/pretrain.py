@@ -151,17 +151,19 @@ def split_by_record(record_ids: Sequence[str], fraction: float) -> tuple[np.ndar
     """Deterministic train / validation split that keeps all windows of a record together.
 
     A record is held out when the first 8 hex digits of the MD5 of its id, over 2**32, fall below ``fraction``:
-    the split does not depend on the order or number of records (adding data keeps old assignments).
+    the split does not depend on the order or number of records (adding data keeps old assignments). When
+    ``fraction > 0`` and no record falls below it (a small dataset), the record with the smallest hash is held out,
+    so that a validation set asked for is never empty (unless there is only one record).
 
     Returns:
         (train row indices, validation row indices), int64.
     """
-    cache: dict[str, bool] = {}
-    held = np.empty(len(record_ids), dtype=bool)
-    for row, record in enumerate(record_ids):
-        if record not in cache:
-            cache[record] = int(hashlib.md5(record.encode()).hexdigest()[:8], 16) / 2**32 < fraction
-        held[row] = cache[record]
+    unique, inverse = np.unique(np.asarray(record_ids, dtype=object).astype(str), return_inverse=True)
+    position = np.array([int(hashlib.md5(r.encode()).hexdigest()[:8], 16) / 2**32 for r in unique])
+    held_records = position < fraction
+    if fraction > 0 and len(unique) > 1 and not held_records.any():
+        held_records[np.argmin(position)] = True
+    held = held_records[inverse.reshape(-1)] if len(record_ids) else np.zeros(0, dtype=bool)
     return np.flatnonzero(~held), np.flatnonzero(held)
 
 

@@ -11,7 +11,8 @@ column             type                     meaning
 =================  =======================  ========================================================================
 ``input_values``   float32 (6000,)          the model input of the window (12 leads x 5 s x 100 Hz)
 ``lead_mask``      bool (12,)               leads present in the record (missing ones are zero-filled)
-``record_id``      string                   the record's path relative to its source directory (or as given)
+``record_id``      string                   the record's path relative to its source directory (files given
+                                           one by one or in a manifest: relative to their common parent)
 ``window_start``   float64                  start of the window in seconds from the start of the record
 =================  =======================  ========================================================================
 
@@ -172,9 +173,23 @@ def find_records(sources: str | os.PathLike | Sequence[str | os.PathLike], exclu
     return unique
 
 
+def _record_roots(sources: Sequence[str | os.PathLike], records: Sequence[str]) -> list[Path]:
+    """Directories that record ids are relative to: the source directories, then the common parent of the rest.
+
+    Ids then name a record the same way wherever the data sits (``/data/ptbxl/...`` on one machine and
+    ``/mnt/ptbxl/...`` on another), which keeps the record-level validation split of pretraining stable.
+    """
+    roots = [Path(os.path.abspath(s)) for s in sources if Path(s).is_dir()]
+    loose = [os.path.dirname(os.path.abspath(r)) for r in records]
+    loose = [d for d in loose if not any(Path(d).is_relative_to(root) for root in roots)]
+    if loose:
+        roots.append(Path(os.path.commonpath(loose)))
+    return roots
+
+
 def _record_id(path: str, roots: Sequence[Path]) -> str:
-    """The record's path without extension, relative to the first source directory containing it."""
-    p = Path(path)
+    """The record's path without extension, relative to the first of ``roots`` (absolute paths) containing it."""
+    p = Path(os.path.abspath(path))
     for root in roots:
         try:
             return str(p.relative_to(root).with_suffix(""))
@@ -248,7 +263,7 @@ def build_window_dataset(
     extractor = feature_extractor or HuBERTECGFeatureExtractor()
     records = find_records(sources, exclude=exclude)
     src_list = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
-    roots = [Path(s) for s in src_list if Path(s).is_dir()]
+    roots = _record_roots(src_list, records)
     begin, end = shard_range(len(records), num_processes, process_index)
     mine = records[begin:end]
     name = _shard_name(process_index, num_processes)
