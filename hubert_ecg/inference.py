@@ -13,10 +13,15 @@ Paths, measured side by side in ``benchmarks/inference.py`` (figures in the READ
 
 * ``dtype="bfloat16"``: weights and activations in bfloat16. On CPUs with AMX / AVX512-BF16 (Sapphire Rapids and
   later) the matrix products and convolutions run on the bf16 units through oneDNN; on GPUs on the tensor cores.
-  The convolutional positional embedding stays in float32 (in bfloat16 it alone moves the probabilities by
-  0.04); with it, probabilities stay within 0.01 of float32 (0.001 on the reference checkpoint,
-  ``tests/test_inference.py``; the logits are returned in float32). On CPUs without bf16 units it is *slower* than float32: ``dtype="auto"``
+  Probabilities stay within 0.01 of float32 (0.0012 on the reference checkpoint, ``tests/test_inference.py``; the
+  logits are returned in float32). On CPUs without bf16 units it is *slower* than float32: ``dtype="auto"``
   picks bfloat16 only where the hardware has it.
+* The grouped convolution of the positional embedding is checked once on the device before it runs in low
+  precision: oneDNN's bf16 kernel (torch 2.13, AMX CPUs) returns wrong values, as large as the output itself, for
+  2, 4 or 8 channels per group (the reference checkpoints, the demo model), while 16 or more (the released
+  small / base / large models: 32, 48, 64) are right. Where the check fails, that module runs in float32.
+* The first convolution of the feature encoder (one input channel, kernel 10, stride 4) runs as one matrix
+  product over strided windows of the input: the same numbers, 2-4x faster than the convolution kernel on a CPU.
 * ``autocast="bfloat16"``: float32 weights, matrix products in bfloat16 under ``torch.autocast``. The usual GPU
   recipe; on the CPU the per-call weight casts cost more than they save, so prefer ``dtype`` there.
 * ``compile=True``: ``torch.compile`` (inductor) of the model; a one-off compilation of about a minute per new
@@ -28,15 +33,18 @@ Paths, measured side by side in ``benchmarks/inference.py`` (figures in the READ
 from __future__ import annotations
 
 import contextlib
+import types
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from transformers.models.hubert.modeling_hubert import HubertPositionalConvEmbedding
+import torch.nn.functional as F
+from transformers.models.hubert.modeling_hubert import HubertFeatureEncoder, HubertPositionalConvEmbedding
 
 __all__ = [
     "InferenceSettings",
     "cpu_has_bf16",
+    "low_precision_conv_is_accurate",
     "resolve_dtype",
     "optimize_for_inference",
     "inference_context",
@@ -134,10 +142,16 @@ def optimize_for_inference(
             raise ValueError("autocast needs float32 weights; pass dtype=None or 'float32' with autocast.")
         if autocast_dtype == torch.float32:
             autocast_dtype = None
-    if autocast_dtype is not None or next(model.parameters()).dtype != torch.float32:
-        for module in model.modules():
-            if isinstance(module, HubertPositionalConvEmbedding):
-                _keep_float32(module)
+    low_precision = autocast_dtype or next(model.parameters()).dtype
+    for module in model.modules():
+        if isinstance(module, HubertFeatureEncoder):
+            _first_conv_as_matmul(module.conv_layers[0].conv)
+        if (
+            isinstance(module, HubertPositionalConvEmbedding)
+            and low_precision != torch.float32
+            and not low_precision_conv_is_accurate(module.conv, low_precision)
+        ):
+            _keep_float32(module)
     model.eval()
     model._hubert_ecg_inference = InferenceSettings(autocast=autocast_dtype, device_type=device_type)
     if compile:
@@ -145,25 +159,81 @@ def optimize_for_inference(
     return model
 
 
+def low_precision_conv_is_accurate(conv: torch.nn.Conv1d, dtype: torch.dtype, tolerance: float = 0.02) -> bool:
+    """Whether ``conv`` computes correctly in ``dtype`` on its device: a check of the kernel, not of rounding.
+
+    Runs ``conv`` (its own weights and shapes, a fixed random input of 93 and 187 frames: 5 s and 10 s) once with
+    inputs and weights rounded to ``dtype`` in ``dtype`` and once on the same rounded values in float32, and
+    compares: a correct kernel differs by the output rounding (about 0.4 % of the output's range in bfloat16); a
+    wrong one by as much as the output. oneDNN's bfloat16 grouped convolution in torch 2.13 is wrong for 2, 4 or 8
+    channels per group on AMX CPUs.
+
+    Returns:
+        True when ``max |low - float32| <= tolerance * max |float32|`` for both lengths.
+    """
+    weight = conv.weight.detach()
+    bias = conv.bias.detach() if conv.bias is not None else None
+    generator = torch.Generator().manual_seed(0)
+    options = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation, groups=conv.groups)
+    with torch.inference_mode(), torch.autocast(weight.device.type, enabled=False):
+        low_weight = weight.to(dtype)
+        low_bias = bias.to(dtype) if bias is not None else None
+        for frames in (93, 187):
+            x = torch.randn(2, conv.in_channels, frames, generator=generator).to(device=weight.device, dtype=dtype)
+            low = F.conv1d(x, low_weight, low_bias, **options).float()
+            exact = F.conv1d(x.float(), low_weight.float(), low_bias.float() if bias is not None else None, **options)
+            if not (low - exact).abs().max() <= tolerance * exact.abs().max():
+                return False
+    return True
+
+
+def _first_conv_as_matmul(conv: torch.nn.Conv1d) -> None:
+    """Run a one-input-channel ``Conv1d`` (the feature encoder's first layer) as a matrix product, in place.
+
+    ``weight (out, 1, kernel) @ windows (batch, kernel, frames)``, the windows a strided view of the input: the same
+    sums as the convolution (equal to it on the reference inputs) at a fraction of the cost of the generic kernel,
+    which handles one input channel poorly (CPU, batch 64 x 6000 samples, 512 channels: 120 -> 29 ms in bfloat16,
+    106 -> 56 ms in float32). Other convolutions, and one already rewritten, are left as they are.
+    """
+    if (
+        getattr(conv, "_hubert_ecg_matmul", False)
+        or conv.in_channels != 1
+        or conv.groups != 1
+        or conv.padding != (0,)
+        or conv.dilation != (1,)
+    ):
+        return
+    conv.forward = types.MethodType(_matmul_forward, conv)  # bound: a deepcopy of the model rebinds it
+    conv._hubert_ecg_matmul = True
+
+
+def _matmul_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:  # (batch, 1, samples) -> (batch, out, frames)
+    windows = hidden_states[:, 0].unfold(1, self.kernel_size[0], self.stride[0])  # (batch, frames, kernel), a view
+    # bmm with the weight expanded over the batch: torch.matmul would fold the batch into rows and copy the result
+    # back to (batch, out, frames), 3x slower (it does so whenever the weight requires grad)
+    weight = self.weight[:, 0].expand(hidden_states.shape[0], -1, -1)
+    output = torch.bmm(weight, windows.transpose(1, 2))
+    return output if self.bias is None else output + self.bias[:, None]
+
+
 def _keep_float32(module: torch.nn.Module) -> None:
     """Run ``module`` in float32 (weights, input, and no autocast) inside a lower-precision model.
 
-    Used for the convolutional positional embedding (kernel 128, grouped): in bfloat16 it alone moves the
-    probabilities of the reference classifier by 0.04, against 0.001 for every other module together; it is about
-    5 % of the small model's operations. The state dict keeps its keys and shapes (only ``forward`` is wrapped).
+    Used for the convolutional positional embedding where its low-precision kernel is wrong on this device
+    (:func:`low_precision_conv_is_accurate`). The state dict keeps its keys and shapes (only ``forward`` is wrapped).
     """
     module.float()
     if getattr(module, "_hubert_ecg_float32", False):
         return
-    forward = module.forward
-
-    def forward_float32(hidden_states, *args, **kwargs):
-        weight_dtype = next(module.parameters()).dtype  # float32 unless the model was cast again afterwards
-        with torch.autocast(hidden_states.device.type, enabled=False):
-            return forward(hidden_states.to(weight_dtype), *args, **kwargs).to(hidden_states.dtype)
-
-    module.forward = forward_float32
+    module.forward = types.MethodType(_float32_forward, module)  # bound: a deepcopy of the model rebinds it
     module._hubert_ecg_float32 = True
+
+
+def _float32_forward(self, hidden_states, *args, **kwargs):
+    weight_dtype = next(self.parameters()).dtype  # float32 unless the model was cast again afterwards
+    with torch.autocast(hidden_states.device.type, enabled=False):
+        output = type(self).forward(self, hidden_states.to(weight_dtype), *args, **kwargs)
+    return output.to(hidden_states.dtype)
 
 
 def inference_context(model: torch.nn.Module) -> contextlib.AbstractContextManager:
@@ -210,7 +280,7 @@ def run_model(
         raise ValueError(f"input_values must have shape (batch, samples), got {tuple(input_values.shape)}.")
     parameter = _input_parameter(model)
     if parameter.dtype != torch.float32 and getattr(model, "_hubert_ecg_inference", None) is None:
-        optimize_for_inference(model)  # e.g. pipeline(..., dtype=torch.bfloat16): keep the positional conv in fp32
+        optimize_for_inference(model)  # e.g. pipeline(..., dtype=torch.bfloat16): check the positional conv
     input_values = input_values.to(device=parameter.device, dtype=parameter.dtype)
     if attention_mask is not None:
         attention_mask = torch.as_tensor(attention_mask).to(parameter.device)

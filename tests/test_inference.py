@@ -1,13 +1,17 @@
 """Fast inference paths keep the outputs: bf16 (weights or autocast) within 0.01 in probability, SDPA = eager."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
+from transformers.models.hubert.modeling_hubert import HubertPositionalConvEmbedding
 
 from hubert_ecg import HuBERTECGConfig, HuBERTECGForSequenceClassification, HuBERTECGModel
 from hubert_ecg.inference import (
     cpu_has_bf16,
     inference_context,
+    low_precision_conv_is_accurate,
     optimize_for_inference,
     resolve_dtype,
     run_model,
@@ -72,6 +76,53 @@ def test_inference_context_and_settings(finetuned_dir):
         optimize_for_inference(model, dtype="bfloat16", autocast="bfloat16")
     bf16 = optimize_for_inference(model, dtype="bf16")
     assert bf16.dtype == torch.bfloat16 and bf16 is model
+
+
+def _positional_embedding(model):
+    return next(m for m in model.modules() if isinstance(m, HubertPositionalConvEmbedding))
+
+
+needs_bf16 = pytest.mark.skipif(not cpu_has_bf16(), reason="bf16 is slower than fp32 without bf16 units; not a path")
+
+
+@needs_bf16
+@pytest.mark.parametrize("channels_per_group", [2, 32])  # the reference checkpoints; the released models
+def test_positional_conv_in_bf16_is_right_or_float32(finetuned_dir, channels_per_group):
+    """Whatever the device's bf16 grouped-conv kernel does, the positional embedding of a bf16 model is right."""
+    if channels_per_group == 2:
+        model = HuBERTECGForSequenceClassification.from_pretrained(finetuned_dir)
+    else:
+        torch.manual_seed(0)
+        model = HuBERTECGModel(HuBERTECGConfig.from_preset("small", num_hidden_layers=1))
+    module = _positional_embedding(model)
+    assert module.conv.weight.shape[1] == channels_per_group
+    hidden = torch.randn(3, 93, module.conv.in_channels).to(torch.bfloat16).float()
+    with torch.inference_mode():
+        exact = module(hidden)
+    optimize_for_inference(model, dtype="bfloat16")
+    with torch.inference_mode():
+        fast = module(hidden.to(torch.bfloat16)).float()
+    assert (fast - exact).abs().max() <= 0.02 * exact.abs().max()
+    kept = getattr(module, "_hubert_ecg_float32", False)
+    assert kept == (module.conv.weight.dtype == torch.float32)
+    if channels_per_group == 32:  # a correct kernel: runs in bf16
+        assert low_precision_conv_is_accurate(module.conv, torch.bfloat16) and not kept
+
+
+def test_first_conv_as_matmul_keeps_outputs(reference_dir, expected):
+    model = HuBERTECGModel.from_pretrained(reference_dir / "hub_layout")
+    conv = model.feature_extractor.conv_layers[0].conv
+    x = torch.from_numpy(expected["input_values_10s"])[:, None]
+    with torch.inference_mode():
+        plain = conv(x)
+    optimize_for_inference(model)
+    assert conv._hubert_ecg_matmul and conv.forward.__self__ is conv
+    with torch.inference_mode():
+        torch.testing.assert_close(conv(x), plain, rtol=1e-6, atol=1e-6)
+    assert np.abs(run_model(model, x[:, 0]).numpy() - expected["last_hidden_state_10s"]).max() < 1e-5
+    twin = copy.deepcopy(model)  # the rewritten forward follows the copy's own weights
+    twin_conv = twin.feature_extractor.conv_layers[0].conv
+    assert twin_conv.forward.__self__ is twin_conv
 
 
 def test_resolve_dtype():
