@@ -29,6 +29,7 @@ from transformers.modeling_outputs import ModelOutput, SequenceClassifierOutput
 from transformers.models.hubert.modeling_hubert import HubertModel, HubertPreTrainedModel, _compute_mask_indices
 
 from .configuration import HuBERTECGConfig
+from .hub import upload_folder
 from .model_card import CARD_MARKER, create_model_card
 
 
@@ -85,16 +86,14 @@ class HuBERTECGPreTrainedModel(HubertPreTrainedModel):
         Returns:
             The commit info of the upload (``huggingface_hub.CommitInfo``).
         """
-        from huggingface_hub import HfApi
-
-        api = HfApi(token=token)
-        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
         with tempfile.TemporaryDirectory() as tmp_dir:
             self.save_pretrained(tmp_dir, max_shard_size=max_shard_size)
-            return api.upload_folder(
-                repo_id=repo_id,
-                folder_path=tmp_dir,
+            return upload_folder(
+                tmp_dir,
+                repo_id,
                 commit_message=commit_message or f"Upload {type(self).__name__}",
+                token=token,
+                private=private,
                 revision=revision,
                 create_pr=create_pr,
             )

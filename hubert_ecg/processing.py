@@ -185,7 +185,8 @@ def _zero_phase_fir(
 def _decimation_filter(q: int, tolerance: float = 1e-13):
     """``scipy.signal.decimate``'s anti-alias filter (order-8 Chebyshev type I, 0.05 dB ripple, cutoff 0.8/q).
 
-    Returns (sos, padlen of sosfiltfilt, impulse response h truncated where the rest of sum |h| < tolerance).
+    Returns (sos, padlen of sosfiltfilt, impulse response h truncated where the rest of sum |h| < tolerance,
+    the steady-state initial conditions ``sosfilt_zi(sos)``).
     """
     sos = scipy.signal.cheby1(8, 0.05, 0.8 / q, output="sos")
     ntaps = 2 * sos.shape[0] + 1 - min(int((sos[:, 2] == 0).sum()), int((sos[:, 5] == 0).sum()))
@@ -195,14 +196,16 @@ def _decimation_filter(q: int, tolerance: float = 1e-13):
     tail = np.cumsum(np.abs(h)[::-1])[::-1]
     K = int(np.argmax(tail < tolerance * tail[0]))
     h = h[: K + 1]
-    h.setflags(write=False)
-    return sos, 3 * ntaps, h
+    zi = scipy.signal.sosfilt_zi(sos)
+    for array in (h, zi):  # not sos: scipy's sosfilt needs a writable buffer
+        array.setflags(write=False)
+    return sos, 3 * ntaps, h, zi
 
 
 @functools.lru_cache(maxsize=8)
 def _decimation_plan(q: int, n: int):
     """Buffer layout and kernel spectrum of :func:`_decimate` for rows of ``n`` samples."""
-    sos, padlen, h = _decimation_filter(q)
+    sos, padlen, h, _ = _decimation_filter(q)
     K = h.shape[0] - 1
     L = n + 2 * padlen
     left = K + (-(K + padlen)) % q  # constant lead-in >= K, so that the first kept sample sits at a multiple of q
@@ -244,7 +247,7 @@ def _decimate(x: np.ndarray, q: int) -> np.ndarray:
     Returns:
         float64 array ``(rows, ceil(samples / q))``.
     """
-    sos, padlen, h = _decimation_filter(q)
+    sos, padlen, h, steady_state = _decimation_filter(q)
     K = h.shape[0] - 1
     rows, n = x.shape
     L = n + 2 * padlen
@@ -279,7 +282,7 @@ def _decimate(x: np.ndarray, q: int) -> np.ndarray:
     x_tail = np.asarray(x[:, n - tail_len :], dtype=np.float64)
     tail_ext = np.concatenate([x_tail, 2.0 * x_tail[:, -1:] - x_tail[:, -2 : -padlen - 2 : -1]], axis=1)
     y_tail = scipy.signal.sosfilt(sos, tail_ext, axis=-1)[:, tail_len - K :]  # extended samples L - K - padlen ..
-    zi = scipy.signal.sosfilt_zi(sos)[:, None, :] * y_tail[None, :, -1:]
+    zi = steady_state[:, None, :] * y_tail[None, :, -1:]
     z_tail = scipy.signal.sosfilt(sos, y_tail[:, ::-1], axis=-1, zi=zi)[0][:, ::-1]
     # z_tail[:, i] is the filtered sample at x index n - K + padlen + i - padlen = n - K + i
     tail_start = n - K

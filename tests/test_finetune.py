@@ -140,7 +140,7 @@ def test_push_to_hub_uploads_output_dir(tmp_path, data_dir, monkeypatch):
             calls["repo"] = repo_id
             return type("Url", (), {"repo_id": repo_id})()
 
-        def upload_folder(self, repo_id, folder_path, commit_message, ignore_patterns):
+        def upload_folder(self, repo_id, folder_path, commit_message, ignore_patterns, **kwargs):
             from pathlib import Path
 
             calls["files"] = sorted(p.name for p in Path(folder_path).iterdir())

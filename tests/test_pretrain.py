@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import huggingface_hub
 import numpy as np
 import pytest
 import torch
@@ -68,6 +69,20 @@ def _free_port():
         return sock.getsockname()[1]
 
 
+class _FakeHub:
+    """HfApi stand-in that records uploads."""
+
+    def __init__(self, uploads):
+        self.uploads = uploads
+
+    def create_repo(self, repo_id, private=None, exist_ok=False):
+        return type("RepoUrl", (), {"repo_id": repo_id})()
+
+    def upload_folder(self, repo_id, folder_path, ignore_patterns=None, **kwargs):
+        self.uploads.append((repo_id, {p.name for p in Path(folder_path).iterdir()}, ignore_patterns))
+        return "commit"
+
+
 def test_split_keeps_records_together():
     ids = [f"r{i // 3}" for i in range(300)]
     train, val = split_by_record(ids, 0.2)
@@ -79,7 +94,7 @@ def test_split_keeps_records_together():
     assert len(split_by_record(["a", "b", "b"], 0.0)[1]) == 0
 
 
-def test_two_iterations_then_fine_tuning_model(iteration1, tmp_path):
+def test_two_iterations_then_fine_tuning_model(iteration1, tmp_path, monkeypatch):
     root = iteration1
     # iteration 1: fresh tiny model on MFCC targets
     assert cli_main(["pretrain", *_pretrain_args(root, tmp_path / "it1", steps=4)]) == 0
@@ -96,8 +111,15 @@ def test_two_iterations_then_fine_tuning_model(iteration1, tmp_path):
                      "--num_clusters", "10", "--kmeans_n_init", "1"]) == 0
     labels2, info2 = load_labels(root / "labels2")
     assert labels2.shape == (16, 93) and info2["layer"] == 1
+    uploads = []
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda token=None: _FakeHub(uploads))  # no network
     assert cli_main(["pretrain", *_pretrain_args(root, tmp_path / "it2", labels="labels2", steps=3,
-                                                 model_name_or_path=tmp_path / "it1", learning_rate=0.0)]) == 0
+                                                 model_name_or_path=tmp_path / "it1", learning_rate=0.0,
+                                                 push_to_hub="true", hub_model_id="me/ecg-it2")]) == 0
+    # --push_to_hub: one commit of the final model, its card, feature extractor and results; no training state
+    [(repo_id, files, ignored)] = uploads
+    assert repo_id == "me/ecg-it2" and "checkpoints/**" in ignored
+    assert {"model.safetensors", "config.json", "README.md", "preprocessor_config.json"} <= files
     it1 = HuBERTECGForPreTraining.from_pretrained(tmp_path / "it1")
     it2 = HuBERTECGForPreTraining.from_pretrained(tmp_path / "it2")
     assert it2.config.vocab_sizes == [10] and it2.label_embedding[0].weight.shape[0] == 10

@@ -31,6 +31,7 @@ import numpy as np
 from transformers import EarlyStoppingCallback, HfArgumentParser, Trainer, TrainingArguments
 from transformers.utils import logging
 
+from ..hub import upload_folder
 from .arguments import parse_args as _parse_args
 
 logger = logging.get_logger(__name__)
@@ -376,9 +377,10 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
     out = Path(training_args.output_dir)
     (out / "metrics.json").write_text(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v)
                                                   for k, v in metrics.items()}, indent=2))
-    if push:
-        push_output_dir(out, hub_model_id or out.name, token=training_args.hub_token,
-                        private=training_args.hub_private_repo)
+    if push:  # the saved model, feature extractor, card and metrics.json; not the Trainer checkpoints
+        upload_folder(out, hub_model_id or out.name, commit_message="Upload fine-tuned HuBERT-ECG classifier",
+                      token=training_args.hub_token, private=training_args.hub_private_repo,
+                      ignore_patterns=["checkpoint-*", "checkpoint-*/**", "training_args.bin", "runs/**"])
     if len(skipped):
         print(skipped.report(), file=sys.stderr)
     return metrics
@@ -397,21 +399,6 @@ def _resume_point(training_args) -> str | None:
     if last:
         logger.warning(f"resuming from {last}")
     return last
-
-
-def push_output_dir(output_dir: str | Path, repo_id: str, token: str | None = None, private: bool | None = None):
-    """Upload a fine-tuned model directory (weights, config, feature extractor, model card, metrics.json; not the
-    Trainer checkpoints) to the Hub repository ``repo_id``, creating it if needed. Returns the commit info."""
-    from huggingface_hub import HfApi
-
-    api = HfApi(token=token)
-    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-    return api.upload_folder(
-        repo_id=repo_id,
-        folder_path=str(output_dir),
-        commit_message="Upload fine-tuned HuBERT-ECG classifier",
-        ignore_patterns=["checkpoint-*", "checkpoint-*/**", "training_args.bin", "runs/**"],
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

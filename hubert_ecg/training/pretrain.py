@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from transformers.utils import logging
 
+from ..hub import upload_folder
 from .arguments import parse_args
 from .clustering import load_labels
 from .windows import distributed_on_cpu, load_window_dataset, shard_range
@@ -498,9 +499,9 @@ def run_pretraining(args: PretrainArguments) -> dict:
         unwrapped.save_pretrained(output_dir)
         HuBERTECGFeatureExtractor().save_pretrained(output_dir)
         (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
-        if args.push_to_hub:
-            unwrapped.push_to_hub(args.hub_model_id, private=args.hub_private_repo)
-            HuBERTECGFeatureExtractor().push_to_hub(args.hub_model_id)
+        if args.push_to_hub:  # model, card, feature extractor, results and log in one commit; no training state
+            upload_folder(output_dir, args.hub_model_id, commit_message="Upload pretrained HuBERT-ECG",
+                          private=args.hub_private_repo, ignore_patterns=[f"{CHECKPOINTS}/**", "**/events.out.tfevents*"])
         logger.info(f"pretraining done: {json.dumps(results)}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
