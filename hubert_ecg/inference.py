@@ -45,6 +45,7 @@ __all__ = [
     "InferenceSettings",
     "cpu_has_bf16",
     "low_precision_conv_is_accurate",
+    "keep_positional_conv_accurate",
     "resolve_dtype",
     "optimize_for_inference",
     "inference_context",
@@ -142,16 +143,10 @@ def optimize_for_inference(
             raise ValueError("autocast needs float32 weights; pass dtype=None or 'float32' with autocast.")
         if autocast_dtype == torch.float32:
             autocast_dtype = None
-    low_precision = autocast_dtype or next(model.parameters()).dtype
     for module in model.modules():
         if isinstance(module, HubertFeatureEncoder):
             _first_conv_as_matmul(module.conv_layers[0].conv)
-        if (
-            isinstance(module, HubertPositionalConvEmbedding)
-            and low_precision != torch.float32
-            and not low_precision_conv_is_accurate(module.conv, low_precision)
-        ):
-            _keep_float32(module)
+    keep_positional_conv_accurate(model, autocast_dtype or next(model.parameters()).dtype)
     model.eval()
     model._hubert_ecg_inference = InferenceSettings(autocast=autocast_dtype, device_type=device_type)
     if compile:
@@ -159,7 +154,38 @@ def optimize_for_inference(
     return model
 
 
-def low_precision_conv_is_accurate(conv: torch.nn.Conv1d, dtype: torch.dtype, tolerance: float = 0.02) -> bool:
+def keep_positional_conv_accurate(
+    model: torch.nn.Module, dtype: torch.dtype, device: str | torch.device | None = None
+) -> bool:
+    """Run the convolutional positional embedding in float32 where ``dtype`` would compute it wrongly on ``device``.
+
+    For inference in low precision (called by :func:`optimize_for_inference`) and for mixed-precision training
+    (``hubert-ecg finetune --bf16``, ``hubert-ecg pretrain --mixed_precision bf16``): see
+    :func:`low_precision_conv_is_accurate`. The module keeps its parameters and state-dict keys.
+
+    Args:
+        model: any HuBERT-ECG model.
+        dtype: the low precision it will run in (weights or autocast); float32 does nothing.
+        device: where it will run (default: where its weights are).
+
+    Returns:
+        True if the positional embedding was set to run in float32.
+    """
+    kept = False
+    for module in model.modules():
+        if (
+            isinstance(module, HubertPositionalConvEmbedding)
+            and dtype != torch.float32
+            and not low_precision_conv_is_accurate(module.conv, dtype, device=device)
+        ):
+            _keep_float32(module)
+            kept = True
+    return kept
+
+
+def low_precision_conv_is_accurate(
+    conv: torch.nn.Conv1d, dtype: torch.dtype, tolerance: float = 0.02, device: str | torch.device | None = None
+) -> bool:
     """Whether ``conv`` computes correctly in ``dtype`` on its device: a check of the kernel, not of rounding.
 
     Runs ``conv`` (its own weights and shapes, a fixed random input of 93 and 187 frames: 5 s and 10 s) once with
@@ -168,11 +194,17 @@ def low_precision_conv_is_accurate(conv: torch.nn.Conv1d, dtype: torch.dtype, to
     wrong one by as much as the output. oneDNN's bfloat16 grouped convolution in torch 2.13 is wrong for 2, 4 or 8
     channels per group on AMX CPUs.
 
+    Args:
+        conv: the convolution (e.g. a positional embedding's ``conv``, weight norm included).
+        dtype: the low precision to check (bfloat16, or float16 on a GPU).
+        tolerance: largest allowed difference, relative to the output's largest magnitude.
+        device: where to check (default: where ``conv``'s weight is).
+
     Returns:
         True when ``max |low - float32| <= tolerance * max |float32|`` for both lengths.
     """
-    weight = conv.weight.detach()
-    bias = conv.bias.detach() if conv.bias is not None else None
+    weight = conv.weight.detach().to(device) if device is not None else conv.weight.detach()
+    bias = conv.bias.detach().to(weight.device) if conv.bias is not None else None
     generator = torch.Generator().manual_seed(0)
     options = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation, groups=conv.groups)
     with torch.inference_mode(), torch.autocast(weight.device.type, enabled=False):

@@ -11,6 +11,7 @@ from hubert_ecg import HuBERTECGConfig, HuBERTECGForSequenceClassification, HuBE
 from hubert_ecg.inference import (
     cpu_has_bf16,
     inference_context,
+    keep_positional_conv_accurate,
     low_precision_conv_is_accurate,
     optimize_for_inference,
     resolve_dtype,
@@ -107,6 +108,22 @@ def test_positional_conv_in_bf16_is_right_or_float32(finetuned_dir, channels_per
     assert kept == (module.conv.weight.dtype == torch.float32)
     if channels_per_group == 32:  # a correct kernel: runs in bf16
         assert low_precision_conv_is_accurate(module.conv, torch.bfloat16) and not kept
+
+
+@needs_bf16
+def test_positional_conv_right_under_bf16_autocast_training(finetuned_dir):
+    """Mixed-precision training (autocast, float32 weights) gets a right positional embedding, with gradients."""
+    model = HuBERTECGForSequenceClassification.from_pretrained(finetuned_dir).train()
+    module = _positional_embedding(model)
+    hidden = torch.randn(2, 93, module.conv.in_channels)
+    exact = module(hidden).detach()
+    keep_positional_conv_accurate(model, torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = module(hidden.requires_grad_())
+    assert (output.float() - exact).abs().max() <= 0.02 * exact.abs().max()
+    output.float().sum().backward()
+    assert hidden.grad is not None and torch.isfinite(hidden.grad).all()
+    assert module.conv.parametrizations.weight.original1.grad is not None
 
 
 def test_first_conv_as_matmul_keeps_outputs(reference_dir, expected):

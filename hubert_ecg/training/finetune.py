@@ -28,10 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from transformers import EarlyStoppingCallback, HfArgumentParser, Trainer, TrainingArguments
 from transformers.utils import logging
 
 from ..hub import upload_folder
+from ..inference import keep_positional_conv_accurate
 from .arguments import parse_args as _parse_args
 
 logger = logging.get_logger(__name__)
@@ -319,6 +321,11 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
     model, feature_extractor, source, base_model = build_model(
         model_args, label_names, problem_type, pos_weight, class_weight
     )
+    if training_args.bf16 or training_args.fp16:  # a wrong low-precision grouped-conv kernel: that module in fp32
+        low = torch.bfloat16 if training_args.bf16 else torch.float16
+        if keep_positional_conv_accurate(model, low, training_args.device):
+            logger.warning(f"{low} grouped convolution is inaccurate on {training_args.device}: "
+                           "the positional embedding runs in float32")
     if problem_type == "regression" and training_args.metric_for_best_model == "macro_auroc":
         training_args.metric_for_best_model, training_args.greater_is_better = "loss", False
     push, hub_model_id = training_args.push_to_hub, training_args.hub_model_id
