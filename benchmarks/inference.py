@@ -8,7 +8,8 @@ the rounds and the ratio to the reference.
 Paths (rows):
 * ``reference``: transformers' ``HubertModel``, eager attention, float32, under ``torch.no_grad``.
 * ``sdpa fp32``: ``HuBERTECGModel`` (SDPA) through ``hubert_ecg.inference.run_model`` (``inference_mode``).
-* ``bf16``: the same with ``optimize_for_inference(dtype="bfloat16")`` (weights in bf16, positional conv fp32).
+* ``bf16``: the same with ``optimize_for_inference(dtype="bfloat16")`` (weights in bf16; the positional conv in
+  fp32 only where the device's bf16 grouped-conv kernel fails its check).
 * ``autocast bf16``: float32 weights under ``torch.autocast(bfloat16)``.
 * ``bf16 + compile`` (``--compile``): ``torch.compile`` of the bf16 model (compilation time not counted).
 * ``onnxruntime fp32`` (CPU only; ``--no-onnx`` to skip): the classifier exported by ``hubert_ecg.export``
