@@ -40,6 +40,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers.models.hubert.modeling_hubert import HubertFeatureEncoder, HubertPositionalConvEmbedding
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 __all__ = [
     "InferenceSettings",
@@ -169,7 +172,7 @@ def keep_positional_conv_accurate(
         device: where it will run (default: where its weights are).
 
     Returns:
-        True if the positional embedding was set to run in float32.
+        True if the positional embedding was set to run in float32 (a warning says so).
     """
     kept = False
     for module in model.modules():
@@ -180,6 +183,10 @@ def keep_positional_conv_accurate(
         ):
             _keep_float32(module)
             kept = True
+    if kept:
+        where = device if device is not None else next(model.parameters()).device
+        logger.warning(f"{dtype} grouped convolution is inaccurate on {where} for this model's positional "
+                       "embedding: it runs in float32")
     return kept
 
 

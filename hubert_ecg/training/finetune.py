@@ -322,10 +322,8 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
         model_args, label_names, problem_type, pos_weight, class_weight
     )
     if training_args.bf16 or training_args.fp16:  # a wrong low-precision grouped-conv kernel: that module in fp32
-        low = torch.bfloat16 if training_args.bf16 else torch.float16
-        if keep_positional_conv_accurate(model, low, training_args.device):
-            logger.warning(f"{low} grouped convolution is inaccurate on {training_args.device}: "
-                           "the positional embedding runs in float32")
+        keep_positional_conv_accurate(model, torch.bfloat16 if training_args.bf16 else torch.float16,
+                                      training_args.device)
     if problem_type == "regression" and training_args.metric_for_best_model == "macro_auroc":
         training_args.metric_for_best_model, training_args.greater_is_better = "loss", False
     push, hub_model_id = training_args.push_to_hub, training_args.hub_model_id

@@ -338,10 +338,8 @@ def run_pretraining(args: PretrainArguments) -> dict:
         logging.set_verbosity_info()
     rank, world = accelerator.process_index, accelerator.num_processes
     if args.mixed_precision in ("bf16", "fp16"):  # a wrong low-precision grouped-conv kernel: that module in fp32
-        low = torch.bfloat16 if args.mixed_precision == "bf16" else torch.float16
-        if keep_positional_conv_accurate(model, low, accelerator.device):
-            logger.warning(f"{args.mixed_precision} grouped convolution is inaccurate on {accelerator.device}: "
-                           "the positional embedding runs in float32")
+        keep_positional_conv_accurate(model, torch.bfloat16 if args.mixed_precision == "bf16" else torch.float16,
+                                      accelerator.device)
 
     record_ids = dataset.data.column("record_id").to_pylist()
     train_rows, val_rows = split_by_record(record_ids, args.validation_fraction)
