@@ -5,7 +5,8 @@ optional leading YAML or JSON file of ``field: value`` pairs, then ``--field val
 """
 
 import json
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from transformers import HfArgumentParser
@@ -59,3 +60,22 @@ def parse_args(argv: Sequence[str], dataclass_types: tuple, prog: str) -> tuple:
 
 
 __all__ = ["parse_args"]
+
+
+def run_command(argv: Sequence[str] | None, arguments_class: type, prog: str, run: Callable) -> int:
+    """The ``main`` of a one-dataclass command (``hubert-ecg cluster``, ``hubert-ecg pretrain``).
+
+    Parses ``argv`` (default: ``sys.argv[1:]``) into ``arguments_class`` with :func:`parse_args` and calls
+    ``run(arguments)``.
+
+    Returns:
+        The exit code: 0, or 2 when parsing or ``run`` raised ``ValueError`` (bad arguments or data), whose
+        message is printed on stderr as ``"{prog}: error: ..."``.
+    """
+    try:
+        (args,) = parse_args(list(sys.argv[1:] if argv is None else argv), (arguments_class,), prog)
+        run(args)
+    except ValueError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    return 0

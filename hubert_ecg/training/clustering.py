@@ -37,7 +37,7 @@ from typing import Sequence
 import numpy as np
 from transformers.utils import logging
 
-from .arguments import parse_args
+from .arguments import run_command
 from .windows import build_window_dataset, distributed_on_cpu, finalize_window_dataset, is_window_dataset, iter_batches, load_window_dataset, shard_range
 
 logger = logging.get_logger(__name__)
@@ -528,13 +528,7 @@ def run_clustering(args: ClusterArguments) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``hubert-ecg cluster``; returns the exit code (2 on bad arguments or data)."""
-    try:
-        (args,) = parse_args(list(sys.argv[1:] if argv is None else argv), (ClusterArguments,), "hubert-ecg cluster")
-        run_clustering(args)
-    except ValueError as error:
-        print(f"hubert-ecg cluster: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(argv, ClusterArguments, "hubert-ecg cluster", run_clustering)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ from transformers.utils import logging
 
 from ..hub import upload_folder
 from ..inference import keep_positional_conv_accurate
-from .arguments import parse_args
+from .arguments import run_command
 from .clustering import load_labels
 from .windows import distributed_on_cpu, load_window_dataset, shard_range
 
@@ -535,13 +535,7 @@ def _save_checkpoint(accelerator, output_dir: Path, step: int, limit: int | None
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``hubert-ecg pretrain``; returns the exit code (2 on bad arguments or data)."""
-    try:
-        (args,) = parse_args(list(sys.argv[1:] if argv is None else argv), (PretrainArguments,), "hubert-ecg pretrain")
-        run_pretraining(args)
-    except ValueError as error:
-        print(f"hubert-ecg pretrain: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(argv, PretrainArguments, "hubert-ecg pretrain", run_pretraining)
 
 
 if __name__ == "__main__":
