@@ -207,12 +207,38 @@ class HuBERTECGConfig(HubertConfig):
         return cls(**{**PRESETS[name], **overrides})
 
     @property
-    def num_frames_per_window(self) -> int:
-        """Frames produced by the feature encoder for one 6000-sample (5 s, 12-lead, 100 Hz) input: 93 as released."""
-        length = 6000
+    def receptive_field(self) -> int:
+        """Input samples seen by one frame of the feature encoder: 82 with the released kernels and strides
+        (``inputs_to_logits_ratio``, the hop between frames, is 64)."""
+        field, jump = 1, 1
         for kernel, stride in zip(self.conv_kernel, self.conv_stride):
-            length = (length - kernel) // stride + 1
+            field += (kernel - 1) * jump
+            jump *= stride
+        return field
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames produced by the feature encoder for ``num_samples`` input samples (93 for 6000: 5 s, 12 leads at
+        100 Hz, as released); 0 when the input is shorter than :attr:`receptive_field`."""
+        length = int(num_samples)
+        for kernel, stride in zip(self.conv_kernel, self.conv_stride):
+            length = max((length - kernel) // stride + 1, 0)
         return length
+
+    def problem_type_of(self, labels_dtype=None) -> str:
+        """The problem type that decides the loss and the scores: the one rule of the package.
+
+        ``problem_type`` when it is set; otherwise transformers' rule for sequence classifiers: one output is a
+        regression; several outputs are single-label classes when the labels are integers
+        (``labels_dtype`` a torch or numpy integer dtype) and multi-label otherwise (also when no labels are given,
+        e.g. in a pipeline: ECG diagnoses are multi-label, as in PTB-XL).
+        """
+        if self.problem_type is not None:
+            return self.problem_type
+        if self.num_labels == 1:
+            return "regression"
+        if labels_dtype is not None and ("int" in str(labels_dtype) or str(labels_dtype) == "torch.long"):
+            return "single_label_classification"
+        return "multi_label_classification"
 
 
 __all__ = ["HuBERTECGConfig", "PRESETS"]

@@ -53,10 +53,6 @@ __all__ = [
     "optimize_for_inference",
     "inference_context",
     "run_model",
-    "sigmoid",
-    "softmax",
-    "scores_from_logits",
-    "output_problem_type",
 ]
 
 _DTYPES = {
@@ -329,39 +325,3 @@ def run_model(
         logits = output.logits
         return (logits[0] if isinstance(logits, tuple) else logits).float()
     return output.last_hidden_state.float()
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# logits -> probabilities (the pipeline, evaluation and the Trainer's metrics)
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    """Logistic function, numerically stable; float64."""
-    x = np.asarray(x, dtype=np.float64)
-    return np.exp(-np.logaddexp(0.0, -x))
-
-
-def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Softmax along ``axis``; float64."""
-    x = np.asarray(x, dtype=np.float64)
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-def output_problem_type(config) -> str:
-    """``config.problem_type``, or, where unset, transformers' pipeline rule: a single output is a multi-label
-    (sigmoid) score, several outputs are single-label (softmax) classes."""
-    if config.problem_type is not None:
-        return config.problem_type
-    return "multi_label_classification" if config.num_labels == 1 else "single_label_classification"
-
-
-def scores_from_logits(logits: np.ndarray, problem_type: str) -> np.ndarray:
-    """Probabilities from logits ``(records, num_labels)``: sigmoid for multi-label, softmax for single-label, the
-    logits themselves (float64) for regression."""
-    if problem_type == "multi_label_classification":
-        return sigmoid(logits)
-    if problem_type == "single_label_classification":
-        return softmax(logits)
-    return np.asarray(logits, dtype=np.float64)

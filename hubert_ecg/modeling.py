@@ -190,18 +190,9 @@ class HuBERTECGForSequenceClassification(HuBERTECGPreTrainedModel):
             for param in layer.parameters():
                 param.requires_grad = True
 
-    def _problem_type(self, labels: torch.Tensor) -> str:
-        if self.config.problem_type is not None:
-            return self.config.problem_type
-        if self.config.num_labels == 1:
-            return "regression"
-        if labels.dtype in (torch.long, torch.int):
-            return "single_label_classification"
-        return "multi_label_classification"
-
     def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Loss of ``logits`` (batch, num_labels) against ``labels`` for the configured problem type."""
-        problem_type = self._problem_type(labels)
+        problem_type = self.config.problem_type_of(labels.dtype)
         if problem_type == "regression":
             if self.config.num_labels == 1:
                 return F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).view(-1))
@@ -250,6 +241,29 @@ class HuBERTECGForSequenceClassification(HuBERTECGPreTrainedModel):
         return SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
+
+
+def scores_from_logits(logits, problem_type: str) -> np.ndarray:
+    """Scores from classifier logits ``(..., num_labels)``, float64: the sigmoid for
+    ``"multi_label_classification"``, the softmax over labels for ``"single_label_classification"``, the logits
+    themselves for ``"regression"``. The one rule of the package (pipeline, evaluation, Trainer metrics); use
+    ``config.problem_type_of()`` for the problem type of a model.
+
+    Raises:
+        ValueError: for another ``problem_type``.
+    """
+    logits = torch.as_tensor(np.asarray(logits, dtype=np.float64) if not torch.is_tensor(logits) else logits)
+    logits = logits.detach().to("cpu", torch.float64)
+    if problem_type == "multi_label_classification":
+        return torch.sigmoid(logits).numpy()
+    if problem_type == "single_label_classification":
+        return torch.softmax(logits, dim=-1).numpy()
+    if problem_type == "regression":
+        return logits.numpy()
+    raise ValueError(
+        "problem_type must be 'multi_label_classification', 'single_label_classification' or 'regression', "
+        f"got {problem_type!r}."
+    )
 
 
 @dataclass
@@ -416,6 +430,7 @@ class HuBERTECGForPreTraining(HuBERTECGPreTrainedModel):
 
 
 __all__ = [
+    "scores_from_logits",
     "HuBERTECGPreTrainedModel",
     "HuBERTECGModel",
     "HuBERTECGForSequenceClassification",

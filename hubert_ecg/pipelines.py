@@ -30,14 +30,8 @@ import torch
 from transformers import Pipeline
 from transformers.utils import logging
 
-from .inference import (
-    optimize_for_inference,
-    output_problem_type,
-    run_model,
-    scores_from_logits,
-    sigmoid,
-    softmax,
-)
+from .inference import optimize_for_inference, run_model
+from .modeling import scores_from_logits
 from .io import ECGRecord, read_ecg
 
 logger = logging.get_logger(__name__)
@@ -153,13 +147,9 @@ class ECGClassificationPipeline(Pipeline):
         return {"logits": self._model_forward(input_values, attention_mask), "num_windows": model_inputs["num_windows"]}
 
     def _scores(self, logits: np.ndarray, function_to_apply: str | None) -> np.ndarray:
-        if function_to_apply is None:
-            return scores_from_logits(logits, output_problem_type(self.model.config))
-        if function_to_apply == "sigmoid":
-            return sigmoid(logits)
-        if function_to_apply == "softmax":
-            return softmax(logits)
-        return logits
+        problem_type = {"sigmoid": "multi_label_classification", "softmax": "single_label_classification",
+                        "none": "regression", None: self.model.config.problem_type_of()}[function_to_apply]
+        return scores_from_logits(logits, problem_type)
 
     def postprocess(self, model_outputs, top_k=None, aggregation="mean", function_to_apply=None):
         """Window logits (windows, num_labels) of one record -> ``[{"label", "score"}]`` sorted by score."""

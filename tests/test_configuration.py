@@ -25,7 +25,7 @@ def test_presets_match_released_sizes(reference_dir, name, count):
 
 
 def test_frames_per_window_is_93():
-    assert HuBERTECGConfig().num_frames_per_window == 93
+    assert HuBERTECGConfig().num_frames(6000) == 93
 
 
 def test_published_config_json_loads_unchanged(reference_dir):

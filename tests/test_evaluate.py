@@ -52,7 +52,7 @@ def test_classification_metrics_match_sklearn():
     assert out["macro_auroc"] == pytest.approx(roc_auc_score(y[:, 1:], s[:, 1:], average="macro"))
     ci = metrics.bootstrap_ci(y, s, metrics.classification_metrics, n_resamples=50)
     assert ci["macro_auroc"][0] <= out["macro_auroc"] <= ci["macro_auroc"][1]
-    single = metrics.classification_metrics(np.array([0, 1, 2, 1]), metrics.softmax(np.eye(3)[[0, 1, 2, 0]] * 3),
+    single = metrics.classification_metrics(np.array([0, 1, 2, 1]), metrics.scores_from_logits(np.eye(3)[[0, 1, 2, 0]] * 3, "single_label_classification"),
                                             "single_label_classification")
     assert single["accuracy"] == 0.75
 

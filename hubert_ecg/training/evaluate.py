@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from ..inference import output_problem_type, run_model, scores_from_logits
+from ..inference import run_model
+from ..modeling import scores_from_logits
 from .arguments import parse_args as _parse_args
 from transformers.utils import logging
 
@@ -94,7 +95,7 @@ def score_records(model, feature_extractor, paths, tta_windows=0, aggregation="m
     from ..io import read_ecg
 
     rng = np.random.default_rng(seed)
-    problem_type = output_problem_type(model.config)
+    problem_type = model.config.problem_type_of()
     windows, owners, kept, skipped = [], [], [], []
     for index, path in enumerate(paths):
         try:
@@ -170,7 +171,7 @@ def evaluate(args: EvaluateArguments) -> dict:
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot load the model {source!r}: {type(err).__name__}: {err}") from None
     label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    problem_type = output_problem_type(model.config)  # the pipeline's rule where the config has none
+    problem_type = model.config.problem_type_of()
     records = _records(args, label_names, problem_type)
 
     scores, kept, skipped = score_records(

@@ -20,12 +20,9 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from ..inference import scores_from_logits, sigmoid, softmax
+from ..modeling import scores_from_logits
 
 __all__ = [
-    "sigmoid",
-    "softmax",
-    "scores_from_logits",
     "classification_metrics",
     "per_label_metrics",
     "regression_metrics",
