@@ -1,9 +1,14 @@
 """hubert-ecg: HuBERT-ECG, a self-supervised foundation model for 12-lead ECGs, as a transformers model family.
 
-Importing the package registers the ``hubert_ecg`` model type with transformers' Auto classes (this is the one
-place where registration happens), so ``AutoModel.from_pretrained`` loads the published checkpoints without
-``trust_remote_code``.
+Importing the package registers the ``hubert_ecg`` model type with transformers' Auto classes, the feature extractor
+with ``AutoFeatureExtractor`` and the ``ecg-classification`` task with ``pipeline()`` (this is the one place where
+registration happens), so ``AutoModel.from_pretrained`` loads the published checkpoints without
+``trust_remote_code``. It imports the model, the preprocessing and the pipeline (what the registration needs) and
+nothing of the training stack: ``hubert_ecg.training`` (the ``[train]`` extra) and the conversion of original
+checkpoints are imported on first use.
 """
+
+import importlib
 
 from transformers import (
     AutoConfig,
@@ -15,7 +20,6 @@ from transformers import (
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration import HuBERTECGConfig
-from .conversion import convert_original_checkpoint
 from .io import STANDARD_LEADS, ECGRecord, read_ecg
 from .modeling import (
     HuBERTECGForPreTraining,
@@ -24,9 +28,8 @@ from .modeling import (
     HuBERTECGModel,
     HuBERTECGPreTrainedModel,
 )
-from .processing import HuBERTECGFeatureExtractor
-from .demo import demo_model_path
 from .pipelines import ECGClassificationPipeline
+from .processing import HuBERTECGFeatureExtractor
 
 __version__ = "0.1.0"
 
@@ -40,10 +43,30 @@ for _auto, _model in (
     _auto.register(HuBERTECGConfig, _model, exist_ok=True)
     _model.register_for_auto_class(_auto.__name__)  # save_pretrained copies the code for trust_remote_code
 AutoFeatureExtractor.register(HuBERTECGConfig, HuBERTECGFeatureExtractor, exist_ok=True)
+HuBERTECGFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
 if "ecg-classification" not in PIPELINE_REGISTRY.supported_tasks:
     PIPELINE_REGISTRY.register_pipeline(
         "ecg-classification", pipeline_class=ECGClassificationPipeline, pt_model=AutoModelForSequenceClassification
     )
+
+# name -> module, imported on first access (PEP 562)
+_LAZY = {
+    "convert_original_checkpoint": ".conversion",
+    "demo_model_path": ".demo",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "HuBERTECGConfig",

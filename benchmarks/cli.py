@@ -1,0 +1,46 @@
+"""Start-up time of the ``hubert-ecg`` command against ``import torch``, side by side in one run.
+
+    python benchmarks/cli.py [--repeats 5]
+
+Each row is the median wall time of ``--repeats`` fresh processes (this machine's Python, the installed package).
+The router (``hubert_ecg_cli``) answers ``--help`` without importing torch, transformers or the package; a command
+that runs imports its module (and so the package and torch) only then.
+"""
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+
+CASES = [
+    ("python -c pass", [sys.executable, "-c", "pass"]),
+    ("python -c 'import torch'", [sys.executable, "-c", "import torch"]),
+    ("python -c 'import hubert_ecg'", [sys.executable, "-c", "import hubert_ecg"]),
+    ("hubert-ecg --help", [sys.executable, "-m", "hubert_ecg_cli", "--help"]),
+    ("hubert-ecg predict --help", [sys.executable, "-m", "hubert_ecg_cli", "predict", "--help"]),
+    ("hubert-ecg finetune --help", [sys.executable, "-m", "hubert_ecg_cli", "finetune", "--help"]),
+    ("hubert-ecg pretrain --help", [sys.executable, "-m", "hubert_ecg_cli", "pretrain", "--help"]),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="processes per row (default 5)")
+    args = parser.parse_args()
+    rows = []
+    for name, command in CASES:
+        times = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            times.append(time.perf_counter() - start)
+        rows.append((name, statistics.median(times)))
+    torch_time = rows[1][1]
+    print(f"{'command':<32} {'median s':>9} {'vs import torch':>16}")
+    for name, seconds in rows:
+        print(f"{name:<32} {seconds:>9.3f} {seconds / torch_time:>15.2f}x")
+
+
+if __name__ == "__main__":
+    main()
