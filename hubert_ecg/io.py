@@ -460,15 +460,16 @@ def _open_wfdb_lazily(base: Path, given: Path) -> ECGRecord | None:
 
 
 def _open_npy_lazily(path: Path, sampling_rate, lead_names) -> ECGRecord | None:
-    """A long ``.npy`` record ``(leads, samples)`` (C order) opened as a :class:`LazySignal`, or None."""
+    """A long ``.npy`` record ``(leads, samples)`` (C or Fortran order) opened as a :class:`LazySignal`, or None."""
     try:
         with open(path, "rb") as handle:
             version = np.lib.format.read_magic(handle)
-            shape, fortran, dtype = np.lib.format._read_array_header(handle, version)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(handle)
             offset = handle.tell()
     except Exception:
         return None
-    if len(shape) != 2 or fortran or not np.issubdtype(dtype, np.number) or np.iscomplexobj(np.zeros(0, dtype)):
+    if len(shape) != 2 or not np.issubdtype(dtype, np.number) or np.iscomplexobj(np.zeros(0, dtype)):
         return None
     names = list(lead_names) if lead_names is not None else None
     expected = len(names) if names is not None else len(STANDARD_LEADS)
@@ -479,6 +480,10 @@ def _open_npy_lazily(path: Path, sampling_rate, lead_names) -> ECGRecord | None:
     def read(a: int, b: int) -> np.ndarray:
         out = np.empty((n_leads, b - a), dtype=np.float32)
         with open(path, "rb") as handle:
+            if fortran:  # column-major: the samples of all leads, interleaved
+                handle.seek(offset + a * n_leads * dtype.itemsize)
+                out[:] = np.fromfile(handle, dtype=dtype, count=(b - a) * n_leads).reshape(b - a, n_leads).T
+                return out
             for row in range(n_leads):
                 handle.seek(offset + (row * n + a) * dtype.itemsize)
                 out[row] = np.fromfile(handle, dtype=dtype, count=b - a)
