@@ -48,7 +48,7 @@ def test_long_records_open_lazily(tmp_path, ptbxl500, monkeypatch):
     assert isinstance(lazy.signal, io.LazySignal) and lazy.signal.shape == (12, 5000) and lazy.duration == 10
     np.testing.assert_array_equal(lazy.signal[:, 1234:4321], record.signal[:, 1234:4321])
     np.testing.assert_array_equal(np.asarray(lazy.signal), record.signal)
-    wfdb.wrsamp("rec", fs=500, units=["mV"] * 12, sig_name=record.lead_names, p_signal=record.signal.astype(np.float64),
+    wfdb.wrsamp("rec", fs=500, units=["mV"] * 12, sig_name=record.lead_names, p_signal=np.ascontiguousarray(record.signal.T, dtype=np.float64),
                 fmt=["16"] * 12, adc_gain=[1000.0] * 12, baseline=[0] * 12, write_dir=str(tmp_path))
     eager = read_ecg(tmp_path / "rec")
     lazy = read_ecg(tmp_path / "rec", lazy=True)
