@@ -25,6 +25,16 @@ samples long), which is what makes it an order of magnitude faster than a per-le
 of step 5 is likewise one FFT convolution with the autocorrelation of the anti-alias filter's impulse response,
 with the backward pass's start computed exactly with ``sosfilt``. FFTs run in float32 on centred signals: the
 result agrees with the scipy steps to ~1e-6 (the reference vectors to < 1e-6; the bar is 1e-4).
+
+Which windows to take is the caller's choice (``window_starts`` in seconds; :mod:`hubert_ecg.windows` holds the
+rules: first, random, all with a stride); they are cut after steps 1-3 ran on the whole record, as released.
+Records longer than :data:`STREAM_SAMPLES` at 500 Hz run in two passes over pieces of the record (the filter's
+context is kept at every piece boundary, so the numbers are the same): memory does not grow with the record.
+
+This module is saved next to every model as remote code (``preprocessor_config.json`` ``auto_map``) and imports
+only numpy, scipy, torch and transformers. It owns the lead names of the model input (:data:`STANDARD_LEADS`) and
+the one lead-name mapping of the package (:func:`normalize_lead_name`, :func:`map_leads`); :mod:`hubert_ecg.io`
+and :mod:`hubert_ecg.windows` take them from here.
 """
 
 from __future__ import annotations
