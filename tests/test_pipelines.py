@@ -245,3 +245,23 @@ def test_cli_router_predict(tiny_dir, records, capsys):
 
     assert main(["predict", records[0], "--model", str(tiny_dir), "--top-k", "1"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+def test_long_record_path_lazy_and_streamed_gives_the_same_scores(clf, records, tmp_path, monkeypatch):
+    """The long-record path (file read piece by piece, record filtered in two passes) on a record made short enough
+    to test: the same scores as the in-memory path."""
+    import wfdb
+
+    from hubert_ecg import io, processing
+
+    record = read_ecg(records[0])
+    wfdb.wrsamp("rec", fs=500, units=["mV"] * 12, sig_name=record.lead_names, fmt=["16"] * 12,
+                p_signal=np.ascontiguousarray(record.signal.T, dtype=np.float64), adc_gain=[1000.0] * 12,
+                baseline=[0] * 12, write_dir=str(tmp_path))
+    path = str(tmp_path / "rec")
+    eager = clf(path, stride_seconds=1.0)
+    monkeypatch.setattr(io, "LAZY_SAMPLES", 1000)
+    monkeypatch.setattr(processing, "STREAM_SAMPLES", 1000)
+    assert isinstance(io.read_ecg(path, lazy=True).signal, io.LazySignal)
+    streamed = clf(path, stride_seconds=1.0, batch_size=4)
+    np.testing.assert_allclose(_as_vector(streamed), _as_vector(eager), rtol=1e-5, atol=1e-6)
