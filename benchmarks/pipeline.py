@@ -18,7 +18,8 @@ to end over the float32 end to end on the same windows (the issue's target, >= 3
 ``--long``: peak memory (``ru_maxrss`` of a fresh child process per case) of the pipeline on a 1-hour and a 24-hour
 12-lead 500 Hz record (a PTB-XL record tiled, written as WFDB format 16 to a temporary folder), small preset:
 64 random windows scored end to end (the whole record is read and filtered for its min-max scaling, in pieces),
-and the preprocessing of every window of the record (``RecordWindows.features``, no model).
+the preprocessing of every window of the record (``RecordWindows.features``, no model) and, with ``--long-all``,
+all 720 windows of the 1 h record scored end to end (batch 16).
 
 Models (``--models``): ``small`` (the released small architecture, random weights, 5 labels: the realistic cost)
 and ``demo`` (the bundled demo model, hidden size 128 and 3 layers, when it is installed: a model so small that
@@ -83,10 +84,11 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="6 records, batch 6, 2 rounds")
     parser.add_argument("--long", action="store_true", help="only the peak-memory table of 1-hour and 24-hour records")
+    parser.add_argument("--long-all", action="store_true", help="with --long: also all 720 windows of the 1 h record")
     parser.add_argument("--precisions", default="float32,bfloat16")
     args = parser.parse_args(argv)
     if args.long:
-        return long_records()
+        return long_records(args.long_all)
     if args.quick:
         args.records, args.batch_size, args.runs = 6, 6, 2
     if args.threads:
@@ -179,6 +181,10 @@ start = time.perf_counter()
 if mode == "pipeline":
     clf(path, window="random", num_windows=64, seed=0, batch_size=16)
     n = 64
+elif mode == "pipeline-all":
+    with torch.inference_mode():
+        clf(path, batch_size=16)
+    n = len(record_windows(path, clf.feature_extractor, window="all"))
 else:
     plan = record_windows(path, clf.feature_extractor, window="all")
     n = sum(len(b["input_values"]) for b in plan.features(clf.feature_extractor, batch_windows=64))
@@ -203,7 +209,7 @@ def write_tiled_record(folder: Path, hours: float) -> str:
     return str(name)
 
 
-def long_records() -> int:
+def long_records(all_windows: bool = False) -> int:
     import subprocess
 
     rows = ["| record | what | windows | seconds | peak memory (MB) |", "|---|---|---:|---:|---:|"]
@@ -212,8 +218,11 @@ def long_records() -> int:
         model = model_dir("small", tmp)
         for hours in (1, 24):
             path = write_tiled_record(tmp, hours)
-            for mode, what in (("pipeline", "pipeline, small preset, 64 random windows"),
-                               ("windows", "every window preprocessed (no model)")):
+            cases = [("pipeline", "pipeline, small preset, 64 random windows"),
+                     ("windows", "every window preprocessed (no model)")]
+            if hours == 1 and all_windows:
+                cases.insert(1, ("pipeline-all", "pipeline, small preset, every window"))
+            for mode, what in cases:
                 out = subprocess.run([sys.executable, "-c", _LONG_CHILD, path, model, mode], capture_output=True,
                                      text=True, cwd=str(REPO), env={**__import__("os").environ,
                                                                     "PYTHONPATH": str(REPO)})
