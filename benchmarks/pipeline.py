@@ -5,13 +5,21 @@ Side by side in one process, on the bundled PTB-XL records (``hubert_ecg.demo.de
 
 * ``end to end``: ``clf(files, batch_size=B)``: read the files, preprocess, one forward pass per ``B`` records,
   sigmoid, sorted labels.
-* ``model only``: ``run_model`` on the same windows in the same chunks, preprocessed beforehand.
+* ``model only``: ``model(input_values=...)`` under ``torch.inference_mode`` on the same windows in the same
+  chunks, preprocessed beforehand.
 * ``reading``: ``read_ecg`` of the same files (for WFDB records, ``wfdb.rdrecord``).
 * ``preprocessing``: ``HuBERTECGFeatureExtractor`` on the records read, one call per record as the pipeline runs it.
 
 Columns: windows per second of end to end and of the model alone, the end-to-end share of model-only throughput
 (target >= 80 %) and the shares of reading and of preprocessing in end-to-end time (target for preprocessing:
-<= 10 %), for float32 and the bf16 fast path (``optimize_for_inference(clf.model, dtype="bfloat16")``).
+<= 10 %), for float32 and bf16 the transformers way (``pipeline(..., dtype=torch.bfloat16)``), and the bf16 end
+to end over the float32 end to end on the same windows (the issue's target, >= 3x, needs bf16 hardware).
+
+``--long``: peak memory (``ru_maxrss`` of a fresh child process per case) of the pipeline on a 1-hour and a 24-hour
+12-lead 500 Hz record (a PTB-XL record tiled, written as WFDB format 16 to a temporary folder), small preset:
+64 random windows scored end to end (the whole record is read and filtered for its min-max scaling, in pieces),
+the preprocessing of every window of the record (``RecordWindows.features``, no model) and, with ``--long-all``,
+all 720 windows of the 1 h record scored end to end (batch 16).
 
 Models (``--models``): ``small`` (the released small architecture, random weights, 5 labels: the realistic cost)
 and ``demo`` (the bundled demo model, hidden size 128 and 3 layers, when it is installed: a model so small that
@@ -29,6 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,8 +49,8 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 import hubert_ecg  # noqa: E402,F401  (registers the pipeline)
 from hubert_ecg import HuBERTECGConfig, HuBERTECGFeatureExtractor, HuBERTECGForSequenceClassification  # noqa: E402
 from hubert_ecg.demo import demo_records  # noqa: E402
-from hubert_ecg.inference import cpu_has_bf16, optimize_for_inference, run_model  # noqa: E402
 from hubert_ecg.io import read_ecg  # noqa: E402
+from hubert_ecg.windows import choose_window_starts  # noqa: E402
 
 hf_logging.set_verbosity_error()
 LABELS = ["NORM", "MI", "STTC", "CD", "HYP"]
@@ -68,12 +77,18 @@ def model_dir(name: str, tmp: Path) -> str | None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=24, help="files per round (the six bundled ones, cycled)")
-    parser.add_argument("--batch-size", type=int, default=8, help="records per forward pass")
+    parser.add_argument("--batch-size", type=int, default=8,
+                        help="records per forward pass (the pipeline's batch_size is their windows: 2 per record)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--models", default="small,demo")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="6 records, batch 6, 2 rounds")
+    parser.add_argument("--long", action="store_true", help="only the peak-memory table of 1-hour and 24-hour records")
+    parser.add_argument("--long-all", action="store_true", help="with --long: also all 720 windows of the 1 h record")
+    parser.add_argument("--precisions", default="float32,bfloat16")
     args = parser.parse_args(argv)
+    if args.long:
+        return long_records(args.long_all)
     if args.quick:
         args.records, args.batch_size, args.runs = 6, 6, 2
     if args.threads:
@@ -102,12 +117,8 @@ def main(argv=None) -> int:
             if path is None:
                 print(f"# {name}: not installed, skipped", file=sys.stderr)
                 continue
-            precisions = ["float32"] + (["bfloat16"] if cpu_has_bf16() else [])
-            clfs = {}
-            for precision in precisions:
-                clf = pipeline("ecg-classification", model=path)
-                optimize_for_inference(clf.model, dtype=precision)
-                clfs[precision] = clf
+            clfs = {p: pipeline("ecg-classification", model=path, dtype=getattr(torch, p))
+                    for p in args.precisions.split(",")}
             extractor = clfs["float32"].feature_extractor
 
             def read():
@@ -117,15 +128,21 @@ def main(argv=None) -> int:
 
             def preprocess():
                 return [
-                    torch.cat([extractor(r, window="all", return_tensors="pt")["input_values"] for r in chunk])
+                    torch.cat([extractor(r, window_starts=choose_window_starts(
+                        r.signal.shape[1], r.sampling_rate, extractor, "all"), return_tensors="pt")["input_values"]
+                        for r in chunk])
                     for chunk in records
                 ]
+
+            def run_model(model, x):
+                with torch.inference_mode():
+                    return model(input_values=x.to(model.dtype)).logits
 
             inputs = preprocess()
             windows = sum(x.shape[0] for x in inputs)
             measures = {"reading": read, "preprocessing": preprocess}
             for precision, clf in clfs.items():
-                measures[f"e2e {precision}"] = lambda clf=clf: [clf(chunk, batch_size=len(chunk)) for chunk in chunks]
+                measures[f"e2e {precision}"] = lambda clf=clf: [clf(chunk, batch_size=2 * len(chunk)) for chunk in chunks]
                 measures[f"model {precision}"] = lambda m=clf.model: [run_model(m, x) for x in inputs]
             for fn in measures.values():
                 fn()  # warm-up
@@ -144,6 +161,78 @@ def main(argv=None) -> int:
                     f"| {median['reading'] / e2e:.1%} | {median['preprocessing'] / e2e:.1%} |"
                 )
                 print(rows[-1], flush=True)
+            if "float32" in clfs and "bfloat16" in clfs:
+                ratio = median["e2e float32"] / median["e2e bfloat16"]
+                rows.append(f"| {name} | bf16 end to end / fp32 end to end | {ratio:.2f}x | | | | |")
+                print(rows[-1], flush=True)
+    print()
+    print("\n".join(rows))
+    return 0
+
+
+_LONG_CHILD = r"""
+import resource, sys, time, numpy as np, torch
+from transformers import pipeline
+import hubert_ecg
+from hubert_ecg.windows import record_windows
+path, model, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+clf = pipeline("ecg-classification", model=model)
+start = time.perf_counter()
+if mode == "pipeline":
+    clf(path, window="random", num_windows=64, seed=0, batch_size=16)
+    n = 64
+elif mode == "pipeline-all":
+    with torch.inference_mode():
+        clf(path, batch_size=16)
+    n = len(record_windows(path, clf.feature_extractor, window="all"))
+else:
+    plan = record_windows(path, clf.feature_extractor, window="all")
+    n = sum(len(b["input_values"]) for b in plan.features(clf.feature_extractor, batch_windows=64))
+print(n, time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def write_tiled_record(folder: Path, hours: float) -> str:
+    """A 12-lead 500 Hz WFDB format-16 record of ``hours`` made of a bundled PTB-XL record tiled, without holding
+    it in memory; returns its name."""
+    record = read_ecg(demo_records()[1])
+    gain = 1000.0
+    digital = np.round(record.signal.T * gain).astype("<i2")  # (5000, 12) frames
+    n_tiles = int(hours * 3600 * 500) // digital.shape[0]
+    name = folder / f"tiled_{hours:g}h"
+    with open(f"{name}.dat", "wb") as handle:
+        for _ in range(n_tiles):
+            digital.tofile(handle)
+    lines = [f"{name.name} 12 500 {n_tiles * digital.shape[0]}"]
+    lines += [f"{name.name}.dat 16 {gain:g}/mV 16 0 0 0 0 {lead}" for lead in record.lead_names]
+    Path(f"{name}.hea").write_text("\n".join(lines) + "\n")
+    return str(name)
+
+
+def long_records(all_windows: bool = False) -> int:
+    import subprocess
+
+    rows = ["| record | what | windows | seconds | peak memory (MB) |", "|---|---|---:|---:|---:|"]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model = model_dir("small", tmp)
+        for hours in (1, 24):
+            path = write_tiled_record(tmp, hours)
+            cases = [("pipeline", "pipeline, small preset, 64 random windows"),
+                     ("windows", "every window preprocessed (no model)")]
+            if hours == 1 and all_windows:
+                cases.insert(1, ("pipeline-all", "pipeline, small preset, every window"))
+            for mode, what in cases:
+                out = subprocess.run([sys.executable, "-c", _LONG_CHILD, path, model, mode], capture_output=True,
+                                     text=True, cwd=str(REPO), env={**__import__("os").environ,
+                                                                    "PYTHONPATH": str(REPO)})
+                if out.returncode:
+                    print(out.stderr[-2000:], file=sys.stderr)
+                    return 1
+                n, seconds, peak = out.stdout.split()[-3:]
+                rows.append(f"| {hours} h, 12 leads, 500 Hz | {what} | {n} | {float(seconds):.1f} | {float(peak):.0f} |")
+                print(rows[-1], flush=True)
+            Path(f"{path}.dat").unlink()
     print()
     print("\n".join(rows))
     return 0

@@ -11,7 +11,13 @@ Supported sources:
 * EDF/BDF through the optional ``pyedflib`` package, HDF5 through the optional ``h5py`` package and DICOM
   waveforms (12-lead ECG IOD) through the optional ``pydicom`` package.
 
-This module is the lowest layer of the package and imports nothing from it.
+Long records (more than :data:`LAZY_SAMPLES` samples per lead) in ``.npy`` files or WFDB format-16 ``.dat`` files
+can be opened lazily (``read_ecg(path, lazy=True)``): the record's ``signal`` is then a :class:`LazySignal` that
+reads ``signal[:, a:b]`` from the file on demand, so that a 24-hour Holter is never held in memory.
+
+This module is the first layer of the package; it takes the lead names of the model input
+(:data:`STANDARD_LEADS`) from :mod:`hubert_ecg.processing`, which owns them because it is saved with every model
+as self-contained remote code.
 """
 
 from __future__ import annotations
@@ -24,11 +30,53 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["STANDARD_LEADS", "ECGRecord", "read_ecg"]
+from .processing import STANDARD_LEADS, _check_rate
 
-#: The 12 standard leads in the order the released HuBERT-ECG weights expect them
-#: (medRxiv doi 10.1101/2024.11.14.24317328, and the released preprocessing script).
-STANDARD_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+__all__ = ["STANDARD_LEADS", "ECGRecord", "LazySignal", "LAZY_SAMPLES", "read_ecg"]
+
+#: ``read_ecg(path, lazy=True)`` opens records with more samples per lead than this lazily (2**20 samples are about
+#: 35 minutes at 500 Hz); shorter ones are read at once.
+LAZY_SAMPLES = 2**20
+
+
+class LazySignal:
+    """A ``(leads, samples)`` float32 signal in mV that stays in its file: ``signal[:, a:b]`` reads those samples.
+
+    Supports ``shape``, ``dtype``, ``ndim``, ``len()``, ``np.asarray(signal)`` (reads everything) and indexing
+    ``signal[rows, a:b]`` with a slice of samples (step 1) and any row index. Made by :func:`read_ecg` with
+    ``lazy=True`` for long ``.npy`` and WFDB format-16 records.
+
+    Args:
+        read: ``read(a, b) -> float32 (leads, b - a)`` in mV (NaN for samples the file marks as missing).
+        shape: ``(leads, samples)``.
+        source: the file, for messages.
+    """
+
+    dtype = np.dtype(np.float32)
+    ndim = 2
+
+    def __init__(self, read, shape: tuple[int, int], source: str = ""):
+        self._read = read
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.source = source
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        rows, cols = (key if isinstance(key, tuple) else (key, slice(None)))
+        if not isinstance(cols, slice) or cols.step not in (None, 1):
+            raise ValueError(f"LazySignal of {self.source!r}: index samples with a slice a:b, got {cols!r}")
+        a, b, _ = cols.indices(self.shape[1])
+        values = self._read(a, max(a, b))
+        return values if isinstance(rows, slice) and rows == slice(None) else values[rows]
+
+    def __array__(self, dtype=None, copy=None):
+        values = self[:, :]
+        return values if dtype is None else values.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"LazySignal({self.source!r}, shape={self.shape})"
 
 _NUMPY_EXTENSIONS = (".npy", ".npz")
 _WFDB_SIGNAL_EXTENSIONS = (".dat",)
@@ -43,7 +91,8 @@ class ECGRecord:
     """One ECG recording.
 
     Attributes:
-        signal: float32 array of shape ``(leads, samples)``, in millivolts. Missing samples may be NaN.
+        signal: float32 array of shape ``(leads, samples)``, in millivolts (or a :class:`LazySignal` for a long
+            record opened with ``read_ecg(path, lazy=True)``). Missing samples may be NaN.
         sampling_rate: samples per second of ``signal``, in Hz.
         lead_names: one name per row of ``signal``, spelled as the source spells them (``"AVR"``, ``"aVR"``,
             ``"avr"``, ``"MLII"``, ...).
@@ -60,6 +109,17 @@ class ECGRecord:
     record_name: str | None = None
 
     def __post_init__(self):
+        if isinstance(self.signal, LazySignal):
+            self.sampling_rate = _check_rate(self.sampling_rate, "ECGRecord.sampling_rate")
+            self.lead_names = [str(name) for name in self.lead_names]
+            if len(self.lead_names) != self.signal.shape[0]:
+                raise ValueError(
+                    f"ECGRecord has {self.signal.shape[0]} leads (rows of signal) but {len(self.lead_names)} lead names"
+                )
+            self.metadata = dict(self.metadata or {})
+            for key, default in (("age", None), ("sex", None), ("diagnoses", [])):
+                self.metadata.setdefault(key, default)
+            return
         signal = np.asarray(self.signal)
         if signal.ndim != 2:
             raise ValueError(
@@ -94,16 +154,6 @@ class ECGRecord:
             f"ECGRecord(record_name={self.record_name!r}, leads={self.lead_names}, "
             f"sampling_rate={self.sampling_rate:g} Hz, samples={self.signal.shape[1]}, duration={self.duration:g} s)"
         )
-
-
-def _check_rate(rate, name: str) -> float:
-    try:
-        value = float(rate)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number of Hz, got {rate!r}") from None
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive number of Hz, got {rate!r}")
-    return value
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -210,7 +260,10 @@ def _resolve(path: Path) -> tuple[str, Path]:
 
 
 def read_ecg(
-    path: str | os.PathLike, sampling_rate: float | None = None, lead_names: Sequence[str] | None = None
+    path: str | os.PathLike,
+    sampling_rate: float | None = None,
+    lead_names: Sequence[str] | None = None,
+    lazy: bool = False,
 ) -> ECGRecord:
     """Read one ECG file into an :class:`ECGRecord` (float32 ``(leads, samples)`` in mV).
 
@@ -242,7 +295,14 @@ def read_ecg(
     kind, resolved = _resolve(path)
     if sampling_rate is not None:
         sampling_rate = _check_rate(sampling_rate, f"sampling_rate for {str(path)!r}")
-    if kind == "header":
+    record = None
+    if lazy and kind == "header":
+        record = _open_wfdb_lazily(resolved, path)
+    elif lazy and kind == "numpy" and resolved.suffix.lower() == ".npy":
+        record = _open_npy_lazily(resolved, sampling_rate, lead_names)
+    if record is not None:
+        pass
+    elif kind == "header":
         record = _read_header_record(resolved, path)
     elif kind == "numpy":
         record = _read_numpy(resolved, sampling_rate, lead_names)
@@ -347,6 +407,94 @@ def _read_header_record(base: Path, given: Path) -> ECGRecord:
     names = [str(n) for n in (header.sig_name or [f"lead{i}" for i in range(signal.shape[0])])]
     return ECGRecord(
         signal=signal, sampling_rate=fs, lead_names=names, metadata=metadata, record_name=header.record_name
+    )
+
+
+def _open_wfdb_lazily(base: Path, given: Path) -> ECGRecord | None:
+    """A long WFDB record whose signals all sit in one format-16 ``.dat`` file, opened as a :class:`LazySignal`;
+    None for any other record (read at once by :func:`_read_header_record`)."""
+    import wfdb
+
+    try:
+        header = wfdb.rdheader(str(base))
+    except Exception:
+        return None  # diagnosed by the full reader
+    n_sig, sig_len = header.n_sig or 0, header.sig_len or 0
+    files = set(header.file_name or [])
+    if (
+        n_sig == 0
+        or sig_len <= LAZY_SAMPLES
+        or len(files) != 1
+        or any(str(f) != "16" for f in (header.fmt or []))
+        or any(s not in (None, 0) for s in (header.skew or []))
+        or any(b not in (None, 0) for b in (header.byte_offset or []))
+        or any(k not in (None, 1) for k in (header.samps_per_frame or []))
+        or header.fs is None
+    ):
+        return None
+    dat = base.parent / files.pop()
+    expected = sig_len * n_sig * 2
+    if not dat.is_file() or dat.stat().st_size < expected:
+        return None  # the full reader names the problem
+    gains = np.asarray([g if g else 200.0 for g in header.adc_gain], dtype=np.float64)
+    baselines = np.asarray(header.baseline or [0] * n_sig, dtype=np.float64)
+    units = list(header.units or ["mV"] * n_sig)
+    factors = _units_to_mv(units, base) / gains
+
+    def read(a: int, b: int) -> np.ndarray:
+        with open(dat, "rb") as handle:
+            handle.seek(a * n_sig * 2)
+            digital = np.fromfile(handle, dtype="<i2", count=(b - a) * n_sig).reshape(b - a, n_sig).T
+        values = ((digital - baselines[:, None]) * factors[:, None]).astype(np.float32)
+        values[digital == -32768] = np.nan  # WFDB's invalid sample of format 16
+        return values
+
+    metadata = _parse_comments(header.comments or [])
+    metadata.update(source_format="wfdb", units=units, path=str(given), lazy=True)
+    names = [str(n) for n in (header.sig_name or [f"lead{i}" for i in range(n_sig)])]
+    fs = _check_rate(header.fs, f"sampling frequency in {str(base) + '.hea'!r}")
+    return ECGRecord(
+        signal=LazySignal(read, (n_sig, sig_len), str(dat)), sampling_rate=fs, lead_names=names, metadata=metadata,
+        record_name=header.record_name,
+    )
+
+
+def _open_npy_lazily(path: Path, sampling_rate, lead_names) -> ECGRecord | None:
+    """A long ``.npy`` record ``(leads, samples)`` (C or Fortran order) opened as a :class:`LazySignal`, or None."""
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(handle)
+            offset = handle.tell()
+    except Exception:
+        return None
+    if len(shape) != 2 or not np.issubdtype(dtype, np.number) or np.iscomplexobj(np.zeros(0, dtype)):
+        return None
+    names = list(lead_names) if lead_names is not None else None
+    expected = len(names) if names is not None else len(STANDARD_LEADS)
+    if shape[0] != expected or shape[1] <= LAZY_SAMPLES or sampling_rate is None:
+        return None  # (samples, leads) files, short records and missing rates: the full reader
+    n_leads, n = shape
+
+    def read(a: int, b: int) -> np.ndarray:
+        out = np.empty((n_leads, b - a), dtype=np.float32)
+        with open(path, "rb") as handle:
+            if fortran:  # column-major: the samples of all leads, interleaved
+                handle.seek(offset + a * n_leads * dtype.itemsize)
+                out[:] = np.fromfile(handle, dtype=dtype, count=(b - a) * n_leads).reshape(b - a, n_leads).T
+                return out
+            for row in range(n_leads):
+                handle.seek(offset + (row * n + a) * dtype.itemsize)
+                out[row] = np.fromfile(handle, dtype=dtype, count=b - a)
+        return out
+
+    return ECGRecord(
+        signal=LazySignal(read, shape, str(path)),
+        sampling_rate=sampling_rate,
+        lead_names=[str(x) for x in (names or STANDARD_LEADS)],
+        metadata={"source_format": "npy", "path": str(path), "lazy": True},
+        record_name=path.stem,
     )
 
 

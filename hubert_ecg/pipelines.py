@@ -5,13 +5,16 @@ import hubert_ecg
 from transformers import pipeline
 clf = pipeline("ecg-classification", model=hubert_ecg.demo_model_path())
 clf("records500/00000/00010_hr")            # [{"label": "NORM", "score": 0.93}, {"label": "CD", ...}, ...]
-clf([path_a, record_b, {"signal": x, "sampling_rate": 500, "lead_names": names}], batch_size=8)
+clf([path_a, record_b, {"signal": x, "sampling_rate": 500, "lead_names": names}], batch_size=64)
 ```
 
-A record of any length of at least one window (5 s) is cut into consecutive 5 s windows (the feature extractor's
-``window="all"``; ``stride_seconds`` for overlapping ones), every window is scored, and the per-window
-probabilities are aggregated by their mean (default) or maximum. Probabilities are the sigmoid of the logits for
-multi-label models and their softmax for single-label models; regression models return the raw outputs.
+A ``ChunkPipeline``, as transformers' speech-recognition pipeline is for long audio: ``preprocess`` reads a record
+and yields its 5 s windows one by one (:mod:`hubert_ecg.windows` chooses them: by default every window, consecutive;
+``stride_seconds`` for overlapping ones), the DataLoader batches windows across records (``batch_size`` = windows
+per forward pass, whatever the records' lengths), and ``postprocess`` aggregates each record's window scores by
+their mean (default) or maximum. A 24-hour Holter is thus ~17,000 windows in forward passes of ``batch_size``, read
+and preprocessed piece by piece. Scores are ``hubert_ecg.modeling.scores_from_logits`` for the model's problem
+type (sigmoid for multi-label, softmax for single-label, raw outputs for regression).
 """
 
 from __future__ import annotations
@@ -20,56 +23,79 @@ import argparse
 import csv
 import io as _io
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
-from transformers import Pipeline
+from transformers.pipelines.base import ChunkPipeline
 from transformers.utils import logging
 
-from .inference import optimize_for_inference, run_model
 from .modeling import scores_from_logits
-from .io import ECGRecord, read_ecg
+from .windows import WINDOW_CHOICES, RecordWindows, describe, record_windows
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["ECGClassificationPipeline", "predict_main"]
+__all__ = ["ECGClassificationPipeline", "aggregate_windows", "predict_main"]
 
 _ALL = "all"  # sentinel default of top_k: every label
+_AGGREGATIONS = ("mean", "max")
+#: windows the feature extractor computes at a time inside ``preprocess`` (bounds memory for long records)
+PREPROCESS_BLOCK = 64
 
 
-def _describe(item: Any, index: int) -> str:
-    if isinstance(item, (str, os.PathLike)):
-        return str(item)
-    if isinstance(item, ECGRecord) and item.record_name:
-        return item.record_name
-    return f"input[{index}]"
+def aggregate_windows(window_scores: np.ndarray, aggregation: str = "mean") -> np.ndarray:
+    """THE window aggregation: ``(windows, labels)`` scores of one record -> ``(labels,)`` by their mean or maximum.
+
+    Raises:
+        ValueError: for another ``aggregation`` or no window.
+    """
+    if aggregation not in _AGGREGATIONS:
+        raise ValueError(f"aggregation must be 'mean' or 'max', got {aggregation!r}")
+    window_scores = np.asarray(window_scores, dtype=np.float64)
+    if window_scores.ndim != 2 or window_scores.shape[0] == 0:
+        raise ValueError(f"expected window scores of shape (windows >= 1, labels), got {window_scores.shape}")
+    return window_scores.max(axis=0) if aggregation == "max" else window_scores.mean(axis=0)
 
 
-class ECGClassificationPipeline(Pipeline):
-    """Scores 12-lead ECGs with a HuBERT-ECG classifier (``HuBERTECGForSequenceClassification``).
+class _Rows(torch.utils.data.Dataset):
+    """A ``datasets.Dataset`` seen as a torch ``Dataset`` of its rows (dicts with ``signal``, ``sampling_rate``, ...)."""
 
-    Inputs (one, or a list of them): a file path in any format :func:`hubert_ecg.read_ecg` reads (WFDB record name,
-    ``.hea``/``.dat``, challenge ``.mat``, ``.npy``, ...), an :class:`~hubert_ecg.ECGRecord`, a dict with
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        return self.dataset[index]
+
+
+class ECGClassificationPipeline(ChunkPipeline):
+    """Scores ECGs of any length with a HuBERT-ECG classifier (``HuBERTECGForSequenceClassification``).
+
+    Inputs: one, or a list, a generator, a ``datasets.Dataset`` (rows with ``signal``, ``sampling_rate``, optional
+    ``lead_names``) or a ``KeyDataset`` of: a file path in any format :func:`hubert_ecg.read_ecg` reads (WFDB record
+    name, ``.hea``/``.dat``, challenge ``.mat``, ``.npy``, ...), an :class:`~hubert_ecg.ECGRecord`, a dict with
     ``signal`` (float array ``(leads, samples)`` in mV), ``sampling_rate`` (Hz) and optional ``lead_names``, or a
     2-D array ``(12, samples)`` with ``sampling_rate=`` given. Any sampling rate and any length of at least 5 s.
 
     Call parameters:
+        batch_size: windows per forward pass (batched across records); ``num_workers``: DataLoader workers for
+            reading and preprocessing (transformers runs a ChunkPipeline with at most one).
         top_k: number of labels returned, highest score first; ``None`` or leave out for all labels.
-        aggregation: ``"mean"`` (default) or ``"max"`` of the per-window probabilities.
-        function_to_apply: ``"sigmoid"``, ``"softmax"`` or ``"none"``; default from ``config.problem_type``
-            (multi-label: sigmoid; single-label: softmax; regression: none).
-        stride_seconds: window stride in seconds (default 5: consecutive, non-overlapping windows).
+        aggregation: ``"mean"`` (default) or ``"max"`` of the per-window scores (:func:`aggregate_windows`).
+        function_to_apply: ``"sigmoid"``, ``"softmax"`` or ``"none"``; default from the model's problem type.
+        window: ``"all"`` (default), ``"first"`` (the first 5 s, as the release evaluates) or ``"random"``
+            (``num_windows`` random windows, drawn with ``seed``); ``stride_seconds``: stride of ``"all"``
+            (default 5 s: consecutive windows); ``pad_to_window``: score records shorter than 5 s, padded.
         sampling_rate, lead_names: for array inputs.
         missing_leads: ``"raise"`` (default) or ``"zero"`` (missing leads are zero-filled).
-        batch_size: records per model call (all their windows go in one forward pass).
 
     Returns:
         For one input, a list of ``{"label": str, "score": float}`` sorted by decreasing score; for a list, one
-        such list per input.
+        such list per input; for a generator or dataset, an iterator of them.
 
     Raises:
         ValueError: naming the input, for an unreadable or missing file, a record shorter than 5 s, missing leads
@@ -86,23 +112,38 @@ class ECGClassificationPipeline(Pipeline):
         top_k=_ALL,
         aggregation=None,
         function_to_apply=None,
+        window=None,
         stride_seconds=None,
+        num_windows=None,
+        seed=None,
+        pad_to_window=None,
         sampling_rate=None,
         lead_names=None,
         missing_leads=None,
+        skip_errors=None,
         **kwargs,
     ):
+        if kwargs:
+            raise ValueError(f"ecg-classification pipeline: unknown parameters {sorted(kwargs)}")
         preprocess, postprocess = {}, {}
-        for name, value in (("stride_seconds", stride_seconds), ("sampling_rate", sampling_rate),
-                            ("lead_names", lead_names), ("missing_leads", missing_leads)):
+        if window is not None and window not in WINDOW_CHOICES:
+            raise ValueError(f"window must be one of {WINDOW_CHOICES}, got {window!r}")
+        if missing_leads is not None and missing_leads not in ("raise", "zero"):
+            raise ValueError(f"missing_leads must be 'raise' or 'zero', got {missing_leads!r}")
+        for name, value in (("window", window), ("stride_seconds", stride_seconds), ("num_windows", num_windows),
+                            ("pad_to_window", pad_to_window), ("sampling_rate", sampling_rate),
+                            ("lead_names", lead_names), ("missing_leads", missing_leads),
+                            ("skip_errors", skip_errors)):
             if value is not None:
                 preprocess[name] = value
+        if seed is not None or window == "random":
+            preprocess["rng"] = np.random.default_rng(seed)
         if top_k != _ALL:
             if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
                 raise ValueError(f"top_k must be a positive integer or None (all labels), got {top_k!r}")
             postprocess["top_k"] = top_k
         if aggregation is not None:
-            if aggregation not in ("mean", "max"):
+            if aggregation not in _AGGREGATIONS:
                 raise ValueError(f"aggregation must be 'mean' or 'max', got {aggregation!r}")
             postprocess["aggregation"] = aggregation
         if function_to_apply is not None:
@@ -111,104 +152,94 @@ class ECGClassificationPipeline(Pipeline):
             postprocess["function_to_apply"] = function_to_apply
         return preprocess, {}, postprocess
 
-    # ------------------------------------------------------------------ steps
-    def preprocess(self, inputs, stride_seconds=None, sampling_rate=None, lead_names=None, missing_leads="raise"):
-        """One input -> ``{"input_values": (windows, 6000) float32, "attention_mask": (windows, 6000),
-        "window_start": (windows,) s}``; raises ``ValueError`` naming the file for unusable input."""
-        if isinstance(inputs, (str, os.PathLike)):
-            inputs = read_ecg(inputs)
-        features = self.feature_extractor(
-            inputs,
-            sampling_rate=sampling_rate,
-            lead_names=lead_names,
-            window="all",
-            stride_seconds=stride_seconds,
-            missing_leads=missing_leads,
-            return_tensors="pt",
-        )
-        return {
-            "input_values": features["input_values"],
-            "attention_mask": features["attention_mask"],
-            "window_start": features["window_start"],
-        }
+    def __call__(self, inputs, **kwargs):
+        """Score inputs; see the class docstring. A tuple is scored like a list, a ``datasets.Dataset`` row by row."""
+        if isinstance(inputs, tuple):
+            inputs = list(inputs)
+        elif type(inputs).__module__.startswith("datasets.") and hasattr(inputs, "column_names"):
+            inputs = _Rows(inputs)
+        return super().__call__(inputs, **kwargs)
 
-    def _model_forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        """The model call: ``input_values`` (windows, 6000) -> float32 logits (windows, num_labels), through
-        :func:`hubert_ecg.inference.run_model`: inputs cast to the model's dtype (``pipeline(..., dtype=
-        torch.bfloat16)``), ``torch.inference_mode``, and the autocast / compile set by
-        :func:`hubert_ecg.inference.optimize_for_inference` (``optimize_for_inference(clf.model, dtype="auto")``)."""
-        return run_model(self.model, input_values, attention_mask)
+    # ------------------------------------------------------------------ steps
+    def preprocess(
+        self,
+        inputs,
+        window: str = "all",
+        stride_seconds: float | None = None,
+        num_windows: int = 1,
+        rng: np.random.Generator | None = None,
+        pad_to_window: bool = False,
+        sampling_rate: float | None = None,
+        lead_names: Sequence[str] | None = None,
+        missing_leads: str = "raise",
+        skip_errors: bool = False,
+    ):
+        """One input -> its windows, one dict each: ``input_values`` (1, 6000) float32, ``attention_mask`` (1, 6000),
+        ``is_last``, ``name`` and ``error`` (None). With ``skip_errors`` an unusable input yields one placeholder
+        whose ``error`` says why (no model call is made for it); otherwise it raises ``ValueError`` naming it."""
+        name = describe(inputs)
+        try:
+            plan = inputs if isinstance(inputs, RecordWindows) else record_windows(
+                inputs, self.feature_extractor, window=window, stride_seconds=stride_seconds,
+                num_windows=num_windows, pad_to_window=pad_to_window, missing_leads=missing_leads, rng=rng,
+                sampling_rate=sampling_rate, lead_names=lead_names,
+            )
+            name = plan.name
+            blocks = plan.features(self.feature_extractor, batch_windows=PREPROCESS_BLOCK, return_tensors="pt")
+            block = next(blocks)
+        except ValueError as err:
+            if not skip_errors:
+                message = str(err)
+                raise ValueError(message if message.startswith(name) else f"{name}: {message}") from None
+            length = self.feature_extractor.input_length
+            yield {"input_values": torch.zeros(1, length), "attention_mask": torch.zeros(1, length, dtype=torch.int32),
+                   "is_last": True, "name": name, "error": str(err)}
+            return
+        remaining = len(plan)
+        while block is not None:
+            for row in range(block["input_values"].shape[0]):
+                remaining -= 1
+                yield {"input_values": block["input_values"][row : row + 1],
+                       "attention_mask": block["attention_mask"][row : row + 1],
+                       "is_last": remaining == 0, "name": name, "error": None}
+            block = next(blocks, None)
 
     def _forward(self, model_inputs):
-        input_values = model_inputs["input_values"]
-        attention_mask = model_inputs.get("attention_mask")
-        if attention_mask is not None and bool(attention_mask.all()):
-            attention_mask = None  # full windows: the masked mean equals the plain mean
-        return {"logits": self._model_forward(input_values, attention_mask), "num_windows": model_inputs["num_windows"]}
+        """Windows ``(batch, 6000)`` -> float32 logits ``(batch, num_labels)`` with ``self.model(input_values=...,
+        attention_mask=...)``, inputs cast to the model's dtype (``pipeline(..., dtype=torch.bfloat16)``).
+        ``attention_mask`` is left out when it is all ones (full windows: the same result)."""
+        errors = model_inputs["error"]
+        errors = errors if isinstance(errors, list) else [errors]
+        values = model_inputs["input_values"]
+        logits = torch.full((values.shape[0], self.model.config.num_labels), float("nan"), device=values.device)
+        usable = torch.tensor([e is None for e in errors], device=values.device)
+        if bool(usable.any()):
+            mask = model_inputs["attention_mask"]
+            if not bool(usable.all()):
+                values, mask = values[usable], mask[usable]
+            if bool(mask.all()):
+                mask = None
+            out = self.model(input_values=values.to(self.model.dtype), attention_mask=mask).logits.float()
+            logits[usable] = out
+        return {"logits": logits, "is_last": model_inputs["is_last"], "name": model_inputs["name"],
+                "error": model_inputs["error"]}
 
-    def _scores(self, logits: np.ndarray, function_to_apply: str | None) -> np.ndarray:
-        problem_type = {"sigmoid": "multi_label_classification", "softmax": "single_label_classification",
-                        "none": "regression", None: self.model.config.problem_type_of()}[function_to_apply]
-        return scores_from_logits(logits, problem_type)
+    def _problem_type(self, function_to_apply: str | None) -> str:
+        return {"sigmoid": "multi_label_classification", "softmax": "single_label_classification",
+                "none": "regression", None: self.model.config.problem_type_of()}[function_to_apply]
 
     def postprocess(self, model_outputs, top_k=None, aggregation="mean", function_to_apply=None):
-        """Window logits (windows, num_labels) of one record -> ``[{"label", "score"}]`` sorted by score."""
-        logits = model_outputs["logits"].float().numpy().astype(np.float64)
-        scores = self._scores(logits, function_to_apply)
-        record_scores = scores.max(axis=0) if aggregation == "max" else scores.mean(axis=0)
-        order = np.argsort(-record_scores, kind="stable")
+        """The window logits of one record -> ``[{"label", "score"}]`` sorted by decreasing score (an unusable
+        input in ``skip_errors`` mode -> ``{"name", "error"}``)."""
+        if model_outputs[0]["error"] is not None:
+            return {"name": model_outputs[0]["name"], "error": model_outputs[0]["error"]}
+        logits = torch.cat([out["logits"] for out in model_outputs]).cpu().numpy().astype(np.float64)
+        scores = aggregate_windows(scores_from_logits(logits, self._problem_type(function_to_apply)), aggregation)
+        order = np.argsort(-scores, kind="stable")
         if top_k is not None:
             order = order[:top_k]
         id2label = self.model.config.id2label
-        return [{"label": id2label[int(i)], "score": float(record_scores[i])} for i in order]
-
-    # ------------------------------------------------------------------ batching
-    def _run(self, items: Sequence[Any], batch_size: int, preprocess_params: dict, forward_params: dict,
-             postprocess_params: dict, on_error: str = "raise"):
-        """Score ``items`` in chunks of ``batch_size`` records; returns ``(results, skipped)`` with ``results`` a
-        list (``None`` for skipped items) and ``skipped`` ``(name, reason)`` pairs."""
-        results: list[Any] = [None] * len(items)
-        skipped: list[tuple[str, str]] = []
-        for begin in range(0, len(items), batch_size):
-            prepared = []
-            for index in range(begin, min(begin + batch_size, len(items))):
-                try:
-                    prepared.append((index, self.preprocess(items[index], **preprocess_params)))
-                except ValueError as err:
-                    name = _describe(items[index], index)
-                    if on_error == "raise":
-                        raise ValueError(f"{name}: {err}" if name not in str(err) else str(err)) from None
-                    skipped.append((name, str(err)))
-            if not prepared:
-                continue
-            counts = [p["input_values"].shape[0] for _, p in prepared]
-            batch = {
-                "input_values": torch.cat([p["input_values"] for _, p in prepared]),
-                "attention_mask": torch.cat([p["attention_mask"] for _, p in prepared]),
-                "num_windows": counts,
-            }
-            outputs = self.forward(batch, **forward_params)
-            for (index, _), logits in zip(prepared, torch.split(outputs["logits"], counts)):
-                results[index] = self.postprocess({"logits": logits}, **postprocess_params)
-        return results, skipped
-
-    def _parameters(self, kwargs):
-        preprocess, forward, postprocess = self._sanitize_parameters(**kwargs)
-        return (
-            {**self._preprocess_params, **preprocess},
-            {**self._forward_params, **forward},
-            {**self._postprocess_params, **postprocess},
-        )
-
-    def __call__(self, inputs, batch_size: int | None = None, **kwargs):
-        """Score one input or a list of inputs; see the class docstring."""
-        single = not isinstance(inputs, (list, tuple))
-        items = [inputs] if single else list(inputs)
-        batch_size = int(batch_size or self._batch_size or 1)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-        results, _ = self._run(items, batch_size, *self._parameters(kwargs), on_error="raise")
-        return results[0] if single else results
+        return [{"label": id2label[int(i)], "score": float(scores[i])} for i in order]
 
     def predict_files(self, files: Sequence[Any], batch_size: int = 8, **kwargs):
         """Score many inputs, skipping the unusable ones.
@@ -217,9 +248,15 @@ class ECGClassificationPipeline(Pipeline):
             ``(results, skipped)``: ``results`` a list of ``(name, [{"label", "score"}])`` for the scored inputs,
             ``skipped`` a list of ``(name, reason)`` for the others.
         """
-        results, skipped = self._run(list(files), max(1, int(batch_size)), *self._parameters(kwargs), on_error="skip")
-        scored = [(_describe(item, i), r) for i, (item, r) in enumerate(zip(files, results)) if r is not None]
-        return scored, skipped
+        files = list(files)
+        outputs = self(files, batch_size=max(1, int(batch_size)), skip_errors=True, **kwargs) if files else []
+        results, skipped = [], []
+        for index, (item, output) in enumerate(zip(files, outputs)):
+            if isinstance(output, dict) and "error" in output:
+                skipped.append((output["name"], output["error"]))
+            else:
+                results.append((describe(item, index), output))
+        return results, skipped
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -232,8 +269,8 @@ def load_pipeline(
 ) -> ECGClassificationPipeline:
     """``pipeline("ecg-classification")`` for ``model`` (hub id or directory; None: the bundled demo model).
 
-    ``dtype``: None or ``"float32"`` (exact), ``"bfloat16"`` or ``"auto"`` (bfloat16 where the CPU or GPU has bf16
-    units; probabilities within 0.01 of float32), see :func:`hubert_ecg.inference.optimize_for_inference`.
+    ``dtype``: None or ``"float32"`` (exact), ``"bfloat16"``, or ``"auto"`` (bfloat16 where the CPU or GPU has bf16
+    units; probabilities within 0.01 of float32): the model is loaded in that dtype (``pipeline(..., dtype=)``).
 
     Raises:
         ValueError: if the model cannot be loaded (names it), or for an unknown ``dtype``.
@@ -242,15 +279,15 @@ def load_pipeline(
     from transformers import pipeline
 
     from .demo import demo_model_path
+    from .inference import resolve_dtype
 
     source = model or demo_model_path()
+    torch_dtype = resolve_dtype(dtype, device if isinstance(device, str) else ("cuda" if device is not None else None))
     try:
-        clf = pipeline("ecg-classification", model=source, device=device)
+        clf = pipeline("ecg-classification", model=source, device=device, dtype=torch_dtype)
     except (OSError, ValueError, KeyError) as err:
         where = "directory" if Path(source).exists() else "hub id (or missing directory)"
         raise ValueError(f"cannot load the model {source!r} ({where}): {type(err).__name__}: {err}") from None
-    if dtype is not None:
-        optimize_for_inference(clf.model, dtype=dtype)
     return clf
 
 
@@ -290,7 +327,7 @@ def predict_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
     parser.add_argument("--aggregation", choices=("mean", "max"), default="mean", help="over the 5 s windows")
     parser.add_argument("--stride", type=float, default=None, help="window stride in seconds (default 5)")
-    parser.add_argument("--batch-size", type=int, default=8, help="records per model call")
+    parser.add_argument("--batch-size", type=int, default=16, help="windows per model call (across files)")
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0")
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "auto"), default=None,
                         help="model precision (default float32; auto: bfloat16 where the hardware has bf16 units, "

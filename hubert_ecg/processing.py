@@ -25,28 +25,46 @@ samples long), which is what makes it an order of magnitude faster than a per-le
 of step 5 is likewise one FFT convolution with the autocorrelation of the anti-alias filter's impulse response,
 with the backward pass's start computed exactly with ``sosfilt``. FFTs run in float32 on centred signals: the
 result agrees with the scipy steps to ~1e-6 (the reference vectors to < 1e-6; the bar is 1e-4).
+
+Which windows to take is the caller's choice (``window_starts`` in seconds; :mod:`hubert_ecg.windows` holds the
+rules: first, random, all with a stride); they are cut after steps 1-3 ran on the whole record, as released.
+Records longer than :data:`STREAM_SAMPLES` at 500 Hz run in two passes over pieces of the record (the filter's
+context is kept at every piece boundary, so the numbers are the same): memory does not grow with the record.
+
+This module is saved next to every model as remote code (``preprocessor_config.json`` ``auto_map``) and imports
+only numpy, scipy, torch and transformers. It owns the lead names of the model input (:data:`STANDARD_LEADS`) and
+the one lead-name mapping of the package (:func:`normalize_lead_name`, :func:`map_leads`); :mod:`hubert_ecg.io`
+and :mod:`hubert_ecg.windows` take them from here.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import os
 import re
 from typing import Any, Sequence
 
 import numpy as np
 import scipy.fft
 import scipy.signal
-from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
-from transformers.feature_extraction_utils import BatchFeature
+from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
 from transformers.utils import logging
 
-from .io import STANDARD_LEADS, ECGRecord, _check_rate, read_ecg
+# This module is saved with every model as remote code (``preprocessor_config.json`` ``auto_map``): it imports only
+# numpy, scipy, torch and transformers, nothing of the hubert_ecg package.
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["HuBERTECGFeatureExtractor", "normalize_lead_name"]
+__all__ = ["HuBERTECGFeatureExtractor", "STANDARD_LEADS", "normalize_lead_name", "map_leads"]
+
+#: The 12 standard leads in the order the released HuBERT-ECG weights expect them
+#: (medRxiv doi 10.1101/2024.11.14.24317328, and the released preprocessing script).
+STANDARD_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+
+#: Records longer than this many samples at ``target_sampling_rate`` are preprocessed piece by piece (two passes:
+#: the per-lead minimum and maximum of the filtered record, then the windows), so that memory does not grow with
+#: the record's length. 2**20 samples at 500 Hz are about 35 minutes.
+STREAM_SAMPLES = 2**20
 
 # Lead-name spellings seen in public ECG data sets, after lower-casing and removing spaces, '-', '_', '.' and a
 # leading "lead": MIT-BIH's modified limb leads (MLI, MLII, MLIII) and the Brazilian DI/DII/DIII naming.
@@ -64,8 +82,8 @@ _STANDARD_BY_KEY = {lead.lower(): lead for lead in STANDARD_LEADS}
 def normalize_lead_name(name: str) -> str | None:
     """Map a lead name as a source spells it to its standard spelling, or None for a non-standard lead.
 
-    ``"AVR"``, ``"avr"``, ``"aVR"``, ``"lead aVR"`` -> ``"aVR"``; ``"Lead I (Einthoven)"`` (DICOM) -> ``"I"``; ``"MLII"`` (MIT-BIH modified lead II) -> ``"II"``;
-    Frank leads ``"vx"``, ``"vy"``, ``"vz"`` -> None (dropped by the feature extractor).
+    ``"AVR"``, ``"avr"``, ``"aVR"``, ``"lead aVR"`` -> ``"aVR"``; ``"Lead I (Einthoven)"`` (DICOM) -> ``"I"``;
+    ``"MLII"`` (MIT-BIH modified lead II) -> ``"II"``; Frank leads ``"vx"``, ``"vy"``, ``"vz"`` -> None (dropped).
     """
     key = re.sub(r"\(.*?\)", "", str(name)).strip().lower()  # DICOM: "Lead I (Einthoven)"
     for char in " -_.":
@@ -75,6 +93,81 @@ def normalize_lead_name(name: str) -> str | None:
     if key in _STANDARD_BY_KEY:
         return _STANDARD_BY_KEY[key]
     return _LEAD_ALIASES.get(key)
+
+
+def map_leads(
+    lead_names: Sequence[str] | None,
+    num_rows: int,
+    lead_order: Sequence[str] = STANDARD_LEADS,
+    missing_leads: str = "raise",
+    where: str = "ecg",
+) -> tuple[np.ndarray, np.ndarray]:
+    """THE lead-name mapping of the package: which input row feeds each model lead.
+
+    Names are matched through :func:`normalize_lead_name` (any case, MIT-BIH ``MLII``, DICOM ``Lead I (...)``);
+    non-standard leads (Frank vx, vy, vz) are dropped. Without names the rows must be the ``lead_order`` leads.
+
+    Args:
+        lead_names: one name per input row, or None.
+        num_rows: number of input rows (leads).
+        lead_order: the model's leads, in order (default :data:`STANDARD_LEADS`).
+        missing_leads: ``"raise"`` (a missing lead is an error) or ``"zero"`` (it is zero-filled downstream).
+        where: how error messages name the input (a file name, ``ecg[3]``).
+
+    Returns:
+        ``(rows, present)``: int64 ``(len(lead_order),)`` the input row of every model lead (-1 where absent) and
+        bool ``(len(lead_order),)`` True for the leads present.
+
+    Raises:
+        ValueError: naming ``where``, for names that do not match the rows, two names mapping to one lead, no
+            standard lead at all, or missing leads with ``missing_leads="raise"`` (the message lists them).
+    """
+    if missing_leads not in ("raise", "zero"):
+        raise ValueError(f"missing_leads must be 'raise' or 'zero', got {missing_leads!r}")
+    order = list(lead_order)
+    if lead_names is None:
+        if num_rows != len(order):
+            raise ValueError(
+                f"{where} has {num_rows} leads but no lead_names; pass lead_names= (one per row) or give "
+                f"{len(order)} leads in the order {order}"
+                + (" (the array may be transposed: expected (leads, samples))" if num_rows > 1000 else "")
+            )
+        return np.arange(len(order)), np.ones(len(order), dtype=bool)
+    names = [str(n) for n in lead_names]
+    if len(names) != num_rows:
+        raise ValueError(f"lead_names has {len(names)} names but {where} has {num_rows} leads (rows)")
+    position: dict[str, int] = {}
+    for row, name in enumerate(names):
+        standard = normalize_lead_name(name)
+        if standard is None:
+            continue  # extra lead (e.g. Frank vx, vy, vz): dropped
+        if standard in position:
+            raise ValueError(
+                f"{where}: leads {names[position[standard]]!r} and {name!r} both map to {standard}; "
+                "expected each standard lead at most once"
+            )
+        position[standard] = row
+    rows = np.asarray([position.get(lead, -1) for lead in order], dtype=np.int64)
+    present = rows >= 0
+    if not present.any():
+        raise ValueError(f"{where} has none of the leads {order} (its leads: {names})")
+    if not present.all() and missing_leads == "raise":
+        missing = [lead for lead, ok in zip(order, present) if not ok]
+        raise ValueError(
+            f"{where} lacks the leads {missing} (it has {names}); HuBERT-ECG expects {order}. "
+            "Pass missing_leads='zero' to zero-fill them (a lead_mask is returned)"
+        )
+    return rows, present
+
+
+def _check_rate(rate, name: str) -> float:
+    try:
+        value = float(rate)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive number of Hz, got {rate!r}") from None
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive number of Hz, got {rate!r}")
+    return value
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -110,6 +203,7 @@ def _zero_phase_fir(
     keep: tuple[int, int] | None = None,
     dtype=np.float32,
     block_rows: int = 48,
+    center: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``scipy.signal.filtfilt(b, 1, x, axis=-1)`` (odd padding of ``3 * len(b)`` samples) for the band-pass ``b``,
     with the per-row minimum and maximum of the result (step 3 of the release).
@@ -125,6 +219,8 @@ def _zero_phase_fir(
             in order, are the rows filtered.
         keep: ``(first, stop)`` sample range of the result to return (default: all samples).
         dtype: float32 (default, ~1e-6 relative to each row's range) or float64 (~1e-12).
+        center: float64 ``(rows,)`` constants subtracted from the rows instead of their means (the pieces of one
+            long record are filtered with the same constants, so that they fit together).
 
     Returns:
         ``(filtered[:, first:stop], minimum, maximum)``: the filtered rows (``dtype``), equal to
@@ -143,7 +239,8 @@ def _zero_phase_fir(
     if n <= padlen:
         # too short for filtfilt's default padding: use filtfilt itself with the padding the signal allows
         x = np.concatenate([np.asarray(source, dtype=np.float64) for source in sources])
-        filtered = scipy.signal.filtfilt(taps, 1.0, x - x.mean(axis=-1, keepdims=True), axis=-1, padlen=max(n - 1, 0))
+        shift = x.mean(axis=-1, keepdims=True) if center is None else np.asarray(center, dtype=np.float64)[:, None]
+        filtered = scipy.signal.filtfilt(taps, 1.0, x - shift, axis=-1, padlen=max(n - 1, 0))
         return filtered[:, first:stop].astype(dtype), filtered.min(axis=-1), filtered.max(axis=-1)
     n_ext = n + 2 * padlen
     n_fft = scipy.fft.next_fast_len(n_ext, real=True)
@@ -173,7 +270,10 @@ def _zero_phase_fir(
                 flush(filled, row0)
                 row0 += filled
                 filled = 0
-            centred = chunk - chunk.mean(axis=-1, keepdims=True, dtype=np.float64)
+            if center is None:
+                centred = chunk - chunk.mean(axis=-1, keepdims=True, dtype=np.float64)
+            else:
+                centred = chunk - center[row0 + filled : row0 + filled + chunk.shape[0], None]
             ext[filled : filled + chunk.shape[0], padlen : padlen + n] = centred
             filled += chunk.shape[0]
     if filled:
@@ -296,8 +396,8 @@ def _decimate(x: np.ndarray, q: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class HuBERTECGFeatureExtractor(SequenceFeatureExtractor):
-    r"""Turns 12-lead ECGs of any sampling rate and length into HuBERT-ECG ``input_values``.
+class HuBERTECGFeatureExtractor(FeatureExtractionMixin):
+    r"""Turns 12-lead ECG arrays of any sampling rate and length into HuBERT-ECG ``input_values``.
 
     The defaults reproduce the preprocessing of the released weights (see the module docstring; medRxiv doi
     10.1101/2024.11.14.24317328): FFT resampling to 500 Hz, a 0.05-47 Hz zero-phase FIR band-pass, per-lead
@@ -305,16 +405,22 @@ class HuBERTECGFeatureExtractor(SequenceFeatureExtractor):
     I, II, III, aVR, aVL, aVF, V1-V6 and decimated by 5 to 100 Hz: ``(N, 12 * 5 s * 100 Hz) = (N, 6000)``.
     Saved with ``save_pretrained`` as ``preprocessor_config.json``.
 
+    It takes arrays, nothing else: reading files and choosing which windows to take (random, all with a stride)
+    is :mod:`hubert_ecg.windows`. Because the release filters and scales the whole record before it cuts the
+    window, the windows are given to the call as start times (``window_starts``), not as pre-cut arrays. Every
+    window has the same length, so there is no padding API (the base class is ``FeatureExtractionMixin``, not
+    ``SequenceFeatureExtractor``): a record shorter than the window is padded with ``pad_to_window=True`` and
+    ``attention_mask`` marks the padding.
+
     Args:
         sampling_rate: rate of the model input in Hz (100 for the released weights).
         target_sampling_rate: rate in Hz at which the band-pass filter, the scaling and the window run (500).
             Must be an integer multiple of ``sampling_rate``.
         window_seconds: window length in seconds (5.0 for the released weights).
         lowcut, highcut: band-pass edges in Hz (0.05 and 47.0 for the released weights).
-        lead_order: the leads of the model input, in order (:data:`hubert_ecg.io.STANDARD_LEADS`).
+        lead_order: the leads of the model input, in order (:data:`STANDARD_LEADS`).
         padding_value: value of padded samples and of zero-filled missing leads in ``input_values``.
         scale_epsilon: the ``1e-8`` of the release's min-max scaling ``2 (x - min) / (max - min + eps) - 1``.
-        feature_size: feature dimension per time step of ``input_values`` (1: a single concatenated sequence).
 
     Raises:
         ValueError: for non-positive rates, a ``target_sampling_rate`` that is not an integer multiple of
@@ -334,17 +440,12 @@ class HuBERTECGFeatureExtractor(SequenceFeatureExtractor):
         lead_order: Sequence[str] = STANDARD_LEADS,
         padding_value: float = 0.0,
         scale_epsilon: float = 1e-8,
-        feature_size: int = 1,
-        return_attention_mask: bool = True,
         **kwargs,
     ):
-        super().__init__(
-            feature_size=feature_size,
-            sampling_rate=sampling_rate,
-            padding_value=padding_value,
-            return_attention_mask=return_attention_mask,
-            **kwargs,
-        )
+        # keys that configurations saved by SequenceFeatureExtractor versions carry; their API is not offered
+        for legacy in ("feature_size", "padding_side", "return_attention_mask"):
+            kwargs.pop(legacy, None)
+        super().__init__(**kwargs)
         for name, value in (("sampling_rate", sampling_rate), ("target_sampling_rate", target_sampling_rate)):
             if not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"{name} must be a positive number of Hz, got {value!r}")
@@ -365,11 +466,13 @@ class HuBERTECGFeatureExtractor(SequenceFeatureExtractor):
         bad = [lead for lead in lead_order if normalize_lead_name(lead) != lead]
         if bad or len(set(lead_order)) != len(lead_order):
             raise ValueError(f"lead_order must list distinct standard leads from {STANDARD_LEADS}, got {lead_order}")
+        self.sampling_rate = sampling_rate
         self.target_sampling_rate = target_sampling_rate
         self.window_seconds = float(window_seconds)
         self.lowcut = float(lowcut)
         self.highcut = float(highcut)
         self.lead_order = lead_order
+        self.padding_value = float(padding_value)
         self.scale_epsilon = float(scale_epsilon)
 
     # ------------------------------------------------------------------ derived sizes
@@ -388,8 +491,13 @@ class HuBERTECGFeatureExtractor(SequenceFeatureExtractor):
         """Length of one row of ``input_values`` (6000 for the released weights: 12 leads x 5 s x 100 Hz)."""
         return math.ceil(len(self.lead_order) * self.window_samples / self.decimation_factor)
 
+    def num_target_samples(self, num_samples: int, sampling_rate: float) -> int:
+        """Samples of a record of ``num_samples`` at ``sampling_rate`` Hz once resampled to ``target_sampling_rate``
+        (``int(T * 500 / fs)``, as the release resamples)."""
+        return int(num_samples * self.target_sampling_rate / float(sampling_rate))
+
     # ------------------------------------------------------------------ input normalisation
-    def _as_items(self, ecg, sampling_rate, lead_names) -> list[tuple[np.ndarray, float, list[str] | None]]:
+    def _as_items(self, ecg, sampling_rate, lead_names) -> list[tuple[Any, float, list[str] | None]]:
         """Flatten the accepted inputs to a list of (signal (leads, samples), rate Hz, names or None)."""
         if isinstance(ecg, (list, tuple)):
             if len(ecg) == 0:
@@ -398,8 +506,10 @@ class HuBERTECGFeatureExtractor(SequenceFeatureExtractor):
                 isinstance(e, (list, tuple)) and e and isinstance(e[0], (int, float, np.number)) for e in ecg
             ):
                 ecg = [np.asarray(ecg)]  # nested python lists of numbers: one array
+                batched = False
+            else:
+                batched = True
             items = list(ecg)
-            batched = True
         else:
             items = [ecg]
             batched = False
@@ -418,34 +528,42 @@ class HuBERTECGFeatureExtractor(SequenceFeatureExtractor):
         out = []
         for index, (item, rate, names) in enumerate(zip(items, rates, names_per)):
             where = f"ecg[{index}]" if batched else "ecg"
-            if isinstance(item, (str, os.PathLike)):
-                item = read_ecg(item)
+            if isinstance(item, str) or hasattr(item, "__fspath__"):
+                raise ValueError(
+                    f"{where} is a file name ({str(item)!r}); the feature extractor takes arrays: read the file with "
+                    "hubert_ecg.read_ecg, or use hubert_ecg.windows / the ecg-classification pipeline, which read files"
+                )
             if isinstance(item, dict):
                 if "signal" not in item:
                     raise ValueError(f"{where} is a dict without a 'signal' entry; expected keys signal, sampling_rate")
                 rate = item.get("sampling_rate", rate)
                 names = item.get("lead_names", names)
                 item = np.asarray(item["signal"]) if isinstance(item["signal"], (list, tuple)) else item["signal"]
-            if isinstance(item, ECGRecord):
-                if rate is not None and not np.isclose(float(rate), item.sampling_rate):
+            elif hasattr(item, "signal") and hasattr(item, "sampling_rate"):  # an ECGRecord
+                if rate is not None and not np.isclose(float(rate), float(item.sampling_rate)):
                     raise ValueError(
-                        f"sampling_rate={rate} disagrees with the ECGRecord {where} ({item.sampling_rate:g} Hz); "
-                        "leave sampling_rate out for ECGRecords"
+                        f"sampling_rate={rate} disagrees with the ECGRecord {where} ({float(item.sampling_rate):g} "
+                        "Hz); leave sampling_rate out for ECGRecords"
                     )
-                signal, rate = item.signal, item.sampling_rate
-                names = names if names is not None else item.lead_names
-            else:
-                signal = _to_numpy(item)
-                if signal is None:
-                    raise ValueError(
-                        f"{where} has type {type(item).__name__}; expected a numpy array or torch tensor of shape "
-                        "(leads, samples), an ECGRecord, a dict with 'signal' and 'sampling_rate', or a file path"
-                    )
-                if rate is None:
-                    raise ValueError(
-                        f"sampling_rate is required for arrays ({where}): pass the rate of the recording in Hz, "
-                        "e.g. sampling_rate=500"
-                    )
+                rate = item.sampling_rate
+                names = names if names is not None else getattr(item, "lead_names", None)
+                item = item.signal
+            elif rate is None and _as_signal(item) is not None:
+                raise ValueError(
+                    f"sampling_rate is required for arrays ({where}): pass the rate of the recording in Hz, "
+                    "e.g. sampling_rate=500"
+                )
+            signal = _as_signal(item)
+            if signal is None:
+                raise ValueError(
+                    f"{where} has type {type(item).__name__}; expected a numpy array or torch tensor of shape "
+                    "(leads, samples), an ECGRecord, or a dict with 'signal' and 'sampling_rate'"
+                )
+            if rate is None:
+                raise ValueError(
+                    f"sampling_rate is required for arrays ({where}): pass the rate of the recording in Hz, "
+                    "e.g. sampling_rate=500"
+                )
             signal = _check_signal(signal, where)
             rate = _check_rate(rate, f"sampling_rate for {where}")
             if names is not None:
@@ -462,73 +580,63 @@ class HuBERTECGFeatureExtractor(SequenceFeatureExtractor):
             out.append((signal, rate, names))
         return out
 
-    def _lead_index(self, names: list[str] | None, n_rows: int, where: str, missing_leads: str):
-        """Return (source row for every model lead or -1, present mask (leads,))."""
-        order = self.lead_order
-        if names is None:
-            if n_rows != len(order):
-                raise ValueError(
-                    f"{where} has {n_rows} leads but no lead_names; pass lead_names= (one per row) or give "
-                    f"{len(order)} leads in the order {list(order)}"
-                    + (" (the array may be transposed: expected (leads, samples))" if n_rows > 1000 else "")
-                )
-            return np.arange(len(order)), np.ones(len(order), dtype=bool)
-        position: dict[str, int] = {}
-        for row, name in enumerate(names):
-            standard = normalize_lead_name(name)
-            if standard is None:
-                continue  # extra lead (e.g. Frank vx, vy, vz): dropped
-            if standard in position:
-                raise ValueError(
-                    f"{where}: leads {names[position[standard]]!r} and {name!r} both map to {standard}; "
-                    "expected each standard lead at most once"
-                )
-            position[standard] = row
-        rows = np.asarray([position.get(lead, -1) for lead in order])
-        present = rows >= 0
-        if not present.any():
-            raise ValueError(f"{where} has none of the leads {list(order)} (its leads: {names})")
-        if not present.all() and missing_leads == "raise":
-            missing = [lead for lead, ok in zip(order, present) if not ok]
-            raise ValueError(
-                f"{where} lacks the leads {missing} (it has {names}); HuBERT-ECG expects {list(order)}. "
-                "Pass missing_leads='zero' to zero-fill them (a lead_mask is returned)"
-            )
-        return rows, present
-
-    def _process_group(self, items, placement, indices, rate, length, where, window, stride, pad_to_window, rng):
-        """Steps 1-4 for records of one rate and length, vectorised over all their leads."""
-        n_leads, W = len(self.lead_order), self.window_samples
-        n500 = int(length * self.target_sampling_rate / rate)
-        first = where[indices[0]]
+    def _window_starts(self, starts_seconds, n500: int, where: str, pad_to_window: bool) -> np.ndarray:
+        """Window starts in seconds -> int64 samples at ``target_sampling_rate``, checked against the record."""
+        W = self.window_samples
         if n500 < 1:
-            raise ValueError(f"{first} is too short: {length} samples at {rate:g} Hz is less than one sample at 500 Hz")
+            raise ValueError(f"{where} is too short: less than one sample at {self.target_sampling_rate} Hz")
         if n500 < W and not pad_to_window:
             raise ValueError(
-                f"{first} lasts {length / rate:g} s, shorter than the {self.window_seconds:g} s window; "
-                "pass pad_to_window=True to zero-pad it (attention_mask marks the padding)"
+                f"{where} lasts {n500 / self.target_sampling_rate:g} s, shorter than the {self.window_seconds:g} s "
+                "window; pass pad_to_window=True to zero-pad it (attention_mask marks the padding)"
             )
-        # window starts (samples at 500 Hz) of every output row
-        slots, starts = [], []
-        for slot in range(len(indices)):
-            if window == "first":
-                record_starts = [0]
-            elif window == "random":
-                record_starts = [int(rng.integers(0, max(n500 - W, 0) + 1))]
-            else:
-                record_starts = list(range(0, max(n500 - W, 0) + 1, stride))
-                if pad_to_window and n500 > W and record_starts[-1] + W < n500:
-                    record_starts.append(record_starts[-1] + stride)
-            slots.extend([slot] * len(record_starts))
-            starts.extend(record_starts)
-        slots, starts = np.asarray(slots), np.asarray(starts)
+        if starts_seconds is None:
+            return np.zeros(1, dtype=np.int64)
+        seconds = np.asarray(starts_seconds, dtype=np.float64).reshape(-1)
+        if seconds.size == 0 or not np.isfinite(seconds).all():
+            raise ValueError(f"window_starts for {where} must be finite start times in seconds, got {starts_seconds!r}")
+        starts = np.round(seconds * self.target_sampling_rate).astype(np.int64)
+        last = n500 - 1 if pad_to_window else n500 - W
+        bad = (starts < 0) | (starts > last)
+        if bad.any():
+            raise ValueError(
+                f"window_starts for {where}: {seconds[bad][:3].tolist()} s lie outside [0, {last / self.target_sampling_rate:g}] s "
+                f"(the record lasts {n500 / self.target_sampling_rate:g} s, the window {self.window_seconds:g} s"
+                + ("" if pad_to_window else "; pad_to_window=True allows windows that run past the end") + ")"
+            )
+        return starts
+
+    def _per_record_starts(self, window_starts, n_items: int) -> list:
+        if window_starts is None:
+            return [None] * n_items
+        if n_items == 1:
+            if len(window_starts) and np.ndim(window_starts[0]) == 0:
+                return [window_starts]
+            if len(window_starts) == 1:
+                return list(window_starts)
+        if len(window_starts) != n_items or any(np.ndim(s) != 1 for s in window_starts):
+            raise ValueError(
+                f"window_starts must give one sequence of start times (seconds) per ECG: {n_items} ECGs, got "
+                f"{window_starts!r:.80}"
+            )
+        return list(window_starts)
+
+    def _process_group(self, items, placement, indices, rate, length, starts_of):
+        """Steps 1-4 for records of one rate and length, vectorised over all their leads.
+
+        Returns ``(record index per row, window start per row (samples at 500 Hz), segments (rows, leads, W)
+        float32, valid samples per row)``; rows follow ``indices``, the windows of a record in the given order."""
+        n_leads, W = len(self.lead_order), self.window_samples
+        n500 = self.num_target_samples(length, rate)
+        slots = np.concatenate([np.full(len(starts_of[index]), slot) for slot, index in enumerate(indices)])
+        starts = np.concatenate([starts_of[index] for index in indices])
 
         # the input rows in model lead order (the arrays themselves where they already are in that order);
         # absent leads are not filtered at all
         sources, present, missing = [], np.zeros((len(indices), n_leads), dtype=bool), {}
         for slot, index in enumerate(indices):
             rows, lead_present = placement[index]
-            signal = items[index][0]
+            signal = np.asarray(items[index][0])
             present[slot] = lead_present
             if not (signal.shape[0] == n_leads and (rows == np.arange(n_leads)).all()):
                 signal = signal[rows[lead_present]]
@@ -604,122 +712,116 @@ class HuBERTECGFeatureExtractor(SequenceFeatureExtractor):
             segments[absent] = pad
         return np.asarray(indices)[slots], starts, segments, n_valid
 
-    # ------------------------------------------------------------------ main entry
-    def __call__(
-        self,
-        ecg,
-        sampling_rate: float | Sequence[float] | None = None,
-        lead_names: Sequence[str] | Sequence[Sequence[str]] | None = None,
-        window: str = "first",
-        stride_seconds: float | None = None,
-        pad_to_window: bool = False,
-        missing_leads: str = "raise",
-        return_tensors: str | None = None,
-        seed: int | np.random.Generator | None = None,
-        generator: np.random.Generator | None = None,
-        **kwargs,
-    ) -> BatchFeature:
-        r"""Preprocess one or several ECGs into model inputs.
+    def _stream_segments(self, signal, rate, rows, present, starts, block_windows: int):
+        """Steps 1-4 for one long record, piece by piece, with memory that does not grow with its length.
 
-        Args:
-            ecg: one ECG or a batch: a float array or torch tensor of shape ``(leads, samples)`` in mV, a
-                ``(records, leads, samples)`` array, an :class:`~hubert_ecg.io.ECGRecord`, a dict with
-                ``signal`` / ``sampling_rate`` / optional ``lead_names``, a file path for
-                :func:`~hubert_ecg.io.read_ecg`, or a list of any of these (lengths and rates may differ).
-                Non-finite samples (NaN, inf) are missing values: they are set to 0 before filtering and to the
-                mean of the window afterwards, as in the release. Flat leads (max == min) scale to -1 (the
-                release's ``+ 1e-8`` keeps the division defined).
-            sampling_rate: rate of the input in Hz, one for all or one per ECG; required for arrays, taken from
-                ``ECGRecord``\ s (where a given rate must agree). Any positive rate works.
-            lead_names: names of the input rows, one list for all or one per ECG, in any case (``AVR``, ``aVR``);
-                rows are reordered to ``lead_order``; extra leads (Frank vx, vy, vz, ...) are dropped. Without
-                names an array must hold the 12 leads in ``lead_order``.
-            window: ``"first"`` (the first ``window_seconds``, as released), ``"random"`` (one random window per
-                record, the same start for all leads; for training) or ``"all"`` (every window at
-                ``stride_seconds``; for pipelines and test-time augmentation).
-            stride_seconds: stride of ``window="all"`` in seconds (default: ``window_seconds``, no overlap).
-            pad_to_window: if False, a record shorter than ``window_seconds`` is an error; if True its window is
-                padded with ``padding_value`` at the end of every lead and ``attention_mask`` marks the padding.
-                With ``window="all"`` a last, padded window also covers a remainder the full windows miss.
-            missing_leads: ``"raise"`` (default) or ``"zero"``: missing leads become ``padding_value`` in the 500 Hz
-                window and a ``lead_mask`` is returned (the decimation filter of step 5 runs across lead
-                boundaries, so the first and last few samples of a zero-filled lead carry a little of its
-                neighbours, as in the release).
-            return_tensors: None or ``"np"`` for numpy arrays, ``"pt"`` for torch tensors.
-            seed: an int or a ``numpy.random.Generator`` for ``window="random"`` (``generator`` is an alias).
-
-        Returns:
-            BatchFeature with
-            ``input_values`` float32 ``(N, input_length)`` = ``(N, 6000)`` at 100 Hz (12 leads x 5 s, concatenated),
-            ``attention_mask`` int32 ``(N, 6000)``: 1 on samples from the record, 0 on padding (the layout is
-            lead by lead, 500 samples each, so a padded window has its padding at the end of every lead),
-            ``record_index`` int64 ``(N,)``: the input ECG each row comes from,
-            ``window_start`` float64 ``(N,)``: start of each row's window in seconds from the record's start,
-            and with ``missing_leads="zero"`` ``lead_mask`` bool ``(N, 12)``: True for leads present in the input.
-            N is the number of ECGs, except for ``window="all"``.
-
-        Raises:
-            ValueError: for a missing ``sampling_rate`` with arrays, arrays that are not 2-D ``(leads, samples)``
-                (or 3-D batches), non-numeric or complex data, empty records, lead names that do not match the
-                rows, missing leads with ``missing_leads="raise"``, records shorter than the window without
-                ``pad_to_window=True``, or unknown ``window`` / ``missing_leads`` / ``return_tensors`` values.
+        Pass 1 filters the record in pieces of ``2**17`` samples (with ``3 * taps`` samples of context on each side,
+        so that every kept sample equals the whole-record filter's) for the per-lead minimum and maximum; pass 2
+        filters the spans of ``block_windows`` windows at a time and cuts them. Yields ``(starts, segments
+        (n, leads, W) float32, valid samples (n,))`` per block, windows in the given order. At the target rate
+        the signal is only ever read in pieces (a lazy ``signal[:, a:b]`` works); at other rates the whole record
+        is resampled first (FFT resampling is global), which costs memory in proportion to its length.
         """
-        if window not in ("first", "random", "all"):
-            raise ValueError(f"window must be 'first', 'random' or 'all', got {window!r}")
-        if missing_leads not in ("raise", "zero"):
-            raise ValueError(f"missing_leads must be 'raise' or 'zero', got {missing_leads!r}")
-        if return_tensors not in (None, "np", "pt"):
-            raise ValueError(f"return_tensors must be None, 'np' or 'pt', got {return_tensors!r}")
-        if kwargs:
-            logger.warning(f"HuBERTECGFeatureExtractor ignores the arguments {sorted(kwargs)}")
-        W = self.window_samples
-        stride = W
-        if stride_seconds is not None:
-            stride = int(round(float(stride_seconds) * self.target_sampling_rate))
-            if stride < 1:
-                raise ValueError(f"stride_seconds must be at least one sample at 500 Hz, got {stride_seconds!r}")
-        rng = generator if generator is not None else seed
-        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        T, W, n_leads = float(self.target_sampling_rate), self.window_samples, len(self.lead_order)
+        length = signal.shape[1]
+        n500 = self.num_target_samples(length, rate)
+        source_rows = rows[present]
+        margin = 3 * _bandpass_taps(T, self.lowcut, self.highcut).shape[0]
+        piece = max(2**17, W)
+        pad = float(self.padding_value)
+        resampled = source_missing = None
+        if n500 != length:
+            full = np.asarray(np.asarray(signal)[source_rows], dtype=np.float64)
+            finite = np.isfinite(full)
+            resampled = scipy.signal.resample(np.where(finite, full, 0.0), n500, axis=-1)
+            source_missing = None if finite.all() else ~finite
+            del full, finite
 
-        items = self._as_items(ecg, sampling_rate, lead_names)
-        n_leads = len(self.lead_order)
-        where = [f"ecg[{i}]" if len(items) > 1 else "ecg" for i in range(len(items))]
-        placement = [
-            self._lead_index(names, signal.shape[0], where[i], missing_leads)
-            for i, (signal, _, names) in enumerate(items)
-        ]
+        def read(a: int, b: int):
+            """Present leads at 500 Hz, samples [a, b): (values with missing ones set to 0, missing mask or None)."""
+            if resampled is not None:
+                if source_missing is None:
+                    return resampled[:, a:b], None
+                index = np.minimum((np.arange(a, b) * length) // n500, length - 1)
+                miss = source_missing[:, index]
+                return resampled[:, a:b], (miss if miss.any() else None)
+            x = np.asarray(signal[:, a:b])
+            if x.shape[0] != source_rows.shape[0] or (source_rows != np.arange(x.shape[0])).any():
+                x = x[source_rows]
+            finite = np.isfinite(x)
+            if finite.all():
+                return x, None
+            return np.where(finite, x, 0.0), ~finite
 
-        # group records of equal rate and length so that the heavy filtering runs once per group
-        groups: dict[tuple[float, int], list[int]] = {}
-        for index, (signal, rate, _) in enumerate(items):
-            groups.setdefault((rate, signal.shape[1]), []).append(index)
+        def filtered(a: int, b: int, center):
+            ea, eb = max(0, a - margin), min(n500, b + margin)
+            x, miss = read(ea, eb)
+            out = _zero_phase_fir([x], T, self.lowcut, self.highcut, keep=(a - ea, b - ea), center=center)[0]
+            return out, (None if miss is None else miss[:, a - ea : b - ea])
 
-        with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked on the output below
-            parts = [
-                self._process_group(items, placement, indices, rate, length, where, window, stride, pad_to_window, rng)
-                for (rate, length), indices in groups.items()
-            ]
-        record_index = np.concatenate([p[0] for p in parts]).astype(np.int64)
-        starts = np.concatenate([p[1] for p in parts])
-        segments = parts[0][2] if len(parts) == 1 else np.concatenate([p[2] for p in parts])
-        valid_lengths = np.concatenate([p[3] for p in parts])
-        order = np.lexsort((starts, record_index))
-        if (order != np.arange(order.shape[0])).any():  # rows in input order, windows in time order
-            record_index, starts, segments, valid_lengths = (
-                record_index[order],
-                starts[order],
-                segments[order],
-                valid_lengths[order],
+        with np.errstate(over="ignore", invalid="ignore"):
+            first, first_missing = read(0, min(piece, n500))
+            known = np.ones(first.shape, dtype=bool) if first_missing is None else ~first_missing
+            center = np.array(
+                [row[k].mean(dtype=np.float64) if k.any() else 0.0 for row, k in zip(first, known)], dtype=np.float64
             )
+            del first, first_missing, known
+            lo = np.full(source_rows.shape[0], np.inf)
+            hi = np.full(source_rows.shape[0], -np.inf)
+            for a in range(0, n500, piece):  # pass 1: min and max of the filtered record
+                values, miss = filtered(a, min(a + piece, n500), center)
+                if miss is not None:
+                    lo = np.minimum(lo, np.where(miss, np.inf, values).min(axis=-1))
+                    hi = np.maximum(hi, np.where(miss, -np.inf, values).max(axis=-1))
+                else:
+                    lo = np.minimum(lo, values.min(axis=-1))
+                    hi = np.maximum(hi, values.max(axis=-1))
+            lo[~np.isfinite(lo)] = 0.0
+            hi[~np.isfinite(hi)] = 0.0
+            scale32 = (2.0 / (hi - lo + self.scale_epsilon)).astype(np.float32)[:, None]
+            lo32 = lo.astype(np.float32)[:, None]
 
-        # step 5: concatenate the leads and decimate all rows at once
+            for begin in range(0, len(starts), block_windows):  # pass 2: the windows, a block at a time
+                block = starts[begin : begin + block_windows]
+                valid = np.minimum(W, n500 - block)
+                segments = np.full((len(block), n_leads, W), pad, dtype=np.float32)
+
+                def cut(run):
+                    s0 = int(block[run[0]])
+                    s1 = min(int(block[run[-1]]) + W, n500)
+                    values, miss = filtered(s0, s1, center)
+                    values = (values - lo32) * scale32
+                    values -= 1.0
+                    for r in run:
+                        at, v = int(block[r]) - s0, int(valid[r])
+                        window = values[:, at : at + v].copy()
+                        if miss is not None:
+                            m = miss[:, at : at + v]
+                            if m.any():
+                                window[m] = window[~m].mean(dtype=np.float64) if (~m).any() else pad
+                        segments[r][present, :v] = window
+
+                order = np.argsort(block, kind="stable")
+                run = [order[0]]
+                for r in order[1:]:
+                    if block[r] + W - block[run[0]] > piece:
+                        cut(run)
+                        run = [r]
+                    else:
+                        run.append(r)
+                cut(run)
+                yield block, segments, valid
+
+    def _finish(self, segments: np.ndarray, valid_lengths: np.ndarray, where: Sequence[str]):
+        """Step 5 (leads concatenated and decimated) and the attention mask: ``(input_values, attention_mask)``."""
+        n_leads, W = len(self.lead_order), self.window_samples
         concatenated = segments.reshape(segments.shape[0], n_leads * W)
         q = self.decimation_factor
         with np.errstate(over="ignore", invalid="ignore"):
-            input_values = _decimate(concatenated, q) if q > 1 else concatenated
+            input_values = _decimate(concatenated, q) if q > 1 else concatenated.astype(np.float64)
         finite_rows = np.isfinite(input_values).all(axis=1)
         if not finite_rows.all():  # only for absurd amplitudes (float overflow); never hand back a silent NaN
-            bad = sorted({where[i] for i in record_index[~finite_rows]})
+            bad = sorted({where[i] for i in np.flatnonzero(~finite_rows)})
             raise ValueError(
                 f"{', '.join(bad)}: preprocessing overflowed (amplitudes near the float32 limit); expected finite "
                 "signals in mV"
@@ -732,15 +834,158 @@ class HuBERTECGFeatureExtractor(SequenceFeatureExtractor):
             out_valid = -(-valid_lengths // q)  # ceil: an output sample is valid if its input sample is
             per_lead = (np.arange(per_lead_out)[None, :] < out_valid[:, None]).astype(np.int32)
             attention_mask = np.tile(per_lead, (1, n_leads))
-        data: dict[str, Any] = {
-            "input_values": input_values.astype(np.float32),
-            "attention_mask": attention_mask,
-            "record_index": record_index,
-            "window_start": starts.astype(np.float64) / self.target_sampling_rate,
-        }
-        if missing_leads == "zero":
-            data["lead_mask"] = np.stack([placement[i][1] for i in record_index]).astype(bool)
-        return BatchFeature(data=data, tensor_type=return_tensors)
+        return input_values.astype(np.float32), attention_mask
+
+    @staticmethod
+    def _check_options(missing_leads, return_tensors):
+        if missing_leads not in ("raise", "zero"):
+            raise ValueError(f"missing_leads must be 'raise' or 'zero', got {missing_leads!r}")
+        if return_tensors not in (None, "np", "pt"):
+            raise ValueError(f"return_tensors must be None, 'np' or 'pt', got {return_tensors!r}")
+
+    # ------------------------------------------------------------------ main entry
+    def __call__(
+        self,
+        ecg,
+        sampling_rate: float | Sequence[float] | None = None,
+        lead_names: Sequence[str] | Sequence[Sequence[str]] | None = None,
+        window_starts: Sequence[float] | Sequence[Sequence[float]] | None = None,
+        pad_to_window: bool = False,
+        missing_leads: str = "raise",
+        return_tensors: str | None = None,
+    ) -> BatchFeature:
+        r"""Preprocess one or several ECG arrays into model inputs.
+
+        Args:
+            ecg: one ECG or a batch: a float array or torch tensor of shape ``(leads, samples)`` in mV, a
+                ``(records, leads, samples)`` array, an :class:`~hubert_ecg.io.ECGRecord` (or any object with
+                ``signal``, ``sampling_rate`` and ``lead_names``), a dict with ``signal`` / ``sampling_rate`` /
+                optional ``lead_names``, or a list of any of these (lengths and rates may differ). Non-finite
+                samples (NaN, inf) are missing values: they are set to 0 before filtering and to the mean of the
+                window afterwards, as in the release. Flat leads (max == min) scale to -1 (the release's ``+ 1e-8``
+                keeps the division defined). File names are refused: read them with :func:`hubert_ecg.read_ecg`.
+            sampling_rate: rate of the input in Hz, one for all or one per ECG; required for arrays, taken from
+                ``ECGRecord``\ s (where a given rate must agree). Any positive rate works.
+            lead_names: names of the input rows, one list for all or one per ECG, in any case (``AVR``, ``aVR``);
+                rows are reordered to ``lead_order`` by :func:`map_leads`; extra leads (Frank vx, vy, vz, ...) are
+                dropped. Without names an array must hold the 12 leads in ``lead_order``.
+            window_starts: start times in seconds of the windows to take: for one ECG a sequence, for a batch one
+                sequence per ECG. Default: the first window (0 s) of every ECG, as released. The windows are cut
+                after the whole record is filtered and scaled, as in the release; :mod:`hubert_ecg.windows`
+                chooses them (random, all with a stride).
+            pad_to_window: if False, a window must lie inside the record (a record shorter than
+                ``window_seconds`` is an error); if True a window may run past the end and is padded with
+                ``padding_value`` at the end of every lead, and ``attention_mask`` marks the padding.
+            missing_leads: ``"raise"`` (default) or ``"zero"``: missing leads become ``padding_value`` in the
+                500 Hz window (the decimation filter of step 5 runs across lead boundaries, so the first and last
+                few samples of a zero-filled lead carry a little of its neighbours, as in the release); which leads
+                are present is :func:`map_leads`'s ``present``.
+            return_tensors: None or ``"np"`` for numpy arrays, ``"pt"`` for torch tensors.
+
+        Returns:
+            BatchFeature with ``input_values`` float32 ``(N, input_length)`` = ``(N, 6000)`` at 100 Hz (12 leads x
+            5 s, concatenated) and ``attention_mask`` int32 ``(N, 6000)``: 1 on samples from the record, 0 on
+            padding (lead by lead, 500 samples each, so a padded window has its padding at the end of every lead).
+            Rows: the windows of the first ECG in the given order, then those of the second, ...; N is the number
+            of ECGs with the default ``window_starts``.
+
+        Raises:
+            ValueError: for a missing ``sampling_rate`` with arrays, arrays that are not 2-D ``(leads, samples)``
+                (or 3-D batches), non-numeric or complex data, empty records, file names, lead names that do not
+                match the rows, missing leads with ``missing_leads="raise"``, windows outside the record (records
+                shorter than the window without ``pad_to_window=True``), or unknown ``missing_leads`` /
+                ``return_tensors`` values.
+        """
+        self._check_options(missing_leads, return_tensors)
+        items = self._as_items(ecg, sampling_rate, lead_names)
+        where = [f"ecg[{i}]" if len(items) > 1 else "ecg" for i in range(len(items))]
+        placement = [
+            map_leads(names, signal.shape[0], self.lead_order, missing_leads, where[i])
+            for i, (signal, _, names) in enumerate(items)
+        ]
+        starts_given = self._per_record_starts(window_starts, len(items))
+        starts_of = [
+            self._window_starts(starts_given[i], self.num_target_samples(signal.shape[1], rate), where[i], pad_to_window)
+            for i, (signal, rate, _) in enumerate(items)
+        ]
+
+        # group records of equal rate and length so that the heavy filtering runs once per group; long records
+        # run piece by piece
+        groups: dict[tuple[float, int], list[int]] = {}
+        parts = []
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked on the output
+            for index, (signal, rate, _) in enumerate(items):
+                if self.num_target_samples(signal.shape[1], rate) > STREAM_SAMPLES:
+                    rows, present = placement[index]
+                    for block, segments, valid in self._stream_segments(
+                        signal, rate, rows, present, starts_of[index], block_windows=256
+                    ):
+                        parts.append((np.full(len(block), index), block, segments, valid))
+                else:
+                    groups.setdefault((rate, signal.shape[1]), []).append(index)
+            for (rate, length), indices in groups.items():
+                parts.append(self._process_group(items, placement, indices, rate, length, starts_of))
+        record_index = np.concatenate([p[0] for p in parts]).astype(np.int64)
+        segments = parts[0][2] if len(parts) == 1 else np.concatenate([p[2] for p in parts])
+        valid_lengths = np.concatenate([p[3] for p in parts])
+        order = np.argsort(record_index, kind="stable")
+        if (order != np.arange(order.shape[0])).any():  # rows in input order, windows in the given order
+            record_index, segments, valid_lengths = record_index[order], segments[order], valid_lengths[order]
+        input_values, attention_mask = self._finish(segments, valid_lengths, [where[i] for i in record_index])
+        return BatchFeature(
+            data={"input_values": input_values, "attention_mask": attention_mask}, tensor_type=return_tensors
+        )
+
+    def iter_windows(
+        self,
+        ecg,
+        window_starts: Sequence[float] | None = None,
+        batch_windows: int = 64,
+        sampling_rate: float | None = None,
+        lead_names: Sequence[str] | None = None,
+        pad_to_window: bool = False,
+        missing_leads: str = "raise",
+        return_tensors: str | None = None,
+    ):
+        """The windows of ONE ECG, ``batch_windows`` at a time, with memory that does not grow with its length.
+
+        Same numbers as ``self(ecg, window_starts=[window_starts], ...)`` (to float32 rounding), as a generator of
+        BatchFeatures (``input_values`` ``(n <= batch_windows, 6000)``, ``attention_mask``), windows in the given
+        order. Records longer than :data:`STREAM_SAMPLES` samples at ``target_sampling_rate`` (or with more than
+        ``batch_windows`` windows) are filtered piece by piece in two passes; at the target rate their signal is
+        only read in pieces, so a lazy signal (``signal[:, a:b]`` reads from the file) keeps memory flat.
+
+        Raises:
+            ValueError: as :meth:`__call__`, before the first window is yielded.
+        """
+        self._check_options(missing_leads, return_tensors)
+        if not isinstance(batch_windows, int) or batch_windows < 1:
+            raise ValueError(f"batch_windows must be a positive integer, got {batch_windows!r}")
+        if isinstance(ecg, (list, tuple)) and ecg and not isinstance(ecg[0], (int, float, np.number, list, tuple)):
+            raise ValueError("iter_windows takes one ECG; call it once per ECG")
+        (signal, rate, names), = self._as_items(ecg, sampling_rate, lead_names)
+        rows, present = map_leads(names, signal.shape[0], self.lead_order, missing_leads, "ecg")
+        n500 = self.num_target_samples(signal.shape[1], rate)
+        starts = self._window_starts(window_starts, n500, "ecg", pad_to_window)
+        return self._iter_windows(signal, rate, rows, present, starts, n500, batch_windows, return_tensors)
+
+    def _iter_windows(self, signal, rate, rows, present, starts, n500, batch_windows, return_tensors):
+        if n500 <= STREAM_SAMPLES and len(starts) <= batch_windows:
+            with np.errstate(over="ignore", invalid="ignore"):
+                _, _, segments, valid = self._process_group(
+                    [(signal, rate, None)], [(rows, present)], [0], rate, signal.shape[1], [starts]
+                )
+            blocks = [(segments, valid)]
+        else:
+            blocks = (
+                (segments, valid)
+                for _, segments, valid in self._stream_segments(signal, rate, rows, present, starts, batch_windows)
+            )
+        for segments, valid in blocks:
+            input_values, attention_mask = self._finish(segments, valid, ["ecg"] * len(valid))
+            yield BatchFeature(
+                data={"input_values": input_values, "attention_mask": attention_mask}, tensor_type=return_tensors
+            )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -761,18 +1006,31 @@ def _to_numpy(value) -> np.ndarray | None:
     return None
 
 
-def _check_signal(signal: np.ndarray, where: str) -> np.ndarray:
-    if signal.dtype == object or not (np.issubdtype(signal.dtype, np.number) or signal.dtype == bool):
-        raise ValueError(f"{where} has dtype {signal.dtype}; expected real numbers in mV, shape (leads, samples)")
-    if np.iscomplexobj(signal):
+def _as_signal(value):
+    """An array for ``value`` (numpy, torch), the object itself for a lazy 2-D signal (``shape``, ``dtype`` and
+    ``[:, a:b]`` slicing that reads from a file), or None."""
+    array = _to_numpy(value)
+    if array is not None:
+        return array
+    if hasattr(value, "shape") and hasattr(value, "dtype") and hasattr(value, "__getitem__"):
+        return value
+    return None
+
+
+def _check_signal(signal, where: str):
+    dtype = np.dtype(signal.dtype)
+    if dtype == object or not (np.issubdtype(dtype, np.number) or dtype == bool):
+        raise ValueError(f"{where} has dtype {dtype}; expected real numbers in mV, shape (leads, samples)")
+    if np.issubdtype(dtype, np.complexfloating):
         raise ValueError(f"{where} is complex; expected real numbers in mV, shape (leads, samples)")
-    if signal.ndim != 2:
+    shape = tuple(signal.shape)
+    if len(shape) != 2:
         raise ValueError(
-            f"{where} has {signal.ndim} dimensions (shape {signal.shape}); expected (leads, samples) for one ECG "
+            f"{where} has {len(shape)} dimensions (shape {shape}); expected (leads, samples) for one ECG "
             "or (records, leads, samples) for a batch"
         )
-    if signal.shape[0] == 0 or signal.shape[1] == 0:
-        raise ValueError(f"{where} is empty (shape {signal.shape}); expected (leads, samples) with samples > 0")
+    if shape[0] == 0 or shape[1] == 0:
+        raise ValueError(f"{where} is empty (shape {shape}); expected (leads, samples) with samples > 0")
     return signal
 
 
@@ -785,4 +1043,6 @@ def _per_item(value, n: int, name: str, scalar_types) -> list:
         if len(value) != n:
             raise ValueError(f"{name} has {len(value)} entries for {n} ECGs; expected one for all or one per ECG")
         return list(value)
+    if isinstance(value, str):
+        raise ValueError(f"{name} must be a number of Hz, got {value!r}")
     raise ValueError(f"{name} must be a number or a list with one entry per ECG, got {type(value).__name__}")

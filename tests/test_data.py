@@ -110,3 +110,25 @@ def test_unreadable_record_raise_or_skip(tmp_path, data_dir):
     dataset = data.build_dataset(records, on_error="skip", skipped=skipped)
     assert len(dataset) == 1 and len(skipped) == 2
     assert "broken" in skipped.report() and "missing_lr" in skipped.report()
+
+
+def test_fine_tuning_takes_what_pretraining_takes(tmp_path, data_dir):
+    """A 2-lead record (CPSC2021, 200 Hz): an error naming the leads by default, zero-filled with missing_leads="zero",
+    giving the windows the pretraining window builder gives (same lead mapping, same preprocessing)."""
+    from hubert_ecg.training.windows import build_window_dataset, load_window_dataset
+
+    folder = data_dir / "long" / "cpsc2021"
+    name = sorted(p.stem for p in folder.glob("*.hea"))[0]
+    csv = _write(tmp_path / "two.csv", f"filename,A,B\n{name},1,0\n")
+    records = data.read_manifest(csv, folder)
+    with pytest.raises(ValueError, match=rf"{name}.*lacks the leads \['III', 'aVR'"):
+        data.build_dataset(records)
+    dataset = data.build_dataset(records, missing_leads="zero")
+    mask = np.asarray(dataset[0]["lead_mask"])
+    assert mask.sum() == 2
+    fe = HuBERTECGFeatureExtractor()
+    first = data.with_preprocessing(dataset, fe, window="first")[0]["input_values"].numpy()
+    build_window_dataset([str(folder / f"{name}.hea")], tmp_path / "windows", show_progress=False)
+    pretraining = load_window_dataset(tmp_path / "windows").with_format("numpy")[0]
+    np.testing.assert_array_equal(pretraining["lead_mask"], mask)
+    np.testing.assert_allclose(first, pretraining["input_values"], atol=1e-6)

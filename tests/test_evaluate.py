@@ -70,8 +70,27 @@ def test_evaluate_manifest_with_tta_and_outputs(tiny_dir, manifest, tmp_path, ca
     assert "skipped 1 record" in captured.err and "missing_hr" in captured.err
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["n_records"] == 8 and len(summary["skipped"]) == 1
-    lo, hi = summary["ci"]["macro_auroc"]
-    assert lo <= hi
+    # the probabilities are 3 random windows per record (drawn in record order from the seed), max-aggregated
+    from hubert_ecg import read_ecg
+    from hubert_ecg.windows import choose_window_starts
+
+    model = HuBERTECGForSequenceClassification.from_pretrained(tiny_dir).eval()
+    fe = HuBERTECGFeatureExtractor()
+    rng = np.random.default_rng(0)
+    rows = [line.split(",") for line in (out / "probabilities.csv").read_text().splitlines()[1:]]
+    assert len(rows) == 8
+    for row in rows:
+        record = read_ecg(row[0])
+        starts = choose_window_starts(record.signal.shape[1], record.sampling_rate, fe, "random", num_windows=3, rng=rng)
+        with torch.no_grad():
+            logits = model(input_values=fe(record, window_starts=starts, return_tensors="pt")["input_values"]).logits
+        np.testing.assert_allclose([float(v) for v in row[1:6]], torch.sigmoid(logits).max(0).values.numpy(), atol=2e-6)
+    # and the metrics are sklearn's on those probabilities
+    probs = np.array([[float(v) for v in row[1:6]] for row in rows])
+    labels = np.array([[float(v) for v in row[6:11]] for row in rows])
+    present = (labels.sum(0) > 0) & (labels.sum(0) < len(labels))
+    assert summary["metrics"]["macro_auroc"] == pytest.approx(
+        roc_auc_score(labels[:, present], probs[:, present], average="macro"), abs=1e-5)
     assert (out / "roc_curves.png").stat().st_size > 1000
     per_label = (out / "per_label.csv").read_text().splitlines()
     assert per_label[0].startswith("label,positives,auroc") and len(per_label) == 6
@@ -86,8 +105,10 @@ def test_evaluate_first_window_equals_model(tiny_dir, manifest):
     model = HuBERTECGForSequenceClassification.from_pretrained(tiny_dir).eval()
     fe = HuBERTECGFeatureExtractor()
     scores, kept, _ = evaluate.score_records(model, fe, [str(folder / "00010_hr")])
+    from hubert_ecg import read_ecg
+
     with torch.no_grad():
-        logits = model(input_values=fe(str(folder / "00010_hr"), return_tensors="pt")["input_values"]).logits
+        logits = model(input_values=fe(read_ecg(folder / "00010_hr"), return_tensors="pt")["input_values"]).logits
     np.testing.assert_allclose(scores[0], torch.sigmoid(logits)[0].numpy(), rtol=1e-5)
     assert result["n_records"] == 8 and result["ci"] == {}
 

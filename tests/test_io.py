@@ -20,8 +20,42 @@ def challenge(data_dir):
     return data_dir / "cinc2021" / "E07500"
 
 
-def test_standard_leads():
-    assert STANDARD_LEADS == ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+def test_lead_names_map_to_the_released_order(reference_dir, data_dir):
+    """PTB's lower-case leads plus Frank vx/vy/vz, mapped by map_leads, give the release's lead order (raw_5)."""
+    from hubert_ecg.processing import map_leads
+
+    with np.load(reference_dir / "preprocessing.npz") as ref:
+        raw, source = ref["raw_5"], str(ref["source_5"])
+    record = read_ecg(data_dir.parent.parent / source)
+    assert record.lead_names[:4] == ["i", "ii", "iii", "avr"] and record.lead_names[-3:] == ["vx", "vy", "vz"]
+    rows, present = map_leads(record.lead_names, record.num_leads)
+    assert present.all() and len(rows) == len(STANDARD_LEADS)
+    np.testing.assert_allclose(record.signal[rows], raw, atol=1e-6)
+    shuffled = np.random.default_rng(0).permutation(record.num_leads)  # any row order maps back
+    rows, _ = map_leads([record.lead_names[k] for k in shuffled], record.num_leads)
+    np.testing.assert_allclose(record.signal[shuffled][rows], raw, atol=1e-6)
+
+
+def test_long_records_open_lazily(tmp_path, ptbxl500, monkeypatch):
+    """Long .npy and WFDB format-16 records: read_ecg(lazy=True) reads signal[:, a:b] from the file, equal to the
+    eager read."""
+    from hubert_ecg import io
+
+    monkeypatch.setattr(io, "LAZY_SAMPLES", 4000)
+    record = read_ecg(ptbxl500)
+    np.save(tmp_path / "x.npy", record.signal)
+    lazy = read_ecg(tmp_path / "x.npy", sampling_rate=500, lazy=True)
+    assert isinstance(lazy.signal, io.LazySignal) and lazy.signal.shape == (12, 5000) and lazy.duration == 10
+    np.testing.assert_array_equal(lazy.signal[:, 1234:4321], record.signal[:, 1234:4321])
+    np.testing.assert_array_equal(np.asarray(lazy.signal), record.signal)
+    wfdb.wrsamp("rec", fs=500, units=["mV"] * 12, sig_name=record.lead_names, p_signal=np.ascontiguousarray(record.signal.T, dtype=np.float64),
+                fmt=["16"] * 12, adc_gain=[1000.0] * 12, baseline=[0] * 12, write_dir=str(tmp_path))
+    eager = read_ecg(tmp_path / "rec")
+    lazy = read_ecg(tmp_path / "rec", lazy=True)
+    assert isinstance(lazy.signal, io.LazySignal) and lazy.lead_names == eager.lead_names
+    np.testing.assert_allclose(lazy.signal[3:5, 100:4900], eager.signal[3:5, 100:4900], atol=1e-6)
+    monkeypatch.setattr(io, "LAZY_SAMPLES", 10_000)  # shorter records are read at once
+    assert isinstance(read_ecg(tmp_path / "rec", lazy=True).signal, np.ndarray)
 
 
 @pytest.mark.parametrize("suffix", ["", ".hea", ".dat"])

@@ -9,6 +9,7 @@ import torch
 import hubert_ecg
 from hubert_ecg import HuBERTECGConfig, HuBERTECGFeatureExtractor, HuBERTECGForSequenceClassification, read_ecg
 from hubert_ecg.pipelines import ECGClassificationPipeline, predict_main
+from hubert_ecg.windows import choose_window_starts
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=[32] * 5,
             num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, classifier_proj_size=32)
@@ -56,7 +57,7 @@ def test_pipeline_is_registered(clf):
 
 def test_pipeline_equals_model_called_directly(clf, records):
     record = read_ecg(records[0])
-    features = clf.feature_extractor(record, window="all", return_tensors="pt")
+    features = clf.feature_extractor(record, window_starts=[0.0, 5.0], return_tensors="pt")
     assert features["input_values"].shape == (2, 6000)  # 10 s -> two 5 s windows
     with torch.no_grad():
         logits = clf.model(input_values=features["input_values"]).logits
@@ -70,6 +71,36 @@ def test_pipeline_equals_model_called_directly(clf, records):
     np.testing.assert_allclose([maxed[n] for n in LABELS], torch.sigmoid(logits).max(dim=0).values.numpy(), rtol=1e-5)
 
 
+def _by_hand(clf, record, starts, aggregation="mean"):
+    """Scores of ``record`` computed without the pipeline: feature extractor, model, sigmoid, aggregation."""
+    features = clf.feature_extractor(record, window_starts=starts, return_tensors="pt")
+    with torch.no_grad():
+        probs = torch.sigmoid(clf.model(input_values=features["input_values"]).logits).numpy()
+    return probs.max(axis=0) if aggregation == "max" else probs.mean(axis=0)
+
+
+def _as_vector(result):
+    return np.array([{r["label"]: r["score"] for r in result}[n] for n in LABELS])
+
+
+class _Counting:
+    """Wraps the pipeline's model to record the batch size of every forward pass."""
+
+    def __init__(self, clf):
+        self.clf, self.sizes, self.forward = clf, [], clf.model.forward
+
+    def __enter__(self):
+        def forward(*args, **kwargs):
+            self.sizes.append(kwargs["input_values"].shape[0])
+            return self.forward(*args, **kwargs)
+
+        self.clf.model.forward = forward
+        return self.sizes
+
+    def __exit__(self, *exc):
+        del self.clf.model.forward
+
+
 def test_pipeline_input_kinds_and_batching(clf, records):
     record = read_ecg(records[0])
     by_path = clf(records[0])
@@ -78,20 +109,64 @@ def test_pipeline_input_kinds_and_batching(clf, records):
     for other in (as_dict, by_record):
         assert [r["label"] for r in other] == [r["label"] for r in by_path]
         np.testing.assert_allclose([r["score"] for r in other], [r["score"] for r in by_path], rtol=1e-5)
-    batched = clf(records + [record], batch_size=2)
-    assert len(batched) == 3
-    np.testing.assert_allclose([r["score"] for r in batched[0]], [r["score"] for r in by_path], rtol=1e-5)
-    assert clf(records, batch_size=2, top_k=2)[1] == clf(records[1], top_k=2)
+    top2 = clf(records, batch_size=2, top_k=2)[1]
+    assert [r["label"] for r in top2] == [r["label"] for r in clf(records[1], top_k=2)]
     assert len(clf(records[0], top_k=None)) == 5 and len(clf(records[0], top_k=1)) == 1
 
 
-def test_pipeline_long_record_any_rate(clf, data_dir):
-    # PTB Diagnostic record: 1000 Hz, 38.4 s, 12 standard + 3 Frank leads -> 7 windows
+def test_batching_windows_across_records_gives_the_same_scores(clf, records, data_dir):
+    long = str(data_dir / "long" / "ptbdb_s0010_re" / "s0010_re")  # 38.4 s: 7 windows
+    inputs = [records[0], long, records[1]]  # 2 + 7 + 2 = 11 windows
+    one_by_one = [clf(x) for x in inputs]
+    with _Counting(clf) as sizes:
+        batched = clf(inputs, batch_size=4)
+    assert sizes == [4, 4, 3]  # batch_size counts windows, across record boundaries
+    for a, b in zip(one_by_one, batched):
+        np.testing.assert_allclose(_as_vector(b), _as_vector(a), rtol=1e-5, atol=1e-6)
+
+
+def test_generator_and_datasets_inputs(clf, records):
+    from datasets import Dataset
+    from transformers.pipelines.pt_utils import KeyDataset
+
+    expected = [_as_vector(clf(r)) for r in records]
+    from_generator = list(clf((r for r in records), batch_size=3))
+    signals = [read_ecg(r) for r in records]
+    dataset = Dataset.from_dict({"signal": [r.signal for r in signals], "sampling_rate": [500.0, 500.0],
+                                 "path": records})
+    from_dataset = list(clf(dataset, batch_size=3))
+    from_key_dataset = list(clf(KeyDataset(dataset, "path"), batch_size=3, num_workers=1))
+    for outputs in (from_generator, from_dataset, from_key_dataset):
+        assert len(outputs) == 2
+        for got, want in zip(outputs, expected):
+            np.testing.assert_allclose(_as_vector(got), want, rtol=1e-5, atol=1e-6)
+
+
+def test_pipeline_long_record_windows_and_aggregate(clf, data_dir):
+    # PTB Diagnostic record: 1000 Hz, 38.4 s, 12 standard + 3 Frank leads -> 7 windows of 5 s (the last 3.4 s left)
     path = data_dir / "long" / "ptbdb_s0010_re" / "s0010_re"
-    if not path.with_suffix(".hea").exists():
-        pytest.skip("long record not available")
-    result = clf(str(path))
-    assert len(result) == 5 and all(0 <= r["score"] <= 1 for r in result)
+    record = read_ecg(path)
+    starts = choose_window_starts(record.signal.shape[1], record.sampling_rate, clf.feature_extractor, "all")
+    np.testing.assert_allclose(starts, np.arange(7) * 5.0)
+    for aggregation in ("mean", "max"):
+        with _Counting(clf) as sizes:
+            result = clf(str(path), aggregation=aggregation, batch_size=3)
+        assert sum(sizes) == 7 and sizes == [3, 3, 1]
+        np.testing.assert_allclose(_as_vector(result), _by_hand(clf, record, starts, aggregation), rtol=1e-5)
+    # overlapping windows: stride 2.5 s -> 14 windows
+    with _Counting(clf) as sizes:
+        result = clf(str(path), stride_seconds=2.5, batch_size=64)
+    assert sizes == [14]
+    np.testing.assert_allclose(_as_vector(result), _by_hand(clf, record, np.arange(14) * 2.5), rtol=1e-5)
+
+
+def test_pipeline_bf16_dtype(tiny_dir, records):
+    from transformers import pipeline
+
+    clf16 = pipeline("ecg-classification", model=str(tiny_dir), dtype=torch.bfloat16)
+    assert clf16.model.dtype == torch.bfloat16
+    clf32 = pipeline("ecg-classification", model=str(tiny_dir))
+    np.testing.assert_allclose(_as_vector(clf16(records[0])), _as_vector(clf32(records[0])), atol=0.02)
 
 
 def test_pipeline_errors(clf, records):
@@ -120,6 +195,15 @@ def test_predict_cli_formats_and_skips(tiny_dir, records, tmp_path, capsys):
     out = json.loads(captured.out)
     assert [o["file"] for o in out] == records and all(len(o["predictions"]) == 3 for o in out)
     assert "skipped 2 of 4" in captured.err and "broken" in captured.err and "missing" in captured.err
+    clf = hubert_ecg.pipelines.load_pipeline(str(tiny_dir))
+    for o, record in zip(out, records):  # the scores of the good files are not disturbed by the bad ones
+        alone = clf(record, top_k=3)
+        assert [p["label"] for p in o["predictions"]] == [p["label"] for p in alone]
+        np.testing.assert_allclose([p["score"] for p in o["predictions"]], [p["score"] for p in alone], rtol=1e-5)
+    # a bad file between good ones in one batch of windows
+    results, skipped = clf.predict_files([records[0], str(tmp_path / "missing"), records[1]], batch_size=5)
+    assert [name for name, _ in results] == records and [name for name, _ in skipped] == [str(tmp_path / "missing")]
+    assert "not found" in skipped[0][1]
 
     assert predict_main([records[0], "--model", str(tiny_dir), "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -134,17 +218,26 @@ def test_predict_cli_formats_and_skips(tiny_dir, records, tmp_path, capsys):
     assert "cannot load the model" in capsys.readouterr().err
 
 
-def test_predict_cli_with_demo_model(capsys):
+def test_predict_cli_with_demo_model_prints_the_readme_table(capsys):
+    """The README's first command: its table of predictions for the bundled records, figure by figure."""
+    import re
+    from pathlib import Path
+
     try:
         hubert_ecg.demo_model_path()
     except ValueError:
         pytest.skip("demo model not trained yet")
-    from hubert_ecg.demo import demo_records
-
-    assert predict_main(demo_records()) == 0
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"```\n(file +predictions \(score\)\n.*?)\n```", readme, re.S).group(1)
+    expected = [line for line in block.splitlines() if line.startswith("hubert_ecg/demo/records/")]
+    assert len(expected) == 6
+    files = [line.split()[0] for line in expected]
+    root = Path(hubert_ecg.__file__).resolve().parents[1]
+    assert predict_main([str(root / f) for f in files]) == 0
     captured = capsys.readouterr()
     assert "demo model" in captured.err and "not a clinical tool" in captured.err
-    assert len(captured.out.splitlines()) == 1 + len(demo_records())
+    rows = captured.out.splitlines()[1:]
+    assert [row.split()[1:] for row in rows] == [line.split()[1:] for line in expected]
 
 
 def test_cli_router_predict(tiny_dir, records, capsys):
@@ -152,3 +245,23 @@ def test_cli_router_predict(tiny_dir, records, capsys):
 
     assert main(["predict", records[0], "--model", str(tiny_dir), "--top-k", "1"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+def test_long_record_path_lazy_and_streamed_gives_the_same_scores(clf, records, tmp_path, monkeypatch):
+    """The long-record path (file read piece by piece, record filtered in two passes) on a record made short enough
+    to test: the same scores as the in-memory path."""
+    import wfdb
+
+    from hubert_ecg import io, processing
+
+    record = read_ecg(records[0])
+    wfdb.wrsamp("rec", fs=500, units=["mV"] * 12, sig_name=record.lead_names, fmt=["16"] * 12,
+                p_signal=np.ascontiguousarray(record.signal.T, dtype=np.float64), adc_gain=[1000.0] * 12,
+                baseline=[0] * 12, write_dir=str(tmp_path))
+    path = str(tmp_path / "rec")
+    eager = clf(path, stride_seconds=1.0)
+    monkeypatch.setattr(io, "LAZY_SAMPLES", 1000)
+    monkeypatch.setattr(processing, "STREAM_SAMPLES", 1000)
+    assert isinstance(io.read_ecg(path, lazy=True).signal, io.LazySignal)
+    streamed = clf(path, stride_seconds=1.0, batch_size=4)
+    np.testing.assert_allclose(_as_vector(streamed), _as_vector(eager), rtol=1e-5, atol=1e-6)

@@ -8,10 +8,12 @@ import scipy.signal
 import torch
 
 from hubert_ecg.io import STANDARD_LEADS, ECGRecord, read_ecg
+from hubert_ecg import processing
 from hubert_ecg.processing import (
     HuBERTECGFeatureExtractor,
     _decimate,
     _zero_phase_fir,
+    map_leads,
     normalize_lead_name,
 )
 
@@ -68,9 +70,7 @@ def test_one_batch_of_mixed_rates_and_lengths(fe, ref):
     raws = [ref[f"raw_{i}"] for i in range(6)]
     rates = [int(ref[f"fs_{i}"]) for i in range(6)]
     out = fe(raws, sampling_rate=rates)
-    assert out["input_values"].shape == (6, 6000)
-    np.testing.assert_array_equal(out["record_index"], np.arange(6))
-    np.testing.assert_array_equal(out["window_start"], np.zeros(6))
+    assert out["input_values"].shape == (6, 6000) and set(out.keys()) == {"input_values", "attention_mask"}
     for i in range(6):
         np.testing.assert_allclose(out["input_values"][i], ref[f"input5s_{i}"], atol=TOL)
 
@@ -79,7 +79,7 @@ def test_files_and_records(fe, ref, data_dir):
     """Paths through read_ecg: PTB-XL 500 and 100 Hz (AVR spelling) and PTB at 1000 Hz with 15 leads."""
     root = data_dir.parent.parent
     paths = [root / str(ref[f"source_{i}"]) for i in (0, 3, 5)]
-    out = fe([str(p) for p in paths])
+    out = fe([read_ecg(p) for p in paths])
     for row, i in enumerate((0, 3, 5)):
         np.testing.assert_allclose(out["input_values"][row], ref[f"input5s_{i}"], atol=TOL)
     record = read_ecg(paths[2])  # lower-case names, Frank vx/vy/vz dropped
@@ -113,7 +113,7 @@ def test_return_tensors_pt(fe, ref):
     out = fe([ref["raw_0"], ref["raw_3"]], sampling_rate=[500, 100], return_tensors="pt")
     assert isinstance(out["input_values"], torch.Tensor) and out["input_values"].dtype == torch.float32
     assert out["input_values"].shape == (2, 6000) and out["attention_mask"].shape == (2, 6000)
-    assert out["record_index"].dtype == torch.int64
+    assert set(out.keys()) == {"input_values", "attention_mask"}  # exactly the model's inputs
 
 
 # ---------------------------------------------------------------------------------------------- leads
@@ -145,7 +145,9 @@ def test_missing_leads_mitbih(fe, data_dir):
     out = fe(record, missing_leads="zero")
     mask = np.zeros(12, dtype=bool)
     mask[[1, 10]] = True  # II (from MLII) and V5
-    np.testing.assert_array_equal(out["lead_mask"], mask[None])
+    rows, present = map_leads(record.lead_names, 2, missing_leads="zero")
+    np.testing.assert_array_equal(present, mask)
+    assert rows[1] == 0 and rows[10] == 1 and (rows[~mask] == -1).all()
     values = out["input_values"][0].reshape(12, 500)
     assert np.isfinite(values).all()
     # absent leads are zero (the decimation filter only bleeds into the first/last samples next to a present lead)
@@ -173,38 +175,46 @@ def test_ptb_missing_leads_error_names_them(fe, data_dir):
     subset = ECGRecord(record.signal[[0, 1, 12]], record.sampling_rate, ["i", "ii", "vx"])
     with pytest.raises(ValueError, match=r"lacks the leads \['III'"):
         fe(subset)
-    out = fe(subset, missing_leads="zero")
-    assert out["lead_mask"][0].tolist() == [True, True] + [False] * 10
+    out = fe(subset, missing_leads="zero")["input_values"][0].reshape(12, 500)
+    assert map_leads(subset.lead_names, 3, missing_leads="zero")[1].tolist() == [True, True] + [False] * 10
+    assert np.abs(out[3, 50:450]).max() < 1e-6 and np.abs(out[0]).max() > 0.05
 
 
 # ---------------------------------------------------------------------------------------------- windows
 
 
-def test_all_windows_and_mapping(fe, ref):
-    raw, record500 = ref["raw_5"], ref["record500_5"]  # 38.4 s at 1000 Hz
-    out = fe([ref["raw_0"], raw], sampling_rate=[500, 1000], window="all", stride_seconds=2.5)
-    starts5 = np.arange(0, 19200 - 2500 + 1, 1250) / 500
-    np.testing.assert_array_equal(out["record_index"], [0, 0, 0] + [1] * len(starts5))
-    np.testing.assert_allclose(out["window_start"], np.concatenate([[0, 2.5, 5.0], starts5]))
+def test_window_starts_cut_the_filtered_record(fe, ref):
+    raw, record500 = ref["raw_5"], ref["record500_5"]  # 38.4 s at 1000 Hz: windows cut after whole-record filtering
+    starts = [0.0, 2.5, 33.4]
+    out = fe([ref["raw_0"], raw], sampling_rate=[500, 1000], window_starts=[[0.0, 2.5, 5.0], starts])
+    assert out["input_values"].shape == (6, 6000)
     np.testing.assert_allclose(out["input_values"][0], ref["input5s_0"], atol=TOL)
     np.testing.assert_allclose(out["input_values"][3], ref["input5s_5"], atol=TOL)
-    for row in (4, len(out["record_index"]) - 1):
-        start = int(round(out["window_start"][row] * 500))
-        expected = scipy.signal.decimate(record500[:, start : start + 2500].reshape(-1), 5)
+    for row, start in zip((4, 5), starts[1:]):
+        s = int(round(start * 500))
+        expected = scipy.signal.decimate(record500[:, s : s + 2500].reshape(-1), 5)
         np.testing.assert_allclose(out["input_values"][row], expected, atol=TOL)
+    with pytest.raises(ValueError, match=r"ecg\[1\]: \[36.0\] s lie outside \[0, 33.4\] s"):
+        fe([ref["raw_0"], raw], sampling_rate=[500, 1000], window_starts=[[0.0], [36.0]])
+    with pytest.raises(ValueError, match="one sequence of start times"):
+        fe([ref["raw_0"], raw], sampling_rate=[500, 1000], window_starts=[0.0, 5.0, 1.0])
 
 
-def test_random_window(fe, ref):
-    raw, record500 = ref["raw_5"], ref["record500_5"]
-    a = fe(raw, sampling_rate=1000, window="random", seed=3)
-    b = fe(raw, sampling_rate=1000, window="random", seed=np.random.default_rng(3))
-    np.testing.assert_array_equal(a["input_values"], b["input_values"])
-    start = int(round(a["window_start"][0] * 500))
-    assert 0 <= start <= 19200 - 2500
-    expected = scipy.signal.decimate(record500[:, start : start + 2500].reshape(-1), 5)
-    np.testing.assert_allclose(a["input_values"][0], expected, atol=TOL)
-    starts = {float(fe(raw, sampling_rate=1000, window="random", seed=s)["window_start"][0]) for s in range(4)}
-    assert len(starts) > 1
+@pytest.mark.parametrize("rate", [500, 250])
+def test_long_records_stream_with_the_same_numbers(fe, ref, monkeypatch, rate):
+    """Records above STREAM_SAMPLES are filtered piece by piece (two passes); the numbers do not change."""
+    raw = np.tile(ref["raw_0"], (1, 30))[:, : 30 * 5000 * rate // 500]  # 300 s
+    raw[3, 12345:12400] = np.nan  # missing samples in a piece boundary's neighbourhood too
+    raw[7, 131000:131200] = np.nan
+    starts = [0.0, 3.3, 260.1, 262.0, 295.0]
+    whole = fe(raw, sampling_rate=rate, window_starts=starts, pad_to_window=True)
+    monkeypatch.setattr(processing, "STREAM_SAMPLES", 10_000)
+    streamed = fe(raw, sampling_rate=rate, window_starts=starts, pad_to_window=True)
+    np.testing.assert_allclose(streamed["input_values"], whole["input_values"], atol=2e-6)
+    np.testing.assert_array_equal(streamed["attention_mask"], whole["attention_mask"])
+    blocks = list(fe.iter_windows(raw, window_starts=starts, batch_windows=2, sampling_rate=rate, pad_to_window=True))
+    assert [len(b["input_values"]) for b in blocks] == [2, 2, 1]
+    np.testing.assert_allclose(np.concatenate([b["input_values"] for b in blocks]), whole["input_values"], atol=2e-6)
 
 
 def test_short_record_needs_padding(fe, ref):
@@ -215,14 +225,6 @@ def test_short_record_needs_padding(fe, ref):
     mask = out["attention_mask"][0].reshape(12, 500)
     assert (mask[:, :300] == 1).all() and (mask[:, 300:] == 0).all()
     np.testing.assert_allclose(out["input_values"][0], released(raw, 500, slice(0, 1500)), atol=TOL)
-
-
-def test_all_windows_pad_the_tail(fe, ref):
-    raw = ref["raw_0"][:, :4000]  # 8 s: one full window, then a padded one from 5 s
-    out = fe(raw, sampling_rate=500, window="all", pad_to_window=True)
-    np.testing.assert_allclose(out["window_start"], [0.0, 5.0])
-    assert out["attention_mask"][0].all() and out["attention_mask"][1].reshape(12, 500)[:, 300:].sum() == 0
-    assert fe(raw, sampling_rate=500, window="all")["input_values"].shape == (1, 6000)
 
 
 # ---------------------------------------------------------------------------------------------- edge cases
@@ -259,11 +261,12 @@ def test_flat_lead_zero_record_and_inf(fe, ref):
         (np.zeros((5000, 12)), {"sampling_rate": 500, "lead_names": list(STANDARD_LEADS)}, "transposed"),
         (np.zeros((2, 5000)), {"sampling_rate": 500, "lead_names": ["II", "MLII"]}, "both map to II"),
         (np.zeros((2, 5000)), {"sampling_rate": 500, "lead_names": ["vx", "vy"], "missing_leads": "zero"}, "none of"),
-        (np.zeros((12, 5000)), {"sampling_rate": 500, "window": "middle"}, "window must be"),
+        (np.zeros((12, 5000)), {"sampling_rate": 500, "window_starts": [-1.0]}, r"\[-1.0\] s lie outside"),
+        (np.zeros((12, 5000)), {"sampling_rate": 500, "window_starts": [5.5]}, "pad_to_window=True allows"),
         (np.zeros((12, 5000)), {"sampling_rate": 500, "missing_leads": "drop"}, "missing_leads must be"),
         (np.zeros((12, 5000)), {"sampling_rate": 500, "return_tensors": "tf"}, "return_tensors must be"),
         (np.zeros((12, 5000)), {"sampling_rate": [500, 250]}, "2 entries for 1 ECGs"),
-        ("not/a/file", {}, "not found"),
+        ("not/a/file", {}, "file name.*hubert_ecg.read_ecg"),
         (object(), {"sampling_rate": 500}, "has type object"),
         ([], {"sampling_rate": 500}, "empty list"),
         (np.random.default_rng(0).standard_normal((12, 5000)) * 1e37, {"sampling_rate": 500}, "overflowed"),
@@ -324,3 +327,20 @@ def test_save_and_auto_load(tmp_path, ref):
     assert loaded.to_dict() == fe.to_dict()
     np.testing.assert_allclose(loaded(ref["raw_0"], sampling_rate=500)["input_values"][0], ref["input5s_0"], atol=TOL)
     assert fe.input_length == 6000
+
+
+def test_processing_is_self_contained():
+    """processing.py travels alone as remote code: no import of the package (relative or absolute)."""
+    import ast
+    import sys
+
+    tree = ast.parse(open(processing.__file__).read())
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"relative import from .{node.module}"
+            roots.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+    third_party = {r for r in roots if r not in sys.stdlib_module_names}
+    assert third_party <= {"numpy", "scipy", "torch", "transformers"}, third_party

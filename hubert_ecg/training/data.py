@@ -10,11 +10,14 @@ Two sources:
   (Strodthoff et al., IEEE JBHI 2021): ``all``, ``diagnostic``, ``subdiagnostic``, ``superdiagnostic``, ``form`` and
   ``rhythm``, split by ``strat_fold`` (1-8 train, 9 validation, 10 test) (:func:`load_ptbxl`).
 
-Every record is read once and stored as raw signal: ``signal`` is an ``Array2D`` float32 of shape
-``(12, max_samples)`` in mV with the leads in the order of :data:`hubert_ecg.io.STANDARD_LEADS` (records shorter
-than the longest are right-padded with zeros; ``num_samples`` holds the true length), with ``sampling_rate`` (Hz),
-``record_name`` and ``labels``. Preprocessing runs on the fly with :func:`with_preprocessing`, which gives each
-training example a random, time-aligned 5 s window (the same start for all leads) every time it is drawn.
+Every record is read once (:func:`hubert_ecg.windows.load_record`) and stored as raw signal: ``signal`` is an
+``Array2D`` float32 of shape ``(12, max_samples)`` in mV with the leads in the order of
+:data:`hubert_ecg.processing.STANDARD_LEADS`, mapped by :func:`hubert_ecg.processing.map_leads` as everywhere in the
+package (records shorter than the longest are right-padded with zeros; ``num_samples`` holds the true length), with
+``lead_mask`` (the leads present: with ``missing_leads="zero"`` a 2-lead record is accepted as pretraining accepts
+it, its other leads zero-filled), ``sampling_rate`` (Hz), ``record_name`` and ``labels``. Preprocessing runs on the
+fly with :func:`with_preprocessing`, which gives each training example a random, time-aligned 5 s window (the same
+start for all leads; :func:`hubert_ecg.windows.choose_window_starts`) every time it is drawn.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ import pandas as pd
 from datasets import Array2D, Dataset, Features, Sequence as HFSequence, Value
 from transformers.utils import logging
 
-from ..io import STANDARD_LEADS, read_ecg
-from ..processing import normalize_lead_name
+from ..processing import STANDARD_LEADS, map_leads
+from ..windows import choose_window_starts, load_record
 
 logger = logging.get_logger(__name__)
 
@@ -297,25 +300,13 @@ def split_by_fold(records: LabelledRecords, splits: dict[str, Sequence[int]] = P
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def standard_leads(signal: np.ndarray, lead_names: Sequence[str], where: str) -> np.ndarray:
-    """Reorder ``signal`` (leads, samples) to the 12 standard leads; raises ``ValueError`` naming ``where`` if any
-    standard lead is missing. Extra leads (Frank vx, vy, vz) are dropped."""
-    index = {}
-    for row, name in enumerate(lead_names):
-        std = normalize_lead_name(name)
-        if std is not None and std not in index:
-            index[std] = row
-    missing = [lead for lead in STANDARD_LEADS if lead not in index]
-    if missing:
-        raise ValueError(f"{where}: missing leads {missing} (found {list(lead_names)}); 12 standard leads are needed")
-    return signal[[index[lead] for lead in STANDARD_LEADS]]
-
-
-def build_dataset(records: LabelledRecords, on_error: str = "raise", skipped: Skipped | None = None) -> Dataset:
+def build_dataset(
+    records: LabelledRecords, on_error: str = "raise", skipped: Skipped | None = None, missing_leads: str = "raise"
+) -> Dataset:
     """Read every record of ``records`` into a ``datasets.Dataset``.
 
     Columns: ``signal`` Array2D float32 ``(12, max_samples)`` in mV (standard lead order, zero-padded on the right),
-    ``num_samples`` (int, true length), ``sampling_rate`` (float, Hz), ``record_name`` (str: the path), ``labels``
+    ``lead_mask`` (12 bools: the leads present), ``num_samples`` (int, true length), ``sampling_rate`` (float, Hz), ``record_name`` (str: the path), ``labels``
     (see :class:`LabelledRecords`). Label names and problem type are in ``dataset.info.description`` as JSON and
     returned by :func:`label_info`.
 
@@ -323,6 +314,8 @@ def build_dataset(records: LabelledRecords, on_error: str = "raise", skipped: Sk
         records: what to read.
         on_error: ``"raise"``: an unreadable record raises; ``"skip"``: it is left out and listed in ``skipped``.
         skipped: collects ``(path, reason)`` of skipped records.
+        missing_leads: ``"raise"`` (a record without the 12 standard leads is an error naming them) or ``"zero"``
+            (its missing leads are zero-filled and ``lead_mask`` says which are real), as pretraining accepts them.
 
     Raises:
         ValueError: naming the file, for a missing or unreadable record (with ``on_error="raise"``), or when no
@@ -333,19 +326,23 @@ def build_dataset(records: LabelledRecords, on_error: str = "raise", skipped: Sk
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     skipped = skipped if skipped is not None else Skipped()
-    signals, rates, names, keep = [], [], [], []
+    signals, masks, rates, names, keep = [], [], [], [], []
     for i, path in enumerate(records.paths):
         try:
-            record = read_ecg(path)
-            signal = standard_leads(record.signal, record.lead_names, repr(path))
-            if not np.isfinite(signal).any():
+            record = load_record(path, lazy=False)
+            rows, present = map_leads(record.lead_names, record.signal.shape[0], STANDARD_LEADS, missing_leads,
+                                      repr(path))
+            signal = np.zeros((len(STANDARD_LEADS), record.signal.shape[1]), dtype=np.float32)
+            signal[present] = record.signal[rows[present]]
+            if not np.isfinite(signal[present]).any():
                 raise ValueError(f"{path!r} holds no finite samples")
         except ValueError as err:
             if on_error == "raise":
                 raise ValueError(f"cannot use record {path!r}: {err}") from None
             skipped.add(path, str(err))
             continue
-        signals.append(signal.astype(np.float32))
+        signals.append(signal)
+        masks.append(present)
         rates.append(float(record.sampling_rate))
         names.append(str(path))
         keep.append(i)
@@ -365,6 +362,7 @@ def build_dataset(records: LabelledRecords, on_error: str = "raise", skipped: Sk
     features = Features(
         {
             "signal": Array2D(shape=(len(STANDARD_LEADS), max_len), dtype="float32"),
+            "lead_mask": HFSequence(Value("bool"), length=len(STANDARD_LEADS)),
             "num_samples": Value("int64"),
             "sampling_rate": Value("float32"),
             "record_name": Value("string"),
@@ -373,6 +371,7 @@ def build_dataset(records: LabelledRecords, on_error: str = "raise", skipped: Sk
     )
     data = {
         "signal": padded,
+        "lead_mask": np.stack(masks),
         "num_samples": [s.shape[1] for s in signals],
         "sampling_rate": rates,
         "record_name": names,
@@ -401,11 +400,12 @@ def load_manifest(
     label_names: Sequence[str] | None = None,
     on_error: str = "raise",
     skipped: Skipped | None = None,
+    missing_leads: str = "raise",
 ) -> Dataset:
     """A ``datasets.Dataset`` from a CSV manifest and a folder of ECG files (:func:`read_manifest` then
     :func:`build_dataset`); raises ``ValueError`` as they do."""
     records = read_manifest(csv_path, data_dir, num_labels=num_labels, problem_type=problem_type, label_names=label_names)
-    return build_dataset(records, on_error=on_error, skipped=skipped)
+    return build_dataset(records, on_error=on_error, skipped=skipped, missing_leads=missing_leads)
 
 
 def load_ptbxl(
@@ -415,11 +415,13 @@ def load_ptbxl(
     splits: dict[str, Sequence[int]] = PTBXL_SPLITS,
     on_error: str = "raise",
     skipped: Skipped | None = None,
+    missing_leads: str = "raise",
 ) -> dict[str, Dataset]:
     """PTB-XL as ``{"train", "validation", "test"} -> Dataset`` split by ``strat_fold`` (splits without records are
     left out; the shared copy has no fold 10). See :func:`read_ptbxl` and :func:`build_dataset`."""
     records = read_ptbxl(ptbxl_dir, label_set=label_set, sampling_rate=sampling_rate)
-    return {name: build_dataset(part, on_error, skipped) for name, part in split_by_fold(records, splits).items()}
+    return {name: build_dataset(part, on_error, skipped, missing_leads)
+            for name, part in split_by_fold(records, splits).items()}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -434,7 +436,9 @@ class ECGTransform:
     Args:
         feature_extractor: a :class:`~hubert_ecg.processing.HuBERTECGFeatureExtractor`.
         window: ``"random"`` (a new random 5 s window, the same start for all leads, at every access: training) or
-            ``"first"`` (evaluation).
+            ``"first"`` (evaluation); chosen by :func:`hubert_ecg.windows.choose_window_starts`. Records shorter
+            than 5 s are padded (``attention_mask`` marks the padding); leads absent from a record (``lead_mask``)
+            are zero-filled as in pretraining.
         seed: seed of the random windows.
     """
 
@@ -446,13 +450,22 @@ class ECGTransform:
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, batch: dict) -> dict:
-        signals = [np.asarray(s, dtype=np.float32)[:, :n] for s, n in zip(batch["signal"], batch["num_samples"])]
+        signals, names, starts = [], [], []
+        masks = batch.get("lead_mask")
+        masks = [None] * len(batch["signal"]) if masks is None else masks
+        for signal, n, rate, mask in zip(batch["signal"], batch["num_samples"], batch["sampling_rate"], masks):
+            present = np.ones(len(STANDARD_LEADS), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+            signals.append(np.asarray(signal, dtype=np.float32)[present, :n])
+            names.append([lead for lead, ok in zip(STANDARD_LEADS, present) if ok])
+            starts.append(choose_window_starts(int(n), float(rate), self.feature_extractor, self.window,
+                                               pad_to_window=True, rng=self.rng))
         features = self.feature_extractor(
             signals,
             sampling_rate=[float(r) for r in batch["sampling_rate"]],
-            window=self.window,
+            lead_names=names,
+            window_starts=starts,
             pad_to_window=True,
-            seed=self.rng,
+            missing_leads="zero",
             return_tensors="pt",
         )
         out = {"input_values": features["input_values"], "attention_mask": features["attention_mask"]}

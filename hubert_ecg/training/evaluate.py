@@ -21,8 +21,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from ..inference import run_model
-from ..modeling import scores_from_logits
 from .arguments import parse_args as _parse_args
 from transformers.utils import logging
 
@@ -81,46 +79,43 @@ def _records(args: EvaluateArguments, label_names, problem_type):
 
 def score_records(model, feature_extractor, paths, tta_windows=0, aggregation="mean", batch_size=32, seed=0,
                   device="cpu"):
-    """Probabilities of every readable record.
+    """Scores of every readable record, through the ``ecg-classification`` pipeline (its window choice, model call
+    and aggregation: :class:`hubert_ecg.pipelines.ECGClassificationPipeline`).
 
     Args:
         paths: record paths for :func:`hubert_ecg.read_ecg`.
-        tta_windows: 0 for the first 5 s window, N > 0 for N random windows aggregated by ``aggregation``.
+        tta_windows: 0 for the first 5 s window, N > 0 for N random windows (seeded by ``seed``) aggregated by
+            ``aggregation`` (``"mean"`` or ``"max"``).
+        batch_size: windows per forward pass.
 
     Returns:
-        ``(scores, kept, skipped)``: scores float64 ``(kept records, num_labels)`` (sigmoid, softmax or raw
-        outputs by ``config.problem_type``), the indices of the scored records in ``paths``, and ``(path, reason)``
-        pairs of the skipped ones.
+        ``(scores, kept, skipped)``: scores float64 ``(kept records, num_labels)`` in label-id order (sigmoid,
+        softmax or raw outputs by the model's problem type), the indices of the scored records in ``paths``, and
+        ``(path, reason)`` pairs of the skipped ones.
     """
-    from ..io import read_ecg
+    from ..pipelines import ECGClassificationPipeline
 
-    rng = np.random.default_rng(seed)
-    problem_type = model.config.problem_type_of()
-    windows, owners, kept, skipped = [], [], [], []
-    for index, path in enumerate(paths):
-        try:
-            record = read_ecg(path)
-            if tta_windows > 0:
-                features = feature_extractor([record] * tta_windows, window="random", seed=rng)
-            else:
-                features = feature_extractor(record, window="first")
-        except ValueError as err:
-            skipped.append((str(path), str(err)))
-            continue
-        windows.append(features["input_values"])
-        owners += [len(kept)] * len(features["input_values"])
-        kept.append(index)
-    if not kept:
-        return np.zeros((0, model.config.num_labels)), kept, skipped
-    inputs = np.concatenate(windows)
     model.to(device).eval()
-    logits = [run_model(model, inputs[begin:begin + batch_size]).cpu().numpy()
-              for begin in range(0, len(inputs), batch_size)]
-    probs = scores_from_logits(np.concatenate(logits), problem_type)
-    owners = np.asarray(owners)
-    reduce = np.max if aggregation == "max" else np.mean
-    scores = np.stack([reduce(probs[owners == i], axis=0) for i in range(len(kept))])
+    clf = ECGClassificationPipeline(model=model, feature_extractor=feature_extractor, device=torch_device(device))
+    window = {"window": "random", "num_windows": int(tta_windows), "seed": seed} if tta_windows > 0 else \
+        {"window": "first"}
+    paths = [str(p) for p in paths]
+    results, skipped = clf.predict_files(paths, batch_size=batch_size, aggregation=aggregation, top_k=None, **window)
+    skipped_names = {name for name, _ in skipped}
+    kept = [i for i, p in enumerate(paths) if p not in skipped_names]
+    label_ids = {name: i for i, name in model.config.id2label.items()}
+    scores = np.zeros((len(results), model.config.num_labels))
+    for row, (_, predictions) in enumerate(results):
+        for p in predictions:
+            scores[row, label_ids[p["label"]]] = p["score"]
     return scores, kept, skipped
+
+
+def torch_device(device):
+    """``"cpu"``, ``"cuda:0"``, ... as the ``torch.device`` the pipeline takes."""
+    import torch
+
+    return torch.device(device)
 
 
 def plot_roc_curves(labels: np.ndarray, scores: np.ndarray, label_names, path: str | Path) -> None:

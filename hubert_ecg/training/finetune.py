@@ -208,7 +208,8 @@ def load_data(data_args: DataArguments, label_names=None, num_labels=None):
             mask = np.zeros(len(parts[split]), dtype=bool)
             mask[:limit] = True
             parts[split] = parts[split].select(mask)
-    datasets = {split: data.build_dataset(part, on_error, skipped) for split, part in parts.items()}
+    missing_leads = getattr(data_args, "missing_leads", "raise")  # a DataArguments field where the CLI offers it
+    datasets = {split: data.build_dataset(part, on_error, skipped, missing_leads) for split, part in parts.items()}
     return datasets, names, problem_type, skipped
 
 

@@ -36,8 +36,8 @@ from typing import Iterable, Sequence
 import numpy as np
 from transformers.utils import logging
 
-from ..io import read_ecg
 from ..processing import HuBERTECGFeatureExtractor
+from ..windows import record_windows
 
 logger = logging.get_logger(__name__)
 
@@ -232,8 +232,9 @@ def build_window_dataset(
     call it in every process (e.g. under ``accelerate launch``), wait for all, then call
     :func:`finalize_window_dataset` on one process (done for you when ``num_processes == 1``).
 
-    Records are read with :func:`hubert_ecg.io.read_ecg` and preprocessed with ``feature_extractor`` (default: the
-    released preprocessing) with ``window="all"`` and ``missing_leads="zero"``: a record with fewer than 12
+    Records are read and their windows chosen by :func:`hubert_ecg.windows.record_windows` (``window="all"``,
+    ``missing_leads="zero"``) and preprocessed with ``feature_extractor`` (default: the released preprocessing),
+    records of equal rate and length together: a record with fewer than 12
     standard leads (e.g. 2-lead Holter ECGs) has its missing leads zero-filled and ``lead_mask`` says which are
     real. Records that cannot be read or preprocessed, or last less than one window (5 s), are skipped and listed
     with the reason in ``skipped.jsonl``.
@@ -277,10 +278,8 @@ def build_window_dataset(
             loaded, ids = [], []
             for path in batch_paths:
                 try:
-                    record = read_ecg(path)
-                    if record.duration < extractor.window_seconds:
-                        raise ValueError(f"lasts {record.duration:g} s, shorter than one {extractor.window_seconds:g} s window")
-                    loaded.append(record)
+                    loaded.append(record_windows(path, extractor, window="all", stride_seconds=stride_seconds,
+                                                 missing_leads="zero"))
                     ids.append(_record_id(path, roots))
                 except Exception as error:  # noqa: BLE001 - any unreadable file is skipped and listed
                     skipped.append({"path": path, "error": f"{type(error).__name__}: {error}"})
@@ -304,31 +303,33 @@ def build_window_dataset(
     return None
 
 
-def _extract(extractor, records, ids, stride_seconds, skipped) -> dict | None:
-    """Preprocess a batch of records; on a failure, retry one by one to skip only the bad records."""
-    if not records:
+def _extract(extractor, plans, ids, stride_seconds, skipped) -> dict | None:
+    """Preprocess the windows of a batch of records (:class:`hubert_ecg.windows.RecordWindows`); on a failure,
+    retry one by one to skip only the bad records."""
+    if not plans:
         return None
     try:
-        out = extractor(records, window="all", stride_seconds=stride_seconds, missing_leads="zero")
+        out = extractor(
+            [plan.record for plan in plans], window_starts=[plan.window_starts for plan in plans], missing_leads="zero"
+        )
     except Exception:  # noqa: BLE001
-        if len(records) == 1:
+        if len(plans) == 1:
             raise
         parts = []
-        for record, record_id in zip(records, ids):
+        for plan, record_id in zip(plans, ids):
             try:
-                parts.append(_extract(extractor, [record], [record_id], stride_seconds, skipped))
+                parts.append(_extract(extractor, [plan], [record_id], stride_seconds, skipped))
             except Exception as error:  # noqa: BLE001
                 skipped.append({"path": record_id, "error": f"{type(error).__name__}: {error}"})
         parts = [p for p in parts if p is not None]
         if not parts:
             return None
         return {key: [v for p in parts for v in p[key]] for key in parts[0]}
-    index = np.asarray(out["record_index"])
     return {
         "input_values": list(np.asarray(out["input_values"], dtype=np.float32)),
-        "lead_mask": list(np.asarray(out["lead_mask"], dtype=bool)),
-        "record_id": [ids[i] for i in index],
-        "window_start": np.asarray(out["window_start"], dtype=np.float64).tolist(),
+        "lead_mask": [plan.lead_mask for plan in plans for _ in range(len(plan))],
+        "record_id": [record_id for plan, record_id in zip(plans, ids) for _ in range(len(plan))],
+        "window_start": [float(start) for plan in plans for start in plan.window_starts],
     }
 
 
