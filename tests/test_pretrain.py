@@ -250,6 +250,7 @@ def test_sigkill_and_resume_give_the_same_losses(iteration1, tmp_path):
     proc.wait()
     assert not (out / "model.safetensors").exists()
     assert cli_main(["pretrain", *args]) == 0
+    assert json.loads((out / "pretrain_results.json").read_text())["resumed_from"].startswith(str(out / "checkpoint-"))
     resumed = _losses(out)
     assert sorted(resumed) == list(range(1, 13))
     epochs = {e["step"]: e["epoch"] for e in _history(out) if "loss" in e}

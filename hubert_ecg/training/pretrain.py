@@ -489,6 +489,7 @@ def run_pretraining(args: PretrainArguments) -> dict:
         "processes": world,
         "effective_batch_size": args.per_device_train_batch_size * world * args.gradient_accumulation_steps,
         "vocab_sizes": vocab_sizes,
+        "resumed_from": checkpoint,
     }
     model = trainer.accelerator.unwrap_model(trainer.model)
     model.card_data = {
