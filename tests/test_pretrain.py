@@ -19,8 +19,10 @@ from transformers.trainer_utils import EvalPrediction
 from hubert_ecg import HuBERTECGConfig, HuBERTECGForPreTraining, HuBERTECGForSequenceClassification
 from hubert_ecg.cli import main as cli_main
 from hubert_ecg.training.clustering import KMeansCodebook, load_labels, mfcc_features
+from hubert_ecg.training.arguments import parse_args
 from hubert_ecg.training.pretrain import (
     EpochShuffleSampler,
+    PretrainArguments,
     WindowLabelDataset,
     compute_masked_accuracy,
     split_by_record,
@@ -185,6 +187,16 @@ def test_loss_falls_two_iterations_then_fine_tuning(iteration1, tmp_path, monkey
                                it2.hubert_ecg.encoder.layers[0].attention.q_proj.weight)
     values = torch.from_numpy(load_window_dataset(root / "windows").with_format("numpy")[:2]["input_values"])
     assert clf.eval()(values).logits.shape == (2, 5)
+
+
+def test_help_and_the_example_configuration(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["pretrain", "--help"])
+    assert exit_info.value.code == 0 and "--labels_dirs" in capsys.readouterr().out
+    example = str(REPO / "examples" / "pretrain" / "iteration1.yaml")
+    (args,) = parse_args([example, "--use_cpu", "true"], (PretrainArguments,), "x")  # bf16 on a CPU: use_cpu
+    assert args.labels_dirs == ["runs/labels-it1"] and args.bf16 and args.warmup_steps == 0.08
+    assert args.eval_strategy == "steps" and args.eval_steps == 5000 and args.hub_strategy == "end"
 
 
 def test_bad_arguments_exit_2(iteration1, tmp_path, capsys):

@@ -118,7 +118,7 @@ class PretrainArguments(TrainingArguments):
     adam_beta2: float = field(default=0.98, metadata={"help": "AdamW beta2 (paper: 0.98)."})
     adam_epsilon: float = field(default=1e-9, metadata={"help": "AdamW epsilon (paper: 1e-9)."})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay, not on biases and norms (0.01)."})
-    warmup_steps: float = field(default=0.08, metadata={"help": "Warmup steps, or a fraction of all steps (8 %)."})
+    warmup_steps: float = field(default=0.08, metadata={"help": "Warmup steps, or a fraction of all steps (paper: 0.08)."})
     logging_steps: float = field(default=10, metadata={"help": "Log the training loss every N steps."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept (oldest deleted)."})
     resume_from_checkpoint: str | None = field(
