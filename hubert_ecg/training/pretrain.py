@@ -66,8 +66,6 @@ __all__ = [
 LOG_FILE = "log_history.jsonl"
 RESULTS_FILE = "pretrain_results.json"
 TRAINER_STATE = "trainer_state.json"
-PACKAGE_LICENSE = "apache-2.0"  # the licence of a model trained here from random initialisation, by default
-RELEASED_WEIGHTS_LICENSE = "cc-by-nc-4.0"  # the original HuBERT-ECG weights
 
 
 def _tensorboard_available() -> bool:
@@ -305,9 +303,12 @@ class PretrainingTrainer(Trainer):
 
     Three differences from the plain Trainer: the training data come in :class:`EpochShuffleSampler` order (so a
     window's ``sample_index`` names its epoch); the model's loss is used as it is (a mean over each batch's masked
-    frames, not a sum to be divided by the number of labels, so ``num_items_in_batch`` is not passed); and the
-    model card is the package's (written with the model), not the Trainer's generic one.
+    frames, not a sum to be divided by the number of labels, so ``num_items_in_batch`` is not passed); and
+    ``create_model_card`` (which ``Trainer.push_to_hub`` calls before the upload) writes ``self.card``, the
+    package's card (:mod:`hubert_ecg.model_card`), as ``README.md`` instead of transformers' generic card.
     """
+
+    card = None
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -318,15 +319,9 @@ class PretrainingTrainer(Trainer):
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
         return EpochShuffleSampler(len(dataset), seed)
 
-    def create_model_card(self, *args, **kwargs):
-        """Keep the package's model card (the model's ``save_pretrained`` writes it)."""
-        if not self.is_world_process_zero():
-            return
-        readme = Path(self.args.output_dir) / "README.md"
-        if not readme.exists():
-            from ..model_card import create_model_card
-
-            create_model_card(self.accelerator.unwrap_model(self.model)).save(readme)
+    def create_model_card(self, *args, **kwargs) -> None:
+        if self.is_world_process_zero() and self.card is not None:
+            self.card.save(Path(self.args.output_dir) / "README.md")
 
 
 def _build_model(args: PretrainArguments, vocab_sizes: list[int]):
@@ -345,23 +340,6 @@ def _build_model(args: PretrainArguments, vocab_sizes: list[int]):
     config = HuBERTECGConfig.from_preset(args.preset, **{**overrides, "vocab_sizes": vocab_sizes,
                                                         "ensemble_length": len(vocab_sizes)})
     return HuBERTECGForPreTraining(config)
-
-
-def _model_license(args: PretrainArguments) -> str:
-    """The licence on the card: the one asked for; the package's from random initialisation; the previous model's
-    when continuing a local one; the released weights' when continuing a Hub model."""
-    if args.model_license:
-        return args.model_license
-    if not args.model_name_or_path:
-        return PACKAGE_LICENSE
-    readme = Path(args.model_name_or_path) / "README.md"
-    if readme.is_file():
-        from huggingface_hub import ModelCard
-
-        licence = ModelCard.load(readme).data.license
-        if licence:
-            return licence
-    return RELEASED_WEIGHTS_LICENSE
 
 
 def last_checkpoint(output_dir: str | os.PathLike) -> str | None:
@@ -430,12 +408,6 @@ def build_trainer(args: PretrainArguments) -> PretrainingTrainer:
         logger.warning("no validation window (validation_fraction 0): evaluation is switched off")
         args.eval_strategy = IntervalStrategy.NO
 
-    model.card_data = {
-        "license": _model_license(args),
-        "base_model": args.model_name_or_path if args.model_name_or_path and not os.path.isdir(args.model_name_or_path) else None,
-        "command": "hubert-ecg pretrain " + " ".join(sys.argv[1:]) if sys.argv else None,
-        "tags": ["self-supervised", "hubert", "pretraining"],
-    }
     trainer = PretrainingTrainer(
         model=model,
         args=args,
@@ -491,24 +463,44 @@ def run_pretraining(args: PretrainArguments) -> dict:
         "vocab_sizes": vocab_sizes,
         "resumed_from": checkpoint,
     }
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    model.card_data = {
-        **model.card_data,
-        "title": "HuBERT-ECG pretrained ("
-        + (f"continued from {args.model_name_or_path}" if args.model_name_or_path else args.preset) + ")",
-        "metrics": {k: round(v, 4) for k, v in metrics.items() if k in ("eval_loss", "eval_masked_accuracy")},
-        "notes": f"HuBERT masked-prediction pretraining, {results['step']} steps of {results['effective_batch_size']} "
-        f"windows, codebooks {vocab_sizes}.",
-    }
+    trainer.card = _model_card(trainer, args, metrics, results)
     if trainer.is_world_process_zero():
         (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
     if args.push_to_hub:  # saves the model, feature extractor and card, then one upload without the checkpoints
         trainer.push_to_hub(commit_message="Upload pretrained HuBERT-ECG")
     else:
-        trainer.save_model()
+        trainer.save_model()  # the model and the feature extractor (the processing_class)
+        trainer.create_model_card()
     if trainer.is_world_process_zero():
         logger.info(f"pretraining done: {json.dumps(results)}")
     return results
+
+
+def _model_card(trainer: PretrainingTrainer, args: PretrainArguments, metrics: dict, results: dict):
+    """The package's card of the pretrained model: licence (:func:`~hubert_ecg.model_card.card_license`: the
+    package's from a preset, the previous model's when continuing one), validation loss and masked accuracy."""
+    from ..model_card import EvalResult, card_license, create_model_card
+
+    base_model = args.model_name_or_path or None
+    eval_results = [
+        EvalResult(task_type="masked-prediction", dataset_type="ecg-windows", dataset_name=Path(args.windows_dir).name,
+                   dataset_split="validation", metric_type=name, metric_name=name.replace("_", " "),
+                   metric_value=float(metrics[f"eval_{name}"]))
+        for name in ("loss", "masked_accuracy")
+        if isinstance(metrics.get(f"eval_{name}"), float) and np.isfinite(metrics[f"eval_{name}"])
+    ]
+    return create_model_card(
+        trainer.accelerator.unwrap_model(trainer.model),
+        license=card_license(base_model, args.model_license),
+        title="HuBERT-ECG pretrained (" + (f"continued from {base_model}" if base_model else f"{args.preset} preset") + ")",
+        base_model=base_model,
+        eval_results=eval_results,
+        command="hubert-ecg pretrain " + " ".join(sys.argv[1:]) if sys.argv else None,
+        notes=f"HuBERT masked-prediction pretraining: {results['step']} steps of {results['effective_batch_size']} "
+        f"windows, codebooks {results['vocab_sizes']}, {results['train_windows']} training and "
+        f"{results['validation_windows']} validation windows (held out by record).",
+        tags=["self-supervised", "hubert", "pretraining"],
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
