@@ -11,7 +11,9 @@ same batches of real 5 s windows (PTB-XL records from ``../shared/data``, random
 
 Every round runs both paths once (in alternating order); each run times ``--steps`` optimizer steps after
 ``--warmup`` untimed ones (from the end of the last warm-up step to the end of the last step). The table gives the
-median over rounds and the Trainer's share of the bare loop's throughput (target: at least 90 %).
+median over rounds and the Trainer's share of the bare loop's throughput (target: at least 90 %), per second of
+wall-clock time and per CPU-second of the process (all threads; steadier than wall-clock time on a CPU that other
+jobs share).
 
 Absolute figures from a CPU shared with other jobs are noisy; compare the ratio. ``--device cuda`` (with
 ``--bf16``) gives absolute GPU figures.
@@ -37,6 +39,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
+from transformers.trainer_callback import PrinterCallback  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 from hubert_ecg import HuBERTECGConfig, HuBERTECGForPreTraining  # noqa: E402
@@ -47,16 +50,28 @@ SHARED = Path(os.environ.get("HUBERT_ECG_SHARED", REPO.parent / "shared"))
 VOCAB = 100
 
 
+def _now() -> tuple[float, float]:
+    """(wall-clock seconds, CPU seconds of this process, all threads)."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter(), time.process_time()
+
+
+def _rates(times: list[tuple[float, float]], options) -> tuple[float, float]:
+    """(windows per second, windows per CPU-second) over the timed steps."""
+    windows = options.steps * options.batch_size
+    start, end = times[options.warmup - 1], times[-1]
+    return windows / (end[0] - start[0]), windows / (end[1] - start[1])
+
+
 class _StepClock(TrainerCallback):
-    """Time at the end of every optimizer step."""
+    """Wall and CPU time at the end of every optimizer step."""
 
     def __init__(self):
         self.times = []
 
     def on_step_end(self, args, state, control, **kwargs):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        self.times.append(time.perf_counter())
+        self.times.append(_now())
 
 
 def make_data(root: Path, windows_needed: int) -> tuple[Path, Path]:
@@ -83,14 +98,14 @@ def trainer_args(root: Path, windows: Path, labels: Path, steps: int, options) -
     )
 
 
-def run_trainer(root, windows, labels, options) -> float:
-    """Windows/s of ``trainer.train()`` over the timed steps."""
+def run_trainer(root, windows, labels, options) -> tuple[float, float]:
+    """Windows per second and per CPU-second of ``trainer.train()`` over the timed steps."""
     trainer = build_trainer(trainer_args(root, windows, labels, options.warmup + options.steps, options))
     clock = _StepClock()
     trainer.add_callback(clock)
+    trainer.remove_callback(PrinterCallback)  # no log lines in the table
     trainer.train()
-    elapsed = clock.times[-1] - clock.times[options.warmup - 1]
-    return options.steps * options.batch_size / elapsed
+    return _rates(clock.times, options)
 
 
 def bare_batches(root, windows, labels, options) -> list[dict]:
@@ -104,12 +119,14 @@ def bare_batches(root, windows, labels, options) -> list[dict]:
     return batches
 
 
-def run_bare(batches, options) -> float:
-    """Windows/s of forward, backward, clipping and AdamW on in-memory batches."""
+def run_bare(batches, options) -> tuple[float, float]:
+    """Windows per second and per CPU-second of forward, backward, clipping and AdamW on in-memory batches."""
     torch.manual_seed(0)
     model = HuBERTECGForPreTraining(HuBERTECGConfig.from_preset("small", vocab_sizes=[VOCAB])).to(options.device)
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, betas=(0.9, 0.98), eps=1e-9, weight_decay=0.01)
+    # the Trainer's default optimizer (adamw_torch_fused with torch >= 2.8): the same kernel on both sides
+    fused = {"fused": True} if options.fused else {}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, betas=(0.9, 0.98), eps=1e-9, weight_decay=0.01, **fused)
     autocast = torch.autocast(options.device, dtype=torch.bfloat16, enabled=options.bf16)
     times = []
     for batch in batches:
@@ -119,10 +136,8 @@ def run_bare(batches, options) -> float:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if options.device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter())
-    return options.steps * options.batch_size / (times[-1] - times[options.warmup - 1])
+        times.append(_now())
+    return _rates(times, options)
 
 
 def main():
@@ -146,22 +161,27 @@ def main():
         root = Path(tmp)
         windows, labels = make_data(root, options.batch_size * (options.warmup + options.steps))
         batches = bare_batches(root, windows, labels, options)
+        options.fused = "fused" in str(trainer_args(root, windows, labels, 1, options).optim)
         results = {"bare loop": [], "Trainer": []}
         for run in range(options.runs):
             order = ["bare loop", "Trainer"] if run % 2 == 0 else ["Trainer", "bare loop"]
             for name in order:
-                value = run_bare(batches, options) if name == "bare loop" else run_trainer(root, windows, labels, options)
-                results[name].append(value)
+                if name == "bare loop":
+                    results[name].append(run_bare(batches, options))
+                else:
+                    results[name].append(run_trainer(root, windows, labels, options))
 
-    bare = statistics.median(results["bare loop"])
+    bare = [statistics.median(v[i] for v in results["bare loop"]) for i in (0, 1)]
     device = torch.cuda.get_device_name() if options.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"\npretraining throughput, small preset (vocab 100), batch {options.batch_size}, "
           f"{'bf16' if options.bf16 else 'fp32'}, {device}; median of {options.runs} runs of {options.steps} steps")
-    print(f"| path | windows/s | of the bare loop | runs |")
-    print(f"|---|---|---|---|")
+    print("| path | windows/s | of the bare loop | windows per CPU-second | of the bare loop | windows/s of each run |")
+    print("|---|---|---|---|---|---|")
     for name, values in results.items():
-        median = statistics.median(values)
-        print(f"| {name} | {median:.2f} | {100 * median / bare:.0f} % | {', '.join(f'{v:.2f}' for v in values)} |")
+        wall, cpu = (statistics.median(v[i] for v in values) for i in (0, 1))
+        runs = ", ".join(f"{v[0]:.2f}" for v in values)
+        share = f"{100 * wall / bare[0]:.0f} % | {cpu:.2f} | {100 * cpu / bare[1]:.0f} %"
+        print(f"| {name} | {wall:.2f} | {share} | {runs} |")
 
 
 if __name__ == "__main__":

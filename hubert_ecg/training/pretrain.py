@@ -86,7 +86,9 @@ class PretrainArguments(TrainingArguments):
             ``--report_to tensorboard`` without tensorboard.
     """
 
-    windows_dir: str | None = field(default=None, metadata={"help": "Window dataset (hubert-ecg cluster / build_window_dataset)."})
+    windows_dir: str | None = field(
+        default=None, metadata={"help": "Window dataset (hubert-ecg cluster / build_window_dataset)."}
+    )
     labels_dirs: list[str] = field(
         default_factory=list,
         metadata={"help": "One or more `hubert-ecg cluster` output folders: one codebook each, rows = windows."},
@@ -116,7 +118,9 @@ class PretrainArguments(TrainingArguments):
     adam_beta2: float = field(default=0.98, metadata={"help": "AdamW beta2 (paper: 0.98)."})
     adam_epsilon: float = field(default=1e-9, metadata={"help": "AdamW epsilon (paper: 1e-9)."})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay, not on biases and norms (0.01)."})
-    warmup_steps: float = field(default=0.08, metadata={"help": "Warmup steps, or a fraction of all steps (paper: 0.08)."})
+    warmup_steps: float = field(
+        default=0.08, metadata={"help": "Warmup steps, or a fraction of all steps (paper: 0.08)."}
+    )
     logging_steps: float = field(default=10, metadata={"help": "Log the training loss every N steps."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept (oldest deleted)."})
     resume_from_checkpoint: str | None = field(
@@ -492,7 +496,7 @@ def _model_card(trainer: PretrainingTrainer, args: PretrainArguments, metrics: d
     return create_model_card(
         trainer.accelerator.unwrap_model(trainer.model),
         license=card_license(base_model, args.model_license),
-        title="HuBERT-ECG pretrained (" + (f"continued from {base_model}" if base_model else f"{args.preset} preset") + ")",
+        title=f"HuBERT-ECG pretrained ({f'continued from {base_model}' if base_model else f'{args.preset} preset'})",
         base_model=base_model,
         eval_results=eval_results,
         command="hubert-ecg pretrain " + " ".join(sys.argv[1:]) if sys.argv else None,
