@@ -57,8 +57,11 @@ __all__ = [
     "PretrainArguments",
     "PretrainingTrainer",
     "WindowLabelDataset",
+    "build_trainer",
     "compute_masked_accuracy",
+    "last_checkpoint",
     "main",
+    "preprocess_logits_for_metrics",
     "run_pretraining",
     "split_by_record",
 ]
