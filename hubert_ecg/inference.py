@@ -90,7 +90,13 @@ def cast_model(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
 
 def _float32_where_kept(model: torch.nn.Module) -> bool:
     """Cast the modules named in ``model._keep_in_fp32_modules_strict`` to float32; True if one was not."""
-    return _float32_where_kept(model)
+    keep = set(getattr(model, "_keep_in_fp32_modules_strict", None) or ())
+    cast = False
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] in keep and any(p.dtype != torch.float32 for p in module.parameters()):
+            module.float()
+            cast = True
+    return cast
 
 
 def optimize_for_inference(

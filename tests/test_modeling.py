@@ -339,3 +339,21 @@ def test_finetuning_masking_default_and_legacy_configs(reference_dir, tmp_path):
     assert HuBERTECGConfig.from_pretrained(tmp_path).finetune_mask_time_prob == 0.0
     with pytest.raises(ValueError, match="finetune_mask_time_prob"):
         HuBERTECGConfig(finetune_mask_time_prob=1.5)
+
+
+def test_mixed_precision_training_step_runs_the_positional_convolution_in_float32():
+    """Under bf16 autocast (``hubert-ecg finetune --bf16``) the positional convolution sees float32 inputs and
+    weights, the rest runs in bf16, and gradients reach every trainable parameter."""
+    torch.manual_seed(0)
+    model = HuBERTECGForSequenceClassification(_no_dropout()).train()
+    seen = {}
+    conv = model.hubert_ecg.encoder.pos_conv_embed.conv
+    conv.register_forward_hook(lambda module, args, output: seen.update(input=args[0].dtype, output=output.dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.randn(2, 6000), labels=torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]))
+    assert seen == {"input": torch.float32, "output": torch.float32}
+    assert out.logits.dtype == torch.bfloat16
+    out.loss.backward()
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad and "masked_spec_embed" not in name:
+            assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
