@@ -15,8 +15,10 @@ median over rounds and the Trainer's share of the bare loop's throughput (target
 wall-clock time and per CPU-second of the process (all threads; steadier than wall-clock time on a CPU that other
 jobs share).
 
-Absolute figures from a CPU shared with other jobs are noisy; compare the ratio. ``--device cuda`` (with
-``--bf16``) gives absolute GPU figures.
+On a CPU the default is one thread (``--threads``): on a machine shared with other jobs, OpenMP threads that
+spin-wait for a descheduled peer made two-thread figures swing by 2x from run to run in both paths (seen here:
+0.6-1.4 windows/s at 2 threads against a steady 4.3 at 1). Absolute CPU figures are noisy; compare the ratio.
+``--device cuda`` (with ``--bf16``) gives absolute GPU figures.
 
 Usage: ``python benchmarks/pretrain.py [--steps 6] [--warmup 2] [--runs 3] [--batch-size 8] [--threads N]
 [--device cpu|cuda] [--bf16]``
@@ -146,14 +148,14 @@ def main():
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--runs", type=int, default=3, help="rounds (each runs both paths)")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: 1 on a CPU)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision in both paths")
     options = parser.parse_args()
     if options.warmup < 1:
         parser.error("--warmup must be at least 1")
-    if options.threads:
-        torch.set_num_threads(options.threads)
+    if options.threads or options.device == "cpu":
+        torch.set_num_threads(options.threads or 1)
     hf_logging.set_verbosity_error()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
