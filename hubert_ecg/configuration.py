@@ -78,6 +78,10 @@ AUTO_MAP = {
     "AutoModelForPreTraining": "modeling.HuBERTECGForPreTraining",
 }
 
+# What transformers' Hubert used for SpecAugment in training: configs saved without `finetune_mask_time_prob` derive
+# the fine-tuning masking from them (HuBERTECGConfig.from_dict).
+_LEGACY_MASK_FIELDS = ("apply_spec_augment", "mask_time_prob", "mask_time_length", "mask_time_min_masks")
+
 _PROBABILITIES = (
     "hidden_dropout",
     "activation_dropout",
@@ -87,6 +91,7 @@ _PROBABILITIES = (
     "layerdrop",
     "mask_time_prob",
     "mask_feature_prob",
+    "finetune_mask_time_prob",
 )
 
 
@@ -119,7 +124,19 @@ class HuBERTECGConfig(HubertConfig):
         class_weight (`list[float]`, *optional*):
             Class weights of the single-label cross-entropy of the classifier, one per label.
         mask_time_prob, mask_time_length, mask_time_min_masks:
-            Time masking of pretraining: 0.33, 1 and 2 in the release.
+            Time masking of pretraining (:class:`HuBERTECGForPreTraining` and the pretraining data collator): about
+            ``mask_time_prob`` of the frames masked in spans of ``mask_time_length`` frames, at least
+            ``mask_time_min_masks`` spans; 0.33, 1 and 2 in the release.
+        finetune_mask_time_prob (`float`, defaults to 0.0):
+            SpecAugment time masking while fine-tuning :class:`HuBERTECGForSequenceClassification`: in training
+            mode, about this fraction of the frames is replaced by the learned ``masked_spec_embed``; never in
+            eval mode. 0 (off) for a new configuration, as the release does when training from random
+            initialisation. A configuration saved without this field (the released checkpoints, models saved by
+            earlier versions) gets ``mask_time_prob`` if its ``apply_spec_augment`` is true, else 0: what
+            transformers' Hubert did with it, so fine-tuning a released checkpoint masks 33 % of the frames, as
+            in the release. ``apply_spec_augment`` plays no other part.
+        finetune_mask_time_length (`int`, defaults to 1), finetune_mask_time_min_masks (`int`, defaults to 2):
+            Span length (frames) and minimum number of spans of that masking.
 
     Raises:
         ValueError: at construction and at ``from_pretrained`` when the lengths of ``conv_dim``, ``conv_kernel``
@@ -148,6 +165,9 @@ class HuBERTECGConfig(HubertConfig):
     mask_time_prob: float | int = 0.33
     mask_time_length: int = 1
     mask_time_min_masks: int = 2
+    finetune_mask_time_prob: float | int = 0.0
+    finetune_mask_time_length: int = 1
+    finetune_mask_time_min_masks: int = 2
 
     def __post_init__(self, **kwargs):
         self.vocab_sizes = [int(v) for v in self.vocab_sizes]
@@ -184,12 +204,30 @@ class HuBERTECGConfig(HubertConfig):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"`{name}` is a probability and must lie in [0, 1], got {value}.")
+        for name in ("mask_time_length", "finetune_mask_time_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` is a number of frames and must be at least 1, got {getattr(self, name)}.")
         if not self.logit_temperature > 0:
             raise ValueError(f"`logit_temperature` must be positive, got {self.logit_temperature}.")
         for name in ("pos_weight", "class_weight"):
             weights = getattr(self, name)
             if weights is not None and len(weights) != self.num_labels:
                 raise ValueError(f"`{name}` needs one weight per label ({self.num_labels}), got {len(weights)}.")
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs) -> "HuBERTECGConfig":
+        """``PreTrainedConfig.from_dict`` (used by ``from_pretrained``), with the fine-tuning masking of configs saved
+        before ``finetune_mask_time_prob`` existed taken from what transformers' Hubert applied to them:
+        ``mask_time_prob`` / ``mask_time_length`` / ``mask_time_min_masks`` when ``apply_spec_augment`` is true
+        (its default), else 0."""
+        if "finetune_mask_time_prob" not in config_dict and "finetune_mask_time_prob" not in kwargs:
+            legacy = {**config_dict, **{k: v for k, v in kwargs.items() if k in _LEGACY_MASK_FIELDS}}
+            config_dict = dict(config_dict)
+            spec_augment = legacy.get("apply_spec_augment", True)
+            config_dict["finetune_mask_time_prob"] = legacy.get("mask_time_prob", cls.mask_time_prob) if spec_augment else 0.0
+            config_dict.setdefault("finetune_mask_time_length", legacy.get("mask_time_length", 1))
+            config_dict.setdefault("finetune_mask_time_min_masks", legacy.get("mask_time_min_masks", 2))
+        return super().from_dict(config_dict, **kwargs)
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "HuBERTECGConfig":

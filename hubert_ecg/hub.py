@@ -1,7 +1,8 @@
-"""Uploads to the Hugging Face Hub: the one place that creates a repository and uploads a folder to it.
+"""Uploads to the Hugging Face Hub: create a repository and upload a folder to it in one commit.
 
-Used by ``HuBERTECGPreTrainedModel.push_to_hub`` (a ``save_pretrained`` directory) and by ``hubert-ecg finetune`` /
-``hubert-ecg pretrain --push_to_hub`` (their finished output directory, one commit, without training state).
+Models push themselves with transformers' ``push_to_hub`` and ``hubert-ecg finetune --push_to_hub`` uses the
+Trainer's own push; this helper remains for ``hubert-ecg pretrain --push_to_hub`` (its finished output directory,
+without training state) until pretraining pushes through the Trainer (``hub_strategy="end"``) too.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from sklearn.metrics import normalized_mutual_info_score
 
 from hubert_ecg import HuBERTECGConfig, HuBERTECGForPreTraining
 from hubert_ecg.cli import main as cli_main
@@ -43,6 +44,15 @@ def test_mfcc_features_on_the_frame_grid(windows_dir):
     np.testing.assert_allclose(mfcc_features(changed)[:, :10, :13], features[:, :10, :13], rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="windows, samples"):
         mfcc_features(values[0])
+    # the grid is the config's: a feature encoder with one stride-2 layer fewer gives twice the frames (hop 32)
+    finer = HuBERTECGConfig(conv_dim=[32] * 4, conv_kernel=[10, 3, 3, 2], conv_stride=[4, 2, 2, 2])
+    fine = mfcc_features(values, config=finer)
+    assert fine.shape == (3, finer.num_frames(6000), 39) == (3, 186, 39)
+    # frame k sees samples 32 k + 25 -/+ 64 (hop 32, receptive field 50): zeroing from sample 5500 on changes
+    # the frames after k = 169 only (a hop of 64 would change every frame after 84)
+    fine_changed = mfcc_features(changed, config=finer)
+    np.testing.assert_allclose(fine_changed[:, :160, :13], fine[:, :160, :13], rtol=1e-4, atol=1e-4)
+    assert np.abs(fine_changed[:, 175:, :13] - fine[:, 175:, :13]).max() > 1
 
 
 def test_codebook_fit_assign_save_load(tmp_path):
@@ -64,15 +74,44 @@ def test_codebook_fit_assign_save_load(tmp_path):
     assert stats["used_clusters"] == 4 and stats["frames"] == 400 and 3.5 < stats["perplexity"] <= 4
 
 
-def test_faiss_backend_needs_faiss():
-    try:
-        import faiss  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="hubert-ecg\\[faiss\\]"):
-            fit_kmeans(np.zeros((10, 2), np.float32), 2, backend="faiss")
-    else:
-        codebook = fit_kmeans(np.random.default_rng(0).normal(size=(200, 3)).astype(np.float32), 3, backend="faiss")
-        assert codebook.centroids.shape == (3, 3)
+def _separated_clusters(k=4, n=600, dim=3):
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(k, dim)) * 20
+    truth = rng.integers(0, k, n)
+    return (centres[truth] + rng.normal(size=(n, dim))).astype(np.float32), truth
+
+
+def _same_partition(a, b):
+    """True when two labelings split the points the same way (up to renaming the clusters)."""
+    pairs = set(zip(np.asarray(a).tolist(), np.asarray(b).tolist()))
+    return len(pairs) == len(set(np.asarray(a).tolist())) == len(set(np.asarray(b).tolist()))
+
+
+def test_kmeans_without_faiss_falls_back_to_sklearn(monkeypatch):
+    from hubert_ecg.training import clustering
+
+    def no_faiss():
+        raise ImportError("--backend faiss needs the faiss package: pip install 'hubert-ecg[faiss]'")
+
+    monkeypatch.setattr(clustering, "_faiss", no_faiss)
+    x, truth = _separated_clusters()
+    auto = fit_kmeans(x, 4, backend="auto", seed=0, n_init=1)
+    assert auto.info["backend"] == "sklearn" and _same_partition(auto.assign(x), truth)
+    with pytest.raises(ImportError, match="hubert-ecg\\[faiss\\]"):
+        fit_kmeans(x, 4, backend="faiss")
+
+
+def test_faiss_and_sklearn_agree():
+    pytest.importorskip("faiss")
+    x, truth = _separated_clusters()
+    with_faiss = fit_kmeans(x, 4, backend="faiss", seed=0, n_init=3)
+    with_sklearn = fit_kmeans(x, 4, backend="sklearn", seed=0, n_init=3)
+    assert with_faiss.info["backend"] == "faiss" and fit_kmeans(x, 4, backend="auto").info["backend"] == "faiss"
+    assert _same_partition(with_faiss.assign(x), truth) and _same_partition(with_sklearn.assign(x), truth)
+    # the same centroids, in some order
+    order = [int(np.argmin(((with_sklearn.centroids - c) ** 2).sum(1))) for c in with_faiss.centroids]
+    np.testing.assert_allclose(with_sklearn.centroids[order], with_faiss.centroids, atol=0.05)
+    assert with_faiss.info["inertia_per_frame"] == pytest.approx(with_sklearn.info["inertia_per_frame"], rel=0.02)
 
 
 def test_cluster_command_mfcc_then_hidden(windows_dir, tmp_path):
@@ -81,10 +120,11 @@ def test_cluster_command_mfcc_then_hidden(windows_dir, tmp_path):
                      "--num_clusters", "8", "--batch_size", "5", "--kmeans_n_init", "1"]) == 0
     labels, info = load_labels(first)
     n = len(load_window_dataset(windows_dir))
-    assert labels.shape == (n, 93) and labels.dtype == np.int16 and labels.max() < 8
+    frames = HuBERTECGConfig().num_frames(6000)
+    assert labels.shape == (n, frames) and labels.dtype == np.int16 and labels.max() < 8
     assert info["num_clusters"] == 8 and info["features"] == "mfcc"
     stats = json.loads((first / "cluster_stats.json").read_text())
-    assert stats["frames"] == n * 93 and sum(stats["cluster_sizes"]) == n * 93 and stats["used_clusters"] >= 2
+    assert stats["frames"] == n * frames and sum(stats["cluster_sizes"]) == n * frames and stats["used_clusters"] >= 2
     assert not (first / "tmp").exists()
 
     # iteration 2: hidden states of a model's layer, compared with iteration 1
@@ -98,9 +138,14 @@ def test_cluster_command_mfcc_then_hidden(windows_dir, tmp_path):
     )
     assert cli_main(["cluster", str(yaml)]) == 0
     labels2, info2 = load_labels(tmp_path / "iter2")
-    assert labels2.shape == (n, 93) and info2["layer"] == 1 and info2["features"] == "hidden"
+    assert labels2.shape == (n, frames) and info2["layer"] == 1 and info2["features"] == "hidden"
     stats2 = json.loads((tmp_path / "iter2" / "cluster_stats.json").read_text())
-    assert 0.0 <= stats2["nmi_with_previous"] <= 1.0
+    # the NMI compares the two iterations' labels of the same windows, row for row
+    assert stats2["nmi_with_previous"] == pytest.approx(
+        normalized_mutual_info_score(labels.reshape(-1), labels2.reshape(-1)), abs=1e-9)
+    permuted = np.random.default_rng(0).permutation(labels2.reshape(-1))
+    shuffled = normalized_mutual_info_score(labels.reshape(-1), permuted)
+    assert stats2["nmi_with_previous"] > shuffled + 0.05
     # the labels are the nearest centroids of the layer's hidden states
     values = load_window_dataset(windows_dir).with_format("numpy")[:2]["input_values"]
     hidden = hidden_state_features(model, values, layer=1)

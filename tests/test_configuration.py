@@ -48,6 +48,8 @@ BAD_FIELDS = [
     ({"hidden_dropout": -0.1}, "hidden_dropout"),
     ({"logit_temperature": 0.0}, "logit_temperature"),
     ({"num_labels": 3, "pos_weight": [1.0, 2.0]}, "pos_weight"),
+    ({"finetune_mask_time_prob": -0.5}, "finetune_mask_time_prob"),
+    ({"finetune_mask_time_length": 0}, "finetune_mask_time_length"),
 ]
 
 

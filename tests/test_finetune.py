@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 
 from hubert_ecg.training import finetune
 
@@ -55,10 +56,13 @@ def test_finetune_ptbxl_end_to_end(tmp_path, data_dir, capsys):
     assert list(config["id2label"].values()) == ["NORM", "MI", "STTC", "CD", "HYP"]
     assert config["problem_type"] == "multi_label_classification" and len(config["pos_weight"]) == 5
     assert (out / "model.safetensors").is_file() and (out / "preprocessor_config.json").is_file()
-    card = (out / "README.md").read_text()
-    assert "validation macro_auroc" in card and "hubert-ecg finetune --ptbxl_dir" in card
+    assert config["finetune_mask_time_prob"] == 0.0  # SpecAugment off from random initialisation
+    card = ModelCard.load(out / "README.md")
     metrics = json.loads((out / "metrics.json").read_text())
-    assert 0.0 <= metrics["eval_macro_auroc"] <= 1.0
+    assert card.data.license == "apache-2.0" and card.data.base_model is None  # random init: the package's licence
+    results = {(r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert results[("validation", "macro_auroc")] == pytest.approx(metrics["eval_macro_auroc"])
+    assert "hubert-ecg finetune --ptbxl_dir" in card.text and "SpecAugment off" in card.text
 
     # the saved model reloads through the Auto classes and scores with the pipeline
     import hubert_ecg  # noqa: F401
@@ -126,36 +130,59 @@ def test_finetune_clear_errors(tmp_path, data_dir, capsys):
     assert "--model_name_or_path" in capsys.readouterr().err
 
 
-def test_push_to_hub_uploads_output_dir(tmp_path, data_dir, monkeypatch):
-    """--push_to_hub uploads the saved directory once, through a mocked HfApi (no network)."""
-    import huggingface_hub
+def test_push_to_hub_is_the_trainers_push(tmp_path, data_dir, monkeypatch):
+    """--push_to_hub: the Trainer creates the repository and uploads the output directory once at the end
+    (hub_strategy "end"), with this package's card; against a mocked HfApi (no network)."""
+    from huggingface_hub import HfApi
 
-    calls = {}
+    calls = {"create": [], "upload": []}
 
-    class FakeApi:
-        def __init__(self, token=None):
-            calls["token"] = token
+    def create_repo(self, repo_id, **kwargs):
+        calls["create"].append(repo_id)
+        return type("Url", (), {"repo_id": repo_id})()
 
-        def create_repo(self, repo_id, private=None, exist_ok=False):
-            calls["repo"] = repo_id
-            return type("Url", (), {"repo_id": repo_id})()
+    def upload_folder(self, repo_id, folder_path, ignore_patterns=None, **kwargs):
+        from pathlib import Path
 
-        def upload_folder(self, repo_id, folder_path, commit_message, ignore_patterns, **kwargs):
-            from pathlib import Path
+        files = {p.name: p for p in Path(folder_path).iterdir()}
+        calls["upload"].append((repo_id, sorted(files), ignore_patterns, ModelCard.load(files["README.md"])))
+        return "commit"
 
-            calls["files"] = sorted(p.name for p in Path(folder_path).iterdir())
-            calls["ignore"] = ignore_patterns
-            return "commit"
-
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
     out = tmp_path / "m"
     argv = ["--ptbxl_dir", str(data_dir / "ptbxl"), "--preset", "small", "--config_overrides", TINY,
             "--max_train_records", "8", "--max_eval_records", "8", "--output_dir", str(out), "--push_to_hub", "true",
-            "--hub_model_id", "me/tiny-ecg", *FAST]
+            "--hub_model_id", "me/tiny-ecg", "--model_license", "mit", *FAST]
     assert finetune.main(argv) == 0
-    assert calls["repo"] == "me/tiny-ecg"
-    assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"} <= set(calls["files"])
-    assert "checkpoint-*" in calls["ignore"]
+    assert calls["create"] == ["me/tiny-ecg"]
+    (repo, files, ignore, card), = calls["upload"]  # one upload: hub_strategy "end"
+    assert repo == "me/tiny-ecg"
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md", "metrics.json"} <= set(files)
+    assert any(pattern.startswith("checkpoint") for pattern in ignore)
+    assert card.data.license == "mit" and {r.metric_type for r in card.data.eval_results} >= {"macro_auroc"}
+
+
+def test_finetuning_masking_setting(tmp_path):
+    """SpecAugment in fine-tuning: off from a preset, kept from a checkpoint, set by --finetune_mask_time_prob."""
+    from hubert_ecg import HuBERTECGConfig, HuBERTECGModel
+
+    labels, problem = ["a", "b"], "multi_label_classification"
+    model, *_ = finetune.build_model(finetune.ModelArguments(preset="small", config_overrides=TINY), labels, problem,
+                                     None, None)
+    assert model.config.finetune_mask_time_prob == 0.0 and model.config.mask_time_prob == 0.33
+    base = tmp_path / "base"
+    HuBERTECGModel(HuBERTECGConfig.from_preset("small", **json.loads(TINY), finetune_mask_time_prob=0.2)).save_pretrained(base)
+    model, *_ = finetune.build_model(finetune.ModelArguments(model_name_or_path=str(base)), labels, problem, None, None)
+    assert model.config.finetune_mask_time_prob == 0.2
+    args = finetune.ModelArguments(model_name_or_path=str(base), finetune_mask_time_prob=0.0)
+    model, *_ = finetune.build_model(args, labels, problem, None, None)
+    assert model.config.finetune_mask_time_prob == 0.0
+    args = finetune.ModelArguments(preset="small", config_overrides=TINY, finetune_mask_time_prob=0.1,
+                                   finetune_mask_time_length=3)
+    model, *_ = finetune.build_model(args, labels, problem, None, None)
+    assert (model.config.finetune_mask_time_prob, model.config.finetune_mask_time_length) == (0.1, 3)
+    assert hasattr(model.hubert_ecg, "masked_spec_embed")
 
 
 def test_build_model_from_an_original_pretraining_checkpoint(reference_dir, expected):

@@ -1,6 +1,3 @@
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -223,32 +220,140 @@ def test_new_heads_are_initialised(reference_dir):
     assert 0.01 < heads[0].std() < 0.03
 
 
-def test_save_pretrained_writes_safetensors_and_loads_without_the_package(reference_dir, tmp_path):
+def test_save_pretrained_writes_safetensors_and_only_the_model_code(reference_dir, tmp_path):
     model = HuBERTECGForSequenceClassification.from_pretrained(
         reference_dir / "hub_layout", id2label={0: "NORM", 1: "MI"}, label2id={"NORM": 0, "MI": 1}
     )
     model.save_pretrained(tmp_path)
     files = {p.name for p in tmp_path.iterdir()}
-    assert {"model.safetensors", "config.json", "modeling.py", "configuration.py", "README.md"} <= files
-    assert not any(name.endswith(".bin") for name in files)
+    assert {"model.safetensors", "config.json"} <= files
+    assert {name for name in files if name.endswith(".py")} == {"configuration.py", "modeling.py"}
+    assert not any(name.endswith(".bin") for name in files) and "README.md" not in files  # cards: model_card
     reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)
     assert reloaded.config.id2label == {0: "NORM", 1: "MI"}
 
-    # A fresh interpreter in which `import hubert_ecg` fails loads the directory as remote code.
-    code = f"""
-import importlib.abc, sys
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name.split('.')[0] == 'hubert_ecg':
-            raise ImportError('hubert_ecg is not installed here')
-sys.meta_path.insert(0, Block())
-import torch
-from transformers import AutoModelForSequenceClassification
-model = AutoModelForSequenceClassification.from_pretrained({str(tmp_path)!r}, trust_remote_code=True).eval()
-assert 'hubert_ecg' not in sys.modules
-with torch.no_grad():
-    print(type(model).__name__, model(torch.ones(1, 6000)).logits.shape)
-"""
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path.parent)
-    assert result.returncode == 0, result.stderr
-    assert "HuBERTECGForSequenceClassification torch.Size([1, 2])" in result.stdout
+
+def test_model_code_imports_only_torch_numpy_transformers():
+    import ast
+    from pathlib import Path
+
+    import hubert_ecg
+
+    package = Path(hubert_ecg.__file__).parent
+    for name in ("configuration.py", "modeling.py"):
+        tree = ast.parse((package / name).read_text())
+        roots = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                roots |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                roots.add("." + (node.module or "") if node.level else node.module.split(".")[0])
+        allowed = {"torch", "numpy", "transformers", "huggingface_hub", "dataclasses", ".configuration"}
+        assert roots <= allowed, (name, roots - allowed)
+
+
+def test_unknown_keywords_are_errors():
+    model = HuBERTECGForSequenceClassification(HuBERTECGConfig(**TINY, num_labels=2)).eval()
+    x = torch.randn(1, 6000)
+    for module in (model, model.hubert_ecg, HuBERTECGForPreTraining(HuBERTECGConfig(**TINY)).eval()):
+        with pytest.raises(TypeError, match="lead_mask"):
+            module(x, lead_mask=torch.ones(1, 12))
+
+
+def test_first_conv_is_a_matrix_product_equal_to_the_convolution(expected):
+    """The input convolution (HuBERTECGInputConv) computes what nn.Conv1d computes, gradients included."""
+    from hubert_ecg.modeling import HuBERTECGInputConv
+
+    torch.manual_seed(0)
+    model = HuBERTECGModel(HuBERTECGConfig(**TINY, conv_bias=True))
+    conv = model.feature_extractor.conv_layers[0].conv
+    assert isinstance(conv, HuBERTECGInputConv) and conv.kernel_size == (10,) and conv.stride == (4,)
+    x = torch.from_numpy(expected["input_values_10s"])[:, None].requires_grad_()
+    ours = conv(x)
+    theirs = torch.nn.functional.conv1d(x, conv.weight, conv.bias, stride=conv.stride)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    (grad_ours,) = torch.autograd.grad(ours.square().sum(), conv.weight)
+    (grad_theirs,) = torch.autograd.grad(theirs.square().sum(), conv.weight)
+    torch.testing.assert_close(grad_ours, grad_theirs, rtol=1e-4, atol=1e-4)
+    # the same parameters and keys as transformers' HubertModel
+    from transformers import HubertConfig, HubertModel
+
+    fields = {k: v for k, v in model.config.to_dict().items() if k in HubertConfig().to_dict()}
+    assert set(model.state_dict()) == set(HubertModel(HubertConfig(**fields)).state_dict())
+
+
+def test_bf16_loading_keeps_the_positional_convolution_in_float32(reference_dir, expected):
+    """from_pretrained(dtype=bfloat16): everything in bf16 but the positional convolution
+    (_keep_in_fp32_modules_strict), which also runs in float32 under autocast; hidden states stay close."""
+    model = AutoModel.from_pretrained(reference_dir / "hub_layout", dtype=torch.bfloat16).eval()
+    dtypes = {name: p.dtype for name, p in model.named_parameters()}
+    assert {d for n, d in dtypes.items() if "pos_conv_embed" in n} == {torch.float32}
+    assert {d for n, d in dtypes.items() if "pos_conv_embed" not in n} == {torch.bfloat16}
+    x = torch.from_numpy(expected["input_values_5s"])
+    with torch.no_grad():
+        hidden = model(x.bfloat16()).last_hidden_state
+    assert hidden.dtype == torch.bfloat16
+    reference = expected["last_hidden_state_5s"]
+    assert np.abs(hidden.float().numpy() - reference).max() < 0.05 * np.abs(reference).max()
+
+    module = model.encoder.pos_conv_embed
+    frames = torch.randn(2, 93, 32)
+    with torch.no_grad():
+        exact = module(frames)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            under_autocast = module(frames.bfloat16())
+    assert under_autocast.dtype == torch.bfloat16
+    torch.testing.assert_close(under_autocast.float(), exact, atol=0.02 * exact.abs().max().item(), rtol=0)
+
+
+def _no_dropout(**overrides):
+    zero = dict(hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0,
+                final_dropout=0.0, layerdrop=0.0)
+    return HuBERTECGConfig(**TINY, num_labels=3, **zero, **overrides)
+
+
+@pytest.mark.parametrize("prob", [0.0, 0.33])
+def test_finetuning_spec_augment_is_its_own_setting(prob):
+    """Two training-mode forwards with every dropout at 0 are equal when fine-tuning masking is off (the default,
+    whatever the pretraining mask says) and differ when it is on; eval mode never masks."""
+    torch.manual_seed(0)
+    model = HuBERTECGForSequenceClassification(_no_dropout(mask_time_prob=0.33, finetune_mask_time_prob=prob))
+    x = torch.randn(2, 6000)
+    model.train()
+    first, second = model(x).logits, model(x).logits
+    assert torch.equal(first, second) == (prob == 0.0)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x).logits, model(x).logits)
+
+
+def test_finetuning_masking_default_and_legacy_configs(reference_dir, tmp_path):
+    assert HuBERTECGConfig().finetune_mask_time_prob == 0.0
+    assert HuBERTECGConfig.from_preset("small").finetune_mask_time_prob == 0.0
+    # released checkpoints (no such field; apply_spec_augment true, mask_time_prob 0.33): fine-tuning masked 33 %
+    released = HuBERTECGConfig.from_pretrained(reference_dir / "hub_layout")
+    assert (released.finetune_mask_time_prob, released.finetune_mask_time_length) == (0.33, 1)
+    assert HuBERTECGConfig.from_pretrained(reference_dir / "hub_layout", apply_spec_augment=False).finetune_mask_time_prob == 0
+    # a saved setting is kept, including 0
+    HuBERTECGConfig.from_preset("small", mask_time_prob=0.5).save_pretrained(tmp_path)
+    assert HuBERTECGConfig.from_pretrained(tmp_path).finetune_mask_time_prob == 0.0
+    with pytest.raises(ValueError, match="finetune_mask_time_prob"):
+        HuBERTECGConfig(finetune_mask_time_prob=1.5)
+
+
+def test_mixed_precision_training_step_runs_the_positional_convolution_in_float32():
+    """Under bf16 autocast (``hubert-ecg finetune --bf16``) the positional convolution sees float32 inputs and
+    weights, the rest runs in bf16, and gradients reach every trainable parameter."""
+    torch.manual_seed(0)
+    model = HuBERTECGForSequenceClassification(_no_dropout()).train()
+    seen = {}
+    conv = model.hubert_ecg.encoder.pos_conv_embed.conv
+    conv.register_forward_hook(lambda module, args, output: seen.update(input=args[0].dtype, output=output.dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.randn(2, 6000), labels=torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]))
+    assert seen == {"input": torch.float32, "output": torch.float32}
+    assert out.logits.dtype == torch.bfloat16
+    out.loss.backward()
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad and "masked_spec_embed" not in name:
+            assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name

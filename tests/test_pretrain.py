@@ -1,4 +1,5 @@
-"""HuBERT pretraining with accelerate on real records: two iterations, 2-process gloo run, crash and resume."""
+"""HuBERT pretraining on the Trainer with real records: the loss falls, two iterations then fine-tuning, the Hub
+upload, a 2-process gloo run, kill -9 and resume with the same losses."""
 
 import json
 import os
@@ -9,15 +10,23 @@ import sys
 import time
 from pathlib import Path
 
-import huggingface_hub
 import numpy as np
 import pytest
 import torch
+import transformers.trainer
+from transformers.trainer_utils import EvalPrediction
 
-from hubert_ecg import HuBERTECGForPreTraining, HuBERTECGForSequenceClassification
+from hubert_ecg import HuBERTECGConfig, HuBERTECGForPreTraining, HuBERTECGForSequenceClassification
 from hubert_ecg.cli import main as cli_main
 from hubert_ecg.training.clustering import KMeansCodebook, load_labels, mfcc_features
-from hubert_ecg.training.pretrain import CRASH_EXIT_CODE, split_by_record
+from hubert_ecg.training.arguments import parse_args
+from hubert_ecg.training.pretrain import (
+    EpochShuffleSampler,
+    PretrainArguments,
+    WindowLabelDataset,
+    compute_masked_accuracy,
+    split_by_record,
+)
 from hubert_ecg.training.windows import build_window_dataset, load_window_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,13 +36,20 @@ TINY = json.dumps(
 )
 RECORDS = ["ptbxl/records100/00000/00001_lr", "ptbxl/records100/00000/00002_lr", "ptbxl/records100/00000/00003_lr",
            "cinc2021/E07500", "long/cpsc2021/data_8_4"]
+FRAMES = HuBERTECGConfig().num_frames(6000)
 
 
 @pytest.fixture(scope="module")
 def iteration1(data_dir, tmp_path_factory):
-    """A window dataset of real records (16 windows) and MFCC k-means labels (K=8)."""
+    """A window dataset of real records (16 windows; one unreadable file skipped) and MFCC k-means labels (K=8)."""
     root = tmp_path_factory.mktemp("pretrain")
-    build_window_dataset([str(data_dir / r) for r in RECORDS], root / "windows", show_progress=False)
+    broken = root / "broken.npy"
+    broken.write_bytes(b"not an ECG")
+    info = build_window_dataset([str(data_dir / r) for r in RECORDS] + [str(broken)], root / "windows",
+                                show_progress=False)
+    assert info.num_windows == 16 and info.num_skipped == 1
+    [skipped] = [json.loads(line) for line in (root / "windows" / "skipped.jsonl").read_text().splitlines()]
+    assert skipped["path"].endswith("broken.npy")
     assert cli_main(["cluster", "--output_dir", str(root / "labels1"), "--windows_dir", str(root / "windows"),
                      "--num_clusters", "8", "--kmeans_n_init", "1"]) == 0
     return root
@@ -43,7 +59,7 @@ def _pretrain_args(root, out, labels="labels1", steps=6, **extra):
     args = ["--output_dir", str(out), "--windows_dir", str(root / "windows"), "--labels_dirs", str(root / labels),
             "--config_overrides", TINY, "--max_steps", str(steps), "--per_device_train_batch_size", "2",
             "--learning_rate", "1e-3", "--logging_steps", "1", "--save_steps", "2", "--eval_steps", "3",
-            "--validation_fraction", "0.2", "--report_to", "none", "--seed", "7"]
+            "--validation_fraction", "0.2", "--report_to", "none", "--seed", "7", "--dataloader_pin_memory", "false"]
     for key, value in extra.items():
         args += [f"--{key}", str(value)]
     return args
@@ -70,16 +86,18 @@ def _free_port():
 
 
 class _FakeHub:
-    """HfApi stand-in that records uploads."""
+    """HfApi stand-in that records what the Trainer creates and uploads."""
 
     def __init__(self, uploads):
         self.uploads = uploads
 
-    def create_repo(self, repo_id, private=None, exist_ok=False):
+    def create_repo(self, repo_id, token=None, private=None, exist_ok=False, **kwargs):
         return type("RepoUrl", (), {"repo_id": repo_id})()
 
     def upload_folder(self, repo_id, folder_path, ignore_patterns=None, **kwargs):
-        self.uploads.append((repo_id, {p.name for p in Path(folder_path).iterdir()}, ignore_patterns))
+        files = {str(p.relative_to(folder_path)) for p in Path(folder_path).rglob("*") if p.is_file()}
+        readme = (Path(folder_path) / "README.md").read_text()
+        self.uploads.append((repo_id, files, list(ignore_patterns or []), readme))
         return "commit"
 
 
@@ -89,37 +107,78 @@ def test_split_keeps_records_together():
     assert len(train) + len(val) == 300 and 20 < len(val) < 100
     assert not {ids[i] for i in train} & {ids[i] for i in val}
     np.testing.assert_array_equal(split_by_record(ids, 0.2)[1], val)
+    # adding records keeps the old assignments
+    more = ids + [f"s{i}" for i in range(50)]
+    np.testing.assert_array_equal(split_by_record(more, 0.2)[1][: len(val)], val)
     # a small dataset still gets the validation set it asks for
     assert [len(part) for part in split_by_record(["a", "b", "b"], 1e-6)] in ([1, 2], [2, 1])
     assert len(split_by_record(["a", "b", "b"], 0.0)[1]) == 0
 
 
-def test_two_iterations_then_fine_tuning_model(iteration1, tmp_path, monkeypatch):
-    root = iteration1
-    # iteration 1: fresh tiny model on MFCC targets
-    assert cli_main(["pretrain", *_pretrain_args(root, tmp_path / "it1", steps=4)]) == 0
-    results = json.loads((tmp_path / "it1" / "pretrain_results.json").read_text())
-    assert results["step"] == 4 and results["vocab_sizes"] == [8]
-    assert np.isfinite(results["eval_loss"]) and 0.0 <= results["eval_masked_accuracy"] <= 1.0
-    assert (tmp_path / "it1" / "model.safetensors").exists() and (tmp_path / "it1" / "README.md").exists()
-    assert (tmp_path / "it1" / "preprocessor_config.json").exists()
-    assert [e["step"] for e in _history(tmp_path / "it1") if "loss" in e] == [1, 2, 3, 4]
+def test_sampler_and_dataset_name_window_and_epoch(iteration1):
+    windows = load_window_dataset(iteration1 / "windows")
+    labels, _ = load_labels(iteration1 / "labels1")
+    rows = np.array([3, 5, 7, 11])
+    data = WindowLabelDataset(windows, [labels], rows)
+    sampler = EpochShuffleSampler(len(data), seed=7)
+    first = list(sampler)
+    sampler.set_epoch(2)
+    third = list(sampler)
+    assert sorted(first) == [0, 1, 2, 3] and sorted(third) == [8, 9, 10, 11]
+    sampler.set_epoch(0)
+    assert list(sampler) == first  # the same order again (resume, other processes)
+    item = data[9]  # epoch 2, position 1 -> row 5
+    assert item["sample_index"] == 9 and item["labels"].shape == (1, FRAMES)
+    np.testing.assert_array_equal(item["labels"][0], labels[5])
+    np.testing.assert_array_equal(item["input_values"], windows.with_format("numpy")[5]["input_values"])
 
-    # iteration 2: hidden states of layer 1 of iteration 1, new codebook of 10, continued backbone
+
+def test_masked_accuracy_metric():
+    labels = np.array([[[1, 2, 3, -100]], [[0, 0, 1, 1]]])  # (2 windows, 1 codebook, 4 frames)
+    predictions = np.array([[[1, 0, 3, 3], [1, 1, 0, 1]], [[0, 1, 1, 1], [0, 1, 1, 0]]])  # last row: the mask
+    # masked valid frames: (0,0) right, (0,1) wrong, (1,1) wrong, (1,2) right -> 2/4; frame (0,3) is ignored
+    # unmasked valid frames: (0,2) right, (1,0) right, (1,3) right -> 3/3
+    result = compute_masked_accuracy(EvalPrediction(predictions=predictions, label_ids=labels))
+    assert result == {"masked_accuracy": 0.5, "unmasked_accuracy": 1.0}
+
+
+def test_loss_falls_two_iterations_then_fine_tuning(iteration1, tmp_path, monkeypatch):
+    root = iteration1
+    # iteration 1: fresh tiny model on MFCC targets (K = 8), evaluated before, during and after training
+    assert cli_main(["pretrain", *_pretrain_args(root, tmp_path / "it1", steps=24, per_device_train_batch_size=4,
+                                                 learning_rate=5e-4, eval_steps=12, save_steps=12,
+                                                 eval_on_start="true")]) == 0
+    results = json.loads((tmp_path / "it1" / "pretrain_results.json").read_text())
+    assert results["step"] == 24 and results["vocab_sizes"] == [8] and results["validation_windows"] >= 1
+    history = _history(tmp_path / "it1")
+    losses = [e["loss"] for e in history if "loss" in e]
+    evals = [(e["step"], e["eval_loss"]) for e in history if "eval_loss" in e]
+    assert [e["step"] for e in history if "loss" in e] == list(range(1, 25))
+    assert [step for step, _ in evals] == [0, 12, 24] and results["eval_loss"] == evals[-1][1]
+    # the loss falls: on held-out records (below guessing the 8 clusters uniformly), and in training
+    assert evals[-1][1] < min(evals[0][1] - 0.2, np.log(8)), evals
+    assert np.mean(losses[-4:]) < np.mean(losses[:4]) - 0.5, losses
+    assert {"model.safetensors", "preprocessor_config.json"} <= {p.name for p in (tmp_path / "it1").iterdir()}
+    card = (tmp_path / "it1" / "README.md").read_text()  # the package's card: licence of a random init, results
+    assert "license: apache-2.0" in card and f"{results['eval_masked_accuracy']:.4f}" in card
+
+    # iteration 2: hidden states of layer 1 of iteration 1, new codebook of 10, continued backbone, pushed
     assert cli_main(["cluster", "--output_dir", str(root / "labels2"), "--windows_dir", str(root / "windows"),
                      "--features", "hidden", "--model_name_or_path", str(tmp_path / "it1"), "--layer", "1",
                      "--num_clusters", "10", "--kmeans_n_init", "1"]) == 0
     labels2, info2 = load_labels(root / "labels2")
-    assert labels2.shape == (16, 93) and info2["layer"] == 1
+    assert labels2.shape == (16, FRAMES) and info2["layer"] == 1
     uploads = []
-    monkeypatch.setattr(huggingface_hub, "HfApi", lambda token=None: _FakeHub(uploads))  # no network
+    monkeypatch.setattr(transformers.trainer, "hf_api", lambda: _FakeHub(uploads))  # no network
     assert cli_main(["pretrain", *_pretrain_args(root, tmp_path / "it2", labels="labels2", steps=3,
                                                  model_name_or_path=tmp_path / "it1", learning_rate=0.0,
                                                  push_to_hub="true", hub_model_id="me/ecg-it2")]) == 0
-    # --push_to_hub: one commit of the final model, its card, feature extractor and results; no training state
-    [(repo_id, files, ignored)] = uploads
-    assert repo_id == "me/ecg-it2" and "checkpoints/**" in ignored
-    assert {"model.safetensors", "config.json", "README.md", "preprocessor_config.json"} <= files
+    # the Trainer's push (hub_strategy "end"): one upload of the final model, card and feature extractor, no checkpoints
+    [(repo_id, files, ignored, readme)] = uploads
+    assert repo_id == "me/ecg-it2" and "checkpoint-*" in ignored
+    assert {"model.safetensors", "config.json", "README.md", "preprocessor_config.json", "pretrain_results.json"} \
+        <= files
+    assert "hubert-ecg" in readme and "apache-2.0" in readme  # the package's card; trained from random init
     it1 = HuBERTECGForPreTraining.from_pretrained(tmp_path / "it1")
     it2 = HuBERTECGForPreTraining.from_pretrained(tmp_path / "it2")
     assert it2.config.vocab_sizes == [10] and it2.label_embedding[0].weight.shape[0] == 10
@@ -135,38 +194,38 @@ def test_two_iterations_then_fine_tuning_model(iteration1, tmp_path, monkeypatch
     assert clf.eval()(values).logits.shape == (2, 5)
 
 
-def test_crash_and_resume_gives_the_same_losses(iteration1, tmp_path):
-    root = iteration1
-    # uninterrupted reference
-    assert cli_main(["pretrain", *_pretrain_args(root, tmp_path / "ref", gradient_accumulation_steps=2)]) == 0
-    reference = _losses(tmp_path / "ref")
-    assert sorted(reference) == [1, 2, 3, 4, 5, 6]
-    # a run that crashes right after step 3 (last checkpoint: step 2)
-    crashed = tmp_path / "crash"
-    args = _pretrain_args(root, crashed, gradient_accumulation_steps=2)
-    proc = subprocess.run([sys.executable, "-m", "hubert_ecg.cli", "pretrain", *args, "--stop_after_step", "3"],
-                          env=_env(), cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == CRASH_EXIT_CODE, proc.stderr[-3000:]
-    assert sorted(_losses(crashed)) == [1, 2, 3] and not (crashed / "model.safetensors").exists()
-    assert (crashed / "checkpoints" / "checkpoint-2" / "progress.json").exists()
-    # the same command again continues from step 2 and repeats step 3 with the same loss
-    assert cli_main(["pretrain", *args]) == 0
-    resumed = _losses(crashed)
-    assert sorted(resumed) == [1, 2, 3, 4, 5, 6]
-    for step in range(1, 7):
-        assert resumed[step] == pytest.approx(reference[step], rel=1e-6, abs=1e-6), step
-    assert json.loads((crashed / "pretrain_results.json").read_text())["step"] == 6
+def test_help_and_the_example_configuration(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["pretrain", "--help"])
+    assert exit_info.value.code == 0 and "--labels_dirs" in capsys.readouterr().out
+    example = str(REPO / "examples" / "pretrain" / "iteration1.yaml")
+    (args,) = parse_args([example, "--use_cpu", "true"], (PretrainArguments,), "x")  # bf16 on a CPU: use_cpu
+    assert args.labels_dirs == ["runs/labels-it1"] and args.bf16 and args.warmup_steps == 0.08
+    assert args.eval_strategy == "steps" and args.eval_steps == 5000 and args.hub_strategy == "end"
+
+
+def test_bad_arguments_exit_2(iteration1, tmp_path, capsys):
+    assert cli_main(["pretrain", *_pretrain_args(iteration1, tmp_path / "x", config_overrides="{oops")]) == 2
+    assert "--config_overrides is not valid JSON" in capsys.readouterr().err
+    assert cli_main(["pretrain", "--output_dir", str(tmp_path / "x"), "--windows_dir", "w"]) == 2
+    assert "--labels_dirs" in capsys.readouterr().err
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        assert cli_main(["pretrain", *_pretrain_args(iteration1, tmp_path / "x"), "--report_to", "tensorboard"]) == 2
+        assert "pip install tensorboard" in capsys.readouterr().err
 
 
 def test_two_process_gloo_run(iteration1, tmp_path):
-    """`accelerate launch --multi_gpu --num_processes 2` on a CPU-only machine (gloo): sharded clustering (same labels as one process) and DDP."""
+    """`accelerate launch --multi_gpu --num_processes 2` on a CPU-only machine (gloo): sharded clustering (same
+    labels as one process) and the Trainer under DDP."""
     root = iteration1
     script = tmp_path / "two_iterations.py"
     script.write_text(
         "import sys\nfrom hubert_ecg.cli import main\n"
         f"assert main(['cluster', '--output_dir', {str(tmp_path / 'labels')!r}, '--windows_dir', "
         f"{str(root / 'windows')!r}, '--num_clusters', '8', '--kmeans_n_init', '1']) == 0\n"
-        f"sys.exit(main(['pretrain', *{_pretrain_args(root, tmp_path / 'ddp', steps=4, per_device_train_batch_size=2)!r}]))\n"
+        f"sys.exit(main(['pretrain', *{_pretrain_args(root, tmp_path / 'ddp', steps=4)!r}]))\n"
     )
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
@@ -176,34 +235,43 @@ def test_two_process_gloo_run(iteration1, tmp_path):
     # clustering sharded over 2 processes: all windows' frames fitted, every row labelled in order
     labels, info = load_labels(tmp_path / "labels")
     codebook = KMeansCodebook.load(tmp_path / "labels")
-    assert codebook.info["fit_frames"] == 16 * 93 and labels.shape == (16, 93)
+    assert codebook.info["fit_frames"] == 16 * FRAMES and labels.shape == (16, FRAMES)
     values = load_window_dataset(root / "windows").with_format("numpy")[:]["input_values"]
     # (up to near-ties of zero-filled leads, whose distances differ in the last bits between batch shapes)
     assert (codebook.assign(mfcc_features(values)) == labels).mean() > 0.97
     results = json.loads((tmp_path / "ddp" / "pretrain_results.json").read_text())
     assert results["processes"] == 2 and results["effective_batch_size"] == 4 and results["step"] == 4
+    assert sorted(_losses(tmp_path / "ddp")) == [1, 2, 3, 4]
     assert all(np.isfinite(v) for v in _losses(tmp_path / "ddp").values())
     HuBERTECGForSequenceClassification.from_pretrained(tmp_path / "ddp", num_labels=3)
 
 
-def test_sigkill_and_resume(iteration1, tmp_path):
-    """A real kill -9 after a checkpoint, then the same command: the losses continue as if nothing happened."""
+def test_sigkill_and_resume_give_the_same_losses(iteration1, tmp_path):
+    """A real kill -9 after a checkpoint, then the same command: the losses continue as if nothing happened, over
+    several epochs (new masks each epoch), with gradient accumulation and with or without DataLoader workers."""
     root = iteration1
-    assert cli_main(["pretrain", *_pretrain_args(root, tmp_path / "ref", steps=12, save_steps=4)]) == 0
+    extra = dict(steps=12, save_steps=4, gradient_accumulation_steps=2)
+    assert cli_main(["pretrain", *_pretrain_args(root, tmp_path / "ref", **extra)]) == 0
     reference = _losses(tmp_path / "ref")
+    assert sorted(reference) == list(range(1, 13))
+    assert json.loads((tmp_path / "ref" / "pretrain_results.json").read_text())["step"] == 12
     out = tmp_path / "killed"
-    args = _pretrain_args(root, out, steps=12, save_steps=4)
+    # with DataLoader workers: each window's mask comes from (seed, sample index), not from a worker's random state
+    args = _pretrain_args(root, out, **extra, dataloader_num_workers=2)
     proc = subprocess.Popen([sys.executable, "-m", "hubert_ecg.cli", "pretrain", *args], env=_env(), cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while not (out / "checkpoints" / "checkpoint-4" / "progress.json").exists():
+    while not (out / "checkpoint-4" / "trainer_state.json").exists():
         assert time.time() < deadline and proc.poll() is None
-        time.sleep(0.05)
+        time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / "model.safetensors").exists()
     assert cli_main(["pretrain", *args]) == 0
+    assert json.loads((out / "pretrain_results.json").read_text())["resumed_from"].startswith(str(out / "checkpoint-"))
     resumed = _losses(out)
     assert sorted(resumed) == list(range(1, 13))
+    epochs = {e["step"]: e["epoch"] for e in _history(out) if "loss" in e}
+    assert epochs[12] > 2  # the run spans several epochs
     for step, loss in reference.items():
         assert resumed[step] == pytest.approx(loss, rel=1e-6, abs=1e-6), step

@@ -6,7 +6,8 @@ cluster id ("hidden unit"):
 
 * iteration 1: k-means (K = 100 in the paper) of hand-made features of every frame; here 13 MFCCs with their
   deltas and delta-deltas (39 values, librosa) of the 100 Hz lead-concatenated input, computed on the model's frame
-  grid (one frame every 64 samples, 93 frames per 6000-sample window);
+  grid (``config.inputs_to_logits_ratio`` samples between frames, ``config.num_frames(6000)`` frames per window: 64
+  and 93 for the released feature encoder);
 * iteration n > 1: k-means (500-1000 clusters in the paper) of the hidden states of one transformer layer of the
   previous iteration's model (layers 8-9 of the paper's models).
 
@@ -60,10 +61,6 @@ KMEANS_FILE = "kmeans.npz"
 KMEANS_INFO_FILE = "kmeans.json"
 STATS_FILE = "cluster_stats.json"
 
-#: The model's frame grid: the released feature encoder (kernels 10,3,3,2,2; strides 4,2,2,2,2) advances 64 samples
-#: per frame and sees 82 samples; a 6000-sample window gives 93 frames.
-FRAME_HOP = 64
-FRAME_RECEPTIVE_FIELD = 82
 
 
 @dataclass
@@ -128,27 +125,28 @@ class ClusterArguments:
 
 def mfcc_features(
     input_values: np.ndarray,
+    config=None,
     sampling_rate: int = 100,
-    num_frames: int = 93,
-    hop_length: int = FRAME_HOP,
     n_fft: int = 128,
     n_mfcc: int = 13,
     n_mels: int = 20,
 ) -> np.ndarray:
     """MFCCs with deltas and delta-deltas on the model's frame grid (iteration-1 features of HuBERT / HuBERT-ECG).
 
-    Frame ``t`` is the ``n_fft``-sample (1.28 s) Hann window centred on the centre of the feature encoder's
-    receptive field of frame ``t`` (samples ``64 t`` to ``64 t + 82``); the input is reflect-padded so that
-    exactly ``num_frames`` frames come out. MFCCs: ``librosa.feature.mfcc`` (``n_mels`` mel bands between 0 Hz and
-    the Nyquist frequency, DCT-II, 13 coefficients); deltas: ``librosa.feature.delta`` (width 9).
+    The grid is the feature encoder's: hop ``config.inputs_to_logits_ratio`` samples, receptive field
+    ``config.receptive_field`` samples, ``config.num_frames(samples)`` frames (64, 82 and 93 for 6000 samples with
+    the released encoder). Frame ``t`` is the ``n_fft``-sample (1.28 s) Hann window centred on the centre of the
+    receptive field of frame ``t``; the input is reflect-padded so that exactly ``num_frames`` frames come out.
+    MFCCs: ``librosa.feature.mfcc`` (``n_mels`` mel bands between 0 Hz and the Nyquist frequency, DCT-II, 13
+    coefficients); deltas: ``librosa.feature.delta`` (width 9).
 
     Args:
         input_values: float (windows, samples) model inputs, 6000 samples = 12 leads x 5 s at 100 Hz.
+        config: the :class:`~hubert_ecg.HuBERTECGConfig` whose frame grid is used (default: the released one).
         sampling_rate: of ``input_values`` in Hz.
-        num_frames: frames per window (93 for 6000 samples and the released feature encoder).
 
     Returns:
-        float32 (windows, num_frames, 3 * n_mfcc) = (windows, 93, 39).
+        float32 (windows, num_frames, 3 * n_mfcc), (windows, 93, 39) for 6000 samples and the released encoder.
 
     Raises:
         ValueError: if ``input_values`` is not 2-D, or ``librosa`` is not installed.
@@ -160,7 +158,15 @@ def mfcc_features(
     x = np.asarray(input_values, dtype=np.float32)
     if x.ndim != 2:
         raise ValueError(f"input_values must have shape (windows, samples), got {x.shape}")
-    centre = FRAME_RECEPTIVE_FIELD // 2  # of frame 0, in samples
+    if config is None:
+        from ..configuration import HuBERTECGConfig
+
+        config = HuBERTECGConfig()
+    hop_length = int(config.inputs_to_logits_ratio)
+    num_frames = config.num_frames(x.shape[1])
+    if num_frames < 1:
+        raise ValueError(f"input_values have {x.shape[1]} samples, fewer than one frame ({config.receptive_field})")
+    centre = config.receptive_field // 2  # of frame 0, in samples
     left = n_fft // 2 - centre
     right = max(0, (num_frames - 1) * hop_length + n_fft - left - x.shape[1])
     padded = np.pad(x, ((0, 0), (max(left, 0), right)), mode="reflect")
@@ -393,7 +399,10 @@ def load_labels(labels_dir: str | os.PathLike) -> tuple[np.ndarray, dict]:
 def _feature_fn(args: ClusterArguments, device):
     """(callable input_values (n, 6000) -> features (n, frames, D), description dict)."""
     if args.features == "mfcc":
-        return mfcc_features, {"features": "mfcc", "n_mfcc": 13, "deltas": 2, "frame_hop": FRAME_HOP}
+        from ..configuration import HuBERTECGConfig
+
+        hop = int(HuBERTECGConfig().inputs_to_logits_ratio)  # the released frame grid, as every preset has
+        return mfcc_features, {"features": "mfcc", "n_mfcc": 13, "deltas": 2, "frame_hop": hop}
     from ..modeling import HuBERTECGModel
 
     model = HuBERTECGModel.from_pretrained(args.model_name_or_path).to(device).eval()

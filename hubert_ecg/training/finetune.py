@@ -13,8 +13,14 @@ stopping on the validation macro AUROC.
 The model starts from a hub id or local ``save_pretrained`` directory (``--model_name_or_path``), an original
 ``.pt`` checkpoint (converted on the fly), or a randomly initialised preset (``--preset small|base|large`` with
 ``--config_overrides '{"hidden_size": 128, ...}'``). The output directory receives ``config.json`` (with
-``id2label``), ``model.safetensors``, ``preprocessor_config.json``, a ``README.md`` model card with the metrics and
-the command, and ``metrics.json``.
+``id2label``), ``model.safetensors``, ``preprocessor_config.json``, a ``README.md`` model card
+(:mod:`hubert_ecg.model_card`: evaluation results, licence, the command) and ``metrics.json``. With
+``--push_to_hub`` the Trainer's own push uploads them (``--hub_model_id``, ``--hub_strategy``, default ``end``:
+one commit at the end of training).
+
+SpecAugment (``--finetune_mask_time_prob``): in every training step about that fraction of the frames of each
+window is replaced by the model's learned mask embedding. Off by default from random initialisation (as in the
+release); a checkpoint keeps its own setting (0.33 for the released weights) unless the flag is given.
 """
 
 from __future__ import annotations
@@ -28,12 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from transformers import EarlyStoppingCallback, HfArgumentParser, Trainer, TrainingArguments
 from transformers.utils import logging
 
-from ..hub import upload_folder
-from ..inference import keep_positional_conv_accurate
 from .arguments import parse_args as _parse_args
 
 logger = logging.get_logger(__name__)
@@ -74,8 +77,23 @@ class ModelArguments:
         default="auto",
         metadata={"help": "multi-class weights: auto (balanced), none, or comma-separated"},
     )
+    finetune_mask_time_prob: float | None = field(
+        default=None,
+        metadata={
+            "help": "SpecAugment while fine-tuning: fraction of the frames replaced by the learned mask embedding in "
+            "every training step, 0 = off (default: off with --preset; the checkpoint's setting otherwise, 0.33 for "
+            "the released weights)"
+        },
+    )
+    finetune_mask_time_length: int | None = field(
+        default=None, metadata={"help": "frames per masked span of that masking (default: the checkpoint's, or 1)"}
+    )
     model_license: str | None = field(
-        default=None, metadata={"help": "licence in the model card (default: cc-by-nc-4.0, the released weights')"}
+        default=None,
+        metadata={
+            "help": "licence in the model card: from --preset default apache-2.0; from a checkpoint default its "
+            "card's licence, else cc-by-nc-4.0 (the released weights')"
+        },
     )
 
 
@@ -136,6 +154,11 @@ class FinetuneTrainingArguments(TrainingArguments):
     resume_from_checkpoint: str | None = field(
         default=None,
         metadata={"help": "checkpoint directory to resume from, or 'auto': the last checkpoint-N in output_dir"},
+    )
+    hub_strategy: str = field(
+        default="end",
+        metadata={"help": "with --push_to_hub: end (one commit of the final model and card), every_save, checkpoint "
+                          "or all_checkpoints"},
     )
 
 
@@ -231,7 +254,8 @@ def build_model(model_args: ModelArguments, label_names, problem_type, pos_weigh
     n = len(label_names)
     overrides = {
         name: getattr(model_args, name)
-        for name in ("layerdrop", "hidden_dropout", "attention_dropout", "activation_dropout", "final_dropout")
+        for name in ("layerdrop", "hidden_dropout", "attention_dropout", "activation_dropout", "final_dropout",
+                     "finetune_mask_time_prob", "finetune_mask_time_length")
         if getattr(model_args, name) is not None
     }
     head = dict(
@@ -301,6 +325,7 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
         ValueError: for bad arguments, missing files, label columns that do not match, unreadable records
             (unless ``skip_bad_records``).
     """
+    from ..model_card import EvalResult, card_license, create_model_card
     from .data import with_preprocessing
     from .metrics import make_compute_metrics
 
@@ -322,13 +347,8 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
     model, feature_extractor, source, base_model = build_model(
         model_args, label_names, problem_type, pos_weight, class_weight
     )
-    if training_args.bf16 or training_args.fp16:  # a wrong low-precision grouped-conv kernel: that module in fp32
-        keep_positional_conv_accurate(model, torch.bfloat16 if training_args.bf16 else torch.float16,
-                                      training_args.device)
     if problem_type == "regression" and training_args.metric_for_best_model == "macro_auroc":
         training_args.metric_for_best_model, training_args.greater_is_better = "loss", False
-    push, hub_model_id = training_args.push_to_hub, training_args.hub_model_id
-    training_args.push_to_hub = False  # the model and its card are pushed once, at the end
 
     seed = training_args.seed
     train = with_preprocessing(datasets["train"], feature_extractor, window="random", seed=seed)
@@ -338,7 +358,7 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
     if data_args.early_stopping_patience and training_args.load_best_model_at_end and \
             training_args.eval_strategy != "no":
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=data_args.early_stopping_patience))
-    trainer = Trainer(
+    trainer = _FinetuneTrainer(
         model=model,
         args=training_args,
         train_dataset=train,
@@ -354,12 +374,22 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
         metrics.update(trainer.evaluate(evaluation["test"], metric_key_prefix="test"))
     trainer.log_metrics("final", metrics)
 
-    card_metrics = {}
-    for prefix, split in (("eval", "validation"), ("test", "test")):
-        for name in ("macro_auroc", "micro_auroc", "macro_auprc", "macro_f1", "accuracy", "mse", "mae", "r2"):
-            if f"{prefix}_{name}" in metrics:
-                card_metrics[f"{split} {name}"] = float(metrics[f"{prefix}_{name}"])
-    dataset_names = ["PTB-XL (CC BY 4.0)"] if data_args.ptbxl_dir else [str(data_args.train_csv)]
+    dataset_name = "PTB-XL" if data_args.ptbxl_dir else Path(str(data_args.train_csv)).stem
+    eval_results = [
+        EvalResult(
+            task_type="ecg-classification" if problem_type != "regression" else "ecg-regression",
+            dataset_type="ptb-xl" if data_args.ptbxl_dir else "csv",
+            dataset_name=dataset_name,
+            dataset_config=data_args.label_set if data_args.ptbxl_dir else None,
+            dataset_split=split,
+            metric_type=metric,
+            metric_name=f"{metric.replace('_', ' ')}",
+            metric_value=float(metrics[f"{prefix}_{metric}"]),
+        )
+        for prefix, split in (("eval", "validation"), ("test", "test"))
+        for metric in ("macro_auroc", "micro_auroc", "macro_auprc", "macro_f1", "accuracy", "mse", "mae", "r2")
+        if isinstance(metrics.get(f"{prefix}_{metric}"), (int, float)) and not math.isnan(metrics[f"{prefix}_{metric}"])
+    ]
     split_text = (
         f"PTB-XL `{data_args.label_set}` labels, strat_fold 1-8 for training ({len(datasets['train'])} records), "
         f"fold 9 for validation and model selection ({len(datasets['validation'])} records)"
@@ -367,29 +397,45 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
         f"training manifest `{data_args.train_csv}` ({len(datasets['train'])} records), validation "
         f"`{data_args.validation_csv}` ({len(datasets['validation'])} records)"
     )
-    model.card_data = {
-        "title": f"HuBERT-ECG classifier ({', '.join(label_names)})",
-        "license": model_args.model_license or "cc-by-nc-4.0",
-        "base_model": base_model,
-        "datasets": dataset_names,
-        "metrics": card_metrics,
-        "command": command,
-        "notes": f"Fine-tuned from {source} on {split_text}. Metrics are at a threshold of {data_args.threshold} "
-        f"where one applies; the validation split also chose the best checkpoint, so its figures are optimistic.",
-    }
+    masking = model.config.finetune_mask_time_prob
+    trainer.card = create_model_card(
+        model,
+        license=card_license(base_model, model_args.model_license),
+        title=f"HuBERT-ECG classifier ({', '.join(label_names)})",
+        base_model=base_model,
+        datasets=["PTB-XL (CC BY 4.0)"] if data_args.ptbxl_dir else [str(data_args.train_csv)],
+        eval_results=eval_results,
+        command=command,
+        notes=f"Fine-tuned from {source} on {split_text}, SpecAugment "
+        + (f"on ({masking:.0%} of the frames masked per training step)" if masking > 0 else "off")
+        + f". Metrics are at a threshold of {data_args.threshold} where one applies; the validation split also "
+        "chose the best checkpoint, so its figures are optimistic.",
+    )
     model.config.pos_weight = pos_weight
-    trainer.save_model(training_args.output_dir)
-    feature_extractor.save_pretrained(training_args.output_dir)
     out = Path(training_args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v)
                                                   for k, v in metrics.items()}, indent=2))
-    if push:  # the saved model, feature extractor, card and metrics.json; not the Trainer checkpoints
-        upload_folder(out, hub_model_id or out.name, commit_message="Upload fine-tuned HuBERT-ECG classifier",
-                      token=training_args.hub_token, private=training_args.hub_private_repo,
-                      ignore_patterns=["checkpoint-*", "checkpoint-*/**", "training_args.bin", "runs/**"])
+    if training_args.push_to_hub:  # saves model, feature extractor and card, then uploads output_dir (no checkpoints)
+        trainer.push_to_hub(commit_message="Upload fine-tuned HuBERT-ECG classifier")
+    else:
+        trainer.save_model(training_args.output_dir)  # model and feature extractor (the processing_class)
+        trainer.create_model_card()
     if len(skipped):
         print(skipped.report(), file=sys.stderr)
     return metrics
+
+
+class _FinetuneTrainer(Trainer):
+    """The Trainer with this package's model card: ``create_model_card`` (called by ``Trainer.push_to_hub`` before
+    the upload) writes ``self.card`` (a ``huggingface_hub.ModelCard`` from :mod:`hubert_ecg.model_card`) as
+    ``README.md`` in the output directory instead of transformers' generic card."""
+
+    card = None
+
+    def create_model_card(self, *args, **kwargs) -> None:
+        if self.is_world_process_zero() and self.card is not None:
+            self.card.save(Path(self.args.output_dir) / "README.md")
 
 
 def _resume_point(training_args) -> str | None:

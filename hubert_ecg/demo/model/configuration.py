@@ -1,0 +1,282 @@
+"""HuBERT-ECG configuration.
+
+HuBERT-ECG (Coppola et al., "HuBERT-ECG as a self-supervised foundation model for broad and scalable cardiac
+applications", medRxiv, doi 10.1101/2024.11.14.24317328) is transformers' HuBERT architecture applied to a
+lead-concatenated 12-lead ECG sampled at 100 Hz. The configuration therefore extends
+:class:`transformers.HubertConfig` with the fields of the released checkpoints: one codebook per pretraining
+target (``vocab_sizes``, ``ensemble_length``), the temperature of the cosine-similarity logits and the
+fine-tuning head options.
+
+This module imports nothing from the rest of the package, so that a saved model directory carries it as remote
+code (see ``HuBERTECGConfig.register_for_auto_class``).
+"""
+
+from huggingface_hub.dataclasses import strict
+from transformers import HubertConfig
+
+# The released small / base / large architectures (../shared/reference/released_sizes.json, taken from the
+# configurations of the published checkpoints). Backbone parameter counts: 30,209,664 / 92,798,848 / 187,644,736.
+_COMMON = dict(
+    conv_dim=(512, 512, 512, 512, 512),
+    conv_kernel=(10, 3, 3, 2, 2),
+    conv_stride=(4, 2, 2, 2, 2),
+    conv_bias=False,
+    feat_extract_norm="group",
+    num_conv_pos_embeddings=128,
+    num_conv_pos_embedding_groups=16,
+    do_stable_layer_norm=False,
+    mask_time_prob=0.33,
+    mask_time_length=1,
+    mask_time_min_masks=2,
+    hidden_dropout=0.1,
+    attention_dropout=0.1,
+    activation_dropout=0.1,
+    feat_proj_dropout=0.0,
+    feat_proj_layer_norm=True,
+    layer_norm_eps=1e-5,
+)
+PRESETS: dict[str, dict] = {
+    "small": dict(
+        _COMMON,
+        hidden_size=512,
+        num_hidden_layers=8,
+        num_attention_heads=8,
+        intermediate_size=2048,
+        classifier_proj_size=256,
+        layerdrop=0.1,
+        vocab_sizes=(1000,),
+    ),
+    "base": dict(
+        _COMMON,
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        classifier_proj_size=256,
+        layerdrop=0.1,
+        vocab_sizes=(500,),
+    ),
+    "large": dict(
+        _COMMON,
+        hidden_size=960,
+        num_hidden_layers=16,
+        num_attention_heads=12,
+        intermediate_size=3840,
+        classifier_proj_size=512,
+        layerdrop=0.0,
+        vocab_sizes=(1000,),
+    ),
+}
+
+# Where the classes live when a saved directory is loaded as remote code (`trust_remote_code=True` without this
+# package): `save_pretrained` copies configuration.py and modeling.py next to the weights. It replaces the
+# `auto_map` of the original release, which points to code that is not shipped with the weights.
+AUTO_MAP = {
+    "AutoConfig": "configuration.HuBERTECGConfig",
+    "AutoModel": "modeling.HuBERTECGModel",
+    "AutoModelForSequenceClassification": "modeling.HuBERTECGForSequenceClassification",
+    "AutoModelForPreTraining": "modeling.HuBERTECGForPreTraining",
+}
+
+# What transformers' Hubert used for SpecAugment in training: configs saved without `finetune_mask_time_prob` derive
+# the fine-tuning masking from them (HuBERTECGConfig.from_dict).
+_LEGACY_MASK_FIELDS = ("apply_spec_augment", "mask_time_prob", "mask_time_length", "mask_time_min_masks")
+
+_PROBABILITIES = (
+    "hidden_dropout",
+    "activation_dropout",
+    "attention_dropout",
+    "feat_proj_dropout",
+    "final_dropout",
+    "layerdrop",
+    "mask_time_prob",
+    "mask_feature_prob",
+    "finetune_mask_time_prob",
+)
+
+
+@strict
+class HuBERTECGConfig(HubertConfig):
+    r"""Configuration of a HuBERT-ECG model.
+
+    All fields of :class:`transformers.HubertConfig` apply (sizes of the convolutional feature encoder and of the
+    transformer, dropouts, time masking). The defaults are the released *small* model; use
+    :meth:`from_preset` for ``"small"``, ``"base"`` or ``"large"``.
+
+    The feature encoder downsamples by ``prod(conv_stride)`` = 64 with the released strides: a 5 s window of 12
+    leads at 100 Hz is 6000 samples (``input_values`` of shape ``(batch, 6000)``) and gives 93 frames.
+
+    Args:
+        vocab_sizes (`list[int]`, defaults to `(1000,)`):
+            Number of clusters (codewords) of each pretraining target; one codebook per entry. The paper uses
+            100 clusters of MFCC features in the first iteration and 500-1000 clusters of hidden states later.
+        ensemble_length (`int`, *optional*):
+            Number of codebooks; must equal ``len(vocab_sizes)``. Defaults to ``len(vocab_sizes)``. Kept because
+            the published ``config.json`` files carry it.
+        logit_temperature (`float`, defaults to 0.1):
+            Cosine similarities between projected frames and codewords are divided by this temperature to give
+            the pretraining logits (0.1 in the release, as in HuBERT).
+        unmasked_loss_weight (`float`, defaults to 0.0):
+            Weight of the cross-entropy over unmasked frames added to the masked-frame loss during pretraining
+            (0 in the release: masked frames only).
+        pos_weight (`list[float]`, *optional*):
+            Positive-class weights of the multi-label BCE loss of the classifier, one per label.
+        class_weight (`list[float]`, *optional*):
+            Class weights of the single-label cross-entropy of the classifier, one per label.
+        mask_time_prob, mask_time_length, mask_time_min_masks:
+            Time masking of pretraining (:class:`HuBERTECGForPreTraining` and the pretraining data collator): about
+            ``mask_time_prob`` of the frames masked in spans of ``mask_time_length`` frames, at least
+            ``mask_time_min_masks`` spans; 0.33, 1 and 2 in the release.
+        finetune_mask_time_prob (`float`, defaults to 0.0):
+            SpecAugment time masking while fine-tuning :class:`HuBERTECGForSequenceClassification`: in training
+            mode, about this fraction of the frames is replaced by the learned ``masked_spec_embed``; never in
+            eval mode. 0 (off) for a new configuration, as the release does when training from random
+            initialisation. A configuration saved without this field (the released checkpoints, models saved by
+            earlier versions) gets ``mask_time_prob`` if its ``apply_spec_augment`` is true, else 0: what
+            transformers' Hubert did with it, so fine-tuning a released checkpoint masks 33 % of the frames, as
+            in the release. ``apply_spec_augment`` plays no other part.
+        finetune_mask_time_length (`int`, defaults to 1), finetune_mask_time_min_masks (`int`, defaults to 2):
+            Span length (frames) and minimum number of spans of that masking.
+
+    Raises:
+        ValueError: at construction and at ``from_pretrained`` when the lengths of ``conv_dim``, ``conv_kernel``
+            and ``conv_stride`` differ, ``hidden_size`` is not divisible by ``num_attention_heads`` or by
+            ``num_conv_pos_embedding_groups``, ``vocab_sizes`` is empty or disagrees with ``ensemble_length``, a
+            probability lies outside [0, 1], or ``logit_temperature`` is not positive.
+    """
+
+    model_type = "hubert_ecg"
+
+    vocab_sizes: list[int] | tuple[int, ...] = (1000,)
+    ensemble_length: int | None = None
+    logit_temperature: float = 0.1
+    unmasked_loss_weight: float | int = 0.0
+    pos_weight: list[float] | tuple[float, ...] | None = None
+    class_weight: list[float] | tuple[float, ...] | None = None
+
+    # Released small model (released_sizes.json); HubertConfig's speech defaults do not apply to ECGs.
+    hidden_size: int = 512
+    num_hidden_layers: int = 8
+    num_attention_heads: int = 8
+    intermediate_size: int = 2048
+    conv_dim: list[int] | tuple[int, ...] = (512, 512, 512, 512, 512)
+    conv_stride: list[int] | tuple[int, ...] = (4, 2, 2, 2, 2)
+    conv_kernel: list[int] | tuple[int, ...] = (10, 3, 3, 2, 2)
+    mask_time_prob: float | int = 0.33
+    mask_time_length: int = 1
+    mask_time_min_masks: int = 2
+    finetune_mask_time_prob: float | int = 0.0
+    finetune_mask_time_length: int = 1
+    finetune_mask_time_min_masks: int = 2
+
+    def __post_init__(self, **kwargs):
+        self.vocab_sizes = [int(v) for v in self.vocab_sizes]
+        if self.ensemble_length is None:
+            self.ensemble_length = len(self.vocab_sizes)
+        super().__post_init__(**kwargs)
+        self.auto_map = dict(AUTO_MAP)
+        # Checked here too so that construction and `from_pretrained` raise a plain `ValueError`
+        # (the `@strict` validators wrap theirs in huggingface_hub's StrictDataclassClassValidationError).
+        self.validate_architecture()
+
+    def validate_architecture(self):
+        """Part of the ``@strict`` validation: raises ``ValueError`` on an inconsistent architecture."""
+        lengths = {name: len(getattr(self, name)) for name in ("conv_dim", "conv_kernel", "conv_stride")}
+        if len(set(lengths.values())) != 1:
+            raise ValueError(f"`conv_dim`, `conv_kernel` and `conv_stride` must have the same length, got {lengths}.")
+        if self.hidden_size % self.num_attention_heads != 0:
+            raise ValueError(
+                f"`hidden_size` ({self.hidden_size}) must be divisible by `num_attention_heads` "
+                f"({self.num_attention_heads})."
+            )
+        if self.hidden_size % self.num_conv_pos_embedding_groups != 0:
+            raise ValueError(
+                f"`hidden_size` ({self.hidden_size}) must be divisible by `num_conv_pos_embedding_groups` "
+                f"({self.num_conv_pos_embedding_groups})."
+            )
+        if len(self.vocab_sizes) == 0 or any(v < 1 for v in self.vocab_sizes):
+            raise ValueError(f"`vocab_sizes` must be a non-empty list of positive sizes, got {self.vocab_sizes}.")
+        if self.ensemble_length != len(self.vocab_sizes):
+            raise ValueError(
+                f"`ensemble_length` ({self.ensemble_length}) must equal len(vocab_sizes) ({len(self.vocab_sizes)})."
+            )
+        for name in _PROBABILITIES:
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"`{name}` is a probability and must lie in [0, 1], got {value}.")
+        for name in ("mask_time_length", "finetune_mask_time_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` is a number of frames and must be at least 1, got {getattr(self, name)}.")
+        if not self.logit_temperature > 0:
+            raise ValueError(f"`logit_temperature` must be positive, got {self.logit_temperature}.")
+        for name in ("pos_weight", "class_weight"):
+            weights = getattr(self, name)
+            if weights is not None and len(weights) != self.num_labels:
+                raise ValueError(f"`{name}` needs one weight per label ({self.num_labels}), got {len(weights)}.")
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs) -> "HuBERTECGConfig":
+        """``PreTrainedConfig.from_dict`` (used by ``from_pretrained``), with the fine-tuning masking of configs saved
+        before ``finetune_mask_time_prob`` existed taken from what transformers' Hubert applied to them:
+        ``mask_time_prob`` / ``mask_time_length`` / ``mask_time_min_masks`` when ``apply_spec_augment`` is true
+        (its default), else 0."""
+        if "finetune_mask_time_prob" not in config_dict and "finetune_mask_time_prob" not in kwargs:
+            legacy = {**config_dict, **{k: v for k, v in kwargs.items() if k in _LEGACY_MASK_FIELDS}}
+            config_dict = dict(config_dict)
+            spec_augment = legacy.get("apply_spec_augment", True)
+            config_dict["finetune_mask_time_prob"] = legacy.get("mask_time_prob", cls.mask_time_prob) if spec_augment else 0.0
+            config_dict.setdefault("finetune_mask_time_length", legacy.get("mask_time_length", 1))
+            config_dict.setdefault("finetune_mask_time_min_masks", legacy.get("mask_time_min_masks", 2))
+        return super().from_dict(config_dict, **kwargs)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "HuBERTECGConfig":
+        """Configuration of a released architecture.
+
+        Args:
+            name: ``"small"``, ``"base"`` or ``"large"`` (released_sizes.json of the original release).
+            **overrides: any config field, e.g. ``vocab_sizes=[100]`` or ``num_labels=5``.
+
+        Raises:
+            ValueError: for an unknown preset name.
+        """
+        if name not in PRESETS:
+            raise ValueError(f"Unknown preset {name!r}; expected one of {sorted(PRESETS)}.")
+        return cls(**{**PRESETS[name], **overrides})
+
+    @property
+    def receptive_field(self) -> int:
+        """Input samples seen by one frame of the feature encoder: 82 with the released kernels and strides
+        (``inputs_to_logits_ratio``, the hop between frames, is 64)."""
+        field, jump = 1, 1
+        for kernel, stride in zip(self.conv_kernel, self.conv_stride):
+            field += (kernel - 1) * jump
+            jump *= stride
+        return field
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames produced by the feature encoder for ``num_samples`` input samples (93 for 6000: 5 s, 12 leads at
+        100 Hz, as released); 0 when the input is shorter than :attr:`receptive_field`."""
+        length = int(num_samples)
+        for kernel, stride in zip(self.conv_kernel, self.conv_stride):
+            length = max((length - kernel) // stride + 1, 0)
+        return length
+
+    def problem_type_of(self, labels_dtype=None) -> str:
+        """The problem type that decides the loss and the scores: the one rule of the package.
+
+        ``problem_type`` when it is set; otherwise transformers' rule for sequence classifiers: one output is a
+        regression; several outputs are single-label classes when the labels are integers
+        (``labels_dtype`` a torch or numpy integer dtype) and multi-label otherwise (also when no labels are given,
+        e.g. in a pipeline: ECG diagnoses are multi-label, as in PTB-XL).
+        """
+        if self.problem_type is not None:
+            return self.problem_type
+        if self.num_labels == 1:
+            return "regression"
+        if labels_dtype is not None and ("int" in str(labels_dtype) or str(labels_dtype) == "torch.long"):
+            return "single_label_classification"
+        return "multi_label_classification"
+
+
+__all__ = ["HuBERTECGConfig", "PRESETS"]

@@ -1,0 +1,119 @@
+"""Saved models carry their code: a fresh interpreter in which ``import hubert_ecg`` fails loads them with
+``trust_remote_code=True`` and gets the package's outputs."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import hubert_ecg
+from hubert_ecg import HuBERTECGFeatureExtractor, HuBERTECGForSequenceClassification, demo_model_path
+
+PACKAGE = Path(hubert_ecg.__file__).parent
+
+# Runs in a subprocess: every import of hubert_ecg (and of any module of it) raises ImportError.
+BLOCKED = """
+import importlib.abc, json, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split('.')[0] == 'hubert_ecg':
+            raise ImportError('hubert_ecg is not installed here')
+sys.meta_path.insert(0, Block())
+import numpy as np, torch
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForSequenceClassification
+"""
+
+
+def _run_blocked(code: str, cwd: Path) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCKED + code],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def _model_code_check(directory: Path, inputs: Path) -> str:
+    return f"""
+model = AutoModelForSequenceClassification.from_pretrained({str(directory)!r}, trust_remote_code=True).eval()
+assert not any(name.split('.')[0] == 'hubert_ecg' for name in sys.modules)
+x = torch.from_numpy(np.load({str(inputs)!r}))
+with torch.no_grad():
+    logits = model(x).logits
+np.save({str(inputs)!r}.replace('.npy', '_logits.npy'), logits.numpy())
+print(type(model).__module__, type(model).__name__)
+"""
+
+
+def test_saved_classifier_loads_as_remote_code_with_the_packages_logits(finetuned_dir, expected, tmp_path):
+    model = HuBERTECGForSequenceClassification.from_pretrained(finetuned_dir).eval()
+    saved = tmp_path / "saved"
+    model.save_pretrained(saved)
+    assert {p.name for p in saved.glob("*.py")} == {"configuration.py", "modeling.py"}
+    auto_map = json.loads((saved / "config.json").read_text())["auto_map"]
+    assert {entry.split(".")[0] for entry in auto_map.values()} <= {"configuration", "modeling"}
+    inputs = tmp_path / "inputs.npy"
+    np.save(inputs, expected["input_values_10s"])
+
+    out = _run_blocked(_model_code_check(saved, inputs), tmp_path)
+    assert "HuBERTECGForSequenceClassification" in out and "transformers_modules" in out
+    remote = np.load(tmp_path / "inputs_logits.npy")
+    with torch.no_grad():
+        ours = model(torch.from_numpy(expected["input_values_10s"])).logits.numpy()
+    np.testing.assert_array_equal(remote, ours)
+    np.testing.assert_allclose(remote, expected["classifier_logits_10s"], atol=1e-4, rtol=0)
+
+
+def test_bundled_demo_model_directory_is_complete():
+    """Every file its auto_map names is in the directory, and is this package's current code."""
+    directory = Path(demo_model_path())
+    config = json.loads((directory / "config.json").read_text())
+    for entry in config["auto_map"].values():
+        module = entry.split(".")[0]
+        assert (directory / f"{module}.py").is_file(), f"auto_map names {module}.py, which is not in {directory}"
+        assert (directory / f"{module}.py").read_bytes() == (PACKAGE / f"{module}.py").read_bytes(), (
+            f"{directory / module}.py differs from hubert_ecg/{module}.py: re-save the demo model"
+        )
+
+
+def test_bundled_demo_model_loads_as_remote_code(tmp_path):
+    directory = Path(demo_model_path())
+    x = np.random.default_rng(0).uniform(-1, 1, (3, 6000)).astype(np.float32)
+    inputs = tmp_path / "inputs.npy"
+    np.save(inputs, x)
+    _run_blocked(_model_code_check(directory, inputs), tmp_path)
+    model = HuBERTECGForSequenceClassification.from_pretrained(directory).eval()
+    with torch.no_grad():
+        ours = model(torch.from_numpy(x)).logits.numpy()
+    np.testing.assert_array_equal(np.load(tmp_path / "inputs_logits.npy"), ours)
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="needs processing.py self-contained (data helper) and the feature extractor's register_for_auto_class "
+    "in hubert_ecg/__init__.py (lead) so that preprocessor_config.json carries an auto_map",
+)
+def test_saved_feature_extractor_loads_as_remote_code(tmp_path, expected):
+    directory = tmp_path / "fe"
+    extractor = HuBERTECGFeatureExtractor()
+    extractor.save_pretrained(directory)
+    assert "auto_map" in json.loads((directory / "preprocessor_config.json").read_text())
+    assert (directory / "processing.py").is_file()
+    signal = np.random.default_rng(1).normal(0, 0.3, (12, 5000)).astype(np.float32)  # 10 s at 500 Hz, mV
+    np.save(tmp_path / "signal.npy", signal)
+    ours = extractor(signal, sampling_rate=500, return_tensors="np")["input_values"]
+    code = f"""
+extractor = AutoFeatureExtractor.from_pretrained({str(directory)!r}, trust_remote_code=True)
+assert not any(name.split('.')[0] == 'hubert_ecg' for name in sys.modules)
+signal = np.load({str(tmp_path / "signal.npy")!r})
+np.save({str(tmp_path / "remote.npy")!r}, extractor(signal, sampling_rate=500, return_tensors="np")["input_values"])
+"""
+    _run_blocked(code, tmp_path)
+    np.testing.assert_array_equal(np.load(tmp_path / "remote.npy"), ours)
