@@ -44,7 +44,7 @@ COMMANDS = {
                        "k-means pretraining targets for a HuBERT iteration", "train"),
     "pretrain": Command("hubert_ecg.training.pretrain", "main",
                         "HuBERT masked-prediction pretraining on the Trainer (accelerate)", "train"),
-    "convert": Command("hubert_ecg.cli", "convert_main",
+    "convert": Command("hubert_ecg.conversion", "convert_main",
                        "original .pt / hub checkpoint -> save_pretrained directory", None),
     "export-onnx": Command("hubert_ecg.export", "export_onnx_main", "export a classifier to ONNX (dynamic batch)",
                            "onnx"),

@@ -15,8 +15,10 @@ torch's tensor rebuilders, ``collections.OrderedDict`` and the release's config 
 placeholder. A file whose pickle names any other global (``os.system``, ``builtins.eval``, ...) is refused.
 """
 
+import argparse
 import os
 import pickle
+import sys
 import tempfile
 from pathlib import Path
 
@@ -171,4 +173,24 @@ def convert_original_checkpoint(src: str | os.PathLike, out_dir: str | os.PathLi
     return model
 
 
-__all__ = ["convert_original_checkpoint", "load_original_checkpoint"]
+def convert_main(argv: list[str]) -> int:
+    """``hubert-ecg convert SRC OUT_DIR``: see :func:`hubert_ecg.convert_original_checkpoint`."""
+    parser = argparse.ArgumentParser(
+        prog="hubert-ecg convert",
+        description="Convert an original HuBERT-ECG .pt checkpoint or hub directory into a save_pretrained "
+        "directory (safetensors). Pickled code is never executed.",
+    )
+    parser.add_argument("src", help="original .pt checkpoint (pretraining or fine-tuned) or hub directory")
+    parser.add_argument("out_dir", help="output directory")
+    args = parser.parse_args(argv)
+
+    try:
+        model = convert_original_checkpoint(args.src, args.out_dir)
+    except ValueError as error:
+        print(f"hubert-ecg convert: error: {error}", file=sys.stderr)
+        return 2
+    print(f"{args.src} -> {args.out_dir} ({type(model).__name__}, {model.num_parameters():,} parameters)")
+    return 0
+
+
+__all__ = ["convert_original_checkpoint", "load_original_checkpoint", "convert_main"]

@@ -15,9 +15,9 @@ Long records (more than :data:`LAZY_SAMPLES` samples per lead) in ``.npy`` files
 can be opened lazily (``read_ecg(path, lazy=True)``): the record's ``signal`` is then a :class:`LazySignal` that
 reads ``signal[:, a:b]`` from the file on demand, so that a 24-hour Holter is never held in memory.
 
-This module is the first layer of the package; it takes the lead names of the model input
-(:data:`STANDARD_LEADS`) from :mod:`hubert_ecg.processing`, which owns them because it is saved with every model
-as self-contained remote code.
+This module is the first layer of the package; the lead names of the model input (:data:`STANDARD_LEADS`) come
+from :mod:`hubert_ecg.leads`, which imports nothing of the package (it travels with the feature extractor as remote
+code).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .processing import STANDARD_LEADS, _check_rate
+from .leads import STANDARD_LEADS, check_sampling_rate
 
 __all__ = ["STANDARD_LEADS", "ECGRecord", "LazySignal", "LAZY_SAMPLES", "read_ecg"]
 
@@ -110,7 +110,7 @@ class ECGRecord:
 
     def __post_init__(self):
         if isinstance(self.signal, LazySignal):
-            self.sampling_rate = _check_rate(self.sampling_rate, "ECGRecord.sampling_rate")
+            self.sampling_rate = check_sampling_rate(self.sampling_rate, "ECGRecord.sampling_rate")
             self.lead_names = [str(name) for name in self.lead_names]
             if len(self.lead_names) != self.signal.shape[0]:
                 raise ValueError(
@@ -128,7 +128,7 @@ class ECGRecord:
         if not (np.issubdtype(signal.dtype, np.number) or signal.dtype == bool) or np.iscomplexobj(signal):
             raise ValueError(f"ECGRecord.signal must be real numbers (mV), got dtype {signal.dtype}")
         self.signal = signal.astype(np.float32, copy=False)
-        rate = _check_rate(self.sampling_rate, "ECGRecord.sampling_rate")
+        rate = check_sampling_rate(self.sampling_rate, "ECGRecord.sampling_rate")
         self.sampling_rate = rate
         self.lead_names = [str(name) for name in self.lead_names]
         if len(self.lead_names) != self.signal.shape[0]:
@@ -294,7 +294,7 @@ def read_ecg(
     path = Path(os.fspath(path)).expanduser()
     kind, resolved = _resolve(path)
     if sampling_rate is not None:
-        sampling_rate = _check_rate(sampling_rate, f"sampling_rate for {str(path)!r}")
+        sampling_rate = check_sampling_rate(sampling_rate, f"sampling_rate for {str(path)!r}")
     record = None
     if lazy and kind == "header":
         record = _open_wfdb_lazily(resolved, path)
@@ -373,7 +373,7 @@ def _read_header_record(base: Path, given: Path) -> ECGRecord:
     file_names = list(header.file_name or [])
     if not file_names or header.n_sig in (None, 0):
         raise ValueError(f"WFDB header {str(base) + '.hea'!r} lists no signals")
-    fs = _check_rate(header.fs, f"sampling frequency in {str(base) + '.hea'!r}")
+    fs = check_sampling_rate(header.fs, f"sampling frequency in {str(base) + '.hea'!r}")
     if all(name.lower().endswith(".mat") for name in file_names):
         signal, units = _read_challenge_mat(base, header)
         source_format = "challenge_mat"
@@ -452,7 +452,7 @@ def _open_wfdb_lazily(base: Path, given: Path) -> ECGRecord | None:
     metadata = _parse_comments(header.comments or [])
     metadata.update(source_format="wfdb", units=units, path=str(given), lazy=True)
     names = [str(n) for n in (header.sig_name or [f"lead{i}" for i in range(n_sig)])]
-    fs = _check_rate(header.fs, f"sampling frequency in {str(base) + '.hea'!r}")
+    fs = check_sampling_rate(header.fs, f"sampling frequency in {str(base) + '.hea'!r}")
     return ECGRecord(
         signal=LazySignal(read, (n_sig, sig_len), str(dat)), sampling_rate=fs, lead_names=names, metadata=metadata,
         record_name=header.record_name,

@@ -17,7 +17,7 @@ for block in plan.features(feature_extractor, batch_windows=64):
   (``num_windows`` uniformly random starts, the same for all leads; seeded), ``"all"`` (every ``stride_seconds``;
   with ``pad_to_window`` a last, padded window covers the remainder). Starts are whole samples at the feature
   extractor's ``target_sampling_rate``.
-* :func:`record_windows`: both, plus the lead mapping (:func:`hubert_ecg.processing.map_leads`: missing leads are
+* :func:`record_windows`: both, plus the lead mapping (:func:`hubert_ecg.leads.map_leads`: missing leads are
   an error naming the record and the leads, or zero-filled with ``missing_leads="zero"`` and reported in
   ``lead_mask``), checked before any window is computed, so that a caller can skip a bad record up front.
 
@@ -34,7 +34,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from .io import ECGRecord, read_ecg
-from .processing import STANDARD_LEADS, map_leads
+from .leads import STANDARD_LEADS, map_leads
 
 __all__ = ["RecordWindows", "WINDOW_CHOICES", "choose_window_starts", "describe", "load_record", "record_windows"]
 

@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import normalized_mutual_info_score
 
 from hubert_ecg import HuBERTECGConfig, HuBERTECGForPreTraining
-from hubert_ecg.cli import main as cli_main
+from hubert_ecg_cli import main as cli_main
 from hubert_ecg.training.clustering import (
     KMeansCodebook,
     cluster_statistics,

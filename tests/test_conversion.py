@@ -8,7 +8,7 @@ from transformers import AutoModel
 
 from hubert_ecg import HuBERTECGForPreTraining, HuBERTECGForSequenceClassification, HuBERTECGModel
 from hubert_ecg import convert_original_checkpoint
-from hubert_ecg.cli import main as cli_main
+from hubert_ecg_cli import main as cli_main
 
 
 @pytest.mark.parametrize(

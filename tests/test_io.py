@@ -22,7 +22,7 @@ def challenge(data_dir):
 
 def test_lead_names_map_to_the_released_order(reference_dir, data_dir):
     """PTB's lower-case leads plus Frank vx/vy/vz, mapped by map_leads, give the release's lead order (raw_5)."""
-    from hubert_ecg.processing import map_leads
+    from hubert_ecg.leads import map_leads
 
     with np.load(reference_dir / "preprocessing.npz") as ref:
         raw, source = ref["raw_5"], str(ref["source_5"])

@@ -241,7 +241,7 @@ def test_predict_cli_with_demo_model_prints_the_readme_table(capsys):
 
 
 def test_cli_router_predict(tiny_dir, records, capsys):
-    from hubert_ecg.cli import main
+    from hubert_ecg_cli import main
 
     assert main(["predict", records[0], "--model", str(tiny_dir), "--top-k", "1"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2

@@ -17,7 +17,7 @@ import transformers.trainer
 from transformers.trainer_utils import EvalPrediction
 
 from hubert_ecg import HuBERTECGConfig, HuBERTECGForPreTraining, HuBERTECGForSequenceClassification
-from hubert_ecg.cli import main as cli_main
+from hubert_ecg_cli import main as cli_main
 from hubert_ecg.training.clustering import KMeansCodebook, load_labels, mfcc_features
 from hubert_ecg.training.arguments import parse_args
 from hubert_ecg.training.pretrain import (
@@ -222,7 +222,7 @@ def test_two_process_gloo_run(iteration1, tmp_path):
     root = iteration1
     script = tmp_path / "two_iterations.py"
     script.write_text(
-        "import sys\nfrom hubert_ecg.cli import main\n"
+        "import sys\nfrom hubert_ecg_cli import main\n"
         f"assert main(['cluster', '--output_dir', {str(tmp_path / 'labels')!r}, '--windows_dir', "
         f"{str(root / 'windows')!r}, '--num_clusters', '8', '--kmeans_n_init', '1']) == 0\n"
         f"sys.exit(main(['pretrain', *{_pretrain_args(root, tmp_path / 'ddp', steps=4)!r}]))\n"
@@ -258,7 +258,7 @@ def test_sigkill_and_resume_give_the_same_losses(iteration1, tmp_path):
     out = tmp_path / "killed"
     # with DataLoader workers: each window's mask comes from (seed, sample index), not from a worker's random state
     args = _pretrain_args(root, out, **extra, dataloader_num_workers=2)
-    proc = subprocess.Popen([sys.executable, "-m", "hubert_ecg.cli", "pretrain", *args], env=_env(), cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "hubert_ecg_cli", "pretrain", *args], env=_env(), cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not (out / "checkpoint-4" / "trainer_state.json").exists():

@@ -12,7 +12,7 @@ Two sources:
 
 Every record is read once (:func:`hubert_ecg.windows.load_record`) and stored as raw signal: ``signal`` is an
 ``Array2D`` float32 of shape ``(12, max_samples)`` in mV with the leads in the order of
-:data:`hubert_ecg.processing.STANDARD_LEADS`, mapped by :func:`hubert_ecg.processing.map_leads` as everywhere in the
+:data:`hubert_ecg.leads.STANDARD_LEADS`, mapped by :func:`hubert_ecg.leads.map_leads` as everywhere in the
 package (records shorter than the longest are right-padded with zeros; ``num_samples`` holds the true length), with
 ``lead_mask`` (the leads present: with ``missing_leads="zero"`` a 2-lead record is accepted as pretraining accepts
 it, its other leads zero-filled), ``sampling_rate`` (Hz), ``record_name`` and ``labels``. Preprocessing runs on the
@@ -33,7 +33,7 @@ import pandas as pd
 from datasets import Array2D, Dataset, Features, Sequence as HFSequence, Value
 from transformers.utils import logging
 
-from ..processing import STANDARD_LEADS, map_leads
+from ..leads import STANDARD_LEADS, map_leads
 from ..windows import choose_window_starts, load_record
 
 logger = logging.get_logger(__name__)
