@@ -224,7 +224,8 @@ class HuBERTECGConfig(HubertConfig):
             legacy = {**config_dict, **{k: v for k, v in kwargs.items() if k in _LEGACY_MASK_FIELDS}}
             config_dict = dict(config_dict)
             spec_augment = legacy.get("apply_spec_augment", True)
-            config_dict["finetune_mask_time_prob"] = legacy.get("mask_time_prob", cls.mask_time_prob) if spec_augment else 0.0
+            mask_prob = legacy.get("mask_time_prob", cls.mask_time_prob)
+            config_dict["finetune_mask_time_prob"] = mask_prob if spec_augment else 0.0
             config_dict.setdefault("finetune_mask_time_length", legacy.get("mask_time_length", 1))
             config_dict.setdefault("finetune_mask_time_min_masks", legacy.get("mask_time_min_masks", 2))
         return super().from_dict(config_dict, **kwargs)

@@ -185,8 +185,8 @@ def keep_positional_conv_accurate(
     they were cast to a lower precision by hand (``model.to(torch.bfloat16)``); for a model loaded with
     ``from_pretrained(dtype=...)`` or trained under autocast nothing needs doing (the module runs in float32).
 
-    ``dtype`` and ``device`` are accepted for the training commands that call it before mixed-precision
-    training and are not used.
+    Kept for ``hubert-ecg pretrain``, which calls it before mixed-precision training (a no-op there: the model
+    runs the module in float32 under autocast); ``dtype`` and ``device`` are not used. Prefer :func:`cast_model`.
 
     Returns:
         True if a module was cast back to float32.

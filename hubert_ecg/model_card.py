@@ -157,8 +157,8 @@ def create_model_card(
         "## Licence",
         "",
         f"Weights: {license}."
-        + (" They derive from the original HuBERT-ECG weights, which are CC BY-NC 4.0 (non-commercial)."
-           if released else "")
+        + (" CC BY-NC 4.0 (non-commercial) is the licence of the released HuBERT-ECG weights, and of models"
+           " trained from them." if released else "")
         + " Not a medical device: not for clinical decisions.",
         "",
     ]

@@ -31,6 +31,8 @@ def test_convert_every_layout(reference_dir, tmp_path, expected, source, model_c
             hidden = backbone(torch.from_numpy(expected[f"input_values_{length}"])).last_hidden_state
         np.testing.assert_allclose(hidden.numpy(), expected[f"last_hidden_state_{length}"], atol=1e-4, rtol=0)
     reloaded = model_class.from_pretrained(tmp_path).eval()
+    # fine-tuning SpecAugment as the release applied it: the checkpoint's mask_time_prob (0 in the fine-tuned one)
+    assert reloaded.config.finetune_mask_time_prob == (0.0 if source == "original_finetuned.pt" else 0.33)
     with torch.no_grad():
         out = reloaded(torch.from_numpy(expected["input_values_5s"]))
     if model_class is HuBERTECGForSequenceClassification:

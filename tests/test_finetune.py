@@ -172,7 +172,8 @@ def test_finetuning_masking_setting(tmp_path):
                                      None, None)
     assert model.config.finetune_mask_time_prob == 0.0 and model.config.mask_time_prob == 0.33
     base = tmp_path / "base"
-    HuBERTECGModel(HuBERTECGConfig.from_preset("small", **json.loads(TINY), finetune_mask_time_prob=0.2)).save_pretrained(base)
+    config = HuBERTECGConfig.from_preset("small", **json.loads(TINY), finetune_mask_time_prob=0.2)
+    HuBERTECGModel(config).save_pretrained(base)
     model, *_ = finetune.build_model(finetune.ModelArguments(model_name_or_path=str(base)), labels, problem, None, None)
     assert model.config.finetune_mask_time_prob == 0.2
     args = finetune.ModelArguments(model_name_or_path=str(base), finetune_mask_time_prob=0.0)
