@@ -176,19 +176,3 @@ def run_model(
         logits = output.logits
         return (logits[0] if isinstance(logits, tuple) else logits).float()
     return output.last_hidden_state.float()
-
-
-def keep_positional_conv_accurate(
-    model: torch.nn.Module, dtype: torch.dtype | None = None, device: str | torch.device | None = None
-) -> bool:
-    """Put the modules of ``model._keep_in_fp32_modules_strict`` (the positional convolution) back in float32 if
-    they were cast to a lower precision by hand (``model.to(torch.bfloat16)``); for a model loaded with
-    ``from_pretrained(dtype=...)`` or trained under autocast nothing needs doing (the module runs in float32).
-
-    Kept for ``hubert-ecg pretrain``, which calls it before mixed-precision training (a no-op there: the model
-    runs the module in float32 under autocast); ``dtype`` and ``device`` are not used. Prefer :func:`cast_model`.
-
-    Returns:
-        True if a module was cast back to float32.
-    """
-    return _float32_where_kept(model)

@@ -12,6 +12,7 @@ import torch
 
 import hubert_ecg
 from hubert_ecg import HuBERTECGFeatureExtractor, HuBERTECGForSequenceClassification, demo_model_path
+from hubert_ecg.demo import demo_records
 
 PACKAGE = Path(hubert_ecg.__file__).parent
 
@@ -95,25 +96,31 @@ def test_bundled_demo_model_loads_as_remote_code(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "inputs_logits.npy"), ours)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="needs processing.py self-contained (data helper) and the feature extractor's register_for_auto_class "
-    "in hubert_ecg/__init__.py (lead) so that preprocessor_config.json carries an auto_map",
-)
-def test_saved_feature_extractor_loads_as_remote_code(tmp_path, expected):
-    directory = tmp_path / "fe"
-    extractor = HuBERTECGFeatureExtractor()
-    extractor.save_pretrained(directory)
-    assert "auto_map" in json.loads((directory / "preprocessor_config.json").read_text())
-    assert (directory / "processing.py").is_file()
-    signal = np.random.default_rng(1).normal(0, 0.3, (12, 5000)).astype(np.float32)  # 10 s at 500 Hz, mV
-    np.save(tmp_path / "signal.npy", signal)
-    ours = extractor(signal, sampling_rate=500, return_tensors="np")["input_values"]
+@pytest.mark.parametrize("source", ["saved", "demo"])
+def test_feature_extractor_loads_as_remote_code(tmp_path, source):
+    """The preprocessing travels too: processing.py and the lead names it imports (leads.py)."""
+    if source == "saved":
+        directory = tmp_path / "fe"
+        HuBERTECGFeatureExtractor().save_pretrained(directory)
+    else:
+        directory = Path(demo_model_path())
+    auto_map = json.loads((directory / "preprocessor_config.json").read_text())["auto_map"]
+    assert auto_map == {"AutoFeatureExtractor": "processing.HuBERTECGFeatureExtractor"}
+    for module in ("processing", "leads"):
+        assert (directory / f"{module}.py").read_bytes() == (PACKAGE / f"{module}.py").read_bytes(), (
+            f"{directory / module}.py differs from hubert_ecg/{module}.py: re-save the feature extractor"
+        )
+    record = hubert_ecg.read_ecg(demo_records()[1])  # a real 10 s, 500 Hz PTB-XL record, leads as WFDB names them
+    np.save(tmp_path / "signal.npy", record.signal)
+    extractor = HuBERTECGFeatureExtractor.from_pretrained(directory)
+    ours = extractor(record.signal, sampling_rate=record.sampling_rate, lead_names=record.lead_names,
+                     return_tensors="np")["input_values"]
     code = f"""
 extractor = AutoFeatureExtractor.from_pretrained({str(directory)!r}, trust_remote_code=True)
 assert not any(name.split('.')[0] == 'hubert_ecg' for name in sys.modules)
 signal = np.load({str(tmp_path / "signal.npy")!r})
-np.save({str(tmp_path / "remote.npy")!r}, extractor(signal, sampling_rate=500, return_tensors="np")["input_values"])
+out = extractor(signal, sampling_rate={record.sampling_rate!r}, lead_names={list(record.lead_names)!r}, return_tensors="np")
+np.save({str(tmp_path / "remote.npy")!r}, out["input_values"])
 """
     _run_blocked(code, tmp_path)
     np.testing.assert_array_equal(np.load(tmp_path / "remote.npy"), ours)

@@ -123,6 +123,11 @@ class DataArguments:
     skip_bad_records: bool = field(
         default=False, metadata={"help": "skip unreadable records (listed at the end) instead of stopping"}
     )
+    missing_leads: str = field(
+        default="raise",
+        metadata={"help": "records lacking some of the 12 leads: raise (an error naming them) or zero (zero-filled, "
+                          "as pretraining does)"},
+    )
     threshold: float = field(default=0.5, metadata={"help": "F1 threshold on the probabilities"})
     early_stopping_patience: int | None = field(
         default=5, metadata={"help": "evaluations without improvement before stopping (0 or unset: off)"}
@@ -139,7 +144,7 @@ class FinetuneTrainingArguments(TrainingArguments):
     adam_beta2: float = field(default=0.98, metadata={"help": "AdamW beta2 (release: 0.98)"})
     adam_epsilon: float = field(default=1e-9, metadata={"help": "AdamW epsilon (release: 1e-9)"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (release: 0.01)"})
-    warmup_steps: float = field(default=0.08, metadata={"help": "warm-up steps, or a ratio in [0, 1) (release: 8 %)"})
+    warmup_steps: float = field(default=0.08, metadata={"help": "warm-up steps, or a ratio of the total in [0, 1) (release: 0.08)"})
     lr_scheduler_type: str = field(default="linear", metadata={"help": "schedule after warm-up"})
     eval_strategy: str = field(default="epoch", metadata={"help": "when to evaluate: epoch, steps or no"})
     save_strategy: str = field(default="epoch", metadata={"help": "when to save: epoch, steps or no"})
@@ -231,8 +236,9 @@ def load_data(data_args: DataArguments, label_names=None, num_labels=None):
             mask = np.zeros(len(parts[split]), dtype=bool)
             mask[:limit] = True
             parts[split] = parts[split].select(mask)
-    missing_leads = getattr(data_args, "missing_leads", "raise")  # a DataArguments field where the CLI offers it
-    datasets = {split: data.build_dataset(part, on_error, skipped, missing_leads) for split, part in parts.items()}
+    datasets = {
+        split: data.build_dataset(part, on_error, skipped, data_args.missing_leads) for split, part in parts.items()
+    }
     return datasets, names, problem_type, skipped
 
 
