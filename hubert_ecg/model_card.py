@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Sequence
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 __all__ = [
     "create_model_card",
@@ -42,27 +45,35 @@ def card_license(base_model: str | os.PathLike | None, chosen: str | None = None
     Args:
         base_model: where training started: None for random initialisation; else a hub id, a local directory or
             an original ``.pt`` checkpoint.
-        chosen: the licence the author chose (``hubert-ecg finetune --model_license``).
+        chosen: the licence the author chose (``--model_license`` of ``hubert-ecg finetune`` / ``pretrain``).
 
     Returns:
         From random initialisation: ``chosen``, default :data:`PACKAGE_LICENSE` (``"apache-2.0"``). From a
-        checkpoint: ``chosen`` when given (the author's own weights), else the licence in the card (``README.md``)
-        of a local directory, else :data:`RELEASED_WEIGHTS_LICENSE` (``"cc-by-nc-4.0"``): the released weights, the
-        original ``.pt`` checkpoints and any source whose licence is not known.
+        checkpoint: the licence it inherits, that is the one in the card (``README.md``) of a local directory, else
+        :data:`RELEASED_WEIGHTS_LICENSE` (``"cc-by-nc-4.0"``: the released weights, the original ``.pt``
+        checkpoints and any source whose licence is not known). ``chosen`` replaces an inherited licence other
+        than CC BY-NC 4.0 (the author's own weights); a model derived from the released weights stays CC BY-NC 4.0
+        whatever ``chosen`` says, with a warning.
     """
     if base_model is None:
         return chosen or PACKAGE_LICENSE
-    if chosen:
-        return chosen
+    inherited = RELEASED_WEIGHTS_LICENSE
     readme = Path(base_model) / "README.md"
     if readme.is_file():
         try:
-            license_ = ModelCard.load(readme, ignore_metadata_errors=True).data.license
+            inherited = ModelCard.load(readme, ignore_metadata_errors=True).data.license or inherited
         except Exception:  # an unreadable card is a card without a licence
-            license_ = None
-        if license_:
-            return str(license_)
-    return RELEASED_WEIGHTS_LICENSE
+            pass
+    inherited = str(inherited)
+    if chosen and chosen != inherited:
+        if inherited == RELEASED_WEIGHTS_LICENSE:
+            logger.warning(
+                f"model_license {chosen!r} ignored: a model trained from {str(base_model)!r} derives from the "
+                f"released HuBERT-ECG weights (or from weights of unknown licence) and stays {inherited}"
+            )
+            return inherited
+        return chosen
+    return inherited
 
 
 def create_model_card(

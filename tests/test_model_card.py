@@ -40,6 +40,10 @@ def test_card_license_rule(tmp_path):
     (tmp_path / "README.md").write_text("---\nlicense: cc-by-4.0\n---\nmy model\n")
     assert card_license(tmp_path) == "cc-by-4.0"  # a local checkpoint's own card
     assert card_license(tmp_path, "apache-2.0") == "apache-2.0"  # the author's own weights
+    # weights derived from the released ones stay CC BY-NC 4.0 whatever the author asks for
+    assert card_license("Edoardo-BS/hubert-ecg-small", "apache-2.0") == "cc-by-nc-4.0"
+    (tmp_path / "README.md").write_text("---\nlicense: cc-by-nc-4.0\n---\nfine-tuned from the release\n")
+    assert card_license(tmp_path, "mit") == "cc-by-nc-4.0"
 
 
 def test_push_to_hub_uploads_safetensors_config_and_code(reference_dir, tmp_path):
