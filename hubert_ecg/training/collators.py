@@ -17,7 +17,8 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from transformers.models.hubert.modeling_hubert import _compute_mask_indices
+
+from ..modeling import compute_time_mask
 
 __all__ = ["DataCollatorForHuBERTECGPretraining"]
 
@@ -78,22 +79,23 @@ class DataCollatorForHuBERTECGPretraining:
             raise ValueError(f"`sample_index` must be a non-negative integer, got {sample_index}")
         frame_mask = None
         if valid_frames is not None and valid_frames < num_frames:
-            frame_mask = torch.zeros(1, num_frames, dtype=torch.long)
-            frame_mask[0, :valid_frames] = 1
+            frame_mask = torch.zeros(1, num_frames, dtype=torch.bool)
+            frame_mask[0, :valid_frames] = True
         state = np.random.get_state()
         try:
-            # `_compute_mask_indices` draws from numpy's global generator: seed it for this sample only
+            # transformers' `_compute_mask_indices` draws from numpy's global generator: seed it for this sample only
             np.random.seed([int(self.seed) & 0xFFFFFFFF, key & 0xFFFFFFFF, key >> 32])
-            mask = _compute_mask_indices(
-                (1, num_frames),
-                mask_prob=self.config.mask_time_prob,
-                mask_length=self.config.mask_time_length,
-                attention_mask=frame_mask,
-                min_masks=self.config.mask_time_min_masks,
+            mask = compute_time_mask(
+                1,
+                num_frames,
+                self.config.mask_time_prob,
+                self.config.mask_time_length,
+                self.config.mask_time_min_masks,
+                frame_mask=frame_mask,
             )
         finally:
             np.random.set_state(state)
-        return np.asarray(mask[0], dtype=bool)
+        return mask[0].numpy()
 
     def __call__(self, features: Sequence[dict]) -> dict[str, torch.Tensor]:
         if len(features) == 0:
