@@ -82,3 +82,14 @@ def test_core_use_imports_nothing_of_the_training_stack():
     assert result.returncode == 0, result.stderr
     assert "LOADED []" in result.stdout
     assert result.stdout.splitlines()[0] == "NORM"  # record 00010 is a normal ECG (demo/records/labels.csv)
+
+
+def test_help_states_each_default_once():
+    """No option says "(default: ...)" twice, and no `--no_X` complement repeats X's help (issue 10)."""
+    import re
+
+    for name, text in hubert_ecg_cli.generate_help_texts().items():
+        flat = " ".join(text.split())
+        assert not re.search(r"\(default: [^)]*\) \(default:", flat), f"{name}: a default stated twice"
+        for option in re.findall(r"--no_(\w+), --no-[\w-]+ (.*?)(?= --|$)", flat):
+            assert option[1].startswith(f"turn off --{option[0]}"), (name, option)

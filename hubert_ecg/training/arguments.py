@@ -4,12 +4,36 @@ Every command takes its arguments as the fields of dataclasses through ``transfo
 optional leading YAML or JSON file of ``field: value`` pairs, then ``--field value`` flags that override it.
 """
 
+import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from transformers import HfArgumentParser
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` states each default once: argparse's ``(default: X)`` is added only where the field's own help
+    does not already say what its default is (e.g. ``"(default: the bundled demo model)"`` for a ``None``)."""
+
+    def _get_help_string(self, action):
+        help_ = action.help or ""
+        if "default" in help_.lower():
+            return help_
+        return super()._get_help_string(action)
+
+
+def build_parser(dataclass_types: tuple, prog: str) -> HfArgumentParser:
+    """The ``HfArgumentParser`` of a command, with :class:`HelpFormatter` and a help of its own for every
+    ``--no_FIELD`` complement that transformers adds to boolean fields that default to True."""
+    parser = HfArgumentParser(dataclass_types, prog=prog, formatter_class=HelpFormatter)
+    for action in parser._actions:
+        negative = [s for s in action.option_strings if s.startswith("--no_")]
+        if negative and action.const is False:
+            action.help = f"turn off --{negative[0][len('--no_'):]}"
+            action.default = argparse.SUPPRESS
+    return parser
 
 
 def parse_args(argv: Sequence[str], dataclass_types: tuple, prog: str) -> tuple:
@@ -28,7 +52,7 @@ def parse_args(argv: Sequence[str], dataclass_types: tuple, prog: str) -> tuple:
             fields that no dataclass has.
     """
     argv = list(argv)
-    parser = HfArgumentParser(dataclass_types, prog=prog)
+    parser = build_parser(dataclass_types, prog)
     if argv and argv[0].endswith((".yaml", ".yml", ".json")):
         path = Path(argv.pop(0))
         if not path.is_file():
@@ -59,7 +83,7 @@ def parse_args(argv: Sequence[str], dataclass_types: tuple, prog: str) -> tuple:
     return tuple(parser.parse_args_into_dataclasses(args=argv))
 
 
-__all__ = ["parse_args"]
+__all__ = ["parse_args", "build_parser", "HelpFormatter"]
 
 
 def run_command(argv: Sequence[str] | None, arguments_class: type, prog: str, run: Callable) -> int:
