@@ -4,6 +4,7 @@ upload, a 2-process gloo run, kill -9 and resume with the same losses."""
 import json
 import os
 import signal
+import shutil
 import socket
 import subprocess
 import sys
@@ -43,9 +44,16 @@ FRAMES = HuBERTECGConfig().num_frames(6000)
 def iteration1(data_dir, tmp_path_factory):
     """A window dataset of real records (16 windows; one unreadable file skipped) and MFCC k-means labels (K=8)."""
     root = tmp_path_factory.mktemp("pretrain")
-    broken = root / "broken.npy"
+    # the records and the broken file under one folder, so that record ids (and the hashed train/validation
+    # split) do not depend on where ../shared and the temporary folder are
+    data = root / "data"
+    for record in RECORDS:
+        for source in (data_dir / record).parent.glob((data_dir / record).name + ".*"):
+            (data / record).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, (data / record).parent / source.name)
+    broken = data / "broken.npy"
     broken.write_bytes(b"not an ECG")
-    info = build_window_dataset([str(data_dir / r) for r in RECORDS] + [str(broken)], root / "windows",
+    info = build_window_dataset([str(data / r) for r in RECORDS] + [str(broken)], root / "windows",
                                 show_progress=False)
     assert info.num_windows == 16 and info.num_skipped == 1
     [skipped] = [json.loads(line) for line in (root / "windows" / "skipped.jsonl").read_text().splitlines()]
