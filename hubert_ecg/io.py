@@ -746,12 +746,14 @@ def _read_numpy(path: Path, sampling_rate: float | None, lead_names: Sequence[st
     rate = sampling_rate if sampling_rate is not None else stored_rate
     if rate is None:
         raise ValueError(
-            f"{str(path)!r}: numpy files do not store a sampling rate; pass sampling_rate= (Hz) to read_ecg"
+            f"{str(path)!r}: numpy files do not store a sampling rate; pass sampling_rate= (Hz) to read_ecg "
+            "(hubert-ecg predict: --sampling-rate)"
         )
     if names is None:
         if array.shape[0] != len(STANDARD_LEADS):
             raise ValueError(
-                f"{str(path)!r} holds {array.shape[0]} leads; pass lead_names= (one name per lead) to read_ecg"
+                f"{str(path)!r} holds {array.shape[0]} leads; pass lead_names= (one name per lead) to read_ecg "
+                "(hubert-ecg predict: --lead-names)"
             )
         names = list(STANDARD_LEADS)
     if len(names) != array.shape[0]:
@@ -835,7 +837,8 @@ def _read_hdf5(path: Path, sampling_rate: float | None) -> ECGRecord:
     stored_rate = attrs.get("sampling_rate", attrs.get("fs"))
     rate = sampling_rate if sampling_rate is not None else stored_rate
     if rate is None:
-        raise ValueError(f"{str(path)!r} stores no 'sampling_rate' attribute; pass sampling_rate= (Hz) to read_ecg")
+        raise ValueError(f"{str(path)!r} stores no 'sampling_rate' attribute; pass sampling_rate= (Hz) to read_ecg "
+                         "(hubert-ecg predict: --sampling-rate)")
     if not np.issubdtype(array.dtype, np.number):
         raise ValueError(f"{str(path)!r}: expected a numeric dataset in mV, got dtype {array.dtype}")
     array = _orient(array, len(names) if names is not None else None, path)

@@ -478,6 +478,9 @@ def predict_main(argv: list[str] | None = None) -> int:
     details = [next(scored) if error is None else
                {"name": item, "predictions": None, "windows": 0, "flags": [], "error": error}
                for item, error in inputs]
+    for d in details:  # the row names the input: its error need not
+        if d["error"] is not None and d["error"].startswith(f"{d['name']}: "):
+            d["error"] = d["error"][len(d["name"]) + 2 :]
     print(_format(details, args.format))
     skipped = [d for d in details if d["error"] is not None]
     if skipped:
