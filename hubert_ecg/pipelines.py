@@ -416,7 +416,8 @@ def predict_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--aggregation", choices=("mean", "max"), default="mean", help="over the 5 s windows")
     parser.add_argument("--stride", type=float, default=None, help="window stride in seconds (default 5)")
     parser.add_argument("--min-duration", type=float, default=MIN_DURATION,
-                        help="shortest record scored, in seconds; records shorter than 5 s are zero-padded")
+                        help=f"shortest record scored, in seconds (default {MIN_DURATION:g}); records shorter than "
+                        "the 5 s window are zero-padded")
     parser.add_argument("--sampling-rate", type=float, default=None,
                         help="rate in Hz of .npy inputs (files that store a rate must agree)")
     parser.add_argument("--lead-names", default=None,
