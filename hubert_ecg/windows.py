@@ -65,7 +65,7 @@ SATURATION_SECONDS = 0.1
 #: records shorter than the window but at least this many seconds long are scored zero-padded (attention mask);
 #: shorter ones are refused (half of the released 5 s window).
 MIN_DURATION = 2.5
-_QUALITY_PIECE = 2**20  # samples read at a time for the quality check of long (lazy) records
+_QUALITY_PIECE = 2**20  # samples read at a time by the quality check (memory stays flat for long records)
 
 
 @dataclass
@@ -100,7 +100,8 @@ def check_leads(
     """THE signal-quality rule on the leads of one record (see the module docstring for the thresholds).
 
     Args:
-        signal: ``(leads, samples)`` in mV, an array or a :class:`~hubert_ecg.io.LazySignal` (read piece by piece).
+        signal: ``(leads, samples)`` in mV, an array or a :class:`~hubert_ecg.io.LazySignal`; read in pieces of
+            2**20 samples (a run at an extreme across two pieces counts per piece).
         sampling_rate: Hz.
         rows: int ``(12,)``: the row of ``signal`` of every model lead, -1 for absent ones (:func:`map_leads`).
         span: ``(first, stop)`` samples to check (default: all). NaN / inf samples are ignored.
@@ -113,8 +114,7 @@ def check_leads(
     used = rows[present]
     lo = np.full(used.shape[0], np.inf)
     hi = np.full(used.shape[0], -np.inf)
-    pieces = range(a, b, _QUALITY_PIECE) if isinstance(signal, LazySignal) else [a]
-    step = _QUALITY_PIECE if isinstance(signal, LazySignal) else b - a
+    pieces, step = range(a, b, _QUALITY_PIECE), _QUALITY_PIECE  # bounded memory, lazy (file) signals or arrays
 
     def read(start):
         return np.asarray(signal[:, start : min(start + step, b)], dtype=np.float64)[used]
@@ -128,7 +128,7 @@ def check_leads(
     flat_used = ~(ptp >= FLAT_PEAK_TO_PEAK_MV)
     longest = np.zeros(used.shape[0], dtype=np.int64)
     candidates = np.flatnonzero(~flat_used)
-    if candidates.size:  # pass 2: runs at the extremes (for a lazy record, a run across two pieces counts per piece)
+    if candidates.size:  # pass 2: runs at the extremes
         for start in pieces:
             x = read(start)
             at_start, at_end = start == 0, min(start + step, b) >= signal.shape[1]

@@ -138,6 +138,18 @@ def test_check_leads_reads_lazy_records_piece_by_piece(record, tmp_path, monkeyp
     np.testing.assert_array_equal(quality.flat, eager.flat)
     assert np.flatnonzero(quality.flat).tolist() == [3] and np.flatnonzero(quality.saturated).tolist() == [7]
     np.testing.assert_allclose(quality.peak_to_peak, eager.peak_to_peak)
+    # the lazy record without its flat lead stays lazy, streamed piece by piece: the same windows as in memory
+    from hubert_ecg import processing
+
+    fe = HuBERTECGFeatureExtractor()
+    in_memory = np.concatenate([b["input_values"] for b in record_windows(
+        {"signal": signal, "sampling_rate": 500.0, "lead_names": record.lead_names}, fe, window="all",
+        stride_seconds=1.0).features(fe)])
+    monkeypatch.setattr(processing, "STREAM_SAMPLES", 1000)
+    plan = record_windows(path, fe, window="all", stride_seconds=1.0)
+    assert isinstance(plan.record.signal, io.LazySignal) and plan.record.num_leads == 11 and plan.flat_leads == ["aVR"]
+    streamed = np.concatenate([b["input_values"] for b in plan.features(fe, batch_windows=2)])
+    np.testing.assert_allclose(streamed, in_memory, atol=2e-6)
 
 
 def test_short_records_padded_down_to_the_minimum(fe, clf, record, tmp_path, tiny_dir, capsys):
