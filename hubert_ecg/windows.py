@@ -383,7 +383,7 @@ def record_windows(
             if duration < float(min_duration):
                 raise ValueError(
                     f"the record lasts {duration:g} s, shorter than the minimum of {float(min_duration):g} s "
-                    f"(min_duration; records from {float(min_duration):g} s to the "
+                    f"(min_duration, --min-duration of hubert-ecg predict; records from {float(min_duration):g} s to the "
                     f"{feature_extractor.window_seconds:g} s window are scored zero-padded)"
                 )
             pad_to_window = True
