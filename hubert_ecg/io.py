@@ -22,6 +22,9 @@ code).
 
 from __future__ import annotations
 
+import csv
+import json
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -32,7 +35,16 @@ import numpy as np
 
 from .leads import STANDARD_LEADS, check_sampling_rate
 
-__all__ = ["STANDARD_LEADS", "ECGRecord", "LazySignal", "LAZY_SAMPLES", "read_ecg"]
+__all__ = [
+    "STANDARD_LEADS", "ECGRecord", "LazySignal", "LAZY_SAMPLES", "RECORD_EXTENSIONS", "SAMPLING_RATE_RANGE",
+    "find_records", "read_ecg",
+]
+
+logger = logging.getLogger(__name__)
+
+#: sampling rates (Hz) that :func:`read_ecg` accepts: ECGs are recorded between 100 Hz and a few kHz; a rate outside
+#: this range is a wrong header (or a wrong ``sampling_rate=``).
+SAMPLING_RATE_RANGE = (50.0, 10_000.0)
 
 #: ``read_ecg(path, lazy=True)`` opens records with more samples per lead than this lazily (2**20 samples are about
 #: 35 minutes at 500 Hz); shorter ones are read at once.
@@ -84,6 +96,14 @@ _EDF_EXTENSIONS = (".edf", ".bdf")
 _HDF5_EXTENSIONS = (".h5", ".hdf5", ".hdf")
 _DICOM_EXTENSIONS = (".dcm", ".dicom")
 _UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3, "nu": 1.0, "": 1.0}
+#: File extensions that name a record in a directory (:func:`find_records`). WFDB and challenge records are named
+#: by their ``.hea``; ``.mat`` / ``.dat`` files next to a ``.hea`` are the same record and are not listed twice.
+RECORD_EXTENSIONS = (".hea", ".mat", ".npy", ".npz", ".edf", ".bdf", ".h5", ".hdf5", ".dcm")
+_MANIFEST_EXTENSIONS = (".csv", ".tsv", ".txt", ".jsonl")
+_PATH_COLUMNS = ("path", "record", "filename", "file", "record_path")
+#: bytes per sample of the WFDB signal formats whose size is fixed (for the truncated-file message)
+_WFDB_BYTES_PER_SAMPLE = {"8": 1, "80": 1, "16": 2, "61": 2, "160": 2, "212": 1.5, "24": 3, "32": 4, "310": 4 / 3,
+                          "311": 4 / 3}
 
 
 @dataclass
@@ -244,6 +264,11 @@ def _resolve(path: Path) -> tuple[str, Path]:
     elif Path(str(path) + ".hea").is_file():
         # a record named the way wfdb names it: without extension (the name may itself contain dots)
         return "header", path
+    elif path.is_dir():
+        raise ValueError(
+            f"{str(path)!r} is a directory, not an ECG file; read the records in it one by one "
+            "(hubert_ecg.io.find_records lists them; hubert-ecg predict takes directories)"
+        )
     elif path.is_file():
         raise ValueError(
             f"unknown ECG file extension {path.suffix!r} for {str(path)!r}: expected a WFDB record (name, .hea "
@@ -257,6 +282,87 @@ def _resolve(path: Path) -> tuple[str, Path]:
     if not path.is_file():
         raise ValueError(f"ECG file not found: {str(path)!r}")
     return kind, path
+
+
+def _check_rate(rate, name: str) -> float:
+    """``rate`` in Hz, checked to lie in :data:`SAMPLING_RATE_RANGE`; ValueError naming ``name`` otherwise."""
+    value = check_sampling_rate(rate, name)
+    low, high = SAMPLING_RATE_RANGE
+    if not low <= value <= high:
+        raise ValueError(
+            f"{name} is {value:g} Hz, outside {low:g} Hz-{high / 1000:g} kHz; expected the rate the ECG was "
+            "recorded at (a wrong header or sampling_rate?)"
+        )
+    return value
+
+
+def _read_manifest(path: Path) -> list[str]:
+    """Record paths from a manifest: .txt (one path a line), .csv/.tsv (a path column), .jsonl (a path key).
+    Relative paths are relative to the manifest's folder."""
+    entries: list[str] = []
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
+        entries = [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    elif suffix == ".jsonl":
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            key = next((k for k in _PATH_COLUMNS if k in row), None)
+            if key is None:
+                raise ValueError(f"{path}:{number}: expected one of the keys {_PATH_COLUMNS}, got {sorted(row)}")
+            entries.append(str(row[key]))
+    else:
+        with open(path, newline="") as handle:
+            reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
+            key = next((k for k in _PATH_COLUMNS if k in (reader.fieldnames or [])), None)
+            if key is None:
+                raise ValueError(f"manifest {path} needs a column named one of {_PATH_COLUMNS}, got {reader.fieldnames}")
+            entries = [row[key] for row in reader if row[key]]
+    return [str(Path(e) if Path(e).is_absolute() else path.parent / e) for e in entries]
+
+
+def find_records(sources: str | os.PathLike | Sequence[str | os.PathLike], exclude: Sequence[str] = ()) -> list[str]:
+    """List the records of directories, files and manifests, without duplicates.
+
+    Args:
+        sources: a directory (searched recursively for files with :data:`RECORD_EXTENSIONS`), a record file, a
+            manifest (``.txt`` one path a line, ``.csv`` / ``.tsv`` with a ``filename`` (or ``path``, ``record``,
+            ``file``) column, ``.jsonl`` with such a key; relative paths are relative to the manifest), or a list
+            of these.
+        exclude: glob patterns (``fnmatch`` on the full path, e.g. ``"*/records500/*"``) of records to leave out.
+
+    Returns:
+        Paths as strings: a WFDB / challenge record by its ``.hea`` (its ``.mat`` / ``.dat`` are not listed again),
+        other formats by their file. Directory contents are sorted; the sources keep the given order.
+
+    Raises:
+        ValueError: if a source does not exist or a manifest lacks a path column.
+    """
+    from fnmatch import fnmatch
+
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    found: list[str] = []
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in RECORD_EXTENSIONS and p.is_file())
+            headers = {p.with_suffix("") for p in files if p.suffix.lower() == ".hea"}
+            found += [str(p) for p in files if p.suffix.lower() == ".hea" or p.with_suffix("") not in headers]
+        elif path.suffix.lower() in _MANIFEST_EXTENSIONS and path.is_file():
+            found += _read_manifest(path)
+        elif path.exists() or path.with_suffix(".hea").exists():
+            found.append(str(path))
+        else:
+            raise ValueError(f"data source {str(path)!r} does not exist; expected a directory, a record or a manifest")
+    seen, unique = set(), []
+    for record in found:
+        key = str(Path(record).with_suffix("")) if Path(record).suffix.lower() in (".hea", ".mat", ".dat") else record
+        if key not in seen and not any(fnmatch(record, pattern) for pattern in exclude):
+            seen.add(key)
+            unique.append(record)
+    return unique
 
 
 def read_ecg(
@@ -294,7 +400,7 @@ def read_ecg(
     path = Path(os.fspath(path)).expanduser()
     kind, resolved = _resolve(path)
     if sampling_rate is not None:
-        sampling_rate = check_sampling_rate(sampling_rate, f"sampling_rate for {str(path)!r}")
+        sampling_rate = _check_rate(sampling_rate, f"sampling_rate={sampling_rate!r} given for {str(path)!r}")
     record = None
     if lazy and kind == "header":
         record = _open_wfdb_lazily(resolved, path)
@@ -313,6 +419,7 @@ def read_ecg(
     else:
         record = _read_hdf5(resolved, sampling_rate)
 
+    _check_rate(record.sampling_rate, f"{str(path)!r}: its sampling rate")
     if sampling_rate is not None and not np.isclose(sampling_rate, record.sampling_rate):
         raise ValueError(
             f"{str(path)!r} stores a sampling rate of {record.sampling_rate:g} Hz but sampling_rate="
@@ -353,11 +460,65 @@ def _signal_files_are_mat(base: Path) -> bool:
     return len(lines) > 1 and lines[1].split()[0].lower().endswith(".mat")
 
 
+def _check_header_text(base: Path) -> None:
+    """An empty header (no line but comments and blanks) gets its own message (wfdb says "list index out of
+    range")."""
+    header_path = Path(str(base) + ".hea")
+    try:
+        text = header_path.read_text(encoding="utf-8", errors="ignore")
+    except OSError as err:
+        raise ValueError(f"cannot read the WFDB header {str(header_path)!r}: {err}") from None
+    if not any(line.strip() and not line.lstrip().startswith("#") for line in text.splitlines()):
+        raise ValueError(
+            f"the WFDB header {str(header_path)!r} is empty ({header_path.stat().st_size} bytes, no record line); "
+            "expected a record line (name, number of signals, sampling rate, samples) and one line per signal"
+        )
+
+
+def _header_warnings(header, base: Path) -> list[str]:
+    """Warnings about a header that reads but disagrees with its file: a record name other than the file's."""
+    warnings = []
+    if header.record_name and str(header.record_name) != base.name:
+        warnings.append(
+            f"the header {base.name + '.hea'!r} names the record {str(header.record_name)!r}, not {base.name!r} "
+            "(a renamed or copied file?)"
+        )
+    for text in warnings:
+        logger.warning(f"{str(base)}: {text}")
+    return warnings
+
+
+def _truncated_signal_file(header, base: Path) -> str | None:
+    """A message when the header's signal file is shorter than the samples it describes, else None."""
+    files = list(header.file_name or [])
+    fmts = [str(f) for f in (header.fmt or [])]
+    if not files or len(set(files)) != 1 or len(set(fmts)) != 1 or fmts[0] not in _WFDB_BYTES_PER_SAMPLE:
+        return None
+    if header.sig_len is None or any(k not in (None, 1) for k in (header.samps_per_frame or [])):
+        return None
+    dat = base.parent / files[0]
+    if not dat.is_file():
+        return f"WFDB record {str(base)!r}: its signal file {str(dat)!r} is missing"
+    offset = int((header.byte_offset or [0])[0] or 0)
+    per_frame = _WFDB_BYTES_PER_SAMPLE[fmts[0]] * header.n_sig
+    expected = int(np.ceil(header.sig_len * per_frame)) + offset
+    size = dat.stat().st_size
+    if size >= expected:
+        return None
+    found = int((size - offset) // per_frame) if size > offset else 0
+    return (
+        f"WFDB record {str(base)!r}: the signal file {str(dat)!r} is truncated: the header expects {header.sig_len} "
+        f"samples x {header.n_sig} leads (format {fmts[0]}, {expected} bytes), the file holds {size} bytes "
+        f"({found} complete samples)"
+    )
+
+
 def _read_header_record(base: Path, given: Path) -> ECGRecord:
     try:
         import wfdb
     except ImportError as err:  # pragma: no cover - wfdb is a hard dependency
         raise ImportError("reading WFDB records needs the 'wfdb' package: pip install wfdb") from err
+    _check_header_text(base)
 
     # wfdb parses a header slowly (~5 ms): parse it once, through rdrecord for WFDB signal files
     rec = None
@@ -379,6 +540,9 @@ def _read_header_record(base: Path, given: Path) -> ECGRecord:
         source_format = "challenge_mat"
     else:
         if rec is None:
+            truncated = _truncated_signal_file(header, base)
+            if truncated is not None:
+                raise ValueError(truncated)
             try:
                 rec = wfdb.rdrecord(str(base), physical=True)
             except Exception as err:
@@ -403,7 +567,8 @@ def _read_header_record(base: Path, given: Path) -> ECGRecord:
     factors = _units_to_mv(units, base)
     signal = (signal * factors[:, None]).astype(np.float32)
     metadata = _parse_comments(header.comments or [])
-    metadata.update(source_format=source_format, units=list(units), path=str(given))
+    metadata.update(source_format=source_format, units=list(units), path=str(given),
+                    warnings=_header_warnings(header, base))
     names = [str(n) for n in (header.sig_name or [f"lead{i}" for i in range(signal.shape[0])])]
     return ECGRecord(
         signal=signal, sampling_rate=fs, lead_names=names, metadata=metadata, record_name=header.record_name
@@ -450,7 +615,8 @@ def _open_wfdb_lazily(base: Path, given: Path) -> ECGRecord | None:
         return values
 
     metadata = _parse_comments(header.comments or [])
-    metadata.update(source_format="wfdb", units=units, path=str(given), lazy=True)
+    metadata.update(source_format="wfdb", units=units, path=str(given), lazy=True,
+                    warnings=_header_warnings(header, base))
     names = [str(n) for n in (header.sig_name or [f"lead{i}" for i in range(n_sig)])]
     fs = check_sampling_rate(header.fs, f"sampling frequency in {str(base) + '.hea'!r}")
     return ECGRecord(
@@ -580,12 +746,14 @@ def _read_numpy(path: Path, sampling_rate: float | None, lead_names: Sequence[st
     rate = sampling_rate if sampling_rate is not None else stored_rate
     if rate is None:
         raise ValueError(
-            f"{str(path)!r}: numpy files do not store a sampling rate; pass sampling_rate= (Hz) to read_ecg"
+            f"{str(path)!r}: numpy files do not store a sampling rate; pass sampling_rate= (Hz) to read_ecg "
+            "(hubert-ecg predict: --sampling-rate)"
         )
     if names is None:
         if array.shape[0] != len(STANDARD_LEADS):
             raise ValueError(
-                f"{str(path)!r} holds {array.shape[0]} leads; pass lead_names= (one name per lead) to read_ecg"
+                f"{str(path)!r} holds {array.shape[0]} leads; pass lead_names= (one name per lead) to read_ecg "
+                "(hubert-ecg predict: --lead-names)"
             )
         names = list(STANDARD_LEADS)
     if len(names) != array.shape[0]:
@@ -669,7 +837,8 @@ def _read_hdf5(path: Path, sampling_rate: float | None) -> ECGRecord:
     stored_rate = attrs.get("sampling_rate", attrs.get("fs"))
     rate = sampling_rate if sampling_rate is not None else stored_rate
     if rate is None:
-        raise ValueError(f"{str(path)!r} stores no 'sampling_rate' attribute; pass sampling_rate= (Hz) to read_ecg")
+        raise ValueError(f"{str(path)!r} stores no 'sampling_rate' attribute; pass sampling_rate= (Hz) to read_ecg "
+                         "(hubert-ecg predict: --sampling-rate)")
     if not np.issubdtype(array.dtype, np.number):
         raise ValueError(f"{str(path)!r}: expected a numeric dataset in mV, got dtype {array.dtype}")
     array = _orient(array, len(names) if names is not None else None, path)

@@ -33,7 +33,7 @@ from transformers.pipelines.base import ChunkPipeline
 from transformers.utils import logging
 
 from .modeling import scores_from_logits
-from .windows import WINDOW_CHOICES, RecordWindows, describe, record_windows
+from .windows import MIN_DURATION, WINDOW_CHOICES, RecordWindows, describe, record_windows
 
 logger = logging.get_logger(__name__)
 
@@ -92,14 +92,25 @@ class ECGClassificationPipeline(ChunkPipeline):
             (default 5 s: consecutive windows); ``pad_to_window``: score records shorter than 5 s, padded.
         sampling_rate, lead_names: for array inputs.
         missing_leads: ``"raise"`` (default) or ``"zero"`` (missing leads are zero-filled).
+        min_duration: seconds (default :data:`hubert_ecg.windows.MIN_DURATION`, 2.5): records shorter than the 5 s
+            window but at least this long are scored zero-padded (the attention mask marks the padding); shorter
+            ones are refused.
+        return_details: False (default) or True: one dict per input instead of the list of scores: ``name``,
+            ``predictions`` (the list, or None), ``windows`` (number scored), ``flags`` (list of str) and
+            ``error`` (None, or why it was not scored, with ``skip_errors``).
+        skip_errors: an unusable input gives ``{"name", "error"}`` (or its details) instead of raising.
+
+    Signal quality is checked before scoring (:func:`hubert_ecg.windows.record_windows`): flat leads are scored as
+    missing (zero-filled), saturated leads and short records are scored; each is logged as a warning naming the
+    input and listed in ``flags`` (``return_details=True``). A record whose leads are all flat is refused.
 
     Returns:
         For one input, a list of ``{"label": str, "score": float}`` sorted by decreasing score; for a list, one
         such list per input; for a generator or dataset, an iterator of them.
 
     Raises:
-        ValueError: naming the input, for an unreadable or missing file, a record shorter than 5 s, missing leads
-            (with ``missing_leads="raise"``), or unknown parameter values.
+        ValueError: naming the input, for an unreadable or missing file, a record shorter than ``min_duration``,
+            missing leads (with ``missing_leads="raise"``), every lead flat, or unknown parameter values.
     """
 
     _load_processor = False
@@ -121,6 +132,8 @@ class ECGClassificationPipeline(ChunkPipeline):
         lead_names=None,
         missing_leads=None,
         skip_errors=None,
+        min_duration=None,
+        return_details=None,
         **kwargs,
     ):
         if kwargs:
@@ -133,7 +146,7 @@ class ECGClassificationPipeline(ChunkPipeline):
         for name, value in (("window", window), ("stride_seconds", stride_seconds), ("num_windows", num_windows),
                             ("pad_to_window", pad_to_window), ("sampling_rate", sampling_rate),
                             ("lead_names", lead_names), ("missing_leads", missing_leads),
-                            ("skip_errors", skip_errors)):
+                            ("skip_errors", skip_errors), ("min_duration", min_duration)):
             if value is not None:
                 preprocess[name] = value
         if seed is not None or window == "random":
@@ -150,6 +163,10 @@ class ECGClassificationPipeline(ChunkPipeline):
             if function_to_apply not in ("sigmoid", "softmax", "none"):
                 raise ValueError(f"function_to_apply must be 'sigmoid', 'softmax' or 'none', got {function_to_apply!r}")
             postprocess["function_to_apply"] = function_to_apply
+        if min_duration is not None and (not isinstance(min_duration, (int, float)) or min_duration < 0):
+            raise ValueError(f"min_duration must be a number of seconds >= 0, got {min_duration!r}")
+        if return_details is not None:
+            postprocess["return_details"] = bool(return_details)
         return preprocess, {}, postprocess
 
     def __call__(self, inputs, **kwargs):
@@ -173,16 +190,17 @@ class ECGClassificationPipeline(ChunkPipeline):
         lead_names: Sequence[str] | None = None,
         missing_leads: str = "raise",
         skip_errors: bool = False,
+        min_duration: float | None = MIN_DURATION,
     ):
         """One input -> its windows, one dict each: ``input_values`` (1, 6000) float32, ``attention_mask`` (1, 6000),
-        ``is_last``, ``name`` and ``error`` (None). With ``skip_errors`` an unusable input yields one placeholder
+        ``is_last``, ``name``, ``flags`` (tuple of str, :attr:`RecordWindows.flags`) and ``error`` (None). With ``skip_errors`` an unusable input yields one placeholder
         whose ``error`` says why (no model call is made for it); otherwise it raises ``ValueError`` naming it."""
         name = describe(inputs)
         try:
             plan = inputs if isinstance(inputs, RecordWindows) else record_windows(
                 inputs, self.feature_extractor, window=window, stride_seconds=stride_seconds,
                 num_windows=num_windows, pad_to_window=pad_to_window, missing_leads=missing_leads, rng=rng,
-                sampling_rate=sampling_rate, lead_names=lead_names,
+                sampling_rate=sampling_rate, lead_names=lead_names, min_duration=min_duration,
             )
             name = plan.name
             blocks = plan.features(self.feature_extractor, batch_windows=PREPROCESS_BLOCK, return_tensors="pt")
@@ -193,7 +211,7 @@ class ECGClassificationPipeline(ChunkPipeline):
                 raise ValueError(message if message.startswith(name) else f"{name}: {message}") from None
             length = self.feature_extractor.input_length
             yield {"input_values": torch.zeros(1, length), "attention_mask": torch.zeros(1, length, dtype=torch.int32),
-                   "is_last": True, "name": name, "error": str(err)}
+                   "is_last": True, "name": name, "flags": (), "error": str(err)}
             return
         remaining = len(plan)
         while block is not None:
@@ -201,7 +219,7 @@ class ECGClassificationPipeline(ChunkPipeline):
                 remaining -= 1
                 yield {"input_values": block["input_values"][row : row + 1],
                        "attention_mask": block["attention_mask"][row : row + 1],
-                       "is_last": remaining == 0, "name": name, "error": None}
+                       "is_last": remaining == 0, "name": name, "flags": tuple(plan.flags), "error": None}
             block = next(blocks, None)
 
     def _forward(self, model_inputs):
@@ -222,40 +240,58 @@ class ECGClassificationPipeline(ChunkPipeline):
             out = self.model(input_values=values.to(self.model.dtype), attention_mask=mask).logits.float()
             logits[usable] = out
         return {"logits": logits, "is_last": model_inputs["is_last"], "name": model_inputs["name"],
-                "error": model_inputs["error"]}
+                "flags": model_inputs["flags"], "error": model_inputs["error"]}
 
     def _problem_type(self, function_to_apply: str | None) -> str:
         return {"sigmoid": "multi_label_classification", "softmax": "single_label_classification",
                 "none": "regression", None: self.model.config.problem_type_of()}[function_to_apply]
 
-    def postprocess(self, model_outputs, top_k=None, aggregation="mean", function_to_apply=None):
+    def postprocess(self, model_outputs, top_k=None, aggregation="mean", function_to_apply=None,
+                    return_details=False):
         """The window logits of one record -> ``[{"label", "score"}]`` sorted by decreasing score (an unusable
-        input in ``skip_errors`` mode -> ``{"name", "error"}``)."""
-        if model_outputs[0]["error"] is not None:
-            return {"name": model_outputs[0]["name"], "error": model_outputs[0]["error"]}
+        input in ``skip_errors`` mode -> ``{"name", "error"}``); with ``return_details`` a dict ``name``,
+        ``predictions``, ``windows``, ``flags``, ``error``."""
+        first = model_outputs[0]
+        if first["error"] is not None:
+            if return_details:
+                return {"name": first["name"], "predictions": None, "windows": 0, "flags": [], "error": first["error"]}
+            return {"name": first["name"], "error": first["error"]}
         logits = torch.cat([out["logits"] for out in model_outputs]).cpu().numpy().astype(np.float64)
         scores = aggregate_windows(scores_from_logits(logits, self._problem_type(function_to_apply)), aggregation)
         order = np.argsort(-scores, kind="stable")
         if top_k is not None:
             order = order[:top_k]
         id2label = self.model.config.id2label
-        return [{"label": id2label[int(i)], "score": float(scores[i])} for i in order]
+        predictions = [{"label": id2label[int(i)], "score": float(scores[i])} for i in order]
+        if return_details:
+            return {"name": first["name"], "predictions": predictions, "windows": len(model_outputs),
+                    "flags": list(first["flags"]), "error": None}
+        return predictions
+
+    def predict_details(self, files: Sequence[Any], batch_size: int = 8, **kwargs) -> list[dict]:
+        """Score many inputs, never raising for an unusable one.
+
+        Returns:
+            One dict per input, in order: ``name`` (the input as given: :func:`hubert_ecg.windows.describe`),
+            ``predictions`` (``[{"label", "score"}]``, or None when not scored), ``windows`` (number of 5 s windows
+            scored), ``flags`` (list of str: flat or saturated leads, a short record, reader warnings) and
+            ``error`` (None, or why the input was not scored).
+        """
+        files = list(files)
+        outputs = self(files, batch_size=max(1, int(batch_size)), skip_errors=True, return_details=True,
+                       **kwargs) if files else []
+        return [dict(output, name=describe(item, index)) for index, (item, output) in enumerate(zip(files, outputs))]
 
     def predict_files(self, files: Sequence[Any], batch_size: int = 8, **kwargs):
-        """Score many inputs, skipping the unusable ones.
+        """Score many inputs, skipping the unusable ones (see :meth:`predict_details`).
 
         Returns:
             ``(results, skipped)``: ``results`` a list of ``(name, [{"label", "score"}])`` for the scored inputs,
             ``skipped`` a list of ``(name, reason)`` for the others.
         """
-        files = list(files)
-        outputs = self(files, batch_size=max(1, int(batch_size)), skip_errors=True, **kwargs) if files else []
-        results, skipped = [], []
-        for index, (item, output) in enumerate(zip(files, outputs)):
-            if isinstance(output, dict) and "error" in output:
-                skipped.append((output["name"], output["error"]))
-            else:
-                results.append((describe(item, index), output))
+        details = self.predict_details(files, batch_size=batch_size, **kwargs)
+        results = [(d["name"], d["predictions"]) for d in details if d["error"] is None]
+        skipped = [(d["name"], d["error"]) for d in details if d["error"] is not None]
         return results, skipped
 
 
@@ -291,42 +327,101 @@ def load_pipeline(
     return clf
 
 
-def _format(results, fmt: str) -> str:
+def _flag_text(flags) -> str:
+    return "; ".join(flags)
+
+
+def _format(details: list[dict], fmt: str) -> str:
+    """The rows of ``hubert-ecg predict``: one per input (see :func:`predict_main`)."""
     if fmt == "json":
-        return json.dumps([{"file": name, "predictions": preds} for name, preds in results], indent=2)
+        return json.dumps([{"file": d["name"], "windows": d["windows"], "predictions": d["predictions"],
+                            "flags": d["flags"], "error": d["error"]} for d in details], indent=2)
     if fmt == "csv":
+        ranks = max([len(d["predictions"] or []) for d in details] + [0])
         buffer = _io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["file", "rank", "label", "score"])
-        for name, preds in results:
-            for rank, p in enumerate(preds, 1):
-                writer.writerow([name, rank, p["label"], f"{p['score']:.4f}"])
+        writer.writerow(["file", "windows"] + [f"{kind}_{r}" for r in range(1, ranks + 1) for kind in ("label", "score")]
+                        + ["flags", "error"])
+        for d in details:
+            cells = [c for p in (d["predictions"] or []) for c in (p["label"], f"{p['score']:.4f}")]
+            cells += [""] * (2 * ranks - len(cells))
+            writer.writerow([d["name"], d["windows"], *cells, _flag_text(d["flags"]), d["error"] or ""])
         return buffer.getvalue().rstrip("\n")
-    width = max([len("file")] + [len(name) for name, _ in results])
+    width = max([len("file")] + [len(d["name"]) for d in details])
     lines = [f"{'file':<{width}}  predictions (score)"]
-    for name, preds in results:
-        lines.append(f"{name:<{width}}  " + "  ".join(f"{p['label']} {p['score']:.3f}" for p in preds))
+    for d in details:
+        if d["error"] is not None:
+            lines.append(f"{d['name']:<{width}}  not scored: {d['error']}")
+            continue
+        row = f"{d['name']:<{width}}  " + "  ".join(f"{p['label']} {p['score']:.3f}" for p in d["predictions"])
+        lines.append(row + (f"  [{_flag_text(d['flags'])}]" if d["flags"] else ""))
     return "\n".join(lines)
 
 
-def predict_main(argv: list[str] | None = None) -> int:
-    """``hubert-ecg predict FILES... [--model M] [--top-k K] [--format table|csv|json]``.
+_MANIFEST_SUFFIXES = (".csv", ".tsv", ".txt", ".jsonl")
 
-    Scores every file (any format :func:`hubert_ecg.read_ecg` reads) and prints one result per file on stdout.
-    Unusable files are skipped and listed with the reason on stderr. Returns 0 if at least one file was scored,
-    2 if none could be (or the model could not be loaded).
+
+def expand_inputs(inputs: Sequence[str]) -> list[tuple[str, str | None]]:
+    """``hubert-ecg predict``'s inputs -> ``(input, error)`` pairs: a directory gives every record under it
+    (:func:`hubert_ecg.io.find_records`; none -> one pair with the error), a manifest (``.csv`` / ``.tsv`` with a
+    ``filename`` (or ``path``) column, ``.txt`` one path a line, ``.jsonl``; paths relative to the manifest) its
+    records, anything else itself (errors come later, from reading it).
+
+    Raises:
+        ValueError: for a manifest that cannot be read or lacks a path column (names it).
+    """
+    from .io import find_records
+
+    out: list[tuple[str, str | None]] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = find_records(path)
+            if not found:
+                out.append((item, f"no ECG record under the directory {item!r}"))
+            out += [(f, None) for f in found]
+        elif path.suffix.lower() in _MANIFEST_SUFFIXES and path.is_file():
+            try:
+                out += [(f, None) for f in find_records(path)]
+            except (OSError, ValueError, UnicodeDecodeError, json.JSONDecodeError) as err:
+                raise ValueError(f"cannot read the manifest {item!r}: {err}") from None
+        else:
+            out.append((item, None))
+    return out
+
+
+def predict_main(argv: list[str] | None = None) -> int:
+    """``hubert-ecg predict INPUTS... [--model M] [--top-k K] [--format table|csv|json] ...``.
+
+    Scores every input (an ECG file in any format :func:`hubert_ecg.read_ecg` reads, every record under a
+    directory, or the records of a manifest) and prints one row per input on stdout: its predictions, the number of
+    5 s windows scored and its flags (flat or saturated leads, a short record, header warnings), or the reason it
+    was not scored. Returns the exit status: 0 when every input was scored, 1 when some (or all) were not (they
+    are listed with the reason), 2 for a usage error (bad arguments, a model that cannot be loaded, an unreadable
+    manifest).
     """
     parser = argparse.ArgumentParser(
         prog="hubert-ecg predict",
         description="Score ECG files with a HuBERT-ECG classifier. Without --model: the bundled demo model "
-        "(a demonstration, not a clinical tool).",
+        "(a demonstration, not a clinical tool). One row per input (csv/json: with the number of windows, flags "
+        "and the error of inputs that were not scored). Exit status: 0 when every input was scored, 1 when some "
+        "were not, 2 for usage errors.",
     )
-    parser.add_argument("files", nargs="+", help="ECG files: WFDB record names or .hea/.dat, .mat, .npy, ...")
+    parser.add_argument("files", nargs="+", metavar="INPUT",
+                        help="ECG files (WFDB record names or .hea/.dat, .mat, .npy, ...), directories (every "
+                        "record under them) or manifests (.csv with a filename column, .txt one path a line)")
     parser.add_argument("--model", default=None, help="hub id or save_pretrained directory (default: demo model)")
     parser.add_argument("--top-k", type=int, default=None, help="labels per file (default: all)")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
     parser.add_argument("--aggregation", choices=("mean", "max"), default="mean", help="over the 5 s windows")
     parser.add_argument("--stride", type=float, default=None, help="window stride in seconds (default 5)")
+    parser.add_argument("--min-duration", type=float, default=MIN_DURATION,
+                        help=f"shortest record scored, in seconds (default {MIN_DURATION:g}); records shorter than "
+                        "the 5 s window are zero-padded")
+    parser.add_argument("--sampling-rate", type=float, default=None,
+                        help="rate in Hz of .npy inputs (files that store a rate must agree)")
+    parser.add_argument("--lead-names", default=None,
+                        help="comma-separated lead names of .npy inputs (default: the 12 standard leads in order)")
     parser.add_argument("--batch-size", type=int, default=16, help="windows per model call (across files)")
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0")
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "auto"), default=None,
@@ -335,10 +430,33 @@ def predict_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.top_k is not None and args.top_k < 1:
         parser.error("--top-k must be a positive integer")
+    if args.min_duration < 0:
+        parser.error("--min-duration must be >= 0 seconds")
+    if args.sampling_rate is not None and not args.sampling_rate > 0:
+        parser.error("--sampling-rate must be a positive number of Hz")
+    lead_names = None
+    if args.lead_names is not None:
+        lead_names = [n.strip() for n in args.lead_names.split(",") if n.strip()]
+        if not lead_names:
+            parser.error("--lead-names must list lead names separated by commas, e.g. I,II,V1")
+    if args.model is not None and args.model.lower().endswith(".onnx"):
+        print(
+            f"hubert-ecg predict: error: {args.model!r} is an ONNX graph (logits only: no preprocessing, no label "
+            "names); predict takes the save_pretrained directory it was exported from (or a hub id). To run the "
+            "graph yourself: HuBERTECGFeatureExtractor()(record)['input_values'] -> onnxruntime.InferenceSession("
+            "path).run(None, {'input_values': x}) (see hubert-ecg export-onnx --help)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        inputs = expand_inputs(args.files)
+    except ValueError as err:
+        print(f"hubert-ecg predict: error: {err}", file=sys.stderr)
+        return 2
 
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # keep stderr for the notice and the skipped files
+    hf_logging.disable_progress_bar()  # keep stderr for the notice, the warnings and the skipped files
     try:
         if args.model is None:
             from .demo import demo_model_path
@@ -352,17 +470,25 @@ def predict_main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"hubert-ecg predict: error: {err}", file=sys.stderr)
         return 2
-    results, skipped = clf.predict_files(
-        args.files, batch_size=args.batch_size, top_k=args.top_k, aggregation=args.aggregation,
-        stride_seconds=args.stride,
-    )
-    if results:
-        print(_format(results, args.format))
+    readable = [item for item, error in inputs if error is None]
+    scored = iter(clf.predict_details(
+        readable, batch_size=args.batch_size, top_k=args.top_k, aggregation=args.aggregation,
+        stride_seconds=args.stride, min_duration=args.min_duration, sampling_rate=args.sampling_rate,
+        lead_names=lead_names,
+    ))
+    details = [next(scored) if error is None else
+               {"name": item, "predictions": None, "windows": 0, "flags": [], "error": error}
+               for item, error in inputs]
+    for d in details:  # the row names the input: its error need not
+        if d["error"] is not None and d["error"].startswith(f"{d['name']}: "):
+            d["error"] = d["error"][len(d["name"]) + 2 :]
+    print(_format(details, args.format))
+    skipped = [d for d in details if d["error"] is not None]
     if skipped:
-        print(f"hubert-ecg predict: skipped {len(skipped)} of {len(args.files)} file(s):", file=sys.stderr)
-        for name, reason in skipped:
-            print(f"  {name}: {reason}", file=sys.stderr)
-    if not results:
-        print("hubert-ecg predict: error: no file could be scored", file=sys.stderr)
-        return 2
+        print(f"hubert-ecg predict: skipped {len(skipped)} of {len(details)} input(s):", file=sys.stderr)
+        for d in skipped:
+            print(f"  {d['name']}: {d['error']}", file=sys.stderr)
+        if len(skipped) == len(details):
+            print("hubert-ecg predict: no input could be scored", file=sys.stderr)
+        return 1
     return 0

@@ -91,5 +91,5 @@ def test_help_states_each_default_once():
     for name, text in hubert_ecg_cli.generate_help_texts().items():
         flat = " ".join(text.split())
         assert not re.search(r"\(default: [^)]*\) \(default:", flat), f"{name}: a default stated twice"
-        for option in re.findall(r"--no_(\w+), --no-[\w-]+ (.*?)(?= --|$)", flat):
-            assert option[1].startswith(f"turn off --{option[0]}"), (name, option)
+        for field, help_ in re.findall(r"--no_(\w+), --no-[\w-]+ (\S+ \S+ \S+)", flat):
+            assert help_ == f"turn off --{field}", (name, field, help_)

@@ -217,11 +217,76 @@ def test_header_not_matching_mat(tmp_path, challenge):
 
 
 def test_truncated_dat(tmp_path, ptbxl500):
+    """The message gives the expected and the found sample counts (wfdb's own: "cannot reshape array...")."""
     shutil.copy(str(ptbxl500) + ".hea", tmp_path / "00008_hr.hea")
     data = (ptbxl500.parent / "00008_hr.dat").read_bytes()
-    (tmp_path / "00008_hr.dat").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match="00008_hr"):
+    (tmp_path / "00008_hr.dat").write_bytes(data[:10000])
+    with pytest.raises(ValueError, match=r"00008_hr\.dat' is truncated: the header expects 5000 samples x 12 leads "
+                                         r"\(format 16, 120000 bytes\), the file holds 10000 bytes \(416 complete"):
         read_ecg(tmp_path / "00008_hr")
+    (tmp_path / "00008_hr.dat").unlink()
+    with pytest.raises(ValueError, match=r"signal file .*00008_hr\.dat' is missing"):
+        read_ecg(tmp_path / "00008_hr.hea")
+
+
+def _copy_record(ptbxl500, folder, name, header_edit=lambda text: text):
+    """A copy of the real record 00008_hr under ``name`` (its header edited by ``header_edit``)."""
+    shutil.copy(str(ptbxl500) + ".dat", folder / f"{name}.dat")
+    text = (ptbxl500.parent / "00008_hr.hea").read_text().replace("00008_hr.dat", f"{name}.dat")
+    (folder / f"{name}.hea").write_text(header_edit(text))
+    return folder / name
+
+
+def test_header_naming_another_record_warns_with_both_names(tmp_path, ptbxl500, caplog):
+    import logging
+
+    path = _copy_record(ptbxl500, tmp_path, "renamed")  # the record line still says 00008_hr
+    with caplog.at_level(logging.WARNING, logger="hubert_ecg.io"):
+        record = read_ecg(path)
+    expected = "the header 'renamed.hea' names the record '00008_hr', not 'renamed'"
+    assert expected in caplog.text and expected in record.metadata["warnings"][0]
+    assert record.signal.shape == (12, 5000)
+    named = _copy_record(ptbxl500, tmp_path, "same", lambda text: text.replace("00008_hr", "same", 1))
+    assert read_ecg(named).metadata["warnings"] == []
+
+
+@pytest.mark.parametrize("rate", ["20", "20000"])
+def test_sampling_rate_outside_50hz_10khz_is_refused(tmp_path, ptbxl500, rate):
+    path = _copy_record(ptbxl500, tmp_path, "00008_hr", lambda text: text.replace(" 500 ", f" {rate} ", 1))
+    with pytest.raises(ValueError, match=rf"00008_hr.*sampling rate is {rate} Hz, outside 50 Hz-10 kHz"):
+        read_ecg(path)
+    np.save(tmp_path / "x.npy", read_ecg(ptbxl500).signal)
+    with pytest.raises(ValueError, match=rf"sampling_rate={float(rate)!r} given for .*x\.npy.* outside 50 Hz-10 kHz"):
+        read_ecg(tmp_path / "x.npy", sampling_rate=float(rate))
+
+
+def test_empty_header(tmp_path, ptbxl500):
+    path = _copy_record(ptbxl500, tmp_path, "00008_hr", lambda text: "")
+    with pytest.raises(ValueError, match=r"the WFDB header .*00008_hr\.hea' is empty \(0 bytes, no record line\)"):
+        read_ecg(path)
+    (tmp_path / "00008_hr.hea").write_text("# only a comment\n\n")
+    with pytest.raises(ValueError, match=r"is empty"):
+        read_ecg(tmp_path / "00008_hr.hea")
+
+
+def test_directory_passed_as_a_file(tmp_path, ptbxl500):
+    _copy_record(ptbxl500, tmp_path, "00008_hr")
+    with pytest.raises(ValueError, match=r"is a directory, not an ECG file"):
+        read_ecg(tmp_path)
+
+
+def test_find_records_lists_directories_and_manifests(tmp_path, ptbxl500):
+    from hubert_ecg.io import find_records
+
+    _copy_record(ptbxl500, tmp_path, "a")
+    (tmp_path / "sub").mkdir()
+    _copy_record(ptbxl500, tmp_path / "sub", "b")
+    assert find_records(tmp_path) == [str(tmp_path / "a.hea"), str(tmp_path / "sub" / "b.hea")]
+    (tmp_path / "list.csv").write_text("filename,NORM\nsub/b,1\na.hea,0\n")
+    assert find_records(tmp_path / "list.csv") == [str(tmp_path / "sub" / "b"), str(tmp_path / "a.hea")]
+    (tmp_path / "bad.csv").write_text("name\nx\n")
+    with pytest.raises(ValueError, match="needs a column named one of"):
+        find_records(tmp_path / "bad.csv")
 
 
 def test_corrupt_header(tmp_path):

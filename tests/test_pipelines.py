@@ -188,16 +188,24 @@ def test_single_label_softmax(tmp_path, records):
 
 
 def test_predict_cli_formats_and_skips(tiny_dir, records, tmp_path, capsys):
+    """Good and bad files mixed: exit 1, one row per input in csv and json (the error of the skipped ones, the
+    windows of the scored ones), the good scores undisturbed."""
+    import csv
+
     (tmp_path / "broken.hea").write_text("not a header\n")
-    files = records + [str(tmp_path / "broken"), str(tmp_path / "missing")]
-    assert predict_main([*files, "--model", str(tiny_dir), "--format", "json", "--top-k", "3"]) == 0
+    files = [records[0], str(tmp_path / "broken"), records[1], str(tmp_path / "missing")]
+    assert predict_main([*files, "--model", str(tiny_dir), "--format", "json", "--top-k", "3"]) == 1
     captured = capsys.readouterr()
     out = json.loads(captured.out)
-    assert [o["file"] for o in out] == records and all(len(o["predictions"]) == 3 for o in out)
+    assert [o["file"] for o in out] == files
+    assert [o["windows"] for o in out] == [2, 0, 2, 0] and [o["flags"] for o in out] == [[]] * 4
+    assert out[0]["error"] is None and out[2]["error"] is None and len(out[0]["predictions"]) == 3
+    assert out[1]["predictions"] is None and out[1]["error"].startswith("cannot read the WFDB header")
+    assert out[3]["error"].startswith("ECG file not found")
     assert "skipped 2 of 4" in captured.err and "broken" in captured.err and "missing" in captured.err
     clf = hubert_ecg.pipelines.load_pipeline(str(tiny_dir))
-    for o, record in zip(out, records):  # the scores of the good files are not disturbed by the bad ones
-        alone = clf(record, top_k=3)
+    for o in (out[0], out[2]):  # the scores of the good files are not disturbed by the bad ones
+        alone = clf(o["file"], top_k=3)
         assert [p["label"] for p in o["predictions"]] == [p["label"] for p in alone]
         np.testing.assert_allclose([p["score"] for p in o["predictions"]], [p["score"] for p in alone], rtol=1e-5)
     # a bad file between good ones in one batch of windows
@@ -205,17 +213,74 @@ def test_predict_cli_formats_and_skips(tiny_dir, records, tmp_path, capsys):
     assert [name for name, _ in results] == records and [name for name, _ in skipped] == [str(tmp_path / "missing")]
     assert "not found" in skipped[0][1]
 
-    assert predict_main([records[0], "--model", str(tiny_dir), "--format", "csv"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "file,rank,label,score" and len(lines) == 6
+    assert predict_main([*files, "--model", str(tiny_dir), "--format", "csv"]) == 1
+    header, *rows = csv.reader(capsys.readouterr().out.splitlines())
+    assert header[:4] == ["file", "windows", "label_1", "score_1"] and header[-2:] == ["flags", "error"]
+    assert [r[0] for r in rows] == files and [r[1] for r in rows] == ["2", "0", "2", "0"]
+    assert rows[0][-1] == "" and rows[1][-1].startswith("cannot read the WFDB header") and rows[1][2] == ""
 
     assert predict_main([records[0], "--model", str(tiny_dir)]) == 0
     assert capsys.readouterr().out.startswith("file")
+    assert predict_main([records[0], str(tmp_path / "missing"), "--model", str(tiny_dir)]) == 1
+    table = capsys.readouterr().out.splitlines()
+    assert table[2].split() == [str(tmp_path / "missing"), "not", "scored:", "ECG", "file", "not", "found:",
+                                *table[2].split()[7:]]
 
-    assert predict_main([str(tmp_path / "missing"), "--model", str(tiny_dir)]) == 2
-    assert "no file could be scored" in capsys.readouterr().err
+    assert predict_main([str(tmp_path / "missing"), "--model", str(tiny_dir)]) == 1
+    assert "no input could be scored" in capsys.readouterr().err
     assert predict_main([records[0], "--model", str(tmp_path / "no_model_here")]) == 2
     assert "cannot load the model" in capsys.readouterr().err
+
+
+def test_predict_cli_directories_manifests_and_arrays(tiny_dir, records, data_dir, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "folder"
+    (folder / "sub").mkdir(parents=True)
+    for record, where in zip(records, (folder, folder / "sub")):
+        for suffix in (".hea", ".dat"):
+            shutil.copy(record + suffix, where)
+    record = read_ecg(records[0])
+    np.save(tmp_path / "x.npy", record.signal)
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("filename,label\n" + f"{records[1]},1\nx.npy,0\n")  # relative paths: from the manifest
+    assert predict_main([str(folder), str(manifest), "--model", str(tiny_dir), "--format", "json",
+                         "--sampling-rate", "500"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [o["file"] for o in out] == [str(folder / "00010_hr.hea"), str(folder / "sub" / "00008_hr.hea"),
+                                        records[1], str(tmp_path / "x.npy")]
+    assert all(o["error"] is None and o["windows"] == 2 for o in out)
+    np.testing.assert_allclose([p["score"] for p in out[3]["predictions"]],
+                               [p["score"] for p in out[0]["predictions"]], rtol=1e-5)  # the same ECG as .npy
+
+    # a .npy without --sampling-rate: its row says which flag to pass; with 3 leads, --lead-names
+    np.save(tmp_path / "three.npy", record.signal[[0, 1, 6]])
+    assert predict_main([str(tmp_path / "x.npy"), str(tmp_path / "three.npy"), "--model", str(tiny_dir),
+                         "--format", "json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert "--sampling-rate" in out[0]["error"] and out[1]["error"] is not None
+    assert predict_main([str(tmp_path / "three.npy"), "--model", str(tiny_dir), "--format", "json",
+                         "--sampling-rate", "500", "--lead-names", "I,II,V1"]) == 1  # 9 leads missing
+    assert "lacks the leads" in json.loads(capsys.readouterr().out)[0]["error"]
+    empty = tmp_path / "empty_dir"
+    empty.mkdir()
+    assert predict_main([str(empty), records[0], "--model", str(tiny_dir), "--format", "json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out[0]["error"].startswith("no ECG record under the directory") and out[1]["error"] is None
+
+
+def test_predict_cli_usage_errors_exit_2(tiny_dir, records, tmp_path, capsys):
+    (tmp_path / "bad.csv").write_text("label\n1\n")
+    assert predict_main([str(tmp_path / "bad.csv"), "--model", str(tiny_dir)]) == 2
+    assert "cannot read the manifest" in capsys.readouterr().err
+    (tmp_path / "model.onnx").write_bytes(b"onnx")
+    assert predict_main([records[0], "--model", str(tmp_path / "model.onnx")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is an ONNX graph" in err[0] and "onnxruntime" in err[0]
+    for bad in (["--top-k", "0"], ["--min-duration", "-1"], ["--format", "xml"]):
+        with pytest.raises(SystemExit) as exit_info:
+            predict_main([records[0], "--model", str(tiny_dir), *bad])
+        assert exit_info.value.code == 2
 
 
 def test_predict_cli_with_demo_model_prints_the_readme_table(capsys):

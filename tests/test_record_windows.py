@@ -58,5 +58,8 @@ def test_inputs_and_errors_name_the_record(fe, data_dir, tmp_path):
     with pytest.raises(ValueError, match=r"^.*nothing_here.*not found"):
         record_windows(str(tmp_path / "nothing_here"), fe)
     short = {"signal": record.signal[:, :1000], "sampling_rate": 500, "record_name": "short_one"}
-    with pytest.raises(ValueError, match="^short_one: the record lasts 2 s, shorter than the 5 s window"):
+    with pytest.raises(ValueError, match=r"^short_one: the record lasts 2 s, shorter than the minimum of 2.5 s"):
         record_windows(short, fe)
+    with pytest.raises(ValueError, match="^short_one: the record lasts 2 s, shorter than the 5 s window"):
+        record_windows(short, fe, min_duration=None)  # the window rule alone
+    assert len(record_windows(short, fe, min_duration=None, pad_to_window=True)) == 1

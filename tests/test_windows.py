@@ -7,11 +7,11 @@ import numpy as np
 from hubert_ecg.io import read_ecg
 import pytest
 
+from hubert_ecg.io import find_records
 from hubert_ecg.processing import HuBERTECGFeatureExtractor
 from hubert_ecg.training.windows import (
     build_window_dataset,
     finalize_window_dataset,
-    find_records,
     load_window_dataset,
     shard_range,
 )

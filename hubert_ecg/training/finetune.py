@@ -34,9 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from transformers import EarlyStoppingCallback, HfArgumentParser, Trainer, TrainingArguments
+from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 from transformers.utils import logging
 
+from .arguments import build_parser
 from .arguments import parse_args as _parse_args
 
 logger = logging.get_logger(__name__)
@@ -463,8 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     """``hubert-ecg finetune``; returns 0 on success, 2 on bad arguments or data (message on stderr)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in argv):
-        HfArgumentParser((ModelArguments, DataArguments, FinetuneTrainingArguments),
-                         prog="hubert-ecg finetune").print_help()
+        build_parser((ModelArguments, DataArguments, FinetuneTrainingArguments), "hubert-ecg finetune").print_help()
         return 0
     try:
         model_args, data_args, training_args = parse_args(argv)

@@ -25,7 +25,6 @@ that cannot be read or are shorter than one window are skipped and listed in ``s
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import time
@@ -37,26 +36,20 @@ import numpy as np
 from transformers.utils import logging
 
 from ..processing import HuBERTECGFeatureExtractor
+from ..io import find_records
 from ..windows import record_windows
 
 logger = logging.get_logger(__name__)
 
 __all__ = [
-    "RECORD_EXTENSIONS",
     "WindowDatasetInfo",
     "build_window_dataset",
     "distributed_on_cpu",
-    "find_records",
     "load_window_dataset",
     "shard_range",
     "window_features",
 ]
 
-#: File extensions that name a record. WFDB and challenge records are named by their ``.hea``; ``.mat`` / ``.dat``
-#: files next to a ``.hea`` are the same record and are not listed twice.
-RECORD_EXTENSIONS = (".hea", ".mat", ".npy", ".npz", ".edf", ".bdf", ".h5", ".hdf5")
-_MANIFEST_EXTENSIONS = (".csv", ".tsv", ".txt", ".jsonl")
-_PATH_COLUMNS = ("path", "record", "filename", "file", "record_path")
 INFO_FILE = "windows.json"
 SKIPPED_FILE = "skipped.jsonl"
 
@@ -103,74 +96,6 @@ def distributed_on_cpu() -> bool:
     available = getattr(torch, "accelerator", None)
     has_accelerator = available.is_available() if available is not None else torch.cuda.is_available()
     return not has_accelerator
-
-
-def _read_manifest(path: Path) -> list[str]:
-    """Record paths from a manifest: .txt (one path a line), .csv/.tsv (a path column), .jsonl (a path key).
-    Relative paths are relative to the manifest's folder."""
-    entries: list[str] = []
-    suffix = path.suffix.lower()
-    if suffix == ".txt":
-        entries = [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
-    elif suffix == ".jsonl":
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            key = next((k for k in _PATH_COLUMNS if k in row), None)
-            if key is None:
-                raise ValueError(f"{path}:{number}: expected one of the keys {_PATH_COLUMNS}, got {sorted(row)}")
-            entries.append(str(row[key]))
-    else:
-        with open(path, newline="") as handle:
-            reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
-            key = next((k for k in _PATH_COLUMNS if k in (reader.fieldnames or [])), None)
-            if key is None:
-                raise ValueError(f"manifest {path} needs a column named one of {_PATH_COLUMNS}, got {reader.fieldnames}")
-            entries = [row[key] for row in reader if row[key]]
-    return [str(Path(e) if Path(e).is_absolute() else path.parent / e) for e in entries]
-
-
-def find_records(sources: str | os.PathLike | Sequence[str | os.PathLike], exclude: Sequence[str] = ()) -> list[str]:
-    """List the records of directories, files and manifests, sorted and without duplicates.
-
-    Args:
-        sources: a directory (searched recursively for files with :data:`RECORD_EXTENSIONS`), a record file, a
-            manifest (``.txt`` one path a line, ``.csv`` / ``.tsv`` with a ``path`` column, ``.jsonl`` with a
-            ``path`` key; relative paths are relative to the manifest), or a list of these.
-        exclude: glob patterns (``fnmatch`` on the full path, e.g. ``"*/records500/*"``) of records to leave out.
-
-    Returns:
-        Paths as strings: a WFDB / challenge record by its ``.hea`` (its ``.mat`` / ``.dat`` are not listed again),
-        other formats by their file. Directory contents are sorted; the sources keep the given order.
-
-    Raises:
-        ValueError: if a source does not exist or a manifest lacks a path column.
-    """
-    from fnmatch import fnmatch
-
-    if isinstance(sources, (str, os.PathLike)):
-        sources = [sources]
-    found: list[str] = []
-    for source in sources:
-        path = Path(source)
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in RECORD_EXTENSIONS and p.is_file())
-            headers = {p.with_suffix("") for p in files if p.suffix.lower() == ".hea"}
-            found += [str(p) for p in files if p.suffix.lower() == ".hea" or p.with_suffix("") not in headers]
-        elif path.suffix.lower() in _MANIFEST_EXTENSIONS and path.is_file():
-            found += _read_manifest(path)
-        elif path.exists() or path.with_suffix(".hea").exists():
-            found.append(str(path))
-        else:
-            raise ValueError(f"data source {str(path)!r} does not exist; expected a directory, a record or a manifest")
-    seen, unique = set(), []
-    for record in found:
-        key = str(Path(record).with_suffix("")) if Path(record).suffix.lower() in (".hea", ".mat", ".dat") else record
-        if key not in seen and not any(fnmatch(record, pattern) for pattern in exclude):
-            seen.add(key)
-            unique.append(record)
-    return unique
 
 
 def _record_roots(sources: Sequence[str | os.PathLike], records: Sequence[str]) -> list[Path]:
@@ -240,7 +165,7 @@ def build_window_dataset(
     with the reason in ``skipped.jsonl``.
 
     Args:
-        sources: directories, record files or manifests (see :func:`find_records`).
+        sources: directories, record files or manifests (see :func:`hubert_ecg.io.find_records`).
         output_dir: folder of the dataset; created if needed.
         stride_seconds: seconds between window starts (default: the window length, 5 s: non-overlapping windows).
         exclude: glob patterns of records to leave out (e.g. a second copy at another rate).
@@ -278,8 +203,9 @@ def build_window_dataset(
             loaded, ids = [], []
             for path in batch_paths:
                 try:
+                    # full 5 s windows only: a record shorter than one window is skipped (and listed)
                     loaded.append(record_windows(path, extractor, window="all", stride_seconds=stride_seconds,
-                                                 missing_leads="zero"))
+                                                 missing_leads="zero", min_duration=None))
                     ids.append(_record_id(path, roots))
                 except Exception as error:  # noqa: BLE001 - any unreadable file is skipped and listed
                     skipped.append({"path": path, "error": f"{type(error).__name__}: {error}"})
