@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 from transformers import EarlyStoppingCallback, HfArgumentParser, Trainer, TrainingArguments
-from transformers.trainer_callback import PrinterCallback, ProgressCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
 from transformers.utils import logging
 
 from .arguments import parse_args as _parse_args
@@ -154,9 +154,10 @@ class FinetuneTrainingArguments(TrainingArguments):
     metric_for_best_model: str | None = field(default="macro_auroc", metadata={"help": "model selection metric"})
     greater_is_better: bool | None = field(default=True, metadata={"help": "whether larger is better"})
     save_total_limit: int | None = field(
-        default=1,
-        metadata={"help": "checkpoints kept: with load_best_model_at_end, 1 keeps the best and the last while "
-                          "training and the best at the end (the model saved in output_dir is that one)"},
+        default=2,
+        metadata={"help": "checkpoints kept: 2 with load_best_model_at_end keeps exactly the best and the last (one "
+                          "when they are the same: the last to resume from, the best that output_dir also holds); "
+                          "other values: transformers' rotation"},
     )
     remove_unused_columns: bool = field(default=False, metadata={"help": "must stay False (on-the-fly transform)"})
     per_device_train_batch_size: int = field(default=16, metadata={"help": "batch size"})
@@ -385,6 +386,8 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
     for plain, numeric in ((ProgressCallback, _NumericProgressCallback), (PrinterCallback, _NumericPrinterCallback)):
         if trainer.pop_callback(plain) is not None:  # the Trainer's log lines with numbers as numbers
             trainer.add_callback(numeric)
+    if training_args.load_best_model_at_end and training_args.save_total_limit == 2:
+        trainer.add_callback(_KeepBestAndLastCheckpoint)
     if training_args.disable_tqdm:
         logging.disable_progress_bar()  # transformers' own bars (writing the model shards) as well
     if trainer.is_world_process_zero():
@@ -533,6 +536,23 @@ def _saved_line(out: Path, trainer: Trainer) -> str:
     return line + (f"; checkpoints kept: {kept}" if checkpoints else "")
 
 
+class _KeepBestAndLastCheckpoint(TrainerCallback):
+    """After each save, delete every ``checkpoint-N`` but the best and the last (transformers' rotation with
+    ``save_total_limit=2`` keeps an older one besides the last when the last is the best)."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero or not state.best_model_checkpoint:
+            return
+        import shutil
+
+        checkpoints = sorted((p for p in Path(args.output_dir).glob("checkpoint-*") if p.is_dir()),
+                             key=lambda p: int(p.name.rsplit("-", 1)[-1]) if p.name.rsplit("-", 1)[-1].isdigit() else -1)
+        keep = {Path(state.best_model_checkpoint).name, checkpoints[-1].name} if checkpoints else set()
+        for path in checkpoints:
+            if path.name not in keep:
+                shutil.rmtree(path, ignore_errors=True)
+
+
 def _numbers(logs: dict) -> dict:
     """Log values as numbers (floats to 4 significant digits), not the strings transformers' callbacks print."""
     return {k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in logs.items() if k != "total_flos"}
@@ -590,7 +610,6 @@ def _show_info_messages(level: str = "passive") -> None:
         handler.setFormatter(std_logging.Formatter("%(message)s"))
         handler._hubert_ecg_cli = True
         package.addHandler(handler)
-        package.propagate = False
     levels = logging.get_log_levels_dict()
     package.setLevel(std_logging.INFO if level in (None, "passive") else levels[level])
 
