@@ -96,11 +96,13 @@ class Skipped:
     def __len__(self) -> int:
         return len(self.items)
 
+    def lines(self) -> list[str]:
+        """One line per skipped record: the path and the reason (once, where the reason already names it)."""
+        return [reason if reason.startswith(path) else f"{path}: {reason}" for path, reason in self.items]
+
     def report(self) -> str:
         """One line per skipped record, for stderr."""
-        lines = [f"skipped {len(self.items)} record(s):"]
-        lines += [f"  {path}: {reason}" for path, reason in self.items]
-        return "\n".join(lines)
+        return "\n".join([f"skipped {len(self.items)} record(s):"] + [f"  {line}" for line in self.lines()])
 
 
 # ----------------------------------------------------------------------------------------------------------------

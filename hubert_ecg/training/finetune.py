@@ -454,7 +454,7 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
         logger.info(_saved_line(out, trainer))
         if n_skipped:
             lines = [f"hubert-ecg finetune: skipped {n_skipped} record(s):"]
-            lines += [f"  {split}: {path}: {reason}" for split, part in skipped.items() for path, reason in part.items]
+            lines += [f"  {split}: {line}" for split, part in skipped.items() for line in part.lines()]
             print("\n".join(lines), file=sys.stderr)
     return metrics
 
