@@ -21,6 +21,12 @@ one commit at the end of training).
 SpecAugment (``--finetune_mask_time_prob``): in every training step about that fraction of the frames of each
 window is replaced by the model's learned mask embedding. Off by default from random initialisation (as in the
 release); a checkpoint keeps its own setting (0.33 for the released weights) unless the flag is given.
+
+What it says: a start-up summary (records read per split, labels, problem type, initialisation, device, precision,
+trainable parameters) and a last ``saved to DIR`` line through the package's logger (stderr; ``--log_level warning``
+hides them); the Trainer's log lines as JSON numbers; a final block of the saved model's metrics titled with the
+epoch and step they come from (the best checkpoint's). Exactly the best and the last checkpoint are kept.
+Unusable records follow :data:`~hubert_ecg.training.data.BAD_RECORDS_RULE` (skipped and listed, exit status 1).
 """
 
 from __future__ import annotations
