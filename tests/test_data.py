@@ -132,3 +132,43 @@ def test_fine_tuning_takes_what_pretraining_takes(tmp_path, data_dir):
     pretraining = load_window_dataset(tmp_path / "windows").with_format("numpy")[0]
     np.testing.assert_array_equal(pretraining["lead_mask"], mask)
     np.testing.assert_allclose(first, pretraining["input_values"], atol=1e-6)
+
+
+def test_classification_collator_windows(data_dir):
+    """The fine-tuning collator: random aligned windows for training rows, the given window_start for evaluation
+    rows, lead names in any order, the package's dataset layout (lead_mask, num_samples) giving the same inputs."""
+    import torch
+
+    from hubert_ecg import read_ecg
+    from hubert_ecg.training.collators import DataCollatorForECGClassification
+
+    fe = HuBERTECGFeatureExtractor()
+    record = read_ecg(data_dir / "ptbxl" / "records100" / "00000" / "00001_lr")
+    order = np.arange(12)[::-1]  # rows reversed, named accordingly
+    row = {"signal": record.signal[order].tolist(), "sampling_rate": record.sampling_rate,
+           "lead_names": [record.lead_names[i] for i in order], "labels": [1.0, 0.0]}
+    expected = fe(record, window_starts=[2.5])["input_values"]
+    batch = DataCollatorForECGClassification(fe)([{**row, "window_start": 2.5}])
+    np.testing.assert_allclose(batch["input_values"].numpy(), expected, atol=1e-6)
+    assert batch["labels"].dtype == torch.float32 and batch["labels"].shape == (1, 2)
+    assert int(batch["attention_mask"].sum()) == 6000
+
+    collator = DataCollatorForECGClassification(fe, seed=0)
+    draws = [collator([row])["input_values"].numpy() for _ in range(4)]
+    assert any(not np.allclose(draws[0], d) for d in draws[1:])  # a new window at every draw
+    from hubert_ecg.windows import choose_window_starts  # the draws are the window rule's, from the seed
+
+    first = choose_window_starts(1000, 100.0, fe, "random", pad_to_window=True, rng=np.random.default_rng(0))
+    np.testing.assert_allclose(draws[0], fe(record, window_starts=first)["input_values"], atol=1e-6)
+
+    # the layout of build_dataset: 12 standard rows, zero-padded, with lead_mask and num_samples; class index labels
+    padded = np.zeros((12, 1500), dtype=np.float32)
+    padded[:, :1000] = record.signal
+    mask = np.ones(12, dtype=bool)
+    stored = {"signal": padded, "num_samples": 1000, "lead_mask": mask, "sampling_rate": 100.0, "labels": 2,
+              "window_start": 2.5}
+    batch = DataCollatorForECGClassification(fe, window="first")([stored])
+    np.testing.assert_allclose(batch["input_values"].numpy(), expected, atol=1e-6)
+    assert batch["labels"].dtype == torch.int64
+    with pytest.raises(ValueError, match="window"):
+        DataCollatorForECGClassification(fe, window="middle")

@@ -64,7 +64,9 @@ def test_evaluate_manifest_with_tta_and_outputs(tiny_dir, manifest, tmp_path, ca
     out = tmp_path / "eval"
     argv = ["--model", str(tiny_dir), "--test_csv", str(bad), "--data_dir", str(folder), "--output_dir", str(out),
             "--n_bootstrap", "30", "--tta_windows", "3", "--tta_aggregation", "max", "--save_probabilities", "true"]
-    assert evaluate.main(argv) == 0
+    assert evaluate.main([*argv, "--skip_bad_records", "false"]) == 2  # the rule of predict and finetune
+    assert "missing_hr" in capsys.readouterr().err
+    assert evaluate.main(argv) == 1  # finished with the rest, the skipped one listed
     captured = capsys.readouterr()
     assert "8 records scored" in captured.out and "macro_auroc" in captured.out
     assert "skipped 1 record" in captured.err and "missing_hr" in captured.err

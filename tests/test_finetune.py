@@ -1,6 +1,7 @@
 """hubert-ecg finetune: a few Trainer steps on real PTB-XL records with a tiny random model."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -50,8 +51,36 @@ def test_finetune_ptbxl_end_to_end(tmp_path, data_dir, capsys):
     out = tmp_path / "model"
     argv = ["--ptbxl_dir", str(data_dir / "ptbxl"), "--preset", "small", "--config_overrides", TINY,
             "--max_train_records", "12", "--max_eval_records", "16", "--output_dir", str(out),
-            "--freeze_feature_encoder", "true", "--train_last_n_layers", "1", "--layerdrop", "0.0", *FAST]
+            "--freeze_feature_encoder", "true", "--train_last_n_layers", "1", "--layerdrop", "0.0", *FAST,
+            "--max_steps", "4", "--eval_steps", "1", "--save_steps", "1", "--learning_rate", "0.01"]
     assert finetune.main(argv) == 0
+    captured = capsys.readouterr()
+    # the start-up summary and the final line, through the package's logger (on stderr)
+    for line in ("records read: train 12, validation 16", "labels (5): NORM, MI, STTC, CD, HYP",
+                 "problem type: multi_label_classification", "initialisation: random initialisation (small preset",
+                 "device: cpu, precision: fp32", f"saved to {out}: model.safetensors"):
+        assert line in captured.err, line
+    from hubert_ecg import HuBERTECGForSequenceClassification
+
+    total = sum(p.numel() for p in HuBERTECGForSequenceClassification.from_pretrained(out).parameters())
+    trainable = re.search(rf"trainable parameters: ([\d,]+) of {total:,}\n", captured.err)
+    assert trainable and 0 < int(trainable.group(1).replace(",", "")) < total  # encoder and first layer frozen
+    # the Trainer's log lines carry numbers, not strings
+    logged = [json.loads(line) for line in captured.out.splitlines() if line.startswith("{")]
+    assert any("loss" in entry for entry in logged)
+    assert all(isinstance(v, (int, float)) for entry in logged for v in entry.values())
+    # the final block and metrics.json are the best checkpoint's, labelled with its epoch and step
+    state = json.loads(next(out.glob("checkpoint-*/trainer_state.json")).read_text())
+    best = state["best_global_step"]
+    best_entry = next(e for e in state["log_history"] if "eval_loss" in e and e["step"] == best)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["step"] == best and metrics["epoch"] == pytest.approx(best_entry["epoch"], abs=1e-4)
+    assert metrics["eval_macro_auroc"] == best_entry["eval_macro_auroc"] and metrics["skipped"] == []
+    assert f"final metrics: best checkpoint (epoch {best_entry['epoch']:g}, step {best} of 4)" in captured.out
+    # exactly the best and the last checkpoint are kept
+    assert {p.name for p in out.glob("checkpoint-*")} == {f"checkpoint-{best}", "checkpoint-4"}
+    kept = "checkpoint-4 (best, last)" if best == 4 else f"checkpoint-{best} (best), checkpoint-4 (last)"
+    assert f"checkpoints kept: {kept}" in captured.err
     config = json.loads((out / "config.json").read_text())
     assert list(config["id2label"].values()) == ["NORM", "MI", "STTC", "CD", "HYP"]
     assert config["problem_type"] == "multi_label_classification" and len(config["pos_weight"]) == 5
@@ -120,11 +149,21 @@ def test_finetune_clear_errors(tmp_path, data_dir, capsys):
     err = capsys.readouterr().err
     assert "t.csv" in err and "num_labels=5" in err
 
+    # an unusable record: skipped and listed, exit status 1 (as predict and evaluate); stops the run when asked
     (tmp_path / "bad.hea").write_text("garbage\n")
-    (tmp_path / "b.csv").write_text(f"filename,A,B\n{folder}/00001_lr,1,0\n{tmp_path}/bad,0,1\n")
-    assert finetune.main(["--train_csv", str(tmp_path / "b.csv"), "--validation_csv", str(tmp_path / "t.csv"),
-                          *base]) == 2
-    assert "bad" in capsys.readouterr().err
+    (tmp_path / "b.csv").write_text(f"filename,A,B\n{folder}/00001_lr,1,0\n{tmp_path}/bad,0,1\n"
+                                    f"{folder}/00002_lr,0,1\n")
+    strict = ["--train_csv", str(tmp_path / "b.csv"), "--validation_csv", str(tmp_path / "t.csv"), *base]
+    assert finetune.main([*strict, "--skip_bad_records", "false"]) == 2
+    err = capsys.readouterr().err
+    assert "bad" in err and "cannot use record" in err
+    assert finetune.main(strict) == 1
+    err = capsys.readouterr().err
+    assert "records read: train 2 (1 skipped, listed at the end), validation 2" in err
+    assert f"hubert-ecg finetune: skipped 1 record(s):\n  train: {tmp_path}/bad:" in err
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["skipped_records"] == 1 and metrics["skipped"][0]["file"] == f"{tmp_path}/bad"
+    assert (tmp_path / "o" / "model.safetensors").is_file()
 
     assert finetune.main(["--ptbxl_dir", str(data_dir / "ptbxl"), "--output_dir", str(tmp_path / "p"), *FAST]) == 2
     assert "--model_name_or_path" in capsys.readouterr().err

@@ -1,5 +1,9 @@
 """Data collators for the training commands.
 
+:class:`DataCollatorForECGClassification` cuts a random 5 s window from each raw record of a fine-tuning batch and
+preprocesses it with the model's feature extractor (the ``Trainer``'s ``data_collator`` in a user's own script, and
+the transform behind ``hubert-ecg finetune``).
+
 :class:`DataCollatorForHuBERTECGPretraining` does for HuBERT-ECG what transformers'
 ``DataCollatorForWav2Vec2Pretraining`` (``examples/pytorch/speech-pretraining/run_wav2vec2_pretraining_no_trainer.py``)
 does for wav2vec 2.0: it stacks the windows of a batch and draws the time mask of masked prediction with
@@ -20,7 +24,7 @@ import torch
 
 from ..modeling import compute_time_mask
 
-__all__ = ["DataCollatorForHuBERTECGPretraining"]
+__all__ = ["DataCollatorForHuBERTECGPretraining", "DataCollatorForECGClassification"]
 
 
 @dataclass
@@ -138,3 +142,100 @@ class DataCollatorForHuBERTECGPretraining:
                 )
             batch["labels"] = torch.from_numpy(labels)
         return batch
+
+
+@dataclass
+class DataCollatorForECGClassification:
+    """Cut one 5 s window from each raw record of a batch and preprocess it: the fine-tuning collator.
+
+    Give it to the ``Trainer`` as ``data_collator`` with a dataset of raw records (``remove_unused_columns=False``):
+    every time a record is drawn for training it gets a new random, time-aligned window (the same start for all
+    leads, :func:`hubert_ecg.windows.choose_window_starts`), which is how the release fine-tunes. Evaluation rows
+    that carry a ``window_start`` keep that window (0.0: the first 5 s, as the release evaluates).
+
+    Each feature is a mapping with
+
+    * ``signal``: float ``(leads, samples)`` in mV (a list of lists or an array);
+    * ``sampling_rate``: Hz;
+    * ``lead_names`` (optional): one name per row of ``signal``; or ``lead_mask`` (optional): 12 bools saying which
+      of :data:`hubert_ecg.leads.STANDARD_LEADS` the 12 rows hold (the layout of
+      :func:`hubert_ecg.training.data.build_dataset`); without either, the rows are the 12 standard leads;
+    * ``num_samples`` (optional): the true length when ``signal`` is right-padded;
+    * ``window_start`` (optional): the window's start in seconds; default: drawn by ``window``;
+    * ``labels`` (optional): multi-hot floats, a class index, or a regression target.
+
+    Records shorter than 5 s are zero-padded (``attention_mask`` marks the padding); leads that are absent are
+    zero-filled (``missing_leads="zero"``, as pretraining does) or refused (``"raise"``).
+
+    Args:
+        feature_extractor: a :class:`~hubert_ecg.HuBERTECGFeatureExtractor` (the model's ``processing_class``).
+        window: ``"random"`` (training) or ``"first"`` (the first 5 s), for rows without ``window_start``.
+        missing_leads: ``"zero"`` or ``"raise"``.
+        seed: seed of the random windows; DataLoader workers draw from ``(seed, worker seed)``.
+
+    Returns (``__call__``):
+        dict of tensors: ``input_values`` float32 ``(batch, 6000)``, ``attention_mask`` int ``(batch, 6000)`` and
+        ``labels`` (int64 class indices, or float32) when the features have labels.
+
+    Raises:
+        ValueError: for an empty batch, an unknown ``window`` or ``missing_leads``, or a record the feature
+            extractor refuses (missing leads with ``"raise"``, no sampling rate, ...).
+    """
+
+    feature_extractor: Any
+    window: str = "random"
+    missing_leads: str = "zero"
+    seed: int | None = None
+
+    def __post_init__(self):
+        if self.window not in ("random", "first"):
+            raise ValueError(f"window must be 'random' or 'first', got {self.window!r}")
+        if self.missing_leads not in ("zero", "raise"):
+            raise ValueError(f"missing_leads must be 'zero' or 'raise', got {self.missing_leads!r}")
+        self._rng = np.random.default_rng(self.seed)
+        self._worker = None
+
+    def _generator(self) -> np.random.Generator:
+        info = torch.utils.data.get_worker_info()
+        if info is not None and self._worker != (info.id, info.seed):  # workers must not repeat each other's windows
+            self._worker = (info.id, info.seed)
+            self._rng = np.random.default_rng([int(self.seed or 0), int(info.seed) & 0xFFFFFFFF])
+        return self._rng
+
+    def __call__(self, features: Sequence[dict]) -> dict[str, torch.Tensor]:
+        from ..leads import STANDARD_LEADS
+        from ..windows import choose_window_starts
+
+        if len(features) == 0:
+            raise ValueError("the classification collator got an empty batch")
+        rng = self._generator()
+        signals, rates, names, starts = [], [], [], []
+        for feature in features:
+            signal = np.asarray(feature["signal"], dtype=np.float32)
+            rate = float(feature["sampling_rate"])
+            if feature.get("num_samples") is not None:
+                signal = signal[:, : int(feature["num_samples"])]
+            lead_names = feature.get("lead_names")
+            if lead_names is None and feature.get("lead_mask") is not None:
+                present = np.asarray(feature["lead_mask"], dtype=bool)
+                signal = signal[present]
+                lead_names = [lead for lead, ok in zip(STANDARD_LEADS, present) if ok]
+            if feature.get("window_start") is not None:
+                start = np.asarray([float(feature["window_start"])])
+            else:
+                start = choose_window_starts(signal.shape[1], rate, self.feature_extractor, self.window,
+                                             pad_to_window=True, rng=rng)
+            signals.append(signal)
+            rates.append(rate)
+            names.append(list(lead_names) if lead_names is not None else list(STANDARD_LEADS))
+            starts.append(start)
+        batch = self.feature_extractor(
+            signals, sampling_rate=rates, lead_names=names, window_starts=starts, pad_to_window=True,
+            missing_leads=self.missing_leads, return_tensors="pt",
+        )
+        out = {"input_values": batch["input_values"], "attention_mask": batch["attention_mask"]}
+        if features[0].get("labels") is not None:
+            labels = np.asarray([f["labels"] for f in features])
+            labels = labels.astype(np.int64) if np.issubdtype(labels.dtype, np.integer) else labels.astype(np.float32)
+            out["labels"] = torch.from_numpy(labels)
+        return out

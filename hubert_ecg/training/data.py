@@ -34,7 +34,7 @@ from datasets import Array2D, Dataset, Features, Sequence as HFSequence, Value
 from transformers.utils import logging
 
 from ..leads import STANDARD_LEADS, map_leads
-from ..windows import choose_window_starts, load_record
+from ..windows import record_windows
 
 logger = logging.get_logger(__name__)
 
@@ -43,6 +43,13 @@ PTBXL_LABEL_SETS = ("all", "diagnostic", "subdiagnostic", "superdiagnostic", "fo
 SUPERDIAGNOSTIC = ("NORM", "MI", "STTC", "CD", "HYP")
 PTBXL_SPLITS = {"train": tuple(range(1, 9)), "validation": (9,), "test": (10,)}
 PROBLEM_TYPES = ("multi_label_classification", "single_label_classification", "regression")
+# THE rule for unusable records (unreadable, truncated, too short, lacking leads, ...) in the commands that read many
+# of them (`predict`, `evaluate`, `finetune`): stated once here, shown in the commands' --help and in the docs.
+BAD_RECORDS_RULE = (
+    "unusable records (unreadable, truncated, lacking leads, ...) are skipped and listed on stderr with the reason, "
+    "and the command exits with status 1 after finishing with the rest; false: the first one stops the command "
+    "(status 2)"
+)
 _META_COLUMNS = ("filename", "age", "sex")
 
 
@@ -79,7 +86,7 @@ class LabelledRecords:
 
 @dataclass
 class Skipped:
-    """Records that could not be used: ``(path, reason)`` pairs."""
+    """Records that could not be used: ``(path, reason)`` pairs (see :data:`BAD_RECORDS_RULE`)."""
 
     items: list[tuple[str, str]] = field(default_factory=list)
 
@@ -89,11 +96,13 @@ class Skipped:
     def __len__(self) -> int:
         return len(self.items)
 
+    def lines(self) -> list[str]:
+        """One line per skipped record: the path and the reason (once, where the reason already names it)."""
+        return [reason if reason.startswith(path) else f"{path}: {reason}" for path, reason in self.items]
+
     def report(self) -> str:
         """One line per skipped record, for stderr."""
-        lines = [f"skipped {len(self.items)} record(s):"]
-        lines += [f"  {path}: {reason}" for path, reason in self.items]
-        return "\n".join(lines)
+        return "\n".join([f"skipped {len(self.items)} record(s):"] + [f"  {line}" for line in self.lines()])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -301,7 +310,11 @@ def split_by_fold(records: LabelledRecords, splits: dict[str, Sequence[int]] = P
 
 
 def build_dataset(
-    records: LabelledRecords, on_error: str = "raise", skipped: Skipped | None = None, missing_leads: str = "raise"
+    records: LabelledRecords,
+    on_error: str = "raise",
+    skipped: Skipped | None = None,
+    missing_leads: str = "raise",
+    feature_extractor=None,
 ) -> Dataset:
     """Read every record of ``records`` into a ``datasets.Dataset``.
 
@@ -316,9 +329,14 @@ def build_dataset(
         skipped: collects ``(path, reason)`` of skipped records.
         missing_leads: ``"raise"`` (a record without the 12 standard leads is an error naming them) or ``"zero"``
             (its missing leads are zero-filled and ``lead_mask`` says which are real), as pretraining accepts them.
+        feature_extractor: whose window geometry the records are checked against (default: the standard one).
+
+    A record is usable when :func:`hubert_ecg.windows.record_windows` accepts it (the check the pipeline and
+    ``hubert-ecg predict`` / ``evaluate`` make) and it holds finite samples. The commands skip unusable records by
+    default (:data:`BAD_RECORDS_RULE`); this function raises unless ``on_error="skip"``.
 
     Raises:
-        ValueError: naming the file, for a missing or unreadable record (with ``on_error="raise"``), or when no
+        ValueError: naming the file, for a missing or unusable record (with ``on_error="raise"``), or when no
             record could be read.
     """
     import json
@@ -326,14 +344,20 @@ def build_dataset(
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     skipped = skipped if skipped is not None else Skipped()
+    if feature_extractor is None:
+        from ..processing import HuBERTECGFeatureExtractor
+
+        feature_extractor = HuBERTECGFeatureExtractor()
     signals, masks, rates, names, keep = [], [], [], [], []
     for i, path in enumerate(records.paths):
         try:
-            record = load_record(path, lazy=False)
-            rows, present = map_leads(record.lead_names, record.signal.shape[0], STANDARD_LEADS, missing_leads,
-                                      repr(path))
+            # the checks every command makes (windows.record_windows): readable, leads, length
+            plan = record_windows(path, feature_extractor, window="first", pad_to_window=True,
+                                  missing_leads=missing_leads)
+            record, present = plan.record, np.asarray(plan.lead_mask, dtype=bool)
+            rows, _ = map_leads(record.lead_names, record.signal.shape[0], STANDARD_LEADS, "zero", repr(path))
             signal = np.zeros((len(STANDARD_LEADS), record.signal.shape[1]), dtype=np.float32)
-            signal[present] = record.signal[rows[present]]
+            signal[present] = np.asarray(record.signal, dtype=np.float32)[rows[present]]
             if not np.isfinite(signal[present]).any():
                 raise ValueError(f"{path!r} holds no finite samples")
         except ValueError as err:
@@ -431,7 +455,9 @@ def load_ptbxl(
 
 class ECGTransform:
     """Batch transform for ``Dataset.with_transform``: raw ``signal`` -> ``input_values`` (batch, 6000) float32,
-    ``attention_mask`` (batch, 6000) and ``labels``.
+    ``attention_mask`` (batch, 6000) and ``labels``, through
+    :class:`~hubert_ecg.training.collators.DataCollatorForECGClassification` (the same windows and preprocessing as
+    the collator a ``Trainer`` script uses).
 
     Args:
         feature_extractor: a :class:`~hubert_ecg.processing.HuBERTECGFeatureExtractor`.
@@ -443,39 +469,17 @@ class ECGTransform:
     """
 
     def __init__(self, feature_extractor, window: str = "random", seed: int | None = None):
-        if window not in ("random", "first"):
-            raise ValueError(f"window must be 'random' or 'first', got {window!r}")
+        from .collators import DataCollatorForECGClassification
+
         self.feature_extractor = feature_extractor
         self.window = window
-        self.rng = np.random.default_rng(seed)
+        self.collator = DataCollatorForECGClassification(feature_extractor, window=window, missing_leads="zero",
+                                                         seed=seed)
 
     def __call__(self, batch: dict) -> dict:
-        signals, names, starts = [], [], []
-        masks = batch.get("lead_mask")
-        masks = [None] * len(batch["signal"]) if masks is None else masks
-        for signal, n, rate, mask in zip(batch["signal"], batch["num_samples"], batch["sampling_rate"], masks):
-            present = np.ones(len(STANDARD_LEADS), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
-            signals.append(np.asarray(signal, dtype=np.float32)[present, :n])
-            names.append([lead for lead, ok in zip(STANDARD_LEADS, present) if ok])
-            starts.append(choose_window_starts(int(n), float(rate), self.feature_extractor, self.window,
-                                               pad_to_window=True, rng=self.rng))
-        features = self.feature_extractor(
-            signals,
-            sampling_rate=[float(r) for r in batch["sampling_rate"]],
-            lead_names=names,
-            window_starts=starts,
-            pad_to_window=True,
-            missing_leads="zero",
-            return_tensors="pt",
-        )
-        out = {"input_values": features["input_values"], "attention_mask": features["attention_mask"]}
-        if "labels" in batch:
-            import torch
-
-            labels = np.asarray(batch["labels"])
-            labels = labels.astype(np.int64) if np.issubdtype(labels.dtype, np.integer) else labels.astype(np.float32)
-            out["labels"] = torch.as_tensor(labels)
-        return out
+        keys = [key for key in batch if key != "record_name"]
+        rows = [dict(zip(keys, values)) for values in zip(*(batch[key] for key in keys))]
+        return self.collator(rows)
 
 
 def with_preprocessing(dataset: Dataset, feature_extractor, window: str = "random", seed: int | None = None) -> Dataset:
@@ -487,6 +491,7 @@ def with_preprocessing(dataset: Dataset, feature_extractor, window: str = "rando
 __all__ = [
     "LabelledRecords",
     "Skipped",
+    "BAD_RECORDS_RULE",
     "PTBXL_LABEL_SETS",
     "SUPERDIAGNOSTIC",
     "read_manifest",

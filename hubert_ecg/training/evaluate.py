@@ -7,8 +7,9 @@ Every record is scored on its first 5 s window (as the release evaluates) or, wi
 5 s windows whose probabilities are aggregated by their mean or maximum (``--tta_aggregation``). Writes to
 ``output_dir``: ``metrics.json`` (macro / micro AUROC and AUPRC, macro / micro F1 at ``--threshold``, each with a
 percentile-bootstrap CI over records), ``per_label.csv``, ``roc_curves.png`` (one ROC curve per label) and, with
-``--save_probabilities``, ``probabilities.csv``. Unreadable records are skipped and listed on stderr; the exit code
-is 2 only if no record could be scored.
+``--save_probabilities``, ``probabilities.csv``. Unusable records are handled as in ``predict`` and ``finetune``
+(:data:`hubert_ecg.training.data.BAD_RECORDS_RULE`): skipped and listed on stderr, exit status 1; 2 if no record
+could be scored or with ``--skip_bad_records false`` at the first one.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 from .arguments import parse_args as _parse_args
+from .data import BAD_RECORDS_RULE
 from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
@@ -51,6 +53,7 @@ class EvaluateArguments:
     batch_size: int = field(default=32, metadata={"help": "windows per model call"})
     seed: int = field(default=0, metadata={"help": "seed of TTA windows and bootstrap"})
     device: str = field(default="cpu", metadata={"help": "torch device"})
+    skip_bad_records: bool = field(default=True, metadata={"help": BAD_RECORDS_RULE})
 
 
 def _records(args: EvaluateArguments, label_names, problem_type):
@@ -173,6 +176,9 @@ def evaluate(args: EvaluateArguments) -> dict:
         model, feature_extractor, records.paths, args.tta_windows, args.tta_aggregation, args.batch_size, args.seed,
         args.device,
     )
+    if skipped and not args.skip_bad_records:
+        path, reason = skipped[0]
+        raise ValueError(f"cannot use record {path!r}: {reason}")
     if not kept:
         lines = "\n".join(f"  {p}: {r}" for p, r in skipped)
         raise ValueError(f"none of the {len(records)} records could be scored:\n{lines}")
@@ -251,8 +257,8 @@ def parse_args(argv: list[str]) -> EvaluateArguments:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``hubert-ecg evaluate``; prints the report, lists skipped records on stderr; returns 0, or 2 when nothing
-    could be scored or the arguments / files are wrong."""
+    """``hubert-ecg evaluate``; prints the report, lists skipped records on stderr; returns 0 when every record was
+    scored, 1 when some were skipped, 2 when nothing could be scored or the arguments / files are wrong."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parse_args(argv)
@@ -267,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hubert-ecg evaluate: skipped {len(result['skipped'])} record(s):", file=sys.stderr)
         for path, reason in result["skipped"]:
             print(f"  {path}: {reason}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -21,11 +21,18 @@ one commit at the end of training).
 SpecAugment (``--finetune_mask_time_prob``): in every training step about that fraction of the frames of each
 window is replaced by the model's learned mask embedding. Off by default from random initialisation (as in the
 release); a checkpoint keeps its own setting (0.33 for the released weights) unless the flag is given.
+
+What it says: a start-up summary (records read per split, labels, problem type, initialisation, device, precision,
+trainable parameters) and a last ``saved to DIR`` line through the package's logger (stderr; ``--log_level warning``
+hides them); the Trainer's log lines as JSON numbers; a final block of the saved model's metrics titled with the
+epoch and step they come from (the best checkpoint's). Exactly the best and the last checkpoint are kept.
+Unusable records follow :data:`~hubert_ecg.training.data.BAD_RECORDS_RULE` (skipped and listed, exit status 1).
 """
 
 from __future__ import annotations
 
 import json
+import logging as std_logging
 import math
 import shlex
 import sys
@@ -35,10 +42,12 @@ from pathlib import Path
 
 import numpy as np
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
+from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
 from transformers.utils import logging
 
 from .arguments import build_parser
 from .arguments import parse_args as _parse_args
+from .data import BAD_RECORDS_RULE
 
 logger = logging.get_logger(__name__)
 
@@ -121,9 +130,7 @@ class DataArguments:
     num_labels: int | None = field(default=None, metadata={"help": "expected number of labels (checked)"})
     max_train_records: int | None = field(default=None, metadata={"help": "use only the first N training records"})
     max_eval_records: int | None = field(default=None, metadata={"help": "use only the first N validation records"})
-    skip_bad_records: bool = field(
-        default=False, metadata={"help": "skip unreadable records (listed at the end) instead of stopping"}
-    )
+    skip_bad_records: bool = field(default=True, metadata={"help": BAD_RECORDS_RULE})
     missing_leads: str = field(
         default="raise",
         metadata={"help": "records lacking some of the 12 leads: raise (an error naming them) or zero (zero-filled, "
@@ -153,7 +160,12 @@ class FinetuneTrainingArguments(TrainingArguments):
     load_best_model_at_end: bool = field(default=True, metadata={"help": "keep the best checkpoint"})
     metric_for_best_model: str | None = field(default="macro_auroc", metadata={"help": "model selection metric"})
     greater_is_better: bool | None = field(default=True, metadata={"help": "whether larger is better"})
-    save_total_limit: int | None = field(default=2, metadata={"help": "checkpoints kept"})
+    save_total_limit: int | None = field(
+        default=2,
+        metadata={"help": "checkpoints kept: 2 with load_best_model_at_end keeps exactly the best and the last (one "
+                          "when they are the same: the last to resume from, the best that output_dir also holds); "
+                          "other values: transformers' rotation"},
+    )
     remove_unused_columns: bool = field(default=False, metadata={"help": "must stay False (on-the-fly transform)"})
     per_device_train_batch_size: int = field(default=16, metadata={"help": "batch size"})
     per_device_eval_batch_size: int = field(default=32, metadata={"help": "evaluation batch size"})
@@ -195,15 +207,17 @@ def _weights(spec: str, default: np.ndarray | None, n: int, name: str) -> list[f
 
 
 def load_data(data_args: DataArguments, label_names=None, num_labels=None):
-    """``(splits dict name -> Dataset, label_names, problem_type, skipped)`` from PTB-XL or the manifests.
+    """``(splits dict name -> Dataset, label_names, problem_type, skipped)`` from PTB-XL or the manifests;
+    ``skipped`` maps each split to the :class:`~hubert_ecg.training.data.Skipped` records of that split (empty
+    unless ``skip_bad_records``).
 
     Raises:
-        ValueError: when neither or both sources are given, or as :mod:`hubert_ecg.training.data` raises.
+        ValueError: when neither or both sources are given, or as :mod:`hubert_ecg.training.data` raises (the first
+            unusable record without ``skip_bad_records``, no usable record in a split).
     """
     from . import data
 
     on_error = "skip" if data_args.skip_bad_records else "raise"
-    skipped = data.Skipped()
     num_labels = num_labels if num_labels is not None else data_args.num_labels
     if bool(data_args.ptbxl_dir) == bool(data_args.train_csv):
         raise ValueError("give exactly one data source: --ptbxl_dir, or --train_csv (with --validation_csv)")
@@ -237,8 +251,10 @@ def load_data(data_args: DataArguments, label_names=None, num_labels=None):
             mask = np.zeros(len(parts[split]), dtype=bool)
             mask[:limit] = True
             parts[split] = parts[split].select(mask)
+    skipped = {split: data.Skipped() for split in parts}
     datasets = {
-        split: data.build_dataset(part, on_error, skipped, data_args.missing_leads) for split, part in parts.items()
+        split: data.build_dataset(part, on_error, skipped[split], data_args.missing_leads)
+        for split, part in parts.items()
     }
     return datasets, names, problem_type, skipped
 
@@ -307,7 +323,7 @@ def build_model(model_args: ModelArguments, label_names, problem_type, pos_weigh
         model = HuBERTECGForSequenceClassification.from_pretrained(src, config=config, ignore_mismatched_sizes=True)
         if (Path(src) / "preprocessor_config.json").is_file():
             feature_extractor = HuBERTECGFeatureExtractor.from_pretrained(src)
-        source = f"`{model_args.model_name_or_path}`"
+        source = f"checkpoint `{model_args.model_name_or_path}`"
         if tmp is not None:
             tmp.cleanup()
     if feature_extractor is None:
@@ -374,12 +390,21 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
         compute_metrics=make_compute_metrics(problem_type, data_args.threshold),
         callbacks=callbacks,
     )
+    for plain, numeric in ((ProgressCallback, _NumericProgressCallback), (PrinterCallback, _NumericPrinterCallback)):
+        if trainer.pop_callback(plain) is not None:  # the Trainer's log lines with numbers as numbers
+            trainer.add_callback(numeric)
+    if training_args.load_best_model_at_end and training_args.save_total_limit == 2:
+        trainer.add_callback(_KeepBestAndLastCheckpoint)
+    if training_args.disable_tqdm:
+        logging.disable_progress_bar()  # transformers' own bars (writing the model shards) as well
+    if trainer.is_world_process_zero():
+        logger.info(_startup_summary(datasets, skipped, label_names, problem_type, source, trainer))
     trainer.train(resume_from_checkpoint=_resume_point(training_args))
-    metrics = {k: v for k, v in trainer.evaluate(evaluation["validation"], metric_key_prefix="eval").items()
-               if isinstance(v, (int, float))}
-    if "test" in evaluation:
-        metrics.update(trainer.evaluate(evaluation["test"], metric_key_prefix="test"))
-    trainer.log_metrics("final", metrics)
+    metrics, title = _final_metrics(trainer, evaluation)
+    n_skipped = sum(len(s) for s in skipped.values())
+    metrics.update({f"{split}_records": len(ds) for split, ds in datasets.items()}, skipped_records=n_skipped)
+    if trainer.is_world_process_zero():
+        _print_metrics(title, metrics)
 
     dataset_name = "PTB-XL" if data_args.ptbxl_dir else Path(str(data_args.train_csv)).stem
     eval_results = [
@@ -415,22 +440,145 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
         command=command,
         notes=f"Fine-tuned from {source} on {split_text}, SpecAugment "
         + (f"on ({masking:.0%} of the frames masked per training step)" if masking > 0 else "off")
-        + f". Metrics are at a threshold of {data_args.threshold} where one applies; the validation split also "
-        "chose the best checkpoint, so its figures are optimistic.",
+        + f"; the metrics are those of the {title}. They are at a threshold of {data_args.threshold} where one "
+        "applies; the validation split also chose the best checkpoint, so its figures are optimistic.",
     )
     model.config.pos_weight = pos_weight
     out = Path(training_args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v)
-                                                  for k, v in metrics.items()}, indent=2))
+    if trainer.is_world_process_zero():
+        out.mkdir(parents=True, exist_ok=True)
+        listed = [{"split": split, "file": path, "reason": reason}
+                  for split, part in skipped.items() for path, reason in part.items]
+        (out / "metrics.json").write_text(json.dumps(
+            {**{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()},
+             "skipped": listed}, indent=2))
     if training_args.push_to_hub:  # saves model, feature extractor and card, then uploads output_dir (no checkpoints)
         trainer.push_to_hub(commit_message="Upload fine-tuned HuBERT-ECG classifier")
     else:
         trainer.save_model(training_args.output_dir)  # model and feature extractor (the processing_class)
         trainer.create_model_card()
-    if len(skipped):
-        print(skipped.report(), file=sys.stderr)
+    if trainer.is_world_process_zero():
+        logger.info(_saved_line(out, trainer))
+        if n_skipped:
+            lines = [f"hubert-ecg finetune: skipped {n_skipped} record(s):"]
+            lines += [f"  {split}: {line}" for split, part in skipped.items() for line in part.lines()]
+            print("\n".join(lines), file=sys.stderr)
     return metrics
+
+
+def _startup_summary(datasets, skipped, label_names, problem_type, source, trainer) -> str:
+    """The lines logged before training: records read per split, labels, problem type, initialisation, device,
+    precision and trainable parameters."""
+    model, args = trainer.model, trainer.args
+    read = ", ".join(
+        f"{split} {len(ds)}" + (f" ({len(skipped[split])} skipped, listed at the end)" if len(skipped[split]) else "")
+        for split, ds in datasets.items()
+    )
+    names = ", ".join(label_names[:12]) + (f", ... ({len(label_names)} in all)" if len(label_names) > 12 else "")
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    precision = "bf16 mixed precision" if args.bf16 else "fp16 mixed precision" if args.fp16 else "fp32"
+    return "\n".join([
+        "hubert-ecg finetune",
+        f"  records read: {read}",
+        f"  labels ({len(label_names)}): {names}",
+        f"  problem type: {problem_type}",
+        f"  initialisation: {source}",
+        f"  device: {args.device}, precision: {precision}",
+        f"  trainable parameters: {trainable:,} of {total:,}",
+        f"  output: {args.output_dir}",
+    ])
+
+
+def _final_metrics(trainer: Trainer, evaluation: dict) -> tuple[dict, str]:
+    """The metrics of the model that is saved, and a title naming the epoch and step it comes from.
+
+    With ``load_best_model_at_end`` the saved model is the best checkpoint: its validation metrics are the ones logged
+    when it was evaluated during training (first windows, so the same numbers), labelled with its epoch and step;
+    otherwise the last model is evaluated. A test split is scored with ``Trainer.predict`` (no log line that would
+    carry the last epoch)."""
+    state = trainer.state
+    history = [e for e in state.log_history if "eval_loss" in e]
+    best_step = state.best_global_step if trainer.args.load_best_model_at_end and state.best_model_checkpoint else None
+    entry = next((e for e in history if e.get("step") == best_step), None) if best_step else None
+    if entry is not None:
+        metrics = {k: v for k, v in entry.items() if k.startswith("eval_") and isinstance(v, (int, float))}
+        epoch, step, which = float(entry["epoch"]), int(best_step), "best checkpoint"
+    else:
+        metrics = {k: v for k, v in trainer.evaluate(evaluation["validation"], metric_key_prefix="eval").items()
+                   if k.startswith("eval_") and isinstance(v, (int, float))}
+        epoch, step, which = float(state.epoch or 0.0), int(state.global_step), "last model"
+    if "test" in evaluation:
+        test = trainer.predict(evaluation["test"], metric_key_prefix="test").metrics
+        metrics.update({k: v for k, v in test.items() if isinstance(v, (int, float))})
+    metrics = {"epoch": round(epoch, 4), "step": step, **metrics}
+    title = f"{which} (epoch {epoch:g}, step {step} of {state.global_step})"
+    return metrics, title
+
+
+def _print_metrics(title: str, metrics: dict) -> None:
+    """The final block on stdout, as ``Trainer.log_metrics`` prints it, under a title naming its epoch."""
+    from transformers.trainer_pt_utils import metrics_format
+
+    shown = metrics_format({k: v for k, v in metrics.items() if not k.endswith("_per_second")})
+    width = max(len(k) for k in shown)
+    value_width = max(len(str(v)) for v in shown.values())
+    print(f"***** final metrics: {title} *****")
+    for key, value in shown.items():
+        print(f"  {key:<{width}} = {value!s:>{value_width}}")
+
+
+def _saved_line(out: Path, trainer: Trainer) -> str:
+    """``saved to DIR`` with what is in it and the checkpoints kept."""
+    files = [name for name in ("model.safetensors", "config.json", "preprocessor_config.json", "README.md",
+                               "metrics.json") if (out / name).is_file()]
+    best = Path(trainer.state.best_model_checkpoint).name if trainer.state.best_model_checkpoint else None
+    checkpoints = sorted((p.name for p in out.glob("checkpoint-*") if p.is_dir()), key=lambda n: int(n.split("-")[-1]))
+    kept = ", ".join(
+        name + (" (best, last)" if name == best and name == checkpoints[-1] else " (best)" if name == best
+                else " (last)" if name == checkpoints[-1] else "")
+        for name in checkpoints
+    )
+    line = f"saved to {out}: {', '.join(files)}"
+    return line + (f"; checkpoints kept: {kept}" if checkpoints else "")
+
+
+class _KeepBestAndLastCheckpoint(TrainerCallback):
+    """After each save, delete every ``checkpoint-N`` but the best and the last (transformers' rotation with
+    ``save_total_limit=2`` keeps an older one besides the last when the last is the best)."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero or not state.best_model_checkpoint:
+            return
+        import shutil
+
+        checkpoints = sorted((p for p in Path(args.output_dir).glob("checkpoint-*") if p.is_dir()),
+                             key=lambda p: int(p.name.rsplit("-", 1)[-1]) if p.name.rsplit("-", 1)[-1].isdigit() else -1)
+        keep = {Path(state.best_model_checkpoint).name, checkpoints[-1].name} if checkpoints else set()
+        for path in checkpoints:
+            if path.name not in keep:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _numbers(logs: dict) -> dict:
+    """Log values as numbers (floats to 4 significant digits), not the strings transformers' callbacks print."""
+    return {k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in logs.items() if k != "total_flos"}
+
+
+class _NumericProgressCallback(ProgressCallback):
+    """transformers' progress bars, with the log lines as JSON numbers."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and self.training_bar is not None:
+            self.training_bar.write(json.dumps(_numbers(logs or {})))
+
+
+class _NumericPrinterCallback(PrinterCallback):
+    """transformers' printer (``--disable_tqdm``), with the log lines as JSON numbers."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_local_process_zero and logs is not None:
+            print(json.dumps(_numbers(logs)))
 
 
 class _FinetuneTrainer(Trainer):
@@ -460,19 +608,46 @@ def _resume_point(training_args) -> str | None:
     return last
 
 
+def _show_info_messages(level: str = "passive") -> None:
+    """Show this package's INFO messages (the start-up summary, ``saved to``) on stderr, as transformers' example
+    scripts show theirs: ``--log_level`` passive (default) shows them, warning or error hides them."""
+    package = std_logging.getLogger("hubert_ecg")
+    if not any(getattr(h, "_hubert_ecg_cli", False) for h in package.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(std_logging.Formatter("%(message)s"))
+        handler._hubert_ecg_cli = True
+        package.addHandler(handler)
+    levels = logging.get_log_levels_dict()
+    package.setLevel(std_logging.INFO if level in (None, "passive") else levels[level])
+
+
+class _StderrHandler(std_logging.StreamHandler):
+    """A stream handler that writes to the current ``sys.stderr`` (which tests and notebooks replace)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``hubert-ecg finetune``; returns 0 on success, 2 on bad arguments or data (message on stderr)."""
+    """``hubert-ecg finetune``; returns 0 when every record was used, 1 when some were skipped (listed on stderr,
+    see :data:`~hubert_ecg.training.data.BAD_RECORDS_RULE`), 2 on bad arguments or data (message on stderr)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in argv):
         build_parser((ModelArguments, DataArguments, FinetuneTrainingArguments), "hubert-ecg finetune").print_help()
         return 0
     try:
         model_args, data_args, training_args = parse_args(argv)
-        finetune(model_args, data_args, training_args, command="hubert-ecg finetune " + shlex.join(argv))
+        _show_info_messages(training_args.log_level)
+        metrics = finetune(model_args, data_args, training_args, command="hubert-ecg finetune " + shlex.join(argv))
     except ValueError as err:
         print(f"hubert-ecg finetune: error: {err}", file=sys.stderr)
         return 2
-    return 0
+    return 1 if metrics.get("skipped_records") else 0
 
 
 if __name__ == "__main__":
