@@ -78,3 +78,15 @@ def test_save_and_reload_round_trip(tmp_path):
     config.save_pretrained(tmp_path)
     loaded = AutoConfig.from_pretrained(tmp_path)
     assert loaded.vocab_sizes == [100, 500] and loaded.ensemble_length == 2 and loaded.num_labels == 5
+
+
+def test_a_new_head_drops_the_saved_label_weights(tmp_path):
+    """`from_pretrained(classifier, num_labels=N)` re-heads a model (transformers re-labels id2label); the saved
+    head's pos_weight does not apply to the new labels, while a config built inconsistent is still refused."""
+    saved = HuBERTECGConfig(num_labels=5, pos_weight=[1.0, 2.0, 3.0, 4.0, 5.0])
+    saved.save_pretrained(tmp_path)
+    assert HuBERTECGConfig.from_pretrained(tmp_path).pos_weight == [1.0, 2.0, 3.0, 4.0, 5.0]
+    reheaded = HuBERTECGConfig.from_pretrained(tmp_path, num_labels=4)
+    assert reheaded.num_labels == 4 and reheaded.pos_weight is None
+    with pytest.raises(ValueError, match="pos_weight"):
+        HuBERTECGConfig(num_labels=4, pos_weight=[1.0, 2.0, 3.0, 4.0, 5.0])

@@ -13,6 +13,9 @@ code (see ``HuBERTECGConfig.register_for_auto_class``).
 
 from huggingface_hub.dataclasses import strict
 from transformers import HubertConfig
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 # The released small / base / large architectures (../shared/reference/released_sizes.json, taken from the
 # configurations of the published checkpoints). Backbone parameter counts: 30,209,664 / 92,798,848 / 187,644,736.
@@ -173,7 +176,16 @@ class HuBERTECGConfig(HubertConfig):
         self.vocab_sizes = [int(v) for v in self.vocab_sizes]
         if self.ensemble_length is None:
             self.ensemble_length = len(self.vocab_sizes)
+        saved_labels = len(self.id2label) if getattr(self, "id2label", None) else None
         super().__post_init__(**kwargs)
+        if saved_labels is not None and saved_labels != self.num_labels:
+            # `from_pretrained(classifier, num_labels=N)`: a new head, as transformers re-labels `id2label`; the
+            # label weights of the saved head do not apply to it
+            for name in ("pos_weight", "class_weight"):
+                if getattr(self, name) is not None and len(getattr(self, name)) == saved_labels:
+                    logger.warning(f"`{name}` of the {saved_labels} saved labels dropped: num_labels is now "
+                                   f"{self.num_labels} (a new classification head)")
+                    setattr(self, name, None)
         self.auto_map = dict(AUTO_MAP)
         # Checked here too so that construction and `from_pretrained` raise a plain `ValueError`
         # (the `@strict` validators wrap theirs in huggingface_hub's StrictDataclassClassValidationError).
