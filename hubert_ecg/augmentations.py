@@ -246,7 +246,11 @@ class LeadMask(Transform):
 
     Every lead of every sample is zeroed independently with probability ``mask_prob``; at least ``min_leads``
     leads are kept (when more would be masked, the masked leads with the largest draws are restored). The input
-    stays ``leads`` rows. Before or after the feature extractor (zeros are the feature extractor's zero-fill).
+    stays ``leads`` rows. Run it AFTER the feature extractor (on ``input_values``): there zeros are the model's
+    zero-fill (``padding_value``); a zeroed raw lead would come out of the feature extractor's min-max scaling as
+    about -1, not 0. (The feature extractor's own zero-fill of missing leads happens at 500 Hz, before the
+    decimation of the concatenated leads, so it differs from zeros in the model view within about 0.2 s of each
+    lead boundary.)
     Shapes: ``(batch, leads, samples)`` or ``(batch, leads * samples)``. The mask (bool ``(batch, leads)``, True
     = kept) is returned with ``return_lead_mask=True`` and kept in ``last_lead_mask``.
     """
@@ -283,7 +287,7 @@ class LeadSubset(Transform):
 
     ``leads`` is a key of :data:`LEAD_SETS` (``"12"``, ``"6"``, ``"4"``, ``"3"``, ``"2"``, ``"1"``) or a list of lead
     names in any spelling (``"AVR"``, ``"lead II"``), matched against ``lead_order`` (:data:`STANDARD_LEADS`).
-    Before or after the feature extractor. Shapes as :class:`LeadMask`.
+    Run it after the feature extractor, as :class:`LeadMask`. Shapes as :class:`LeadMask`.
 
     Raises:
         ValueError: for an unknown lead set or lead name.
@@ -318,8 +322,9 @@ class LeadSubset(Transform):
 class TimeMask(Transform):
     """Zero ``num_masks`` random time spans per sample, the same span on all leads.
 
-    Span lengths are uniform in ``[0, max_seconds]`` s at ``sampling_rate`` Hz (100 for the model view). Before or
-    after the feature extractor. Shapes: ``(batch, leads, samples)`` or ``(batch, leads * samples)``.
+    Span lengths are uniform in ``[0, max_seconds]`` s at ``sampling_rate`` Hz (100 for the model view). Run it after
+    the feature extractor (zeros before it are rescaled by its min-max scaling). Shapes: ``(batch, leads,
+    samples)`` or ``(batch, leads * samples)``.
     """
 
     name = "time_mask"
@@ -461,8 +466,9 @@ class AmplitudeScale(Transform):
 class TimeShift(Transform):
     """Shift all leads by the same whole number of samples, uniform in ``[-max_seconds, max_seconds]`` s.
 
-    Samples shifted in are zeros. ``sampling_rate`` in Hz (100 for the model view). Before or after the feature
-    extractor. Shapes: ``(batch, leads, samples)`` or ``(batch, leads * samples)`` (shifted per lead).
+    Samples shifted in are zeros (the model's padding value after the feature extractor, where it belongs; on a raw
+    signal they are 0 mV). ``sampling_rate`` in Hz (100 for the model view). Shapes: ``(batch, leads, samples)``
+    or ``(batch, leads * samples)`` (shifted per lead).
     """
 
     name = "time_shift"

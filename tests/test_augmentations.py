@@ -228,3 +228,21 @@ def test_default_chain_keeps_masked_leads_zero(windows):
     y, kept = default_finetuning_chain()(windows, sample_index=torch.arange(len(windows)), return_lead_mask=True)
     per_lead = y.reshape(len(windows), 12, 500)
     assert (per_lead[~kept] == 0).all() and kept.any(1).all()
+
+
+@pytest.mark.parametrize("name", ["6", "2", "1"])
+def test_lead_subset_on_windows_matches_the_feature_extractors_zero_fill(name, raw):
+    """LeadSubset after the feature extractor = the feature extractor's zero-fill of missing leads (as at
+    inference), except within 0.25 s of a lead boundary, where the release's decimation of the concatenated leads
+    mixes neighbouring leads (the zero-fill happens at 500 Hz, before it)."""
+    fe = HuBERTECGFeatureExtractor()
+    x = raw[:6].numpy()
+    full = fe(list(x), sampling_rate=500, return_tensors="pt")["input_values"]
+    keep = [STANDARD_LEADS.index(lead) for lead in LEAD_SETS[name]]
+    zero_filled = fe(
+        [s[keep] for s in x], sampling_rate=500, lead_names=[list(LEAD_SETS[name])] * len(x), missing_leads="zero",
+        return_tensors="pt",
+    )["input_values"]
+    diff = (LeadSubset(name)(full) - zero_filled).abs().reshape(len(x), 12, 500)
+    assert diff[..., 25:475].max() < 1e-3
+    assert diff.max() > 1e-2  # the boundary effect is real: do the masking where the model's inputs are made
