@@ -50,6 +50,7 @@ __all__ = [
     "TimeShift",
     "TimeScale",
     "RandomCrop",
+    "External",
     "TRANSFORMS",
     "from_config",
     "sample_generators",
@@ -547,18 +548,65 @@ class RandomCrop(Transform):
         return torch.gather(x, 2, idx[:, None, :].expand(x.shape[0], x.shape[1], w))
 
 
+class External(Transform):
+    """Adapter for any per-record callable, e.g. a transform of the ``ecg-augmentations`` package (an optional
+    extra, never imported here): ``fn`` takes one ``(leads, samples)`` float tensor and returns an array or tensor of
+    the same shape.
+
+    ``fn`` is called once per chosen sample with torch's and numpy's global generators seeded from that sample's
+    stream (and restored afterwards), so a callable drawing from them is reproducible and independent of batch
+    composition like the other transforms. Units and placement are ``fn``'s. Slow for large batches (a Python
+    loop). A plain callable given to :class:`Compose` / :class:`OneOf` is wrapped in this.
+
+    Raises:
+        ValueError: when ``fn`` is not callable or returns another shape.
+    """
+
+    name = "external"
+
+    def __init__(self, fn: Callable, p: float = 1.0, num_leads: int = 12):
+        super().__init__(p, num_leads)
+        if not callable(fn):
+            raise ValueError(f"External: fn must be callable, got {fn!r}")
+        self.fn = fn
+
+    def _apply(self, x, gens, state):
+        out = []
+        for row, g in zip(x, gens):
+            s = int(torch.randint(0, 2**31 - 1, (1,), generator=g))
+            np_state = np.random.get_state()
+            try:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(s)
+                    np.random.seed(s)
+                    y = self.fn(row.clone())
+            finally:
+                np.random.set_state(np_state)
+            y = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
+            if tuple(y.shape) != tuple(row.shape):
+                raise ValueError(f"External: {self.fn!r} returned shape {tuple(y.shape)} for {tuple(row.shape)}")
+            out.append(y.to(device=x.device, dtype=x.dtype))
+        return torch.stack(out)
+
+
+def _wrap(t) -> Transform:
+    if isinstance(t, Transform):
+        return t
+    if callable(t):
+        return External(t)
+    raise ValueError(f"{t!r} is neither a hubert_ecg.augmentations.Transform nor a callable")
+
+
 # ------------------------------------------------------------------------------------------------- composition
 class Compose(Transform):
-    """Apply ``transforms`` in order, every sample drawing from its one stream; ``p`` gates the whole chain."""
+    """Apply ``transforms`` in order (plain callables are wrapped in :class:`External`), every sample drawing from
+    its one stream; ``p`` gates the whole chain."""
 
     name = "compose"
 
     def __init__(self, transforms: Sequence[Transform], p: float = 1.0, num_leads: int = 12):
         super().__init__(p, num_leads)
-        self.transforms = list(transforms)
-        for t in self.transforms:
-            if not isinstance(t, Transform):
-                raise ValueError(f"Compose: {t!r} is not a hubert_ecg.augmentations.Transform")
+        self.transforms = [_wrap(t) for t in transforms]
 
     def _apply(self, x, gens, state):
         for t in self.transforms:
@@ -582,9 +630,9 @@ class OneOf(Transform):
 
     def __init__(self, transforms: Sequence[Transform], p: float = 1.0, weights=None, num_leads: int = 12):
         super().__init__(p, num_leads)
-        self.transforms = list(transforms)
-        if not self.transforms or not all(isinstance(t, Transform) for t in self.transforms):
-            raise ValueError("OneOf: expected a non-empty list of Transforms")
+        self.transforms = [_wrap(t) for t in transforms]
+        if not self.transforms:
+            raise ValueError("OneOf: expected a non-empty list of transforms")
         w = np.ones(len(self.transforms)) if weights is None else np.asarray(weights, dtype=float)
         if w.shape != (len(self.transforms),) or (w < 0).any() or w.sum() <= 0:
             raise ValueError(f"OneOf: weights must be {len(self.transforms)} non-negative numbers, got {weights!r}")

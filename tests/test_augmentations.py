@@ -246,3 +246,27 @@ def test_lead_subset_on_windows_matches_the_feature_extractors_zero_fill(name, r
     diff = (LeadSubset(name)(full) - zero_filled).abs().reshape(len(x), 12, 500)
     assert diff[..., 25:475].max() < 1e-3
     assert diff.max() > 1e-2  # the boundary effect is real: do the masking where the model's inputs are made
+
+
+def test_external_callable_is_seeded_per_sample(windows):
+    """A callable using torch's and numpy's global generators (as ecg-augmentations transforms do) composes in,
+    reproducibly and independently of batch composition, without touching the global generators."""
+    from hubert_ecg.augmentations import External
+
+    def jitter(ecg):  # (leads, samples) -> same shape
+        return ecg + 0.01 * torch.randn(ecg.shape) + float(np.random.uniform())
+
+    chain = Compose([LeadMask(), jitter])
+    assert isinstance(chain.transforms[1], External)
+    x = windows[:6]
+    torch.manual_seed(0)
+    expected_next = torch.rand(1)
+    torch.manual_seed(0)
+    a = chain(x, sample_index=torch.arange(6), seed=1)
+    assert torch.equal(torch.rand(1), expected_next)  # global state restored
+    b = chain(x[2:3], sample_index=[2], seed=1)
+    assert torch.equal(a[2], b[0]) and not torch.equal(a[2], x[2])
+    with pytest.raises(ValueError, match="returned shape"):
+        External(lambda e: e[:3])(x, sample_index=range(6))
+    with pytest.raises(ValueError, match="neither"):
+        Compose([42])
