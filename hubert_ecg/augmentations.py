@@ -26,6 +26,7 @@ Chains are built from YAML/JSON-like lists with :func:`from_config`::
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, Callable, Mapping, Sequence
 
@@ -664,8 +665,6 @@ _CONTAINERS = {"compose": Compose, "random_apply": RandomApply, "one_of": OneOf}
 
 
 def _build(spec: Any, defaults: Mapping[str, Any], where: str) -> Transform:
-    import inspect
-
     if not isinstance(spec, Mapping) or "name" not in spec:
         raise ValueError(f"{where}: expected a mapping with a 'name', got {spec!r}")
     spec = dict(spec)

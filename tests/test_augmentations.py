@@ -270,3 +270,12 @@ def test_external_callable_is_seeded_per_sample(windows):
         External(lambda e: e[:3])(x, sample_index=range(6))
     with pytest.raises(ValueError, match="neither"):
         Compose([42])
+
+
+def test_chain_pickles_for_dataloader_workers(windows):
+    import pickle
+
+    chain = from_config([{"name": "lead_subset", "leads": "4"}, {"name": "gaussian_noise", "snr_db": 25}])
+    copy = pickle.loads(pickle.dumps(chain))
+    index = torch.arange(len(windows))
+    assert torch.equal(copy(windows, sample_index=index, epoch=2), chain(windows, sample_index=index, epoch=2))
