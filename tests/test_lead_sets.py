@@ -141,6 +141,8 @@ def test_evaluate_lead_sets_table_csv_and_plot(tmp_path, capsys):
     assert float(rows[2]["macro_auprc"]) == pytest.approx(table["1"]["metrics"]["macro_auprc"], abs=1e-6)
     assert rows[2]["leads"] == "I" and float(rows[0]["macro_auroc_low"]) <= float(rows[0]["macro_auroc_high"])
     assert (out / "lead_sets.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    evaluate.plot_lead_sets({"a": table, "b": table}, tmp_path / "two.png")  # one line per model
+    assert (tmp_path / "two.png").stat().st_size > 1000
 
     # the 1-lead scores are those of the pipeline on lead I alone
     scores, kept, _ = evaluate.score_records(*_demo(), [str(DEMO_RECORDS / "00010_hr")], lead_set="1")

@@ -14,7 +14,8 @@ the same records are scored again with each lead set, the other leads zero-fille
 ``lead_set`` of :class:`hubert_ecg.pipelines.ECGClassificationPipeline`), and the metrics with their bootstrap CIs
 are reported per lead set: ``metrics.json`` gains ``"lead_sets": {"12": {"leads", "n_records", "metrics", "ci"},
 ...}``, and ``lead_sets.csv`` (one row per lead set) and ``lead_sets.png`` (macro AUROC per lead set, with its CI)
-are written. The ``"12"`` row is the plain evaluation. Unusable records are handled as in ``predict`` and ``finetune``
+are written. The ``"12"`` row is the plain evaluation; every lead set scores the records it scored (a record can
+still drop out of a lead set whose leads are all flat in it: ``n_records`` says). Unusable records are handled as in ``predict`` and ``finetune``
 (:data:`hubert_ecg.training.data.BAD_RECORDS_RULE`): skipped and listed on stderr, exit status 1; 2 if no record
 could be scored or with ``--skip_bad_records false`` at the first one.
 """
@@ -35,7 +36,7 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["EvaluateArguments", "evaluate", "main"]
+__all__ = ["EvaluateArguments", "evaluate", "main", "plot_lead_sets", "score_records"]
 
 
 @dataclass
@@ -60,6 +61,9 @@ class EvaluateArguments:
     batch_size: int = field(default=32, metadata={"help": "windows per model call"})
     seed: int = field(default=0, metadata={"help": "seed of TTA windows and bootstrap"})
     device: str = field(default="cpu", metadata={"help": "torch device"})
+    missing_leads: str = field(default="raise", metadata={
+        "help": "records lacking some of the 12 leads: raise (skipped and listed, as in finetune) or zero "
+        "(zero-filled)"})
     lead_sets: str | None = field(default=None, metadata={
         "help": "comma-separated lead sets (12,6,4,3,2,1: PhysioNet/CinC 2021) to score every record with, the "
         "other leads zero-filled; writes lead_sets.csv and lead_sets.png"})
@@ -91,7 +95,7 @@ def _records(args: EvaluateArguments, label_names, problem_type):
 
 
 def score_records(model, feature_extractor, paths, tta_windows=0, aggregation="mean", batch_size=32, seed=0,
-                  device="cpu", lead_set=None):
+                  device="cpu", lead_set=None, missing_leads="raise"):
     """Scores of every readable record, through the ``ecg-classification`` pipeline (its window choice, model call
     and aggregation: :class:`hubert_ecg.pipelines.ECGClassificationPipeline`).
 
@@ -102,6 +106,8 @@ def score_records(model, feature_extractor, paths, tta_windows=0, aggregation="m
         batch_size: windows per forward pass.
         lead_set: None (every lead of the record), or a lead set (a name of :data:`hubert_ecg.leads.LEAD_SETS` or
             lead names): the other leads are zero-filled as missing leads.
+        missing_leads: ``"raise"`` (default: a record lacking any of the 12 leads is skipped, as in ``finetune``)
+            or ``"zero"``; with a ``lead_set`` always ``"zero"``.
 
     Returns:
         ``(scores, kept, skipped)``: scores float64 ``(kept records, num_labels)`` in label-id order (sigmoid,
@@ -115,8 +121,9 @@ def score_records(model, feature_extractor, paths, tta_windows=0, aggregation="m
     window = {"window": "random", "num_windows": int(tta_windows), "seed": seed} if tta_windows > 0 else \
         {"window": "first"}
     paths = [str(p) for p in paths]
+    window["missing_leads"] = missing_leads
     if lead_set is not None:
-        window["lead_set"] = lead_set
+        window.update(lead_set=lead_set, missing_leads="zero")
     results, skipped = clf.predict_files(paths, batch_size=batch_size, aggregation=aggregation, top_k=None, **window)
     skipped_names = {name for name, _ in skipped}
     kept = [i for i, p in enumerate(paths) if p not in skipped_names]
@@ -159,26 +166,35 @@ def plot_roc_curves(labels: np.ndarray, scores: np.ndarray, label_names, path: s
     plt.close(fig)
 
 
-def plot_lead_sets(table: dict, path: str | Path, metric: str = "macro_auroc", confidence: float = 0.95) -> None:
-    """``metric`` (with its CI as error bars) per lead set, in the order of ``table`` (``result["lead_sets"]``),
-    saved as PNG at ``path``."""
+def plot_lead_sets(tables: dict, path: str | Path, metric: str = "macro_auroc", confidence: float = 0.95) -> None:
+    """``metric`` per lead set, one line per model, with its CI as error bars, saved as PNG at ``path``.
+
+    Args:
+        tables: model name -> its lead-set table (``result["lead_sets"]`` of :func:`evaluate`: lead-set name ->
+            ``{"metrics", "ci", ...}``); the x axis lists the lead sets of the first table, in its order.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(table)
-    values = np.array([table[n]["metrics"].get(metric, np.nan) for n in names], dtype=float)
-    cis = np.array([table[n]["ci"].get(metric, (np.nan, np.nan)) for n in names], dtype=float).reshape(-1, 2)
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    title = {"macro_auroc": "macro AUROC", "macro_auprc": "macro AUPRC"}.get(metric, metric.replace("_", " "))
+    names = list(next(iter(tables.values())))
     x = np.arange(len(names))
-    errors = np.abs(np.stack([values - cis[:, 0], cis[:, 1] - values])) if np.isfinite(cis).all() else None
-    ax.errorbar(x, values, yerr=errors, marker="o", capsize=3)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for offset, (model, table) in zip(np.linspace(-0.08, 0.08, len(tables)) if len(tables) > 1 else [0.0],
+                                      tables.items()):
+        rows = [table.get(n, {"metrics": {}, "ci": {}}) for n in names]
+        values = np.array([r["metrics"].get(metric, np.nan) for r in rows], dtype=float)
+        cis = np.array([r["ci"].get(metric, (np.nan, np.nan)) for r in rows], dtype=float).reshape(-1, 2)
+        errors = np.abs(np.stack([values - cis[:, 0], cis[:, 1] - values])) if np.isfinite(cis).all() else None
+        ax.errorbar(x + offset, values, yerr=errors, marker="o", capsize=3, label=model)
     ax.set_xticks(x, [f"{n} lead{'s' if n != '1' else ''}" for n in names])
     ax.set_xlabel("lead set (other leads zero-filled)")
-    ax.set_ylabel(metric.replace("_", " ") + (f" ({int(confidence * 100)}% CI)" if errors is not None else ""))
-    ax.set_title(f"{metric.replace('_', ' ')} per lead set")
+    ax.set_ylabel(f"{title} (bars: {int(confidence * 100)}% CI)")
+    ax.set_title(f"{title} per lead set")
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -204,6 +220,8 @@ def evaluate(args: EvaluateArguments) -> dict:
         raise ValueError(f"--tta_aggregation must be 'mean' or 'max', got {args.tta_aggregation!r}")
     if args.tta_windows < 0:
         raise ValueError(f"--tta_windows must be 0 or positive, got {args.tta_windows}")
+    if args.missing_leads not in ("raise", "zero"):
+        raise ValueError(f"--missing_leads must be 'raise' or 'zero', got {args.missing_leads!r}")
     lead_set_names = parse_lead_sets(args.lead_sets) if args.lead_sets else []
     source = args.model or hubert_ecg.demo_model_path()
     try:
@@ -217,7 +235,7 @@ def evaluate(args: EvaluateArguments) -> dict:
 
     scores, kept, skipped = score_records(
         model, feature_extractor, records.paths, args.tta_windows, args.tta_aggregation, args.batch_size, args.seed,
-        args.device,
+        args.device, missing_leads=args.missing_leads,
     )
     if skipped and not args.skip_bad_records:
         path, reason = skipped[0]
@@ -245,14 +263,14 @@ def evaluate(args: EvaluateArguments) -> dict:
             if name == "12":  # every lead: the plain evaluation
                 set_scores, set_kept, set_skipped, set_metrics, set_ci = scores, kept, skipped, metrics, ci
             else:
-                set_scores, set_kept, set_skipped = score_records(
-                    model, feature_extractor, records.paths, args.tta_windows, args.tta_aggregation, args.batch_size,
-                    args.seed, args.device, lead_set=name,
+                set_scores, set_kept, set_skipped = score_records(  # the records of the plain evaluation
+                    model, feature_extractor, [records.paths[i] for i in kept], args.tta_windows,
+                    args.tta_aggregation, args.batch_size, args.seed, args.device, lead_set=name,
                 )
                 if not set_kept:
                     set_metrics, set_ci = {}, {}
                 else:
-                    set_labels = records.labels[set_kept]
+                    set_labels = labels[set_kept]
                     set_metrics = metric(set_labels, set_scores)
                     set_ci = bootstrap_ci(set_labels, set_scores, metric, args.n_bootstrap, args.confidence,
                                           args.seed) if args.n_bootstrap else {}
@@ -287,7 +305,8 @@ def evaluate(args: EvaluateArguments) -> dict:
             }
             _write_lead_sets_csv(result["lead_sets"], out / "lead_sets.csv")
             if problem_type != "regression":
-                plot_lead_sets(result["lead_sets"], out / "lead_sets.png", "macro_auroc", args.confidence)
+                plot_lead_sets({Path(str(source)).name or str(source): result["lead_sets"]}, out / "lead_sets.png",
+                               "macro_auroc", args.confidence)
         (out / "metrics.json").write_text(json.dumps(summary, indent=2))
         if per_label:
             with open(out / "per_label.csv", "w", newline="") as handle:
