@@ -95,6 +95,7 @@ _PROBABILITIES = (
     "mask_time_prob",
     "mask_feature_prob",
     "finetune_mask_time_prob",
+    "lead_mask_prob",
 )
 
 
@@ -140,6 +141,12 @@ class HuBERTECGConfig(HubertConfig):
             in the release. ``apply_spec_augment`` plays no other part.
         finetune_mask_time_length (`int`, defaults to 1), finetune_mask_time_min_masks (`int`, defaults to 2):
             Span length (frames) and minimum number of spans of that masking.
+        lead_mask_prob (`float`, defaults to 0.0):
+            The probability with which each lead was zeroed at random during training (random lead masking, Oh et
+            al., CHIL 2022; fairseq-signals ``mask_leads_prob = 0.5``). A record of the model: the model itself
+            never masks leads. Greater than 0 marks a lead-agnostic model, whose scores on fewer than 12 leads
+            (missing leads zero-filled) the ``ecg-classification`` pipeline takes as validated; with 0 it warns
+            once when it scores such a record.
 
     Raises:
         ValueError: at construction and at ``from_pretrained`` when the lengths of ``conv_dim``, ``conv_kernel``
@@ -171,6 +178,7 @@ class HuBERTECGConfig(HubertConfig):
     finetune_mask_time_prob: float | int = 0.0
     finetune_mask_time_length: int = 1
     finetune_mask_time_min_masks: int = 2
+    lead_mask_prob: float | int = 0.0
 
     def __post_init__(self, **kwargs):
         self.vocab_sizes = [int(v) for v in self.vocab_sizes]

@@ -12,11 +12,23 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["STANDARD_LEADS", "normalize_lead_name", "map_leads", "check_sampling_rate"]
+__all__ = ["STANDARD_LEADS", "LEAD_SETS", "normalize_lead_name", "map_leads", "check_sampling_rate", "lead_set",
+           "parse_lead_sets"]
 
 #: The 12 standard leads in the order the released HuBERT-ECG weights expect them
 #: (medRxiv doi 10.1101/2024.11.14.24317328, and the released preprocessing script).
 STANDARD_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+
+#: The lead sets of the PhysioNet/CinC Challenge 2021 (Reyna et al., "Will two do?", CinC 2021), by name: the
+#: number of leads. Each lists its leads in :data:`STANDARD_LEADS` order.
+LEAD_SETS: dict[str, tuple[str, ...]] = {
+    "12": STANDARD_LEADS,
+    "6": ("I", "II", "III", "aVR", "aVL", "aVF"),
+    "4": ("I", "II", "III", "V2"),
+    "3": ("I", "II", "V2"),
+    "2": ("I", "II"),
+    "1": ("I",),
+}
 
 # Lead-name spellings seen in public ECG data sets, after lower-casing and removing spaces, '-', '_', '.' and a
 # leading "lead": MIT-BIH's modified limb leads (MLI, MLII, MLIII) and the Brazilian DI/DII/DIII naming.
@@ -125,3 +137,52 @@ def check_sampling_rate(rate, name: str) -> float:
     if not np.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a positive number of Hz, got {rate!r}")
     return value
+
+
+def lead_set(spec) -> tuple[str, ...]:
+    """The leads of a lead set: a name of :data:`LEAD_SETS` (``"6"``, or the int 6) or a list of lead names in any
+    spelling (``["I", "MLII"]``), as standard names in :data:`STANDARD_LEADS` order.
+
+    Raises:
+        ValueError: naming the entry, for an unknown lead-set name, a non-standard lead name, a repeated lead, or
+            an empty list.
+    """
+    if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
+        spec = str(int(spec))
+    if isinstance(spec, str):
+        if spec.strip() in LEAD_SETS:
+            return LEAD_SETS[spec.strip()]
+        raise ValueError(f"unknown lead set {spec!r}; expected one of {list(LEAD_SETS)} or a list of lead names")
+    names = list(spec)
+    if not names:
+        raise ValueError("a lead set needs at least one lead; got an empty list")
+    leads = []
+    for name in names:
+        standard = normalize_lead_name(name)
+        if standard is None:
+            raise ValueError(f"lead set: {name!r} is not a standard lead; expected names among {list(STANDARD_LEADS)}")
+        if standard in leads:
+            raise ValueError(f"lead set: lead {standard} given twice ({names})")
+        leads.append(standard)
+    return tuple(lead for lead in STANDARD_LEADS if lead in leads)
+
+
+def parse_lead_sets(spec: str) -> list[str]:
+    """``"12,6,2"`` (the ``--lead_sets`` flag) -> ``["12", "6", "2"]``: names of :data:`LEAD_SETS`, in the given
+    order.
+
+    Raises:
+        ValueError: naming the bad entry, for a name that is not in :data:`LEAD_SETS`, a repeated or empty entry.
+    """
+    names = [part.strip() for part in str(spec).split(",")]
+    out: list[str] = []
+    for name in names:
+        if name not in LEAD_SETS:
+            raise ValueError(
+                f"--lead_sets: {name!r} is not a lead set; expected comma-separated names among {list(LEAD_SETS)}, "
+                "e.g. 12,6,4,3,2,1"
+            )
+        if name in out:
+            raise ValueError(f"--lead_sets: {name!r} given twice in {spec!r}")
+        out.append(name)
+    return out

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io as _io
 import json
 import sys
@@ -32,8 +33,10 @@ import torch
 from transformers.pipelines.base import ChunkPipeline
 from transformers.utils import logging
 
+from .leads import lead_set as _lead_set
+from .leads import map_leads
 from .modeling import scores_from_logits
-from .windows import MIN_DURATION, WINDOW_CHOICES, RecordWindows, describe, record_windows
+from .windows import MIN_DURATION, WINDOW_CHOICES, RecordWindows, _without_rows, describe, record_windows
 
 logger = logging.get_logger(__name__)
 
@@ -80,6 +83,11 @@ class ECGClassificationPipeline(ChunkPipeline):
     name, ``.hea``/``.dat``, challenge ``.mat``, ``.npy``, ...), an :class:`~hubert_ecg.ECGRecord`, a dict with
     ``signal`` (float array ``(leads, samples)`` in mV), ``sampling_rate`` (Hz) and optional ``lead_names``, or a
     2-D array ``(12, samples)`` with ``sampling_rate=`` given. Any sampling rate and any length of at least 5 s.
+    Any subset of the 12 standard leads, named in any spelling (``MLII``, ``AVR``, ``Lead I (Einthoven)``): the
+    missing leads are zero-filled (the model input stays 12 leads; the lead mask says which are real) and each such
+    record gets a flag naming them. A model whose ``config.lead_mask_prob`` is 0 (trained without random lead
+    masking) was not validated on fewer leads: the pipeline then logs one warning, the first time it scores such a
+    record; a lead-agnostic model (``lead_mask_prob > 0``) scores them without one.
 
     Call parameters:
         batch_size: windows per forward pass (batched across records); ``num_workers``: DataLoader workers for
@@ -91,7 +99,11 @@ class ECGClassificationPipeline(ChunkPipeline):
             (``num_windows`` random windows, drawn with ``seed``); ``stride_seconds``: stride of ``"all"``
             (default 5 s: consecutive windows); ``pad_to_window``: score records shorter than 5 s, padded.
         sampling_rate, lead_names: for array inputs.
-        missing_leads: ``"raise"`` (default) or ``"zero"`` (missing leads are zero-filled).
+        missing_leads: ``"zero"`` (default: missing leads are zero-filled) or ``"raise"`` (a record lacking any of
+            the 12 leads is an error naming them).
+        lead_set: score with these leads only, the others zero-filled as missing: a name of
+            :data:`hubert_ecg.leads.LEAD_SETS` (``"12"``, ``"6"``, ``"4"``, ``"3"``, ``"2"``, ``"1"``, as in the
+            PhysioNet/CinC Challenge 2021) or a list of lead names; a record with none of them is refused.
         min_duration: seconds (default :data:`hubert_ecg.windows.MIN_DURATION`, 2.5): records shorter than the 5 s
             window but at least this long are scored zero-padded (the attention mask marks the padding); shorter
             ones are refused.
@@ -110,7 +122,8 @@ class ECGClassificationPipeline(ChunkPipeline):
 
     Raises:
         ValueError: naming the input, for an unreadable or missing file, a record shorter than ``min_duration``,
-            missing leads (with ``missing_leads="raise"``), every lead flat, or unknown parameter values.
+            missing leads (with ``missing_leads="raise"``), every lead flat, none of the leads of ``lead_set``, or
+            unknown parameter values.
     """
 
     _load_processor = False
@@ -131,6 +144,7 @@ class ECGClassificationPipeline(ChunkPipeline):
         sampling_rate=None,
         lead_names=None,
         missing_leads=None,
+        lead_set=None,
         skip_errors=None,
         min_duration=None,
         return_details=None,
@@ -149,6 +163,8 @@ class ECGClassificationPipeline(ChunkPipeline):
                             ("skip_errors", skip_errors), ("min_duration", min_duration)):
             if value is not None:
                 preprocess[name] = value
+        if lead_set is not None:
+            preprocess["lead_set"] = _lead_set(lead_set)
         if seed is not None or window == "random":
             preprocess["rng"] = np.random.default_rng(seed)
         if top_k != _ALL:
@@ -188,13 +204,16 @@ class ECGClassificationPipeline(ChunkPipeline):
         pad_to_window: bool = False,
         sampling_rate: float | None = None,
         lead_names: Sequence[str] | None = None,
-        missing_leads: str = "raise",
+        missing_leads: str = "zero",
+        lead_set: Sequence[str] | None = None,
         skip_errors: bool = False,
         min_duration: float | None = MIN_DURATION,
     ):
         """One input -> its windows, one dict each: ``input_values`` (1, 6000) float32, ``attention_mask`` (1, 6000),
-        ``is_last``, ``name``, ``flags`` (tuple of str, :attr:`RecordWindows.flags`) and ``error`` (None). With ``skip_errors`` an unusable input yields one placeholder
-        whose ``error`` says why (no model call is made for it); otherwise it raises ``ValueError`` naming it."""
+        ``is_last``, ``name``, ``flags`` (tuple of str, :attr:`RecordWindows.flags`, plus one naming the missing
+        leads), ``missing`` (tuple of the model leads zero-filled) and ``error`` (None). With ``skip_errors`` an
+        unusable input yields one placeholder whose ``error`` says why (no model call is made for it); otherwise it
+        raises ``ValueError`` naming it."""
         name = describe(inputs)
         try:
             plan = inputs if isinstance(inputs, RecordWindows) else record_windows(
@@ -203,6 +222,11 @@ class ECGClassificationPipeline(ChunkPipeline):
                 sampling_rate=sampling_rate, lead_names=lead_names, min_duration=min_duration,
             )
             name = plan.name
+            if lead_set is not None:
+                plan = _restrict_leads(plan, self.feature_extractor.lead_order, lead_set)
+            order = list(self.feature_extractor.lead_order)
+            missing = tuple(lead for lead, ok in zip(order, plan.lead_mask) if not ok and lead not in plan.flat_leads)
+            flags = tuple(plan.flags) + ((f"missing leads {', '.join(missing)}: zero-filled",) if missing else ())
             blocks = plan.features(self.feature_extractor, batch_windows=PREPROCESS_BLOCK, return_tensors="pt")
             block = next(blocks)
         except ValueError as err:
@@ -211,7 +235,7 @@ class ECGClassificationPipeline(ChunkPipeline):
                 raise ValueError(message if message.startswith(name) else f"{name}: {message}") from None
             length = self.feature_extractor.input_length
             yield {"input_values": torch.zeros(1, length), "attention_mask": torch.zeros(1, length, dtype=torch.int32),
-                   "is_last": True, "name": name, "flags": (), "error": str(err)}
+                   "is_last": True, "name": name, "flags": (), "missing": (), "error": str(err)}
             return
         remaining = len(plan)
         while block is not None:
@@ -219,7 +243,8 @@ class ECGClassificationPipeline(ChunkPipeline):
                 remaining -= 1
                 yield {"input_values": block["input_values"][row : row + 1],
                        "attention_mask": block["attention_mask"][row : row + 1],
-                       "is_last": remaining == 0, "name": name, "flags": tuple(plan.flags), "error": None}
+                       "is_last": remaining == 0, "name": name, "flags": flags,
+                       "missing": tuple(lead for lead, ok in zip(order, plan.lead_mask) if not ok), "error": None}
             block = next(blocks, None)
 
     def _forward(self, model_inputs):
@@ -240,7 +265,7 @@ class ECGClassificationPipeline(ChunkPipeline):
             out = self.model(input_values=values.to(self.model.dtype), attention_mask=mask).logits.float()
             logits[usable] = out
         return {"logits": logits, "is_last": model_inputs["is_last"], "name": model_inputs["name"],
-                "flags": model_inputs["flags"], "error": model_inputs["error"]}
+                "flags": model_inputs["flags"], "missing": model_inputs["missing"], "error": model_inputs["error"]}
 
     def _problem_type(self, function_to_apply: str | None) -> str:
         return {"sigmoid": "multi_label_classification", "softmax": "single_label_classification",
@@ -256,6 +281,8 @@ class ECGClassificationPipeline(ChunkPipeline):
             if return_details:
                 return {"name": first["name"], "predictions": None, "windows": 0, "flags": [], "error": first["error"]}
             return {"name": first["name"], "error": first["error"]}
+        if first["missing"]:
+            self._warn_fewer_leads(first["name"], first["missing"])
         logits = torch.cat([out["logits"] for out in model_outputs]).cpu().numpy().astype(np.float64)
         scores = aggregate_windows(scores_from_logits(logits, self._problem_type(function_to_apply)), aggregation)
         order = np.argsort(-scores, kind="stable")
@@ -267,6 +294,17 @@ class ECGClassificationPipeline(ChunkPipeline):
             return {"name": first["name"], "predictions": predictions, "windows": len(model_outputs),
                     "flags": list(first["flags"]), "error": None}
         return predictions
+
+    def _warn_fewer_leads(self, name: str, missing: Sequence[str]) -> None:
+        """Log, once per pipeline, that a model trained without random lead masking scores fewer than 12 leads."""
+        if getattr(self, "_warned_fewer_leads", False) or getattr(self.model.config, "lead_mask_prob", 0.0) > 0:
+            return
+        self._warned_fewer_leads = True
+        logger.warning(
+            f"{name}: scored without the leads {', '.join(missing)} (zero-filled). This model was trained without "
+            "random lead masking (config.lead_mask_prob = 0): its scores on fewer than 12 leads are not validated. "
+            "This warning is shown once per pipeline."
+        )
 
     def predict_details(self, files: Sequence[Any], batch_size: int = 8, **kwargs) -> list[dict]:
         """Score many inputs, never raising for an unusable one.
@@ -293,6 +331,20 @@ class ECGClassificationPipeline(ChunkPipeline):
         results = [(d["name"], d["predictions"]) for d in details if d["error"] is None]
         skipped = [(d["name"], d["error"]) for d in details if d["error"] is not None]
         return results, skipped
+
+
+def _restrict_leads(plan: RecordWindows, lead_order: Sequence[str], leads: Sequence[str]) -> RecordWindows:
+    """``plan`` with only the model leads in ``leads`` kept; the record's other rows are dropped (zero-filled as
+    missing leads). Raises ``ValueError`` when the record has none of ``leads``."""
+    keep = np.asarray([lead in leads for lead in lead_order])
+    present = plan.lead_mask & keep
+    if not present.any():
+        raise ValueError(f"has none of the leads of the lead set {list(leads)} (its leads: {plan.record.lead_names})")
+    rows, _ = map_leads(plan.record.lead_names, plan.record.signal.shape[0], lead_order, "zero", plan.name)
+    drop = np.zeros(plan.record.signal.shape[0], dtype=bool)
+    drop[rows[(rows >= 0) & ~keep]] = True
+    record = _without_rows(plan.record, drop) if drop.any() else plan.record
+    return dataclasses.replace(plan, record=record, lead_mask=present, missing_leads="zero")
 
 
 # ----------------------------------------------------------------------------------------------------------------

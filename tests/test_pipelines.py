@@ -177,6 +177,8 @@ def test_pipeline_errors(clf, records):
         clf("no/such/record")
     with pytest.raises(ValueError, match="top_k"):
         clf(records[0], top_k=0)
+    with pytest.raises(ValueError, match=r"lacks the leads \['III',"):  # explicit: missing leads are an error
+        clf({"signal": record.signal[:2], "sampling_rate": 500.0, "lead_names": ["I", "II"]}, missing_leads="raise")
 
 
 def test_single_label_softmax(tmp_path, records):
@@ -260,8 +262,10 @@ def test_predict_cli_directories_manifests_and_arrays(tiny_dir, records, data_di
     out = json.loads(capsys.readouterr().out)
     assert "--sampling-rate" in out[0]["error"] and out[1]["error"] is not None
     assert predict_main([str(tmp_path / "three.npy"), "--model", str(tiny_dir), "--format", "json",
-                         "--sampling-rate", "500", "--lead-names", "I,II,V1"]) == 1  # 9 leads missing
-    assert "lacks the leads" in json.loads(capsys.readouterr().out)[0]["error"]
+                         "--sampling-rate", "500", "--lead-names", "I,II,V1"]) == 0  # 9 leads zero-filled
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["error"] is None and row["windows"] == 2
+    assert row["flags"] == ["missing leads III, aVR, aVL, aVF, V2, V3, V4, V5, V6: zero-filled"]
     empty = tmp_path / "empty_dir"
     empty.mkdir()
     assert predict_main([str(empty), records[0], "--model", str(tiny_dir), "--format", "json"]) == 1

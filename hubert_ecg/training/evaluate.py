@@ -7,7 +7,15 @@ Every record is scored on its first 5 s window (as the release evaluates) or, wi
 5 s windows whose probabilities are aggregated by their mean or maximum (``--tta_aggregation``). Writes to
 ``output_dir``: ``metrics.json`` (macro / micro AUROC and AUPRC, macro / micro F1 at ``--threshold``, each with a
 percentile-bootstrap CI over records), ``per_label.csv``, ``roc_curves.png`` (one ROC curve per label) and, with
-``--save_probabilities``, ``probabilities.csv``. Unusable records are handled as in ``predict`` and ``finetune``
+``--save_probabilities``, ``probabilities.csv``.
+
+With ``--lead_sets 12,6,4,3,2,1`` (names of :data:`hubert_ecg.leads.LEAD_SETS`, the PhysioNet/CinC 2021 lead sets)
+the same records are scored again with each lead set, the other leads zero-filled as missing leads (the
+``lead_set`` of :class:`hubert_ecg.pipelines.ECGClassificationPipeline`), and the metrics with their bootstrap CIs
+are reported per lead set: ``metrics.json`` gains ``"lead_sets": {"12": {"leads", "n_records", "metrics", "ci"},
+...}``, and ``lead_sets.csv`` (one row per lead set) and ``lead_sets.png`` (macro AUROC per lead set, with its CI)
+are written. The ``"12"`` row is the plain evaluation; every lead set scores the records it scored (a record can
+still drop out of a lead set whose leads are all flat in it: ``n_records`` says). Unusable records are handled as in ``predict`` and ``finetune``
 (:data:`hubert_ecg.training.data.BAD_RECORDS_RULE`): skipped and listed on stderr, exit status 1; 2 if no record
 could be scored or with ``--skip_bad_records false`` at the first one.
 """
@@ -28,7 +36,7 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["EvaluateArguments", "evaluate", "main"]
+__all__ = ["EvaluateArguments", "evaluate", "main", "plot_lead_sets", "score_records"]
 
 
 @dataclass
@@ -53,6 +61,12 @@ class EvaluateArguments:
     batch_size: int = field(default=32, metadata={"help": "windows per model call"})
     seed: int = field(default=0, metadata={"help": "seed of TTA windows and bootstrap"})
     device: str = field(default="cpu", metadata={"help": "torch device"})
+    missing_leads: str = field(default="raise", metadata={
+        "help": "records lacking some of the 12 leads: raise (skipped and listed, as in finetune) or zero "
+        "(zero-filled)"})
+    lead_sets: str | None = field(default=None, metadata={
+        "help": "comma-separated lead sets (12,6,4,3,2,1: PhysioNet/CinC 2021) to score every record with, the "
+        "other leads zero-filled; writes lead_sets.csv and lead_sets.png"})
     skip_bad_records: bool = field(default=True, metadata={"help": BAD_RECORDS_RULE})
 
 
@@ -81,7 +95,7 @@ def _records(args: EvaluateArguments, label_names, problem_type):
 
 
 def score_records(model, feature_extractor, paths, tta_windows=0, aggregation="mean", batch_size=32, seed=0,
-                  device="cpu"):
+                  device="cpu", lead_set=None, missing_leads="raise"):
     """Scores of every readable record, through the ``ecg-classification`` pipeline (its window choice, model call
     and aggregation: :class:`hubert_ecg.pipelines.ECGClassificationPipeline`).
 
@@ -90,6 +104,10 @@ def score_records(model, feature_extractor, paths, tta_windows=0, aggregation="m
         tta_windows: 0 for the first 5 s window, N > 0 for N random windows (seeded by ``seed``) aggregated by
             ``aggregation`` (``"mean"`` or ``"max"``).
         batch_size: windows per forward pass.
+        lead_set: None (every lead of the record), or a lead set (a name of :data:`hubert_ecg.leads.LEAD_SETS` or
+            lead names): the other leads are zero-filled as missing leads.
+        missing_leads: ``"raise"`` (default: a record lacking any of the 12 leads is skipped, as in ``finetune``)
+            or ``"zero"``; with a ``lead_set`` always ``"zero"``.
 
     Returns:
         ``(scores, kept, skipped)``: scores float64 ``(kept records, num_labels)`` in label-id order (sigmoid,
@@ -103,6 +121,9 @@ def score_records(model, feature_extractor, paths, tta_windows=0, aggregation="m
     window = {"window": "random", "num_windows": int(tta_windows), "seed": seed} if tta_windows > 0 else \
         {"window": "first"}
     paths = [str(p) for p in paths]
+    window["missing_leads"] = missing_leads
+    if lead_set is not None:
+        window.update(lead_set=lead_set, missing_leads="zero")
     results, skipped = clf.predict_files(paths, batch_size=batch_size, aggregation=aggregation, top_k=None, **window)
     skipped_names = {name for name, _ in skipped}
     kept = [i for i, p in enumerate(paths) if p not in skipped_names]
@@ -145,15 +166,52 @@ def plot_roc_curves(labels: np.ndarray, scores: np.ndarray, label_names, path: s
     plt.close(fig)
 
 
+def plot_lead_sets(tables: dict, path: str | Path, metric: str = "macro_auroc", confidence: float = 0.95) -> None:
+    """``metric`` per lead set, one line per model, with its CI as error bars, saved as PNG at ``path``.
+
+    Args:
+        tables: model name -> its lead-set table (``result["lead_sets"]`` of :func:`evaluate`: lead-set name ->
+            ``{"metrics", "ci", ...}``); the x axis lists the lead sets of the first table, in its order.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    title = {"macro_auroc": "macro AUROC", "macro_auprc": "macro AUPRC"}.get(metric, metric.replace("_", " "))
+    names = list(next(iter(tables.values())))
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for offset, (model, table) in zip(np.linspace(-0.08, 0.08, len(tables)) if len(tables) > 1 else [0.0],
+                                      tables.items()):
+        rows = [table.get(n, {"metrics": {}, "ci": {}}) for n in names]
+        values = np.array([r["metrics"].get(metric, np.nan) for r in rows], dtype=float)
+        cis = np.array([r["ci"].get(metric, (np.nan, np.nan)) for r in rows], dtype=float).reshape(-1, 2)
+        errors = np.abs(np.stack([values - cis[:, 0], cis[:, 1] - values])) if np.isfinite(cis).all() else None
+        ax.errorbar(x + offset, values, yerr=errors, marker="o", capsize=3, label=model)
+    ax.set_xticks(x, [f"{n} lead{'s' if n != '1' else ''}" for n in names])
+    ax.set_xlabel("lead set (other leads zero-filled)")
+    ax.set_ylabel(f"{title} (bars: {int(confidence * 100)}% CI)")
+    ax.set_title(f"{title} per lead set")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def evaluate(args: EvaluateArguments) -> dict:
     """Run the evaluation described by ``args``; returns ``{"metrics", "ci", "per_label", "n_records",
-    "skipped"}`` and writes the files to ``args.output_dir`` when given.
+    "skipped"}`` (and ``"lead_sets"``: lead-set name -> ``{"leads", "n_records", "metrics", "ci", "skipped"}``
+    with ``args.lead_sets``) and writes the files to ``args.output_dir`` when given.
 
     Raises:
         ValueError: for a missing model, data file or argument error, label columns that do not match the model,
-            or when no record could be scored (the message lists the skipped records).
+            or when no record could be scored (the message lists the skipped records); for an unknown lead set in
+            ``args.lead_sets`` (names it).
     """
     import hubert_ecg  # noqa: F401  (registers the model type)
+    from ..leads import LEAD_SETS, parse_lead_sets
     from transformers import AutoFeatureExtractor, AutoModelForSequenceClassification
 
     from .metrics import bootstrap_ci, classification_metrics, per_label_metrics, regression_metrics
@@ -162,6 +220,9 @@ def evaluate(args: EvaluateArguments) -> dict:
         raise ValueError(f"--tta_aggregation must be 'mean' or 'max', got {args.tta_aggregation!r}")
     if args.tta_windows < 0:
         raise ValueError(f"--tta_windows must be 0 or positive, got {args.tta_windows}")
+    if args.missing_leads not in ("raise", "zero"):
+        raise ValueError(f"--missing_leads must be 'raise' or 'zero', got {args.missing_leads!r}")
+    lead_set_names = parse_lead_sets(args.lead_sets) if args.lead_sets else []
     source = args.model or hubert_ecg.demo_model_path()
     try:
         model = AutoModelForSequenceClassification.from_pretrained(source)
@@ -174,7 +235,7 @@ def evaluate(args: EvaluateArguments) -> dict:
 
     scores, kept, skipped = score_records(
         model, feature_extractor, records.paths, args.tta_windows, args.tta_aggregation, args.batch_size, args.seed,
-        args.device,
+        args.device, missing_leads=args.missing_leads,
     )
     if skipped and not args.skip_bad_records:
         path, reason = skipped[0]
@@ -196,6 +257,27 @@ def evaluate(args: EvaluateArguments) -> dict:
     ci = bootstrap_ci(labels, scores, metric, args.n_bootstrap, args.confidence, args.seed) if args.n_bootstrap else {}
     ci.pop("n_labels_evaluated", None)
     result = {"metrics": metrics, "ci": ci, "per_label": per_label, "n_records": len(kept), "skipped": skipped}
+    if lead_set_names:
+        table = {}
+        for name in lead_set_names:
+            if name == "12":  # every lead: the plain evaluation
+                set_scores, set_kept, set_skipped, set_metrics, set_ci = scores, kept, skipped, metrics, ci
+            else:
+                set_scores, set_kept, set_skipped = score_records(  # the records of the plain evaluation
+                    model, feature_extractor, [records.paths[i] for i in kept], args.tta_windows,
+                    args.tta_aggregation, args.batch_size, args.seed, args.device, lead_set=name,
+                )
+                if not set_kept:
+                    set_metrics, set_ci = {}, {}
+                else:
+                    set_labels = labels[set_kept]
+                    set_metrics = metric(set_labels, set_scores)
+                    set_ci = bootstrap_ci(set_labels, set_scores, metric, args.n_bootstrap, args.confidence,
+                                          args.seed) if args.n_bootstrap else {}
+                    set_ci.pop("n_labels_evaluated", None)
+            table[name] = {"leads": list(LEAD_SETS[name]), "n_records": len(set_kept), "metrics": set_metrics,
+                           "ci": set_ci, "skipped": set_skipped}
+        result["lead_sets"] = table
 
     if args.output_dir:
         out = Path(args.output_dir)
@@ -213,6 +295,18 @@ def evaluate(args: EvaluateArguments) -> dict:
             "confidence": args.confidence,
             "skipped": [{"file": p, "reason": r} for p, r in skipped],
         }
+        if lead_set_names:
+            summary["lead_sets"] = {
+                name: {"leads": row["leads"], "n_records": row["n_records"],
+                       "metrics": {k: clean(v) for k, v in row["metrics"].items()},
+                       "ci": {k: [clean(lo), clean(hi)] for k, (lo, hi) in row["ci"].items()},
+                       "skipped": [{"file": p, "reason": r} for p, r in row["skipped"]]}
+                for name, row in result["lead_sets"].items()
+            }
+            _write_lead_sets_csv(result["lead_sets"], out / "lead_sets.csv")
+            if problem_type != "regression":
+                plot_lead_sets({Path(str(source)).name or str(source): result["lead_sets"]}, out / "lead_sets.png",
+                               "macro_auroc", args.confidence)
         (out / "metrics.json").write_text(json.dumps(summary, indent=2))
         if per_label:
             with open(out / "per_label.csv", "w", newline="") as handle:
@@ -234,6 +328,22 @@ def evaluate(args: EvaluateArguments) -> dict:
     return result
 
 
+def _write_lead_sets_csv(table: dict, path: Path) -> None:
+    """``lead_sets.csv``: one row per lead set: ``lead_set``, ``leads`` (space-separated), ``n_records``, then each
+    metric with its CI bounds (``<metric>``, ``<metric>_low``, ``<metric>_high``)."""
+    names = [k for row in table.values() for k in row["metrics"] if k != "n_labels_evaluated"]
+    names = list(dict.fromkeys(names))
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["lead_set", "leads", "n_records"] + [f"{n}{s}" for n in names for s in ("", "_low", "_high")])
+        for lead_set, row in table.items():
+            cells = []
+            for n in names:
+                lo, hi = row["ci"].get(n, (float("nan"), float("nan")))
+                cells += [f"{v:.6f}" for v in (row["metrics"].get(n, float("nan")), lo, hi)]
+            writer.writerow([lead_set, " ".join(row["leads"]), row["n_records"]] + cells)
+
+
 def format_report(result: dict, confidence: float = 0.95) -> str:
     """The summary table and the per-label table printed by ``hubert-ecg evaluate``."""
     lines = [f"{result['n_records']} records scored", "", f"{'metric':<14} {'value':>7}   {int(confidence * 100)}% CI"]
@@ -248,6 +358,15 @@ def format_report(result: dict, confidence: float = 0.95) -> str:
         for row in result["per_label"]:
             lines.append(f"{row['label']:<10} {row['positives']:>4} {row['auroc']:>7.3f} {row['auprc']:>7.3f} "
                          f"{row['f1']:>7.3f}")
+    if result.get("lead_sets"):
+        lines += ["", f"{'lead set':<9} {'n':>5} {'macro AUROC':>12} {'CI':>16} {'macro AUPRC':>12} {'CI':>16}"]
+        for name, row in result["lead_sets"].items():
+            cells = []
+            for key in ("macro_auroc", "macro_auprc"):
+                lo, hi = row["ci"].get(key, (float("nan"), float("nan")))
+                ci = f"[{lo:.3f}, {hi:.3f}]" if not math.isnan(lo) else ""
+                cells.append(f"{row['metrics'].get(key, float('nan')):>12.3f} {ci:>16}")
+            lines.append(f"{name:<9} {row['n_records']:>5} " + " ".join(cells))
     return "\n".join(lines)
 
 
