@@ -20,7 +20,8 @@ from transformers import (
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration import HuBERTECGConfig
-from .io import STANDARD_LEADS, ECGRecord, read_ecg
+from .io import ECGRecord, read_ecg
+from .leads import LEAD_SETS, STANDARD_LEADS
 from .modeling import (
     HuBERTECGForPreTraining,
     HuBERTECGForPreTrainingOutput,
@@ -79,6 +80,7 @@ __all__ = [
     "ECGRecord",
     "read_ecg",
     "STANDARD_LEADS",
+    "LEAD_SETS",
     "convert_original_checkpoint",
     "ECGClassificationPipeline",
     "demo_model_path",

@@ -33,10 +33,9 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from hubert_ecg.leads import STANDARD_LEADS, normalize_lead_name
+from .leads import LEAD_SETS, STANDARD_LEADS, normalize_lead_name
 
 __all__ = [
-    "LEAD_SETS",
     "Transform",
     "Compose",
     "RandomApply",
@@ -57,16 +56,6 @@ __all__ = [
     "sample_generators",
     "default_finetuning_chain",
 ]
-
-#: The standard lead sets of the PhysioNet/CinC 2021 challenge ("Will two do?"), in model lead order.
-LEAD_SETS: dict[str, tuple[str, ...]] = {
-    "12": STANDARD_LEADS,
-    "6": ("I", "II", "III", "aVR", "aVL", "aVF"),
-    "4": ("I", "II", "III", "V2"),
-    "3": ("I", "II", "V2"),
-    "2": ("I", "II"),
-    "1": ("I",),
-}
 
 
 # --------------------------------------------------------------------------------------------------- randomness

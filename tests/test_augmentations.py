@@ -6,7 +6,6 @@ import torch
 
 from hubert_ecg import read_ecg
 from hubert_ecg.augmentations import (
-    LEAD_SETS,
     TRANSFORMS,
     AmplitudeScale,
     BaselineWander,
@@ -24,7 +23,7 @@ from hubert_ecg.augmentations import (
     default_finetuning_chain,
     from_config,
 )
-from hubert_ecg.leads import STANDARD_LEADS
+from hubert_ecg.leads import LEAD_SETS, STANDARD_LEADS
 from hubert_ecg.processing import HuBERTECGFeatureExtractor
 
 
