@@ -92,3 +92,5 @@ def test_parse_augmentations_and_lead_mask_prob():
         parse_augmentations([{"name": "lead_mask"}, {"name": "wobble"}])
     with pytest.raises(ValueError, match="--augmentations"):
         parse_augmentations("[{oops")
+    with pytest.raises(ValueError, match=r"augmentations\[1\] \(lead_mask\).*mask_prob"):
+        parse_augmentations([{"name": "time_mask"}, {"name": "lead_mask", "mask_prob": 1.5}])
