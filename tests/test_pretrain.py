@@ -255,9 +255,11 @@ def test_two_process_gloo_run(iteration1, tmp_path):
 
 def test_sigkill_and_resume_give_the_same_losses(iteration1, tmp_path):
     """A real kill -9 after a checkpoint, then the same command: the losses continue as if nothing happened, over
-    several epochs (new masks each epoch), with gradient accumulation and with or without DataLoader workers."""
+    several epochs (new masks each epoch), with gradient accumulation, with or without DataLoader workers, and with
+    augmentations (lead masking and noise, seeded per window)."""
     root = iteration1
-    extra = dict(steps=12, save_steps=4, gradient_accumulation_steps=2)
+    chain = '[{"name": "lead_mask", "mask_prob": 0.5}, {"name": "gaussian_noise", "snr_db": [20, 30], "p": 0.5}]'
+    extra = dict(steps=12, save_steps=4, gradient_accumulation_steps=2, augmentations=chain)
     assert cli_main(["pretrain", *_pretrain_args(root, tmp_path / "ref", **extra)]) == 0
     reference = _losses(tmp_path / "ref")
     assert sorted(reference) == list(range(1, 13))
