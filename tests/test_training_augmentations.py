@@ -94,3 +94,13 @@ def test_parse_augmentations_and_lead_mask_prob():
         parse_augmentations("[{oops")
     with pytest.raises(ValueError, match=r"augmentations\[1\] \(lead_mask\).*mask_prob"):
         parse_augmentations([{"name": "time_mask"}, {"name": "lead_mask", "mask_prob": 1.5}])
+
+
+def test_padding_of_a_short_record_is_not_augmented(features):
+    short = [{**features[0], "signal": features[0]["signal"][:, :300]}]  # 3 s at 100 Hz: 2 s of padding per lead
+    noise = parse_augmentations([{"name": "gaussian_noise", "snr_db": 10}])
+    plain, out = _collate(short, None), _collate(short, noise)
+    real = plain["attention_mask"].bool()
+    assert real.sum() == 12 * 300
+    assert torch.equal(out["input_values"][~real], plain["input_values"][~real])
+    assert not torch.equal(out["input_values"][real], plain["input_values"][real])

@@ -263,7 +263,7 @@ class DataCollatorForECGClassification:
         augmentations: optional :mod:`hubert_ecg.augmentations` chain (see :func:`parse_augmentations`) applied
             after the feature extractor to ``input_values`` (the 100 Hz model view, [-1, 1] units; a masked lead
             is 0 there), only when ``window="random"`` (training): a ``"first"`` (evaluation) collator never
-            augments. Sample ``i`` is seeded from ``(seed, epoch, sample_index)`` when every feature has a
+            augments. The right padding of short records (``attention_mask`` 0) is left as it was. Sample ``i`` is seeded from ``(seed, epoch, sample_index)`` when every feature has a
             ``sample_index``, else from torch's global generator.
         epoch: the epoch that seeds the augmentations (set it at each epoch, e.g. from a ``TrainerCallback``).
 
@@ -331,8 +331,9 @@ class DataCollatorForECGClassification:
         )
         out = {"input_values": batch["input_values"], "attention_mask": batch["attention_mask"]}
         if self.augmentations is not None and self.window == "random":
-            out["input_values"] = _augment(self.augmentations, out["input_values"], features, self.seed or 0,
-                                           self.epoch)
+            augmented = _augment(self.augmentations, out["input_values"], features, self.seed or 0, self.epoch)
+            keep = out["attention_mask"].bool()  # padding of short records stays as the feature extractor made it
+            out["input_values"] = torch.where(keep, augmented, out["input_values"])
         if features[0].get("labels") is not None:
             labels = np.asarray([f["labels"] for f in features])
             labels = labels.astype(np.int64) if np.issubdtype(labels.dtype, np.integer) else labels.astype(np.float32)
