@@ -251,3 +251,26 @@ def test_interrupted_finetuning_resumes_from_its_last_checkpoint(tmp_path, data_
     state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["global_step"] == 4
     assert {"step": 2, "marker": "first run"} in state["log_history"]
+
+
+def test_finetune_with_an_augmentations_block_from_yaml(tmp_path, data_dir, capsys):
+    config = tmp_path / "aug.yaml"
+    config.write_text("augmentations:\n  - {name: lead_mask, mask_prob: 0.4}\n"
+                      "  - {name: gaussian_noise, snr_db: [20, 30], p: 0.5}\n")
+    out = tmp_path / "model"
+    argv = [str(config), "--ptbxl_dir", str(data_dir / "ptbxl"), "--preset", "small", "--config_overrides", TINY,
+            "--max_train_records", "8", "--max_eval_records", "8", "--output_dir", str(out), *FAST,
+            "--max_steps", "4"]  # two epochs of two batches
+    assert finetune.main(argv) == 0
+    from hubert_ecg import HuBERTECGConfig
+
+    assert HuBERTECGConfig.from_pretrained(out).lead_mask_prob == pytest.approx(0.4)
+    # without augmentations the model is not lead-agnostic
+    plain = tmp_path / "plain"
+    assert finetune.main([*argv[1:-2], "--output_dir", str(plain), "--max_steps", "1", "--augmentations", "none"]) == 0
+    assert HuBERTECGConfig.from_pretrained(plain).lead_mask_prob == 0.0
+    capsys.readouterr()
+    # a bad entry stops the run at start-up, naming it
+    assert finetune.main([*argv[1:], "--augmentations", '[{"name": "lead_mask"}, {"name": "wobble"}]']) == 2
+    err = capsys.readouterr().err
+    assert "augmentations[1]" in err and "'wobble'" in err

@@ -255,9 +255,11 @@ def test_two_process_gloo_run(iteration1, tmp_path):
 
 def test_sigkill_and_resume_give_the_same_losses(iteration1, tmp_path):
     """A real kill -9 after a checkpoint, then the same command: the losses continue as if nothing happened, over
-    several epochs (new masks each epoch), with gradient accumulation and with or without DataLoader workers."""
+    several epochs (new masks each epoch), with gradient accumulation, with or without DataLoader workers, and with
+    augmentations (lead masking and noise, seeded per window)."""
     root = iteration1
-    extra = dict(steps=12, save_steps=4, gradient_accumulation_steps=2)
+    chain = '[{"name": "lead_mask", "mask_prob": 0.5}, {"name": "gaussian_noise", "snr_db": [20, 30], "p": 0.5}]'
+    extra = dict(steps=12, save_steps=4, gradient_accumulation_steps=2, augmentations=chain)
     assert cli_main(["pretrain", *_pretrain_args(root, tmp_path / "ref", **extra)]) == 0
     reference = _losses(tmp_path / "ref")
     assert sorted(reference) == list(range(1, 13))
@@ -282,3 +284,33 @@ def test_sigkill_and_resume_give_the_same_losses(iteration1, tmp_path):
     assert epochs[12] > 2  # the run spans several epochs
     for step, loss in reference.items():
         assert resumed[step] == pytest.approx(loss, rel=1e-6, abs=1e-6), step
+
+
+def test_pretrain_with_an_augmentations_block_from_yaml(iteration1, tmp_path, capsys):
+    config = tmp_path / "aug.yaml"
+    config.write_text("augmentations:\n  - {name: lead_mask, mask_prob: 0.5}\n"
+                      "  - {name: gaussian_noise, snr_db: [20, 30], p: 0.5}\n")
+    out = tmp_path / "aug"
+    assert cli_main(["pretrain", str(config), *_pretrain_args(iteration1, out, steps=2)]) == 0
+    assert HuBERTECGConfig.from_pretrained(out).lead_mask_prob == 0.5
+    assert _losses(out) and all(np.isfinite(list(_losses(out).values())))
+    bad = '[{"name": "lead_mask", "mask_prob": 1.5}]'
+    assert cli_main(["pretrain", *_pretrain_args(iteration1, tmp_path / "x", augmentations=bad)]) == 2
+    err = capsys.readouterr().err
+    assert "augmentations[0]" in err and "mask_prob" in err
+
+
+def test_pretraining_evaluation_batches_are_not_augmented(iteration1, tmp_path):
+    from hubert_ecg.training.pretrain import build_trainer
+
+    argv = _pretrain_args(iteration1, tmp_path / "o", augmentations='[{"name": "lead_mask", "mask_prob": 0.5}]')
+    (args,) = parse_args(argv, (PretrainArguments,), "x")
+    trainer = build_trainer(args)
+    assert trainer.data_collator.augmentations is not None and trainer.model.config.lead_mask_prob == 0.5
+    rows = [trainer.eval_dataset[i] for i in range(len(trainer.eval_dataset))]
+    plain = torch.from_numpy(np.stack([np.asarray(r["input_values"], dtype=np.float32) for r in rows]))
+    evaluated = torch.cat([batch["input_values"] for batch in trainer.get_eval_dataloader()])
+    assert torch.equal(evaluated, plain)
+    augmented = trainer.data_collator(rows)["input_values"]
+    assert not torch.equal(augmented, plain)
+    assert trainer.data_collator.augmentations is not None  # the training collator keeps its chain

@@ -24,7 +24,87 @@ import torch
 
 from ..modeling import compute_time_mask
 
-__all__ = ["DataCollatorForHuBERTECGPretraining", "DataCollatorForECGClassification"]
+__all__ = [
+    "DataCollatorForHuBERTECGPretraining",
+    "DataCollatorForECGClassification",
+    "parse_augmentations",
+    "lead_mask_prob",
+]
+
+
+def parse_augmentations(value, where: str = "--augmentations"):
+    """The augmentation chain of a training command, on the model view (after the feature extractor, 100 Hz).
+
+    Args:
+        value: None, ``""`` or ``"none"`` (no augmentation); ``"default"``
+            (:func:`hubert_ecg.augmentations.default_finetuning_chain`); a JSON string; or a list / mapping as
+            :func:`hubert_ecg.augmentations.from_config` takes it (from a YAML config), e.g.
+            ``[{"name": "lead_mask", "mask_prob": 0.5}, {"name": "gaussian_noise", "snr_db": [20, 30], "p": 0.5}]``.
+        where: the argument's name, for messages.
+
+    Returns:
+        A :class:`hubert_ecg.augmentations.Compose` at ``sampling_rate=100``, or None.
+
+    Raises:
+        ValueError: for invalid JSON or an invalid entry (the message names it, e.g. ``augmentations[1]``).
+    """
+    import json
+
+    from ..augmentations import Transform, default_finetuning_chain, from_config
+
+    if value is None or isinstance(value, Transform):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() in ("", "none", "null"):
+            return None
+        if text.lower() == "default":
+            return default_finetuning_chain(sampling_rate=100)
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{where} must be 'default', 'none' or a JSON list of transforms: {error}") from None
+    try:
+        return from_config(value, sampling_rate=100)
+    except ValueError as error:
+        message = str(error)
+        entries = value.get("transforms") if isinstance(value, dict) else value
+        if "augmentations[" not in message and isinstance(entries, (list, tuple)):
+            for i, entry in enumerate(entries):  # a transform's own check: name the entry that raised it
+                try:
+                    from_config([entry], sampling_rate=100)
+                except ValueError:
+                    name = entry.get("name") if isinstance(entry, dict) else None
+                    message = f"augmentations[{i}] ({name}): {message}"
+                    break
+        raise ValueError(f"{where}: {message}") from None
+
+
+def lead_mask_prob(chain) -> float:
+    """The per-lead masking probability of the first :class:`~hubert_ecg.augmentations.LeadMask` in ``chain``
+    (searched through ``Compose`` / ``RandomApply`` / ``OneOf``), 0.0 when there is none (or no chain): the value a
+    trained model records as ``config.lead_mask_prob``."""
+    from ..augmentations import LeadMask
+
+    if chain is None:
+        return 0.0
+    if isinstance(chain, LeadMask):
+        return float(chain.mask_prob) if chain.p > 0 else 0.0
+    for child in getattr(chain, "transforms", []) or []:
+        found = lead_mask_prob(child)
+        if found > 0:
+            return found
+    return 0.0
+
+
+def _augment(chain, input_values: torch.Tensor, features: Sequence[dict], seed, epoch: int) -> torch.Tensor:
+    """Apply ``chain`` to the collated ``(batch, samples)`` model view, sample ``i`` seeded from
+    ``(seed, epoch, features[i]["sample_index"])`` (torch's global generator when a sample has none)."""
+    index = [f.get("sample_index") for f in features]
+    index = None if any(i is None for i in index) else [int(i) for i in index]
+    with torch.no_grad():
+        out = chain(input_values, sample_index=index, epoch=int(epoch), seed=None if seed is None else int(seed))
+    return out.to(input_values.dtype).contiguous()
 
 
 @dataclass
@@ -49,6 +129,10 @@ class DataCollatorForHuBERTECGPretraining:
     Args:
         config: the :class:`~hubert_ecg.HuBERTECGConfig` of the model being trained.
         seed: the run's seed; two collators with the same seed give the same mask to the same ``sample_index``.
+        augmentations: optional :mod:`hubert_ecg.augmentations` chain (see :func:`parse_augmentations`) applied to
+            the stacked ``input_values`` (the 100 Hz model view, [-1, 1] units), each sample seeded from
+            ``(seed, 0, sample_index)`` (``sample_index`` already names the epoch). Give it to the training
+            collator only; the evaluation collator must have none (``PretrainingTrainer`` does this).
 
     Returns (``__call__``):
         dict of tensors: ``input_values`` float32 (batch, samples), ``mask_time_indices`` bool (batch, frames),
@@ -62,6 +146,7 @@ class DataCollatorForHuBERTECGPretraining:
 
     config: Any
     seed: int = 0
+    augmentations: Any = None
 
     def num_frames(self, num_samples: int) -> int:
         """Frames of the model for ``num_samples`` input samples (the config's frame geometry)."""
@@ -130,6 +215,8 @@ class DataCollatorForHuBERTECGPretraining:
                 )
             masks.append(self.sample_mask(feature["sample_index"], frames, valid_frames))
         batch["mask_time_indices"] = torch.from_numpy(np.stack(masks))
+        if self.augmentations is not None:
+            batch["input_values"] = _augment(self.augmentations, batch["input_values"], features, self.seed, 0)
 
         if features[0].get("labels") is not None:
             labels = np.stack([np.asarray(f["labels"], dtype=np.int64) for f in features])
@@ -162,6 +249,7 @@ class DataCollatorForECGClassification:
       :func:`hubert_ecg.training.data.build_dataset`); without either, the rows are the 12 standard leads;
     * ``num_samples`` (optional): the true length when ``signal`` is right-padded;
     * ``window_start`` (optional): the window's start in seconds; default: drawn by ``window``;
+    * ``sample_index`` (optional): int >= 0, the record's index in the training set; seeds its augmentations;
     * ``labels`` (optional): multi-hot floats, a class index, or a regression target.
 
     Records shorter than 5 s are zero-padded (``attention_mask`` marks the padding); leads that are absent are
@@ -172,6 +260,12 @@ class DataCollatorForECGClassification:
         window: ``"random"`` (training) or ``"first"`` (the first 5 s), for rows without ``window_start``.
         missing_leads: ``"zero"`` or ``"raise"``.
         seed: seed of the random windows; DataLoader workers draw from ``(seed, worker seed)``.
+        augmentations: optional :mod:`hubert_ecg.augmentations` chain (see :func:`parse_augmentations`) applied
+            after the feature extractor to ``input_values`` (the 100 Hz model view, [-1, 1] units; a masked lead
+            is 0 there), only when ``window="random"`` (training): a ``"first"`` (evaluation) collator never
+            augments. The right padding of short records (``attention_mask`` 0) is left as it was. Sample ``i`` is seeded from ``(seed, epoch, sample_index)`` when every feature has a
+            ``sample_index``, else from torch's global generator.
+        epoch: the epoch that seeds the augmentations (set it at each epoch, e.g. from a ``TrainerCallback``).
 
     Returns (``__call__``):
         dict of tensors: ``input_values`` float32 ``(batch, 6000)``, ``attention_mask`` int ``(batch, 6000)`` and
@@ -186,6 +280,8 @@ class DataCollatorForECGClassification:
     window: str = "random"
     missing_leads: str = "zero"
     seed: int | None = None
+    augmentations: Any = None
+    epoch: int = 0
 
     def __post_init__(self):
         if self.window not in ("random", "first"):
@@ -234,6 +330,10 @@ class DataCollatorForECGClassification:
             missing_leads=self.missing_leads, return_tensors="pt",
         )
         out = {"input_values": batch["input_values"], "attention_mask": batch["attention_mask"]}
+        if self.augmentations is not None and self.window == "random":
+            augmented = _augment(self.augmentations, out["input_values"], features, self.seed or 0, self.epoch)
+            keep = out["attention_mask"].bool()  # padding of short records stays as the feature extractor made it
+            out["input_values"] = torch.where(keep, augmented, out["input_values"])
         if features[0].get("labels") is not None:
             labels = np.asarray([f["labels"] for f in features])
             labels = labels.astype(np.int64) if np.issubdtype(labels.dtype, np.integer) else labels.astype(np.float32)

@@ -465,16 +465,19 @@ class ECGTransform:
             ``"first"`` (evaluation); chosen by :func:`hubert_ecg.windows.choose_window_starts`. Records shorter
             than 5 s are padded (``attention_mask`` marks the padding); leads absent from a record (``lead_mask``)
             are zero-filled as in pretraining.
-        seed: seed of the random windows.
+        seed: seed of the random windows (and of the augmentations).
+        augmentations: optional :mod:`hubert_ecg.augmentations` chain applied by the collator after the feature
+            extractor, only with ``window="random"``; rows with a ``sample_index`` column are seeded from
+            ``(seed, collator.epoch, sample_index)``.
     """
 
-    def __init__(self, feature_extractor, window: str = "random", seed: int | None = None):
+    def __init__(self, feature_extractor, window: str = "random", seed: int | None = None, augmentations=None):
         from .collators import DataCollatorForECGClassification
 
         self.feature_extractor = feature_extractor
         self.window = window
         self.collator = DataCollatorForECGClassification(feature_extractor, window=window, missing_leads="zero",
-                                                         seed=seed)
+                                                         seed=seed, augmentations=augmentations)
 
     def __call__(self, batch: dict) -> dict:
         keys = [key for key in batch if key != "record_name"]
@@ -482,10 +485,12 @@ class ECGTransform:
         return self.collator(rows)
 
 
-def with_preprocessing(dataset: Dataset, feature_extractor, window: str = "random", seed: int | None = None) -> Dataset:
+def with_preprocessing(dataset: Dataset, feature_extractor, window: str = "random", seed: int | None = None,
+                       augmentations=None) -> Dataset:
     """``dataset`` with :class:`ECGTransform` applied on access (columns ``input_values``, ``attention_mask``,
-    ``labels``)."""
-    return dataset.with_transform(ECGTransform(feature_extractor, window=window, seed=seed))
+    ``labels``); ``augmentations`` as :class:`ECGTransform` takes them (training windows only)."""
+    return dataset.with_transform(ECGTransform(feature_extractor, window=window, seed=seed,
+                                               augmentations=augmentations))
 
 
 __all__ = [

@@ -137,6 +137,12 @@ class DataArguments:
                           "as pretraining does)"},
     )
     threshold: float = field(default=0.5, metadata={"help": "F1 threshold on the probabilities"})
+    augmentations: str | None = field(
+        default=None,
+        metadata={"help": "augmentations of the training windows, after the feature extractor (100 Hz model view): "
+                  "'default', 'none', a JSON list such as '[{\"name\": \"lead_mask\", \"mask_prob\": 0.5}]', or "
+                  "a YAML list in the config file; the model config records lead_mask_prob"},
+    )
     early_stopping_patience: int | None = field(
         default=5, metadata={"help": "evaluations without improvement before stopping (0 or unset: off)"}
     )
@@ -352,6 +358,9 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
     from .data import with_preprocessing
     from .metrics import make_compute_metrics
 
+    from .collators import lead_mask_prob, parse_augmentations
+
+    augmentations = parse_augmentations(data_args.augmentations, "--augmentations")  # fail before reading data
     datasets, label_names, problem_type, skipped = load_data(data_args)
     train_labels = np.asarray(datasets["train"]["labels"])
     pos_default = class_default = None
@@ -370,11 +379,16 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
     model, feature_extractor, source, base_model = build_model(
         model_args, label_names, problem_type, pos_weight, class_weight
     )
+    model.config.lead_mask_prob = lead_mask_prob(augmentations)  # > 0: trained lead-agnostic (checkpoints too)
     if problem_type == "regression" and training_args.metric_for_best_model == "macro_auroc":
         training_args.metric_for_best_model, training_args.greater_is_better = "loss", False
 
     seed = training_args.seed
-    train = with_preprocessing(datasets["train"], feature_extractor, window="random", seed=seed)
+    train_records = datasets["train"]
+    if augmentations is not None:  # the record's index seeds its augmentations with (seed, epoch)
+        train_records = train_records.add_column("sample_index", list(range(len(train_records))))
+    train = with_preprocessing(train_records, feature_extractor, window="random", seed=seed,
+                               augmentations=augmentations)
     evaluation = {name: with_preprocessing(ds, feature_extractor, window="first") for name, ds in datasets.items()
                   if name != "train"}
     callbacks = []
@@ -390,6 +404,8 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
         compute_metrics=make_compute_metrics(problem_type, data_args.threshold),
         callbacks=callbacks,
     )
+    if augmentations is not None:
+        trainer.add_callback(_AugmentationEpoch(train))
     for plain, numeric in ((ProgressCallback, _NumericProgressCallback), (PrinterCallback, _NumericPrinterCallback)):
         if trainer.pop_callback(plain) is not None:  # the Trainer's log lines with numbers as numbers
             trainer.add_callback(numeric)
@@ -579,6 +595,17 @@ class _NumericPrinterCallback(PrinterCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_local_process_zero and logs is not None:
             print(json.dumps(_numbers(logs)))
+
+
+class _AugmentationEpoch(TrainerCallback):
+    """Tells the training collator the epoch at each epoch's start: it seeds the augmentations with
+    ``(seed, epoch, sample_index)``, so a resumed run augments as an uninterrupted one."""
+
+    def __init__(self, train_dataset):
+        self.collator = train_dataset._format_kwargs["transform"].collator
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.collator.epoch = int(state.epoch or 0)
 
 
 class _FinetuneTrainer(Trainer):

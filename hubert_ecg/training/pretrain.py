@@ -35,6 +35,7 @@ import hashlib
 import json
 import os
 import sys
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -47,7 +48,7 @@ from transformers.utils import logging
 
 from .arguments import run_command
 from .clustering import load_labels
-from .collators import DataCollatorForHuBERTECGPretraining
+from .collators import DataCollatorForHuBERTECGPretraining, lead_mask_prob
 from .windows import distributed_on_cpu, load_window_dataset
 
 logger = logging.get_logger(__name__)
@@ -112,6 +113,12 @@ class PretrainArguments(TrainingArguments):
         default=None, metadata={"help": "Cap on the validation windows (the first ones of the held-out records)."}
     )
     freeze_feature_encoder: bool = field(default=False, metadata={"help": "Freeze the convolutional feature encoder."})
+    augmentations: str | None = field(
+        default=None,
+        metadata={"help": "Augmentations of the training windows (100 Hz model view, after the feature extractor): "
+                  "'default', 'none', a JSON list such as '[{\"name\": \"lead_mask\", \"mask_prob\": 0.5}]', "
+                  "or a YAML list in the config file; the model config records lead_mask_prob."},
+    )
     model_license: str | None = field(
         default=None,
         metadata={"help": "Licence on the model card (default: apache-2.0 from a preset; the previous model's "
@@ -152,6 +159,9 @@ class PretrainArguments(TrainingArguments):
         if isinstance(self.config_overrides, dict):
             self.config_overrides = json.dumps(self.config_overrides)
         self.overrides()  # validates the JSON
+        if isinstance(self.augmentations, (list, dict)):
+            self.augmentations = json.dumps(self.augmentations)
+        self.augmentation_chain()  # validates the chain: exit 2 naming the bad entry
         wanted = self.report_to if isinstance(self.report_to, list) else [self.report_to]
         if wanted == ["auto"]:
             self.report_to = "tensorboard" if _tensorboard_available() else "none"
@@ -162,6 +172,13 @@ class PretrainArguments(TrainingArguments):
         if distributed_on_cpu():
             self.use_cpu = True  # several CPU processes: accelerate then uses gloo
         super().__post_init__()
+
+    def augmentation_chain(self):
+        """``augmentations`` as a :mod:`hubert_ecg.augmentations` chain (None for none). Raises ValueError naming a
+        bad entry."""
+        from .collators import parse_augmentations
+
+        return parse_augmentations(self.augmentations, "--augmentations")
 
     def overrides(self) -> dict:
         """``config_overrides`` as a dict. Raises ValueError for invalid JSON."""
@@ -321,6 +338,25 @@ class PretrainingTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.model_accepts_loss_kwargs = False
 
+    def get_eval_dataloader(self, eval_dataset=None):
+        """Evaluation batches come from the training collator without its augmentations."""
+        collator = self.data_collator
+        if getattr(collator, "augmentations", None) is not None:
+            self.data_collator = dataclasses.replace(collator, augmentations=None)
+        try:
+            return super().get_eval_dataloader(eval_dataset)
+        finally:
+            self.data_collator = collator
+
+    def get_test_dataloader(self, test_dataset):
+        collator = self.data_collator
+        if getattr(collator, "augmentations", None) is not None:
+            self.data_collator = dataclasses.replace(collator, augmentations=None)
+        try:
+            return super().get_test_dataloader(test_dataset)
+        finally:
+            self.data_collator = collator
+
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
@@ -415,10 +451,12 @@ def build_trainer(args: PretrainArguments) -> PretrainingTrainer:
         logger.warning("no validation window (validation_fraction 0): evaluation is switched off")
         args.eval_strategy = IntervalStrategy.NO
 
+    augmentations = args.augmentation_chain()
+    model.config.lead_mask_prob = lead_mask_prob(augmentations)  # > 0: trained lead-agnostic
     trainer = PretrainingTrainer(
         model=model,
         args=args,
-        data_collator=DataCollatorForHuBERTECGPretraining(model.config, seed=args.seed),
+        data_collator=DataCollatorForHuBERTECGPretraining(model.config, seed=args.seed, augmentations=augmentations),
         train_dataset=WindowLabelDataset(dataset, labels, train_rows),
         eval_dataset=eval_dataset,
         processing_class=HuBERTECGFeatureExtractor(),
