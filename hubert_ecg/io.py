@@ -129,27 +129,16 @@ class ECGRecord:
     record_name: str | None = None
 
     def __post_init__(self):
-        if isinstance(self.signal, LazySignal):
-            self.sampling_rate = check_sampling_rate(self.sampling_rate, "ECGRecord.sampling_rate")
-            self.lead_names = [str(name) for name in self.lead_names]
-            if len(self.lead_names) != self.signal.shape[0]:
+        if not isinstance(self.signal, LazySignal):  # a lazy signal is checked by its reader
+            signal = np.asarray(self.signal)
+            if signal.ndim != 2:
                 raise ValueError(
-                    f"ECGRecord has {self.signal.shape[0]} leads (rows of signal) but {len(self.lead_names)} lead names"
+                    f"ECGRecord.signal must have shape (leads, samples), got an array with {signal.ndim} dimensions"
                 )
-            self.metadata = dict(self.metadata or {})
-            for key, default in (("age", None), ("sex", None), ("diagnoses", [])):
-                self.metadata.setdefault(key, default)
-            return
-        signal = np.asarray(self.signal)
-        if signal.ndim != 2:
-            raise ValueError(
-                f"ECGRecord.signal must have shape (leads, samples), got an array with {signal.ndim} dimensions"
-            )
-        if not (np.issubdtype(signal.dtype, np.number) or signal.dtype == bool) or np.iscomplexobj(signal):
-            raise ValueError(f"ECGRecord.signal must be real numbers (mV), got dtype {signal.dtype}")
-        self.signal = signal.astype(np.float32, copy=False)
-        rate = check_sampling_rate(self.sampling_rate, "ECGRecord.sampling_rate")
-        self.sampling_rate = rate
+            if not (np.issubdtype(signal.dtype, np.number) or signal.dtype == bool) or np.iscomplexobj(signal):
+                raise ValueError(f"ECGRecord.signal must be real numbers (mV), got dtype {signal.dtype}")
+            self.signal = signal.astype(np.float32, copy=False)
+        self.sampling_rate = check_sampling_rate(self.sampling_rate, "ECGRecord.sampling_rate")
         self.lead_names = [str(name) for name in self.lead_names]
         if len(self.lead_names) != self.signal.shape[0]:
             raise ValueError(
