@@ -104,3 +104,20 @@ def test_padding_of_a_short_record_is_not_augmented(features):
     assert real.sum() == 12 * 300
     assert torch.equal(out["input_values"][~real], plain["input_values"][~real])
     assert not torch.equal(out["input_values"][real], plain["input_values"][real])
+
+
+def test_random_windows_are_seeded_by_record_and_epoch(features):
+    """A record's random window comes from (seed, epoch, sample_index): the same alone or in any batch (so a resumed
+    run sees the windows of an uninterrupted one), and a new one in the next epoch."""
+    rows = [{**f, "window_start": None} for f in features]
+
+    def collate(batch, epoch):
+        collator = DataCollatorForECGClassification(HuBERTECGFeatureExtractor(), window="random", seed=5, epoch=epoch)
+        return collator(batch)["input_values"]
+
+    together = collate(rows, epoch=0)
+    for i, row in enumerate(rows):
+        torch.testing.assert_close(collate([row], epoch=0)[0], together[i])
+    torch.testing.assert_close(collate(rows[::-1], epoch=0), together.flip(0))
+    next_epoch = collate(rows, epoch=1)
+    assert sum(not torch.equal(a, b) for a, b in zip(together, next_epoch)) >= len(rows) - 1  # 10 s records: new windows

@@ -259,7 +259,8 @@ class DataCollatorForECGClassification:
         feature_extractor: a :class:`~hubert_ecg.HuBERTECGFeatureExtractor` (the model's ``processing_class``).
         window: ``"random"`` (training) or ``"first"`` (the first 5 s), for rows without ``window_start``.
         missing_leads: ``"zero"`` or ``"raise"``.
-        seed: seed of the random windows; DataLoader workers draw from ``(seed, worker seed)``.
+        seed: seed of the random windows: a row with a ``sample_index`` gets its window from ``(seed, epoch,
+            sample_index)`` (reproducible after a resume); other rows draw from ``(seed, worker seed)``.
         augmentations: optional :mod:`hubert_ecg.augmentations` chain (see :func:`parse_augmentations`) applied
             after the feature extractor to ``input_values`` (the 100 Hz model view, [-1, 1] units; a masked lead
             is 0 there), only when ``window="random"`` (training): a ``"first"`` (evaluation) collator never
@@ -298,6 +299,14 @@ class DataCollatorForECGClassification:
             self._rng = np.random.default_rng([int(self.seed or 0), int(info.seed) & 0xFFFFFFFF])
         return self._rng
 
+    def _sample_rng(self, feature: dict, rng: np.random.Generator) -> np.random.Generator:
+        """The random stream of one record's window: from ``(seed, epoch, sample_index)`` when the row has a
+        ``sample_index`` (the same window after a resume, whatever the batch or the worker), else ``rng``."""
+        index = feature.get("sample_index")
+        if index is None:
+            return rng
+        return np.random.default_rng([int(self.seed or 0) & 0xFFFFFFFF, int(self.epoch), int(index)])
+
     def __call__(self, features: Sequence[dict]) -> dict[str, torch.Tensor]:
         from ..leads import STANDARD_LEADS
         from ..windows import choose_window_starts
@@ -320,7 +329,7 @@ class DataCollatorForECGClassification:
                 start = np.asarray([float(feature["window_start"])])
             else:
                 start = choose_window_starts(signal.shape[1], rate, self.feature_extractor, self.window,
-                                             pad_to_window=True, rng=rng)
+                                             pad_to_window=True, rng=self._sample_rng(feature, rng))
             signals.append(signal)
             rates.append(rate)
             names.append(list(lead_names) if lead_names is not None else list(STANDARD_LEADS))

@@ -385,8 +385,8 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
 
     seed = training_args.seed
     train_records = datasets["train"]
-    if augmentations is not None:  # the record's index seeds its augmentations with (seed, epoch)
-        train_records = train_records.add_column("sample_index", list(range(len(train_records))))
+    # the record's index seeds its random window and augmentations with (seed, epoch): a resume sees the same ones
+    train_records = train_records.add_column("sample_index", list(range(len(train_records))))
     train = with_preprocessing(train_records, feature_extractor, window="random", seed=seed,
                                augmentations=augmentations)
     evaluation = {name: with_preprocessing(ds, feature_extractor, window="first") for name, ds in datasets.items()
@@ -404,8 +404,7 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
         compute_metrics=make_compute_metrics(problem_type, data_args.threshold),
         callbacks=callbacks,
     )
-    if augmentations is not None:
-        trainer.add_callback(_AugmentationEpoch(train))
+    trainer.add_callback(_CollatorEpoch(train))  # windows (and augmentations) seeded by (seed, epoch, record)
     for plain, numeric in ((ProgressCallback, _NumericProgressCallback), (PrinterCallback, _NumericPrinterCallback)):
         if trainer.pop_callback(plain) is not None:  # the Trainer's log lines with numbers as numbers
             trainer.add_callback(numeric)
@@ -597,9 +596,9 @@ class _NumericPrinterCallback(PrinterCallback):
             print(json.dumps(_numbers(logs)))
 
 
-class _AugmentationEpoch(TrainerCallback):
-    """Tells the training collator the epoch at each epoch's start: it seeds the augmentations with
-    ``(seed, epoch, sample_index)``, so a resumed run augments as an uninterrupted one."""
+class _CollatorEpoch(TrainerCallback):
+    """Tells the training collator the epoch at each epoch's start: it seeds each record's random window and
+    augmentations with ``(seed, epoch, sample_index)``, so a resumed run sees the windows of an uninterrupted one."""
 
     def __init__(self, train_dataset):
         self.collator = train_dataset._format_kwargs["transform"].collator
