@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import io as _io
 import json
 import sys
@@ -34,9 +33,8 @@ from transformers.pipelines.base import ChunkPipeline
 from transformers.utils import logging
 
 from .leads import lead_set as _lead_set
-from .leads import map_leads
 from .modeling import scores_from_logits
-from .windows import MIN_DURATION, WINDOW_CHOICES, RecordWindows, _without_rows, describe, record_windows
+from .windows import MIN_DURATION, WINDOW_CHOICES, RecordWindows, describe, record_windows
 
 logger = logging.get_logger(__name__)
 
@@ -219,13 +217,12 @@ class ECGClassificationPipeline(ChunkPipeline):
             plan = inputs if isinstance(inputs, RecordWindows) else record_windows(
                 inputs, self.feature_extractor, window=window, stride_seconds=stride_seconds,
                 num_windows=num_windows, pad_to_window=pad_to_window, missing_leads=missing_leads, rng=rng,
-                sampling_rate=sampling_rate, lead_names=lead_names, min_duration=min_duration,
+                sampling_rate=sampling_rate, lead_names=lead_names, min_duration=min_duration, lead_set=lead_set,
             )
             name = plan.name
-            if lead_set is not None:
-                plan = _restrict_leads(plan, self.feature_extractor.lead_order, lead_set)
             order = list(self.feature_extractor.lead_order)
-            missing = tuple(lead for lead, ok in zip(order, plan.lead_mask) if not ok and lead not in plan.flat_leads)
+            zero_filled = tuple(lead for lead, ok in zip(order, plan.lead_mask) if not ok)
+            missing = tuple(lead for lead in zero_filled if lead not in plan.flat_leads)
             flags = tuple(plan.flags) + ((f"missing leads {', '.join(missing)}: zero-filled",) if missing else ())
             blocks = plan.features(self.feature_extractor, batch_windows=PREPROCESS_BLOCK, return_tensors="pt")
             block = next(blocks)
@@ -244,7 +241,7 @@ class ECGClassificationPipeline(ChunkPipeline):
                 yield {"input_values": block["input_values"][row : row + 1],
                        "attention_mask": block["attention_mask"][row : row + 1],
                        "is_last": remaining == 0, "name": name, "flags": flags,
-                       "missing": tuple(lead for lead, ok in zip(order, plan.lead_mask) if not ok), "error": None}
+                       "missing": zero_filled, "error": None}
             block = next(blocks, None)
 
     def _forward(self, model_inputs):
@@ -331,20 +328,6 @@ class ECGClassificationPipeline(ChunkPipeline):
         results = [(d["name"], d["predictions"]) for d in details if d["error"] is None]
         skipped = [(d["name"], d["error"]) for d in details if d["error"] is not None]
         return results, skipped
-
-
-def _restrict_leads(plan: RecordWindows, lead_order: Sequence[str], leads: Sequence[str]) -> RecordWindows:
-    """``plan`` with only the model leads in ``leads`` kept; the record's other rows are dropped (zero-filled as
-    missing leads). Raises ``ValueError`` when the record has none of ``leads``."""
-    keep = np.asarray([lead in leads for lead in lead_order])
-    present = plan.lead_mask & keep
-    if not present.any():
-        raise ValueError(f"has none of the leads of the lead set {list(leads)} (its leads: {plan.record.lead_names})")
-    rows, _ = map_leads(plan.record.lead_names, plan.record.signal.shape[0], lead_order, "zero", plan.name)
-    drop = np.zeros(plan.record.signal.shape[0], dtype=bool)
-    drop[rows[(rows >= 0) & ~keep]] = True
-    record = _without_rows(plan.record, drop) if drop.any() else plan.record
-    return dataclasses.replace(plan, record=record, lead_mask=present, missing_leads="zero")
 
 
 # ----------------------------------------------------------------------------------------------------------------

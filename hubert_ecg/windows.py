@@ -345,6 +345,7 @@ def record_windows(
     name: str | None = None,
     min_duration: float | None = MIN_DURATION,
     check_quality: bool = True,
+    lead_set: Sequence[str] | None = None,
 ) -> RecordWindows:
     """Read ``source`` (:func:`load_record`), map its leads, check them (:func:`check_leads`) and choose its windows
     (:func:`choose_window_starts`).
@@ -360,6 +361,8 @@ def record_windows(
         min_duration: seconds; a record shorter than one window but at least this long is zero-padded (flagged
             ``short``), a shorter one refused. ``None``: the window length, unless ``pad_to_window``.
         check_quality: run :func:`check_leads` (flat leads zero-filled with a warning, saturated ones reported).
+        lead_set: keep only these model leads (standard names, e.g. :func:`hubert_ecg.leads.lead_set`); the
+            record's other rows are dropped and zero-filled as missing leads (``missing_leads`` becomes ``"zero"``).
 
     Raises:
         ValueError: whose message starts with the record's name (:func:`describe`) and says what was expected.
@@ -425,6 +428,19 @@ def record_windows(
                     f"saturated leads {', '.join(saturated_names)} (at their extreme value for "
                     f"{SATURATION_SECONDS:g} s or longer: clipped)"
                 )
+        if lead_set is not None:
+            keep = np.asarray([lead in lead_set for lead in feature_extractor.lead_order])
+            if not (present & keep).any():
+                raise ValueError(
+                    f"has none of the leads of the lead set {list(lead_set)} (its leads: {record.lead_names})"
+                )
+            rows, _ = map_leads(record.lead_names, record.signal.shape[0], feature_extractor.lead_order, "zero", name)
+            drop = np.zeros(record.signal.shape[0], dtype=bool)
+            drop[rows[(rows >= 0) & ~keep]] = True
+            if drop.any():
+                record = _without_rows(record, drop)
+            present = present & keep
+            missing_leads = "zero"
     except ValueError as err:
         message = str(err)
         raise ValueError(message if message.startswith(name) else f"{name}: {message}") from None
