@@ -682,7 +682,7 @@ def _build(spec: Any, defaults: Mapping[str, Any], where: str) -> Transform:
     kwargs.update(spec)
     try:
         return cls(**kwargs)
-    except TypeError as error:
+    except (TypeError, ValueError) as error:  # a transform's own checks: name the entry that failed them
         raise ValueError(f"{where} ({name}): {error}") from None
 
 
@@ -698,7 +698,8 @@ def from_config(config, sampling_rate: float = 100.0, num_leads: int = 12) -> Co
         num_leads: leads of the concatenated view.
 
     Raises:
-        ValueError: naming the unknown transform or parameter (and its place in the list).
+        ValueError: naming the entry (its place in the list and its name) with an unknown transform or parameter,
+            or a value the transform refuses.
     """
     if isinstance(config, Mapping):
         config = dict(config)

@@ -66,18 +66,8 @@ def parse_augmentations(value, where: str = "--augmentations"):
             raise ValueError(f"{where} must be 'default', 'none' or a JSON list of transforms: {error}") from None
     try:
         return from_config(value, sampling_rate=100)
-    except ValueError as error:
-        message = str(error)
-        entries = value.get("transforms") if isinstance(value, dict) else value
-        if "augmentations[" not in message and isinstance(entries, (list, tuple)):
-            for i, entry in enumerate(entries):  # a transform's own check: name the entry that raised it
-                try:
-                    from_config([entry], sampling_rate=100)
-                except ValueError:
-                    name = entry.get("name") if isinstance(entry, dict) else None
-                    message = f"augmentations[{i}] ({name}): {message}"
-                    break
-        raise ValueError(f"{where}: {message}") from None
+    except ValueError as error:  # from_config names the entry
+        raise ValueError(f"{where}: {error}") from None
 
 
 def lead_mask_prob(chain) -> float:
