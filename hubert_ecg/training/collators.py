@@ -239,7 +239,8 @@ class DataCollatorForECGClassification:
       :func:`hubert_ecg.training.data.build_dataset`); without either, the rows are the 12 standard leads;
     * ``num_samples`` (optional): the true length when ``signal`` is right-padded;
     * ``window_start`` (optional): the window's start in seconds; default: drawn by ``window``;
-    * ``sample_index`` (optional): int >= 0, the record's index in the training set; seeds its augmentations;
+    * ``sample_index`` (optional): int >= 0, the record's index in the training set; seeds its window and
+      augmentations;
     * ``labels`` (optional): multi-hot floats, a class index, or a regression target.
 
     Records shorter than 5 s are zero-padded (``attention_mask`` marks the padding); leads that are absent are
@@ -254,9 +255,11 @@ class DataCollatorForECGClassification:
         augmentations: optional :mod:`hubert_ecg.augmentations` chain (see :func:`parse_augmentations`) applied
             after the feature extractor to ``input_values`` (the 100 Hz model view, [-1, 1] units; a masked lead
             is 0 there), only when ``window="random"`` (training): a ``"first"`` (evaluation) collator never
-            augments. The right padding of short records (``attention_mask`` 0) is left as it was. Sample ``i`` is seeded from ``(seed, epoch, sample_index)`` when every feature has a
-            ``sample_index``, else from torch's global generator.
-        epoch: the epoch that seeds the augmentations (set it at each epoch, e.g. from a ``TrainerCallback``).
+            augments. The right padding of short records (``attention_mask`` 0) is left as it was. Sample ``i`` is
+            seeded from ``(seed, epoch, sample_index)`` when every feature has a ``sample_index``, else from torch's
+            global generator.
+        epoch: the epoch that seeds the windows and augmentations (set it at each epoch, e.g. from a
+            ``TrainerCallback``).
 
     Returns (``__call__``):
         dict of tensors: ``input_values`` float32 ``(batch, 6000)``, ``attention_mask`` int ``(batch, 6000)`` and
