@@ -31,11 +31,12 @@ card ``README.md``) and ``preprocessor_config.json``; ``log_history.jsonl`` (one
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import os
 import sys
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -338,24 +339,25 @@ class PretrainingTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.model_accepts_loss_kwargs = False
 
-    def get_eval_dataloader(self, eval_dataset=None):
-        """Evaluation batches come from the training collator without its augmentations."""
+    @contextlib.contextmanager
+    def _collator_without_augmentations(self):
         collator = self.data_collator
         if getattr(collator, "augmentations", None) is not None:
             self.data_collator = dataclasses.replace(collator, augmentations=None)
         try:
-            return super().get_eval_dataloader(eval_dataset)
+            yield
         finally:
             self.data_collator = collator
 
+    def get_eval_dataloader(self, eval_dataset=None):
+        """Evaluation batches come from the training collator without its augmentations."""
+        with self._collator_without_augmentations():
+            return super().get_eval_dataloader(eval_dataset)
+
     def get_test_dataloader(self, test_dataset):
-        collator = self.data_collator
-        if getattr(collator, "augmentations", None) is not None:
-            self.data_collator = dataclasses.replace(collator, augmentations=None)
-        try:
+        """Test batches, like evaluation ones, are not augmented."""
+        with self._collator_without_augmentations():
             return super().get_test_dataloader(test_dataset)
-        finally:
-            self.data_collator = collator
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
