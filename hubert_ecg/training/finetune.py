@@ -355,7 +355,7 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
             (unless ``skip_bad_records``).
     """
     from ..model_card import EvalResult, card_license, create_model_card
-    from .data import with_preprocessing
+    from .data import ECGTransform, with_preprocessing
     from .metrics import make_compute_metrics
 
     from .collators import lead_mask_prob, parse_augmentations
@@ -387,8 +387,8 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
     train_records = datasets["train"]
     # the record's index seeds its random window and augmentations with (seed, epoch): a resume sees the same ones
     train_records = train_records.add_column("sample_index", list(range(len(train_records))))
-    train = with_preprocessing(train_records, feature_extractor, window="random", seed=seed,
-                               augmentations=augmentations)
+    train_transform = ECGTransform(feature_extractor, window="random", seed=seed, augmentations=augmentations)
+    train = train_records.with_transform(train_transform)
     evaluation = {name: with_preprocessing(ds, feature_extractor, window="first") for name, ds in datasets.items()
                   if name != "train"}
     callbacks = []
@@ -404,7 +404,7 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
         compute_metrics=make_compute_metrics(problem_type, data_args.threshold),
         callbacks=callbacks,
     )
-    trainer.add_callback(_CollatorEpoch(train))  # windows (and augmentations) seeded by (seed, epoch, record)
+    trainer.add_callback(_CollatorEpoch(train_transform.collator))  # windows, augmentations: (seed, epoch, record)
     for plain, numeric in ((ProgressCallback, _NumericProgressCallback), (PrinterCallback, _NumericPrinterCallback)):
         if trainer.pop_callback(plain) is not None:  # the Trainer's log lines with numbers as numbers
             trainer.add_callback(numeric)
@@ -543,12 +543,18 @@ def _print_metrics(title: str, metrics: dict) -> None:
         print(f"  {key:<{width}} = {value!s:>{value_width}}")
 
 
+def _checkpoints(output_dir: Path) -> list[Path]:
+    """The Trainer's ``checkpoint-N`` folders in ``output_dir``, by step."""
+    found = [p for p in output_dir.glob("checkpoint-*") if p.is_dir() and p.name.rsplit("-", 1)[-1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.rsplit("-", 1)[-1]))
+
+
 def _saved_line(out: Path, trainer: Trainer) -> str:
     """``saved to DIR`` with what is in it and the checkpoints kept."""
     files = [name for name in ("model.safetensors", "config.json", "preprocessor_config.json", "README.md",
                                "metrics.json") if (out / name).is_file()]
     best = Path(trainer.state.best_model_checkpoint).name if trainer.state.best_model_checkpoint else None
-    checkpoints = sorted((p.name for p in out.glob("checkpoint-*") if p.is_dir()), key=lambda n: int(n.split("-")[-1]))
+    checkpoints = [path.name for path in _checkpoints(out)]
     kept = ", ".join(
         name + (" (best, last)" if name == best and name == checkpoints[-1] else " (best)" if name == best
                 else " (last)" if name == checkpoints[-1] else "")
@@ -567,8 +573,7 @@ class _KeepBestAndLastCheckpoint(TrainerCallback):
             return
         import shutil
 
-        checkpoints = sorted((p for p in Path(args.output_dir).glob("checkpoint-*") if p.is_dir()),
-                             key=lambda p: int(p.name.rsplit("-", 1)[-1]) if p.name.rsplit("-", 1)[-1].isdigit() else -1)
+        checkpoints = _checkpoints(Path(args.output_dir))
         keep = {Path(state.best_model_checkpoint).name, checkpoints[-1].name} if checkpoints else set()
         for path in checkpoints:
             if path.name not in keep:
@@ -600,8 +605,8 @@ class _CollatorEpoch(TrainerCallback):
     """Tells the training collator the epoch at each epoch's start: it seeds each record's random window and
     augmentations with ``(seed, epoch, sample_index)``, so a resumed run sees the windows of an uninterrupted one."""
 
-    def __init__(self, train_dataset):
-        self.collator = train_dataset._format_kwargs["transform"].collator
+    def __init__(self, collator):
+        self.collator = collator
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.collator.epoch = int(state.epoch or 0)
