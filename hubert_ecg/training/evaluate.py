@@ -253,9 +253,13 @@ def evaluate(args: EvaluateArguments) -> dict:
         def metric(y, s):
             return classification_metrics(y, s, problem_type, args.threshold)
         per_label = per_label_metrics(labels, scores, label_names, problem_type, args.threshold)
-    metrics = metric(labels, scores)
-    ci = bootstrap_ci(labels, scores, metric, args.n_bootstrap, args.confidence, args.seed) if args.n_bootstrap else {}
-    ci.pop("n_labels_evaluated", None)
+
+    def measured(y, s):  # the metrics and their bootstrap CIs
+        ci = bootstrap_ci(y, s, metric, args.n_bootstrap, args.confidence, args.seed) if args.n_bootstrap else {}
+        ci.pop("n_labels_evaluated", None)
+        return metric(y, s), ci
+
+    metrics, ci = measured(labels, scores)
     result = {"metrics": metrics, "ci": ci, "per_label": per_label, "n_records": len(kept), "skipped": skipped}
     if lead_set_names:
         table = {}
@@ -267,14 +271,7 @@ def evaluate(args: EvaluateArguments) -> dict:
                     model, feature_extractor, [records.paths[i] for i in kept], args.tta_windows,
                     args.tta_aggregation, args.batch_size, args.seed, args.device, lead_set=name,
                 )
-                if not set_kept:
-                    set_metrics, set_ci = {}, {}
-                else:
-                    set_labels = labels[set_kept]
-                    set_metrics = metric(set_labels, set_scores)
-                    set_ci = bootstrap_ci(set_labels, set_scores, metric, args.n_bootstrap, args.confidence,
-                                          args.seed) if args.n_bootstrap else {}
-                    set_ci.pop("n_labels_evaluated", None)
+                set_metrics, set_ci = measured(labels[set_kept], set_scores) if set_kept else ({}, {})
             table[name] = {"leads": list(LEAD_SETS[name]), "n_records": len(set_kept), "metrics": set_metrics,
                            "ci": set_ci, "skipped": set_skipped}
         result["lead_sets"] = table
@@ -286,23 +283,16 @@ def evaluate(args: EvaluateArguments) -> dict:
         def clean(v):
             return None if isinstance(v, float) and math.isnan(v) else v
 
-        summary = {
-            "model": source,
-            "arguments": asdict(args),
-            "n_records": len(kept),
-            "metrics": {k: clean(v) for k, v in metrics.items()},
-            "ci": {k: [clean(lo), clean(hi)] for k, (lo, hi) in ci.items()},
-            "confidence": args.confidence,
-            "skipped": [{"file": p, "reason": r} for p, r in skipped],
-        }
+        def as_json(row):  # metrics, CIs (NaN as null) and skipped records of a result or of a lead set
+            return {"n_records": row["n_records"],
+                    "metrics": {k: clean(v) for k, v in row["metrics"].items()},
+                    "ci": {k: [clean(lo), clean(hi)] for k, (lo, hi) in row["ci"].items()},
+                    "skipped": [{"file": p, "reason": r} for p, r in row["skipped"]]}
+
+        summary = {"model": source, "arguments": asdict(args), **as_json(result), "confidence": args.confidence}
         if lead_set_names:
-            summary["lead_sets"] = {
-                name: {"leads": row["leads"], "n_records": row["n_records"],
-                       "metrics": {k: clean(v) for k, v in row["metrics"].items()},
-                       "ci": {k: [clean(lo), clean(hi)] for k, (lo, hi) in row["ci"].items()},
-                       "skipped": [{"file": p, "reason": r} for p, r in row["skipped"]]}
-                for name, row in result["lead_sets"].items()
-            }
+            summary["lead_sets"] = {name: {"leads": row["leads"], **as_json(row)}
+                                    for name, row in result["lead_sets"].items()}
             _write_lead_sets_csv(result["lead_sets"], out / "lead_sets.csv")
             if problem_type != "regression":
                 plot_lead_sets({Path(str(source)).name or str(source): result["lead_sets"]}, out / "lead_sets.png",
