@@ -227,12 +227,13 @@ class ECGClassificationPipeline(ChunkPipeline):
             blocks = plan.features(self.feature_extractor, batch_windows=PREPROCESS_BLOCK, return_tensors="pt")
             block = next(blocks)
         except ValueError as err:
+            message = str(err)
             if not skip_errors:
-                message = str(err)
                 raise ValueError(message if message.startswith(name) else f"{name}: {message}") from None
+            reason = message[len(name) + 2:] if message.startswith(f"{name}: ") else message  # the row names it
             length = self.feature_extractor.input_length
             yield {"input_values": torch.zeros(1, length), "attention_mask": torch.zeros(1, length, dtype=torch.int32),
-                   "is_last": True, "name": name, "flags": (), "missing": (), "error": str(err)}
+                   "is_last": True, "name": name, "flags": (), "missing": (), "error": reason}
             return
         remaining = len(plan)
         while block is not None:
@@ -514,9 +515,6 @@ def predict_main(argv: list[str] | None = None) -> int:
     details = [next(scored) if error is None else
                {"name": item, "predictions": None, "windows": 0, "flags": [], "error": error}
                for item, error in inputs]
-    for d in details:  # the row names the input: its error need not
-        if d["error"] is not None and d["error"].startswith(f"{d['name']}: "):
-            d["error"] = d["error"][len(d["name"]) + 2 :]
     print(_format(details, args.format))
     skipped = [d for d in details if d["error"] is not None]
     if skipped:
