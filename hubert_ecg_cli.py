@@ -22,6 +22,8 @@ from typing import NamedTuple
 
 
 class Command(NamedTuple):
+    """One ``hubert-ecg`` command: where its code lives, its one-line help and the extra it needs."""
+
     module: str  # imported only when the command runs
     function: str  # takes argv (list[str]) and returns an exit code
     help: str  # one line for `hubert-ecg --help`

@@ -91,6 +91,7 @@ class Skipped:
     items: list[tuple[str, str]] = field(default_factory=list)
 
     def add(self, path: str, reason: str):
+        """Record that ``path`` was skipped, and why."""
         self.items.append((str(path), reason))
 
     def __len__(self) -> int:

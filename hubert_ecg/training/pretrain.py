@@ -257,6 +257,7 @@ class EpochShuffleSampler(torch.utils.data.Sampler):
         self.epoch = 0
 
     def set_epoch(self, epoch: int):
+        """The epoch whose permutation (seeded by ``seed + epoch``) the next iteration yields."""
         self.epoch = int(epoch)
 
     def __len__(self):
@@ -365,6 +366,7 @@ class PretrainingTrainer(Trainer):
         return EpochShuffleSampler(len(dataset), seed)
 
     def create_model_card(self, *args, **kwargs) -> None:
+        """Write this package's card (``self.card``) as ``README.md`` instead of transformers' generic one."""
         if self.is_world_process_zero() and self.card is not None:
             self.card.save(Path(self.args.output_dir) / "README.md")
 
