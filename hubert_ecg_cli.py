@@ -42,6 +42,8 @@ COMMANDS = {
     "finetune": Command("hubert_ecg.training.finetune", "main", "fine-tune a classifier with the Trainer", "train"),
     "evaluate": Command("hubert_ecg.training.evaluate", "main",
                         "AUROC, AUPRC, F1 with bootstrap CIs on a labelled set", "train"),
+    "calibrate": Command("hubert_ecg.training.calibration", "main",
+                         "fit score calibration and per-label thresholds on a validation split", "train"),
     "cluster": Command("hubert_ecg.training.clustering", "main",
                        "k-means pretraining targets for a HuBERT iteration", "train"),
     "pretrain": Command("hubert_ecg.training.pretrain", "main",

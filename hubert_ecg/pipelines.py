@@ -92,7 +92,8 @@ class ECGClassificationPipeline(ChunkPipeline):
             reading and preprocessing (transformers runs a ChunkPipeline with at most one).
         top_k: number of labels returned, highest score first; ``None`` or leave out for all labels.
         aggregation: ``"mean"`` (default) or ``"max"`` of the per-window scores (:func:`aggregate_windows`).
-        function_to_apply: ``"sigmoid"``, ``"softmax"`` or ``"none"``; default from the model's problem type.
+        function_to_apply: ``"sigmoid"``, ``"softmax"`` or ``"none"``; default from the model's problem type,
+            with the model's ``config.score_calibration`` applied (an explicit value gives uncalibrated scores).
         window: ``"all"`` (default), ``"first"`` (the first 5 s, as the release evaluates) or ``"random"``
             (``num_windows`` random windows, drawn with ``seed``); ``stride_seconds``: stride of ``"all"``
             (default 5 s: consecutive windows); ``pad_to_window``: score records shorter than 5 s, padded.
@@ -116,7 +117,9 @@ class ECGClassificationPipeline(ChunkPipeline):
 
     Returns:
         For one input, a list of ``{"label": str, "score": float}`` sorted by decreasing score; for a list, one
-        such list per input; for a generator or dataset, an iterator of them.
+        such list per input; for a generator or dataset, an iterator of them. For a model with
+        ``config.label_thresholds`` (``hubert-ecg calibrate``), each label with a threshold also has ``"positive"``:
+        whether its score is at or above the threshold (not with an explicit ``function_to_apply``).
 
     Raises:
         ValueError: naming the input, for an unreadable or missing file, a record shorter than ``min_duration``,
@@ -282,12 +285,21 @@ class ECGClassificationPipeline(ChunkPipeline):
         if first["missing"]:
             self._warn_fewer_leads(first["name"], first["missing"])
         logits = torch.cat([out["logits"] for out in model_outputs]).cpu().numpy().astype(np.float64)
-        scores = aggregate_windows(scores_from_logits(logits, self._problem_type(function_to_apply)), aggregation)
+        config = self.model.config
+        own = function_to_apply is None  # the model's own scores: calibrated, with its thresholds
+        calibration = config.score_calibration if own else None
+        scores = aggregate_windows(scores_from_logits(logits, self._problem_type(function_to_apply), calibration),
+                                   aggregation)
         order = np.argsort(-scores, kind="stable")
         if top_k is not None:
             order = order[:top_k]
-        id2label = self.model.config.id2label
-        predictions = [{"label": id2label[int(i)], "score": float(scores[i])} for i in order]
+        id2label, thresholds = config.id2label, (config.label_thresholds or {}) if own else {}
+        predictions = []
+        for i in order:
+            label = id2label[int(i)]
+            predictions.append({"label": label, "score": float(scores[i])})
+            if label in thresholds:
+                predictions[-1]["positive"] = bool(scores[i] >= thresholds[label])
         if return_details:
             return {"name": first["name"], "predictions": predictions, "windows": len(model_outputs),
                     "flags": list(first["flags"]), "error": None}
@@ -372,15 +384,18 @@ def _format(details: list[dict], fmt: str) -> str:
     if fmt == "json":
         return json.dumps([{"file": d["name"], "windows": d["windows"], "predictions": d["predictions"],
                             "flags": d["flags"], "error": d["error"]} for d in details], indent=2)
+    thresholded = any("positive" in p for d in details for p in (d["predictions"] or []))
     if fmt == "csv":
         ranks = max([len(d["predictions"] or []) for d in details] + [0])
+        kinds = ("label", "score", "positive") if thresholded else ("label", "score")
         buffer = _io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["file", "windows"] + [f"{kind}_{r}" for r in range(1, ranks + 1) for kind in ("label", "score")]
+        writer.writerow(["file", "windows"] + [f"{kind}_{r}" for r in range(1, ranks + 1) for kind in kinds]
                         + ["flags", "error"])
         for d in details:
-            cells = [c for p in (d["predictions"] or []) for c in (p["label"], f"{p['score']:.4f}")]
-            cells += [""] * (2 * ranks - len(cells))
+            cells = [c for p in (d["predictions"] or []) for c in (p["label"], f"{p['score']:.4f}",
+                                                                    int(p.get("positive", 0)))[:len(kinds)]]
+            cells += [""] * (len(kinds) * ranks - len(cells))
             writer.writerow([d["name"], d["windows"], *cells, _flag_text(d["flags"]), d["error"] or ""])
         return buffer.getvalue().rstrip("\n")
     width = max([len("file")] + [len(d["name"]) for d in details])
@@ -389,8 +404,11 @@ def _format(details: list[dict], fmt: str) -> str:
         if d["error"] is not None:
             lines.append(f"{d['name']:<{width}}  not scored: {d['error']}")
             continue
-        row = f"{d['name']:<{width}}  " + "  ".join(f"{p['label']} {p['score']:.3f}" for p in d["predictions"])
+        row = f"{d['name']:<{width}}  " + "  ".join(
+            f"{p['label']} {p['score']:.3f}{'*' if p.get('positive') else ''}" for p in d["predictions"])
         lines.append(row + (f"  [{_flag_text(d['flags'])}]" if d["flags"] else ""))
+    if thresholded:
+        lines.append("* at or above the label's decision threshold (the model's config.label_thresholds)")
     return "\n".join(lines)
 
 

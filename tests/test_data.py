@@ -172,3 +172,27 @@ def test_classification_collator_windows(data_dir):
     assert batch["labels"].dtype == torch.int64
     with pytest.raises(ValueError, match="window"):
         DataCollatorForECGClassification(fe, window="middle")
+
+
+def test_several_ptbxl_folders_and_fold_splits(data_dir):
+    """ptbxl + ptbxl_extra pooled, split 1-7 / 8 / 9 so that fold 9 stays a clean test set (issue 14)."""
+    from hubert_ecg.training.data import parse_fold_splits, read_ptbxl, split_by_fold
+
+    one, extra = read_ptbxl(data_dir / "ptbxl"), read_ptbxl(data_dir / "ptbxl_extra")
+    both = read_ptbxl(f"{data_dir / 'ptbxl'},{data_dir / 'ptbxl_extra'}")
+    assert both.paths == one.paths + extra.paths and len(both) == len(one) + len(extra) > 2000
+    np.testing.assert_array_equal(both.labels, np.concatenate([one.labels, extra.labels]))
+    assert read_ptbxl([data_dir / "ptbxl", data_dir / "ptbxl_extra"]).paths == both.paths
+    splits = parse_fold_splits("train=1-7, validation=8, test=9")
+    assert splits == {"train": (1, 2, 3, 4, 5, 6, 7), "validation": (8,), "test": (9,)}
+    parts = split_by_fold(both, splits)
+    assert {name: set(part.folds) for name, part in parts.items()} == {
+        "train": set(range(1, 8)), "validation": {8}, "test": {9}}
+    assert sum(len(p) for p in parts.values()) == len(both)
+    assert parse_fold_splits("train=1-6+8,validation=7")["train"] == (1, 2, 3, 4, 5, 6, 8)
+    assert parse_fold_splits(None) == {"train": tuple(range(1, 9)), "validation": (9,), "test": (10,)}
+    for spec, message in (("train=1-8", "no validation folds"), ("train=1-8,validation=8", "fold 8 is in both"),
+                          ("train=1-7,holdout=9,validation=8", "unknown split 'holdout'"),
+                          ("train=0-7,validation=8", "fold 0 of train is outside"), ("train", "expected split=folds")):
+        with pytest.raises(ValueError, match=message):
+            parse_fold_splits(spec)

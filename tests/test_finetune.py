@@ -274,3 +274,22 @@ def test_finetune_with_an_augmentations_block_from_yaml(tmp_path, data_dir, caps
     assert finetune.main([*argv[1:], "--augmentations", '[{"name": "lead_mask"}, {"name": "wobble"}]']) == 2
     err = capsys.readouterr().err
     assert "augmentations[1]" in err and "'wobble'" in err
+
+
+def test_finetune_on_pooled_ptbxl_folders_with_a_held_out_test_fold(tmp_path, data_dir):
+    """The demo recipe's data (issue 14): ptbxl + ptbxl_extra as a YAML list, fold 8 validates, fold 9 is a test set
+    the run never chooses anything on."""
+    config = tmp_path / "pooled.yaml"
+    config.write_text(f"ptbxl_dir: [{data_dir / 'ptbxl'}, {data_dir / 'ptbxl_extra'}]\n"
+                      "ptbxl_folds: train=1-7,validation=8,test=9\n")
+    out = tmp_path / "model"
+    argv = [str(config), "--preset", "small", "--config_overrides", TINY, "--max_train_records", "8",
+            "--max_eval_records", "8", "--output_dir", str(out), *FAST, "--max_steps", "1"]
+    assert finetune.main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_records"] == 8 and metrics["validation_records"] == 8
+    assert metrics["test_records"] == 250  # every fold-9 record of the two folders, scored after training
+    assert "test_macro_auroc" in metrics
+    card = ModelCard.load(out / "README.md").text
+    assert "strat_fold 1-7 for training" in card and "fold 8 for validation" in card
+    assert "fold 9 as a held-out test set (250 records)" in card

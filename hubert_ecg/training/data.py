@@ -217,7 +217,7 @@ def read_manifest(
 
 
 def read_ptbxl(
-    ptbxl_dir: str | os.PathLike,
+    ptbxl_dir: str | os.PathLike | Sequence[str | os.PathLike],
     label_set: str = "superdiagnostic",
     sampling_rate: int = 100,
     drop_unlabelled: bool = True,
@@ -231,7 +231,9 @@ def read_ptbxl(
     (statements with ``form == 1`` / ``rhythm == 1``). A statement counts whatever its likelihood in ``scp_codes``.
 
     Args:
-        ptbxl_dir: folder holding the two CSV files and ``records100/`` and/or ``records500/``.
+        ptbxl_dir: folder holding the two CSV files and ``records100/`` and/or ``records500/``; or several such
+            folders (a list, or one string of comma-separated folders, e.g. ``ptbxl,ptbxl_extra``): their records
+            are concatenated in the order given (each folder's labels from its own metadata).
         label_set: one of :data:`PTBXL_LABEL_SETS`.
         sampling_rate: 100 (``filename_lr``) or 500 (``filename_hr``) Hz.
         drop_unlabelled: drop records without any label of the set (12 of the 434 shared records for
@@ -244,7 +246,14 @@ def read_ptbxl(
     Raises:
         ValueError: for a missing folder or CSV, an unknown ``label_set`` or ``sampling_rate``.
     """
-    ptbxl_dir = Path(ptbxl_dir)
+    folders = _folders(ptbxl_dir)
+    if len(folders) > 1:
+        parts = [read_ptbxl(folder, label_set, sampling_rate, drop_unlabelled, require_files) for folder in folders]
+        return LabelledRecords(
+            [path for part in parts for path in part.paths], np.concatenate([part.labels for part in parts]),
+            parts[0].label_names, parts[0].problem_type, np.concatenate([part.folds for part in parts]),
+        )
+    ptbxl_dir = folders[0]
     if label_set not in PTBXL_LABEL_SETS:
         raise ValueError(f"label_set must be one of {PTBXL_LABEL_SETS}, got {label_set!r}")
     if sampling_rate not in (100, 500):
@@ -291,6 +300,61 @@ def read_ptbxl(
     if not paths:
         raise ValueError(f"no PTB-XL records at {sampling_rate} Hz with {label_set} labels found under {str(ptbxl_dir)!r}")
     return LabelledRecords(paths, np.stack(labels), names, "multi_label_classification", np.asarray(folds))
+
+
+def _folders(ptbxl_dir) -> list[Path]:
+    """``ptbxl_dir`` as a list of folders: a path, a comma-separated string of paths, or a list of paths."""
+    items = ptbxl_dir.split(",") if isinstance(ptbxl_dir, str) else (
+        [ptbxl_dir] if isinstance(ptbxl_dir, os.PathLike) else list(ptbxl_dir))
+    folders = [Path(str(item).strip()) for item in items if str(item).strip()]
+    if not folders:
+        raise ValueError(f"ptbxl_dir names no folder: {ptbxl_dir!r}")
+    return folders
+
+
+def parse_fold_splits(spec: str | dict | None, required: Sequence[str] = ("train", "validation")
+                      ) -> dict[str, tuple[int, ...]]:
+    """PTB-XL splits by ``strat_fold`` from ``"train=1-7,validation=8,test=9"`` (ranges and single folds, ``+``
+    joins several: ``train=1-6+8``), or a mapping ``{"train": [1, ...], ...}``; None or ``""``: :data:`PTBXL_SPLITS`
+    (1-8 train, 9 validation, 10 test).
+
+    Raises:
+        ValueError: naming the bad part: an unknown split name (train, validation, test), a fold outside 1-10, a
+            fold in two splits, or a split of ``required`` without folds.
+    """
+    if spec is None or (isinstance(spec, str) and not spec.strip()):
+        return dict(PTBXL_SPLITS)
+    if isinstance(spec, str):
+        items = {}
+        for part in spec.split(","):
+            name, sep, folds = part.partition("=")
+            if not sep:
+                raise ValueError(f"--ptbxl_folds: expected split=folds such as 'train=1-7', got {part.strip()!r}")
+            items[name.strip()] = folds.strip()
+    else:
+        items = dict(spec)
+    splits, seen = {}, {}
+    for name, folds in items.items():
+        if name not in PTBXL_SPLITS:
+            raise ValueError(f"--ptbxl_folds: unknown split {name!r}; expected train, validation or test")
+        numbers = []
+        for piece in (folds.split("+") if isinstance(folds, str) else [str(f) for f in folds]):
+            low, dash, high = piece.strip().partition("-")
+            try:
+                numbers += list(range(int(low), int(high) + 1)) if dash else [int(low)]
+            except ValueError:
+                raise ValueError(f"--ptbxl_folds: {name}={folds!r} is not a fold, a range 'a-b' or 'a+b'") from None
+        for fold in numbers:
+            if not 1 <= fold <= 10:
+                raise ValueError(f"--ptbxl_folds: fold {fold} of {name} is outside PTB-XL's strat_fold 1-10")
+            if fold in seen:
+                raise ValueError(f"--ptbxl_folds: fold {fold} is in both {seen[fold]} and {name}")
+            seen[fold] = name
+        splits[name] = tuple(numbers)
+    for name in required:
+        if not splits.get(name):
+            raise ValueError(f"--ptbxl_folds: {spec!r} has no {name} folds")
+    return splits
 
 
 def split_by_fold(records: LabelledRecords, splits: dict[str, Sequence[int]] = PTBXL_SPLITS) -> dict[str, LabelledRecords]:
@@ -503,6 +567,7 @@ __all__ = [
     "read_manifest",
     "read_ptbxl",
     "split_by_fold",
+    "parse_fold_splits",
     "build_dataset",
     "label_info",
     "load_manifest",

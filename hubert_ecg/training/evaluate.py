@@ -36,7 +36,7 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["EvaluateArguments", "evaluate", "main", "plot_lead_sets", "score_records"]
+__all__ = ["EvaluateArguments", "evaluate", "labelled_records", "main", "plot_lead_sets", "score_records"]
 
 
 @dataclass
@@ -44,14 +44,21 @@ class EvaluateArguments:
     """Arguments of ``hubert-ecg evaluate``."""
 
     model: str | None = field(default=None, metadata={"help": "hub id or directory (default: the bundled demo model)"})
-    ptbxl_dir: str | None = field(default=None, metadata={"help": "PTB-XL folder (labels from its metadata)"})
+    ptbxl_dir: str | None = field(default=None, metadata={
+        "help": "PTB-XL folder (labels from its metadata), or several, comma-separated: their records are pooled"})
+    ptbxl_folds: str | None = field(default=None, metadata={
+        "help": "PTB-XL splits by strat_fold, e.g. 'train=1-7,validation=8,test=9' (default: train=1-8, "
+        "validation=9, test=10)"})
     label_set: str | None = field(default=None, metadata={"help": "PTB-XL label set (default: superdiagnostic)"})
     ptbxl_sampling_rate: int = field(default=100, metadata={"help": "PTB-XL records to read: 100 or 500 Hz"})
-    split: str = field(default="test", metadata={"help": "PTB-XL split: train (folds 1-8), validation (9), test (10)"})
+    split: str = field(default="test", metadata={
+        "help": "PTB-XL split: train, validation or test (folds 1-8, 9, 10 unless --ptbxl_folds says otherwise)"})
     test_csv: str | None = field(default=None, metadata={"help": "manifest CSV (filename, [age, sex], labels)"})
     data_dir: str | None = field(default=None, metadata={"help": "folder the manifest's file names are relative to"})
     output_dir: str | None = field(default=None, metadata={"help": "where metrics.json, per_label.csv, ... go"})
-    threshold: float = field(default=0.5, metadata={"help": "F1 threshold on the probabilities"})
+    threshold: float | None = field(default=None, metadata={
+        "help": "F1 threshold on the probabilities (default: the model's config.label_thresholds, from hubert-ecg "
+        "calibrate, where it has one; else 0.5)"})
     n_bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples for the CIs (0: none)"})
     confidence: float = field(default=0.95, metadata={"help": "confidence level of the CIs"})
     tta_windows: int = field(default=0, metadata={"help": "0: the first 5 s window; N: N random windows per record"})
@@ -70,7 +77,13 @@ class EvaluateArguments:
     skip_bad_records: bool = field(default=True, metadata={"help": BAD_RECORDS_RULE})
 
 
-def _records(args: EvaluateArguments, label_names, problem_type):
+def labelled_records(args, label_names, problem_type):
+    """The labelled records ``args`` names (PTB-XL ``ptbxl_dir`` / ``ptbxl_folds`` / ``split`` / ``label_set`` /
+    ``ptbxl_sampling_rate``, or ``test_csv`` / ``data_dir``), labels in the model's label order.
+
+    Raises:
+        ValueError: for neither or both sources, an unknown split, labels that do not match the model's.
+    """
     from . import data
 
     if bool(args.ptbxl_dir) == bool(args.test_csv):
@@ -88,14 +101,14 @@ def _records(args: EvaluateArguments, label_names, problem_type):
         )
     order = [records.label_names.index(name) for name in label_names]
     records.labels, records.label_names = records.labels[:, order], list(label_names)
-    parts = data.split_by_fold(records)
+    parts = data.split_by_fold(records, data.parse_fold_splits(args.ptbxl_folds, required=(args.split,)))
     if args.split not in parts:
         raise ValueError(f"PTB-XL split {args.split!r} has no records under {args.ptbxl_dir!r} (found {sorted(parts)})")
     return parts[args.split]
 
 
 def score_records(model, feature_extractor, paths, tta_windows=0, aggregation="mean", batch_size=32, seed=0,
-                  device="cpu", lead_set=None, missing_leads="raise"):
+                  device="cpu", lead_set=None, missing_leads="raise", function_to_apply=None):
     """Scores of every readable record, through the ``ecg-classification`` pipeline (its window choice, model call
     and aggregation: :class:`hubert_ecg.pipelines.ECGClassificationPipeline`).
 
@@ -108,6 +121,8 @@ def score_records(model, feature_extractor, paths, tta_windows=0, aggregation="m
             lead names): the other leads are zero-filled as missing leads.
         missing_leads: ``"raise"`` (default: a record lacking any of the 12 leads is skipped, as in ``finetune``)
             or ``"zero"``; with a ``lead_set`` always ``"zero"``.
+        function_to_apply: None (the model's own scores, with its ``config.score_calibration``) or ``"none"``
+            (the logits, averaged over the windows).
 
     Returns:
         ``(scores, kept, skipped)``: scores float64 ``(kept records, num_labels)`` in label-id order (sigmoid,
@@ -124,7 +139,8 @@ def score_records(model, feature_extractor, paths, tta_windows=0, aggregation="m
     window["missing_leads"] = missing_leads
     if lead_set is not None:
         window.update(lead_set=lead_set, missing_leads="zero")
-    results, skipped = clf.predict_files(paths, batch_size=batch_size, aggregation=aggregation, top_k=None, **window)
+    results, skipped = clf.predict_files(paths, batch_size=batch_size, aggregation=aggregation, top_k=None,
+                                         function_to_apply=function_to_apply, **window)
     skipped_names = {name for name, _ in skipped}
     kept = [i for i, p in enumerate(paths) if p not in skipped_names]
     label_ids = {name: i for i, name in model.config.id2label.items()}
@@ -231,7 +247,7 @@ def evaluate(args: EvaluateArguments) -> dict:
         raise ValueError(f"cannot load the model {source!r}: {type(err).__name__}: {err}") from None
     label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     problem_type = model.config.problem_type_of()
-    records = _records(args, label_names, problem_type)
+    records = labelled_records(args, label_names, problem_type)
 
     scores, kept, skipped = score_records(
         model, feature_extractor, records.paths, args.tta_windows, args.tta_aggregation, args.batch_size, args.seed,
@@ -244,6 +260,9 @@ def evaluate(args: EvaluateArguments) -> dict:
         lines = "\n".join(f"  {p}: {r}" for p, r in skipped)
         raise ValueError(f"none of the {len(records)} records could be scored:\n{lines}")
     labels = records.labels[kept]
+    stored = model.config.label_thresholds or {}
+    threshold = np.array([stored.get(name, 0.5) for name in label_names]) if args.threshold is None \
+        else args.threshold
 
     if problem_type == "regression":
         def metric(y, s):
@@ -251,8 +270,8 @@ def evaluate(args: EvaluateArguments) -> dict:
         per_label = []
     else:
         def metric(y, s):
-            return classification_metrics(y, s, problem_type, args.threshold)
-        per_label = per_label_metrics(labels, scores, label_names, problem_type, args.threshold)
+            return classification_metrics(y, s, problem_type, threshold)
+        per_label = per_label_metrics(labels, scores, label_names, problem_type, threshold)
 
     def measured(y, s):  # the metrics and their bootstrap CIs
         ci = bootstrap_ci(y, s, metric, args.n_bootstrap, args.confidence, args.seed) if args.n_bootstrap else {}
@@ -344,10 +363,11 @@ def format_report(result: dict, confidence: float = 0.95) -> str:
         ci = f"[{lo:.3f}, {hi:.3f}]" if not math.isnan(lo) else ""
         lines.append(f"{name:<14} {value:>7.3f}   {ci}")
     if result["per_label"]:
-        lines += ["", f"{'label':<10} {'n+':>4} {'AUROC':>7} {'AUPRC':>7} {'F1':>7}"]
+        lines += ["", f"{'label':<10} {'n+':>4} {'AUROC':>7} {'AUPRC':>7} {'F1':>7} {'thresh':>7} {'Brier':>7} "
+                      f"{'ECE':>7}"]
         for row in result["per_label"]:
             lines.append(f"{row['label']:<10} {row['positives']:>4} {row['auroc']:>7.3f} {row['auprc']:>7.3f} "
-                         f"{row['f1']:>7.3f}")
+                         f"{row['f1']:>7.3f} {row['threshold']:>7.3f} {row['brier']:>7.3f} {row['ece']:>7.3f}")
     if result.get("lead_sets"):
         lines += ["", f"{'lead set':<9} {'n':>5} {'macro AUROC':>12} {'CI':>16} {'macro AUPRC':>12} {'CI':>16}"]
         for name, row in result["lead_sets"].items():

@@ -112,7 +112,14 @@ class DataArguments:
     """The labelled data: PTB-XL metadata or CSV manifests."""
 
     ptbxl_dir: str | None = field(
-        default=None, metadata={"help": "PTB-XL folder (ptbxl_database.csv, scp_statements.csv, records100/500)"}
+        default=None,
+        metadata={"help": "PTB-XL folder (ptbxl_database.csv, scp_statements.csv, records100/500), or several, "
+                          "comma-separated (a list in the config file): their records are pooled"},
+    )
+    ptbxl_folds: str | None = field(
+        default=None,
+        metadata={"help": "PTB-XL splits by strat_fold, e.g. 'train=1-7,validation=8,test=9' to keep fold 9 a clean "
+                          "test set (default: train=1-8, validation=9, test=10)"},
     )
     label_set: str = field(
         default="superdiagnostic",
@@ -212,6 +219,17 @@ def _weights(spec: str, default: np.ndarray | None, n: int, name: str) -> list[f
     return weights
 
 
+def _folds_text(folds) -> str:
+    """``(1, 2, 3, 5)`` -> ``"1-3, 5"``."""
+    folds, runs = sorted(folds), []
+    for fold in folds:
+        if runs and fold == runs[-1][1] + 1:
+            runs[-1][1] = fold
+        else:
+            runs.append([fold, fold])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
 def load_data(data_args: DataArguments, label_names=None, num_labels=None):
     """``(splits dict name -> Dataset, label_names, problem_type, skipped)`` from PTB-XL or the manifests;
     ``skipped`` maps each split to the :class:`~hubert_ecg.training.data.Skipped` records of that split (empty
@@ -234,7 +252,7 @@ def load_data(data_args: DataArguments, label_names=None, num_labels=None):
                 f"PTB-XL label set {data_args.label_set!r} has {len(records.label_names)} labels but num_labels="
                 f"{num_labels}"
             )
-        parts = data.split_by_fold(records)
+        parts = data.split_by_fold(records, data.parse_fold_splits(data_args.ptbxl_folds))
         names, problem_type = records.label_names, records.problem_type
     else:
         parts = {}
@@ -355,7 +373,7 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
             (unless ``skip_bad_records``).
     """
     from ..model_card import EvalResult, card_license, create_model_card
-    from .data import ECGTransform, with_preprocessing
+    from .data import ECGTransform, parse_fold_splits, with_preprocessing
     from .metrics import make_compute_metrics
 
     from .collators import lead_mask_prob, parse_augmentations
@@ -437,9 +455,13 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
         for metric in ("macro_auroc", "micro_auroc", "macro_auprc", "macro_f1", "accuracy", "mse", "mae", "r2")
         if isinstance(metrics.get(f"{prefix}_{metric}"), (int, float)) and not math.isnan(metrics[f"{prefix}_{metric}"])
     ]
+    folds = parse_fold_splits(data_args.ptbxl_folds)
     split_text = (
-        f"PTB-XL `{data_args.label_set}` labels, strat_fold 1-8 for training ({len(datasets['train'])} records), "
-        f"fold 9 for validation and model selection ({len(datasets['validation'])} records)"
+        f"PTB-XL `{data_args.label_set}` labels, strat_fold {_folds_text(folds['train'])} for training "
+        f"({len(datasets['train'])} records), fold {_folds_text(folds['validation'])} for validation and model "
+        f"selection ({len(datasets['validation'])} records)"
+        + (f", fold {_folds_text(folds['test'])} as a held-out test set ({len(datasets['test'])} records)"
+           if "test" in datasets else "")
         if data_args.ptbxl_dir else
         f"training manifest `{data_args.train_csv}` ({len(datasets['train'])} records), validation "
         f"`{data_args.validation_csv}` ({len(datasets['validation'])} records)"

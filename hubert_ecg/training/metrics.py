@@ -27,6 +27,7 @@ __all__ = [
     "per_label_metrics",
     "regression_metrics",
     "bootstrap_ci",
+    "expected_calibration_error",
     "make_compute_metrics",
 ]
 
@@ -44,6 +45,19 @@ def _targets(labels: np.ndarray, scores: np.ndarray, problem_type: str) -> np.nd
     return labels.reshape(scores.shape).astype(np.float64)
 
 
+def expected_calibration_error(targets: np.ndarray, scores: np.ndarray, n_bins: int = 10) -> np.ndarray:
+    """Expected calibration error per label (Naeini et al., AAAI 2015; Guo et al., ICML 2017): the scores
+    ``(records, num_labels)`` in ``n_bins`` equal-width bins of [0, 1], the gap between the mean score and the
+    fraction of positives in each bin, weighted by the bin's share of the records. Returns ``(num_labels,)``."""
+    targets, scores = np.asarray(targets, dtype=np.float64), np.asarray(scores, dtype=np.float64)
+    bins = np.clip((scores * n_bins).astype(int), 0, n_bins - 1)
+    out = np.zeros(scores.shape[1])
+    for j in range(scores.shape[1]):
+        gap = np.bincount(bins[:, j], weights=targets[:, j] - scores[:, j], minlength=n_bins)
+        out[j] = np.abs(gap).sum() / max(len(scores), 1)  # sum over bins of |sum(y - p)| / n = weighted |mean gap|
+    return out
+
+
 def _defined(y: np.ndarray) -> np.ndarray:
     """Per column: both classes present."""
     positives = y.sum(axis=0)
@@ -59,12 +73,14 @@ def classification_metrics(
         labels: multi-hot ``(records, num_labels)`` (multi-label) or class indices ``(records,)`` (single-label).
         scores: probabilities ``(records, num_labels)`` (sigmoid or softmax).
         problem_type: ``"multi_label_classification"`` or ``"single_label_classification"``.
-        threshold: F1 threshold on the probabilities (multi-label only; single-label uses the arg-max).
+        threshold: F1 threshold on the probabilities, one for all labels or one per label ``(num_labels,)``
+            (multi-label only; single-label uses the arg-max).
 
     Returns:
         ``macro_auroc``, ``micro_auroc``, ``macro_auprc``, ``micro_auprc``, ``macro_f1``, ``micro_f1``,
-        ``n_labels_evaluated`` (labels with both classes present), and ``accuracy`` for single-label. AUROC/AUPRC are
-        NaN when no label has both classes.
+        ``macro_brier`` (the Brier score, mean squared error of the probabilities, averaged over labels),
+        ``macro_ece`` (:func:`expected_calibration_error` averaged over labels), ``n_labels_evaluated`` (labels with
+        both classes present), and ``accuracy`` for single-label. AUROC/AUPRC are NaN when no label has both classes.
     """
     scores = np.asarray(scores, dtype=np.float64)
     y = _targets(labels, scores, problem_type)
@@ -88,6 +104,8 @@ def classification_metrics(
         pred = (scores >= threshold).astype(np.float64)
     out["macro_f1"] = float(f1_score(y, pred, average="macro", zero_division=0))
     out["micro_f1"] = float(f1_score(y, pred, average="micro", zero_division=0))
+    out["macro_brier"] = float(((scores - y) ** 2).mean())
+    out["macro_ece"] = float(expected_calibration_error(y, scores).mean())
     return out
 
 
@@ -99,7 +117,8 @@ def per_label_metrics(
     threshold: float = 0.5,
 ) -> list[dict]:
     """One row per label: ``label``, ``positives``, ``auroc``, ``auprc`` (NaN with one class only), ``f1``,
-    ``precision``, ``recall`` at ``threshold`` (arg-max for single-label)."""
+    ``precision``, ``recall`` at ``threshold`` (one for all labels or one per label; arg-max for single-label),
+    ``threshold``, ``brier`` and ``ece`` (see :func:`classification_metrics`)."""
     from sklearn.metrics import precision_score, recall_score
 
     scores = np.asarray(scores, dtype=np.float64)
@@ -108,6 +127,8 @@ def per_label_metrics(
         pred = _one_hot(scores.argmax(axis=1), scores.shape[1])
     else:
         pred = (scores >= threshold).astype(np.float64)
+    thresholds = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (scores.shape[1],))
+    ece = expected_calibration_error(y, scores)
     rows = []
     for j, name in enumerate(label_names):
         yj, sj, pj = y[:, j], scores[:, j], pred[:, j]
@@ -121,6 +142,9 @@ def per_label_metrics(
                 "f1": float(f1_score(yj, pj, zero_division=0)),
                 "precision": float(precision_score(yj, pj, zero_division=0)),
                 "recall": float(recall_score(yj, pj, zero_division=0)),
+                "threshold": float(thresholds[j]) if problem_type != "single_label_classification" else float("nan"),
+                "brier": float(((sj - yj) ** 2).mean()),
+                "ece": float(ece[j]),
             }
         )
     return rows

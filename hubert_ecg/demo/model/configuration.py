@@ -147,12 +147,22 @@ class HuBERTECGConfig(HubertConfig):
             never masks leads. Greater than 0 marks a lead-agnostic model, whose scores on fewer than 12 leads
             (missing leads zero-filled) the ``ecg-classification`` pipeline takes as validated; with 0 it warns
             once when it scores such a record.
+        score_calibration (`dict`, *optional*):
+            A calibration of the classifier's scores fitted after training (``hubert-ecg calibrate``), applied by
+            :func:`~hubert_ecg.modeling.scores_from_logits` (and so by the pipeline and evaluation) before the
+            sigmoid or softmax: ``{"method": "platt", "scale": [a_1, ...], "bias": [b_1, ...]}`` (one pair per label:
+            ``sigmoid(a * logit + b)``, Platt 1999) or ``{"method": "temperature", "temperature": T}`` (logits / T,
+            Guo et al. 2017). None: the raw sigmoid / softmax.
+        label_thresholds (`dict[str, float]`, *optional*):
+            A decision threshold per label name on the (calibrated) scores, chosen after training
+            (``hubert-ecg calibrate``): the pipeline marks a label ``positive`` when its score is at or above it.
 
     Raises:
         ValueError: at construction and at ``from_pretrained`` when the lengths of ``conv_dim``, ``conv_kernel``
             and ``conv_stride`` differ, ``hidden_size`` is not divisible by ``num_attention_heads`` or by
             ``num_conv_pos_embedding_groups``, ``vocab_sizes`` is empty or disagrees with ``ensemble_length``, a
-            probability lies outside [0, 1], or ``logit_temperature`` is not positive.
+            probability lies outside [0, 1], ``logit_temperature`` is not positive, or ``score_calibration`` /
+            ``label_thresholds`` do not fit the labels.
     """
 
     model_type = "hubert_ecg"
@@ -179,6 +189,8 @@ class HuBERTECGConfig(HubertConfig):
     finetune_mask_time_length: int = 1
     finetune_mask_time_min_masks: int = 2
     lead_mask_prob: float | int = 0.0
+    score_calibration: dict | None = None
+    label_thresholds: dict | None = None
 
     def __post_init__(self, **kwargs):
         self.vocab_sizes = [int(v) for v in self.vocab_sizes]
@@ -191,6 +203,11 @@ class HuBERTECGConfig(HubertConfig):
             # label weights of the saved head do not apply to it
             for name in ("pos_weight", "class_weight"):
                 if getattr(self, name) is not None and len(getattr(self, name)) == saved_labels:
+                    logger.warning(f"`{name}` of the {saved_labels} saved labels dropped: num_labels is now "
+                                   f"{self.num_labels} (a new classification head)")
+                    setattr(self, name, None)
+            for name in ("score_calibration", "label_thresholds"):
+                if getattr(self, name) is not None:
                     logger.warning(f"`{name}` of the {saved_labels} saved labels dropped: num_labels is now "
                                    f"{self.num_labels} (a new classification head)")
                     setattr(self, name, None)
@@ -233,6 +250,25 @@ class HuBERTECGConfig(HubertConfig):
             weights = getattr(self, name)
             if weights is not None and len(weights) != self.num_labels:
                 raise ValueError(f"`{name}` needs one weight per label ({self.num_labels}), got {len(weights)}.")
+        calibration = self.score_calibration
+        if calibration is not None:
+            method = calibration.get("method") if isinstance(calibration, dict) else None
+            if method == "platt":
+                for key in ("scale", "bias"):
+                    if len(calibration.get(key) or ()) != self.num_labels:
+                        raise ValueError(f"`score_calibration` ({method}) needs one `{key}` per label "
+                                         f"({self.num_labels}), got {calibration.get(key)!r}.")
+            elif method == "temperature":
+                if not float(calibration.get("temperature", 0)) > 0:
+                    raise ValueError(f"`score_calibration` temperature must be positive, got {calibration!r}.")
+            else:
+                raise ValueError("`score_calibration` must be {'method': 'platt', 'scale': [...], 'bias': [...]} or "
+                                 f"{{'method': 'temperature', 'temperature': T}}, got {calibration!r}.")
+        if self.label_thresholds is not None:
+            unknown = sorted(set(self.label_thresholds) - {str(v) for v in self.id2label.values()})
+            if unknown:
+                raise ValueError(f"`label_thresholds` names labels the model does not have: {unknown} (labels: "
+                                 f"{list(self.id2label.values())}).")
 
     @classmethod
     def from_dict(cls, config_dict: dict, **kwargs) -> "HuBERTECGConfig":

@@ -431,17 +431,32 @@ class HuBERTECGForSequenceClassification(HuBERTECGPreTrainedModel):
         )
 
 
-def scores_from_logits(logits, problem_type: str) -> np.ndarray:
+def scores_from_logits(logits, problem_type: str, calibration: dict | None = None) -> np.ndarray:
     """Scores from classifier logits ``(..., num_labels)``, float64: the sigmoid for
     ``"multi_label_classification"``, the softmax over labels for ``"single_label_classification"``, the logits
     themselves for ``"regression"``. The one rule of the package (pipeline, evaluation, Trainer metrics); use
     ``config.problem_type_of()`` for the problem type of a model.
 
+    ``calibration`` (a model's ``config.score_calibration``) first maps the logits: ``"platt"``, ``a * logit + b``
+    per label (Platt 1999); ``"temperature"``, ``logit / T`` (Guo et al. 2017). Neither changes the ranking of the
+    records for a label, so AUROC and AUPRC are unchanged.
+
     Raises:
-        ValueError: for another ``problem_type``.
+        ValueError: for another ``problem_type``, an unknown calibration method, or a calibration of a regression.
     """
     logits = torch.as_tensor(np.asarray(logits, dtype=np.float64) if not torch.is_tensor(logits) else logits)
     logits = logits.detach().to("cpu", torch.float64)
+    if calibration:
+        method = calibration.get("method")
+        if problem_type == "regression":
+            raise ValueError("score calibration applies to classifiers, not to a regression")
+        if method == "platt":
+            scale = torch.as_tensor(calibration["scale"], dtype=torch.float64)
+            logits = logits * scale + torch.as_tensor(calibration["bias"], dtype=torch.float64)
+        elif method == "temperature":
+            logits = logits / float(calibration["temperature"])
+        else:
+            raise ValueError(f"unknown score calibration method {method!r}: expected 'platt' or 'temperature'")
     if problem_type == "multi_label_classification":
         return torch.sigmoid(logits).numpy()
     if problem_type == "single_label_classification":

@@ -1,0 +1,259 @@
+"""Calibrated scores and decision thresholds for a trained classifier: ``hubert-ecg calibrate``.
+
+A classifier trained with positive-class weights (``pos_weight``) or on few records ranks records well (AUROC) but
+its sigmoid scores are not probabilities: a score of 0.46 says little until it is calibrated and a threshold says
+where "positive" starts. On a labelled split that took no part in training (an inner validation split, never the
+test set), :func:`calibrate` fits
+
+* a calibration of the logits (``"platt"``: ``sigmoid(a * logit + b)`` per label, Platt 1999, fitted by
+  scikit-learn's logistic regression on the logit; ``"temperature"``: ``softmax(logits / T)``, Guo et al., ICML
+  2017, for single-label models), stored in ``config.score_calibration``;
+* a decision threshold per label on the calibrated scores (``"max_f1"``: the score at which the label's F1 on the
+  split is highest, from scikit-learn's ``precision_recall_curve``), stored in ``config.label_thresholds``,
+
+and saves the model's ``config.json`` with them. :func:`hubert_ecg.modeling.scores_from_logits`, and so the
+``ecg-classification`` pipeline, ``predict`` and ``evaluate``, apply them from then on. Neither changes AUROC or
+AUPRC (the ranking of the records for each label is kept).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .arguments import run_command
+from .data import BAD_RECORDS_RULE
+
+__all__ = ["CalibrateArguments", "fit_platt", "fit_temperature", "max_f1_thresholds", "calibrate", "main"]
+
+
+def fit_platt(logits: np.ndarray, labels: np.ndarray) -> dict:
+    """Platt scaling per label: ``{"method": "platt", "scale": [a_j], "bias": [b_j]}`` such that
+    ``sigmoid(a_j * logit_j + b_j)`` maximises the likelihood of ``labels`` (unregularised logistic regression on
+    the one logit). A label with one class only in ``labels`` keeps ``a = 1, b = 0``.
+
+    Args:
+        logits: ``(records, num_labels)``; labels: multi-hot ``(records, num_labels)``.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels, dtype=np.float64)
+    scale, bias = [], []
+    for j in range(logits.shape[1]):
+        y = labels[:, j]
+        if not 0 < y.sum() < len(y):
+            scale.append(1.0)
+            bias.append(0.0)
+            continue
+        fit = LogisticRegression(C=np.inf).fit(logits[:, j:j + 1], y.astype(int))
+        scale.append(float(fit.coef_[0, 0]))
+        bias.append(float(fit.intercept_[0]))
+    return {"method": "platt", "scale": scale, "bias": bias}
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, problem_type: str) -> dict:
+    """Temperature scaling: ``{"method": "temperature", "temperature": T}`` with the ``T`` in [0.05, 20] that
+    minimises the negative log-likelihood of ``labels`` under ``softmax(logits / T)`` (single-label: class indices
+    ``(records,)``) or ``sigmoid(logits / T)`` (multi-label: multi-hot ``(records, num_labels)``)."""
+    from scipy.optimize import minimize_scalar
+    from scipy.special import expit, log_softmax
+
+    logits = np.asarray(logits, dtype=np.float64)
+
+    def nll(log_t):
+        z = logits / math.exp(log_t)
+        if problem_type == "single_label_classification":
+            return -log_softmax(z, axis=1)[np.arange(len(z)), np.asarray(labels).astype(int)].mean()
+        p = np.clip(expit(z), 1e-12, 1 - 1e-12)
+        y = np.asarray(labels, dtype=np.float64)
+        return -(y * np.log(p) + (1 - y) * np.log(1 - p)).mean()
+
+    best = minimize_scalar(nll, bounds=(math.log(0.05), math.log(20.0)), method="bounded")
+    return {"method": "temperature", "temperature": float(math.exp(best.x))}
+
+
+def max_f1_thresholds(scores: np.ndarray, labels: np.ndarray, label_names) -> dict[str, float]:
+    """Per label, the score at or above which the label's F1 on (``scores``, ``labels``) is highest (the lowest
+    such score when several tie); 0.5 for a label without positives. Returns ``{label name: threshold}``."""
+    from sklearn.metrics import precision_recall_curve
+
+    out = {}
+    for j, name in enumerate(label_names):
+        y = np.asarray(labels)[:, j]
+        if y.sum() == 0:
+            out[str(name)] = 0.5
+            continue
+        precision, recall, thresholds = precision_recall_curve(y, scores[:, j])
+        f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
+        out[str(name)] = float(thresholds[int(np.argmax(f1))])
+    return out
+
+
+@dataclass
+class CalibrateArguments:
+    """Arguments of ``hubert-ecg calibrate``."""
+
+    model: str | None = field(default=None, metadata={"help": "the classifier's directory (required)"})
+    ptbxl_dir: str | None = field(default=None, metadata={
+        "help": "PTB-XL folder, or several comma-separated (labels from their metadata)"})
+    ptbxl_folds: str | None = field(default=None, metadata={
+        "help": "PTB-XL splits by strat_fold, e.g. 'train=1-7,validation=8,test=9': use the same as in training"})
+    split: str = field(default="validation", metadata={
+        "help": "PTB-XL split to fit on: validation (never the test split you report)"})
+    label_set: str | None = field(default=None, metadata={"help": "PTB-XL label set (default: superdiagnostic)"})
+    ptbxl_sampling_rate: int = field(default=100, metadata={"help": "PTB-XL records to read: 100 or 500 Hz"})
+    test_csv: str | None = field(default=None, metadata={
+        "help": "or: a manifest CSV (filename, labels) of the records to fit on"})
+    data_dir: str | None = field(default=None, metadata={"help": "folder the manifest's file names are relative to"})
+    method: str = field(default="auto", metadata={
+        "help": "calibration: platt (per label), temperature, none, or auto (platt for multi-label, temperature "
+        "for single-label)"})
+    thresholds: str = field(default="max_f1", metadata={
+        "help": "decision thresholds per label: max_f1 (the score of the highest F1 on the split) or none"})
+    output_dir: str | None = field(default=None, metadata={
+        "help": "where to write the calibrated model (a copy); default: update config.json in --model in place"})
+    tta_windows: int = field(default=0, metadata={"help": "0: the first 5 s window; N: N random windows per record"})
+    batch_size: int = field(default=32, metadata={"help": "windows per model call"})
+    seed: int = field(default=0, metadata={"help": "seed of the TTA windows"})
+    device: str = field(default="cpu", metadata={"help": "torch device"})
+    missing_leads: str = field(default="raise", metadata={
+        "help": "records lacking some of the 12 leads: raise (skipped and listed) or zero (zero-filled)"})
+    skip_bad_records: bool = field(default=True, metadata={"help": BAD_RECORDS_RULE})
+
+
+def calibrate(args: CalibrateArguments) -> dict:
+    """Fit the calibration and the thresholds ``args`` asks for on its labelled records and save them in the
+    model's config (see the module docstring).
+
+    Returns:
+        ``{"calibration", "thresholds", "n_records", "skipped", "before", "after"}``; ``before`` / ``after`` hold
+        the macro Brier score and ECE on the records with the raw and the calibrated scores.
+
+    Raises:
+        ValueError: for a missing ``--model``, a regression model, an unknown ``method`` / ``thresholds``, bad data
+            arguments (as ``hubert-ecg evaluate``), or no record that could be scored.
+    """
+    import hubert_ecg  # noqa: F401  (registers the model type)
+    from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForSequenceClassification
+
+    from ..modeling import scores_from_logits
+    from .evaluate import labelled_records, score_records
+    from .metrics import classification_metrics
+
+    if not args.model:
+        raise ValueError("--model is required: the directory of the classifier to calibrate")
+    if args.method not in ("auto", "platt", "temperature", "none"):
+        raise ValueError(f"--method must be auto, platt, temperature or none, got {args.method!r}")
+    if args.thresholds not in ("max_f1", "none"):
+        raise ValueError(f"--thresholds must be max_f1 or none, got {args.thresholds!r}")
+    if not Path(args.model).is_dir():
+        raise ValueError(f"--model must be a local model directory (its config.json is rewritten), got {args.model!r}")
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(args.model)
+        feature_extractor = AutoFeatureExtractor.from_pretrained(args.model)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot load the model {args.model!r}: {type(err).__name__}: {err}") from None
+    config = model.config
+    problem_type = config.problem_type_of()
+    if problem_type == "regression":
+        raise ValueError(f"{args.model!r} is a regression model: calibration and thresholds apply to classifiers")
+    label_names = [config.id2label[i] for i in range(config.num_labels)]
+    records = labelled_records(args, label_names, problem_type)
+    logits, kept, skipped = score_records(
+        model, feature_extractor, records.paths, args.tta_windows, "mean", args.batch_size, args.seed, args.device,
+        missing_leads=args.missing_leads, function_to_apply="none",
+    )
+    if skipped and not args.skip_bad_records:
+        raise ValueError(f"cannot use record {skipped[0][0]!r}: {skipped[0][1]}")
+    if not kept:
+        raise ValueError(f"none of the {len(records)} records could be scored: "
+                         + "; ".join(f"{p}: {r}" for p, r in skipped))
+    labels = records.labels[kept]
+    method = args.method
+    if method == "auto":
+        method = "platt" if problem_type == "multi_label_classification" else "temperature"
+    if method == "platt" and problem_type != "multi_label_classification":
+        raise ValueError("--method platt is per label: for a multi-label model; use temperature for single-label")
+    calibration = None if method == "none" else (
+        fit_platt(logits, labels) if method == "platt" else fit_temperature(logits, labels, problem_type))
+    raw = scores_from_logits(logits, problem_type)
+    calibrated = scores_from_logits(logits, problem_type, calibration)
+    thresholds = None
+    if args.thresholds == "max_f1" and problem_type == "multi_label_classification":
+        thresholds = max_f1_thresholds(calibrated, labels, label_names)
+
+    def summary(scores, threshold):
+        m = classification_metrics(labels, scores, problem_type, threshold)
+        return {k: m[k] for k in ("macro_brier", "macro_ece", "macro_f1")}
+
+    result = {
+        "calibration": calibration, "thresholds": thresholds, "n_records": len(kept), "skipped": skipped,
+        "before": summary(raw, 0.5),
+        "after": summary(calibrated, np.array([thresholds[n] for n in label_names]) if thresholds else 0.5),
+    }
+    target = Path(args.output_dir or args.model)
+    if args.output_dir:
+        shutil.copytree(args.model, target, dirs_exist_ok=True)
+    saved = AutoConfig.from_pretrained(target)
+    saved.score_calibration, saved.label_thresholds = calibration, thresholds
+    saved.validate_architecture()
+    saved.save_pretrained(target)
+    (target / "calibration.json").write_text(json.dumps(
+        {**{k: v for k, v in result.items() if k != "skipped"}, "arguments": vars(args),
+         "skipped": [{"file": p, "reason": r} for p, r in skipped]}, indent=2))
+    return result
+
+
+def format_report(result: dict) -> str:
+    """What ``hubert-ecg calibrate`` prints."""
+    lines = [f"{result['n_records']} records", ""]
+    calibration = result["calibration"]
+    if calibration is None:
+        lines.append("calibration: none")
+    elif calibration["method"] == "temperature":
+        lines.append(f"calibration: temperature T = {calibration['temperature']:.3f}")
+    else:
+        lines.append("calibration: platt, sigmoid(a * logit + b) per label")
+    if result["thresholds"]:
+        lines.append("thresholds (max F1): " + ", ".join(f"{k} {v:.3f}" for k, v in result["thresholds"].items()))
+    lines += ["", f"{'':<26} {'Brier':>7} {'ECE':>7} {'F1':>7}"]
+    for name, key in (("raw scores, threshold 0.5", "before"), ("calibrated, thresholds", "after")):
+        row = result[key]
+        lines.append(f"{name:<26} {row['macro_brier']:>7.3f} {row['macro_ece']:>7.3f} {row['macro_f1']:>7.3f}")
+    lines.append("(macro averages on the records fitted on: in-sample; report figures on a held-out split with "
+                 "hubert-ecg evaluate)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``hubert-ecg calibrate``: 0 when every record was used, 1 when some were skipped (listed on stderr), 2 for
+    bad arguments or data."""
+    out = {}
+
+    def run(args):
+        out["result"] = calibrate(args)
+        out["args"] = args
+
+    code = run_command(argv, CalibrateArguments, "hubert-ecg calibrate", run)
+    if code:
+        return code
+    result, args = out["result"], out["args"]
+    print(format_report(result))
+    print(f"\nsaved to {args.output_dir or args.model}: config.json (score_calibration, label_thresholds), "
+          "calibration.json")
+    if result["skipped"]:
+        print(f"hubert-ecg calibrate: skipped {len(result['skipped'])} record(s):", file=sys.stderr)
+        for path, reason in result["skipped"]:
+            print(f"  {path}: {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
