@@ -60,11 +60,11 @@ def _load(source: Any, sampling_rate: float | None, lead_names: Sequence[str] | 
     except ValueError as err:
         message = str(err)
         raise ValueError(message if name in message else f"{name}: {message}") from None
-    name = record.record_name or name
     rate = float(record.sampling_rate)
     duration = record.signal.shape[1] / rate
     if not (0.0 <= float(start) < duration):
-        raise ValueError(f"start must lie in [0, {duration:g}) s for {name} (its duration), got {start!r}")
+        raise ValueError(f"{name}: start must lie in [0, {duration:g}) s (the record's duration), got {start!r}")
+    name = record.record_name or name
     first = int(round(start * rate))
     signal = np.asarray(record.signal[:, first : first + int(np.ceil(STRIP_SECONDS * rate)) + 1], dtype=np.float64)
     standard = [normalize_lead_name(n) for n in record.lead_names]
