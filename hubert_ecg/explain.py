@@ -520,10 +520,14 @@ def explain_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from .plotting import _FORMATS
 
+    usage = None
     if not args.out.lower().endswith(_FORMATS):
-        parser.error(f"--out must end in {', '.join(_FORMATS)}, got {args.out!r}")
-    if args.steps < 1:
-        parser.error("--steps must be a positive integer")
+        usage = f"--out {args.out!r}: expected a file name ending in {', '.join(_FORMATS)}"
+    elif args.steps < 1:
+        usage = f"--steps must be a positive integer, got {args.steps}"
+    if usage:
+        print(f"hubert-ecg explain: error: {usage}", file=sys.stderr)
+        return 2
 
     from transformers.utils import logging as hf_logging
 

@@ -171,6 +171,6 @@ def test_explain_command(fold9, tmp_path, capsys):
     assert main(["explain", fold9[0], "--label", "AFIB", "--out", str(tmp_path / "x.png")]) == 2
     assert "label 'AFIB' is not one of" in capsys.readouterr().err
     assert main(["explain", str(tmp_path / "missing"), "--method", "saliency", "--out", str(tmp_path / "x.png")]) == 1
-    assert capsys.readouterr().err.startswith(f"hubert-ecg explain: {tmp_path / 'missing'}")
+    assert capsys.readouterr().err.splitlines()[-1].startswith(f"hubert-ecg explain: {tmp_path / 'missing'}: ")
     assert main(["explain", fold9[0], "--out", str(tmp_path / "x.gif")]) == 2
     assert set(METHODS) == {"integrated_gradients", "saliency", "occlusion", "attention_rollout"}
