@@ -92,6 +92,7 @@ def plot_ecg(
     attribution_rate: float | None = None,
     attribution_leads: Sequence[str] | None = None,
     attribution_label: str | None = None,
+    attribution_smoothing: float = 0.1,
     dpi: int = 100,
 ):
     """Draw a record in the standard 12-lead layout (see the module docstring) and return the matplotlib Figure.
@@ -106,11 +107,13 @@ def plot_ecg(
         title: text above the plot (default: the record's name, rate and duration).
         attribution: optional float ``(leads, samples)`` on the record's time axis (sample ``k`` at
             ``k / attribution_rate`` s; NaN where not computed), e.g. :attr:`hubert_ecg.explain.Explanation.
-            values`: drawn as a red heat band behind each lead, its opacity proportional to the positive
-            attribution (normalised by the largest one shown).
+            values`: drawn as a blue heat band behind each lead, its opacity proportional to the positive
+            attribution, averaged over ``attribution_smoothing`` seconds for display (attributions are spiky) and
+            normalised by the 99.5th percentile of what is shown (1 and above: the darkest).
         attribution_rate: Hz of ``attribution`` (required with it).
         attribution_leads: names of the rows of ``attribution`` (default: the 12 standard leads in order).
         attribution_label: what the overlay attributes (e.g. ``"MI, integrated gradients"``), shown in the title.
+        attribution_smoothing: seconds of the moving average applied to the overlay (0: none).
         dpi: pixels per inch of raster output (a PNG of a 10 s record is 11.8 x 6.8 in).
 
     Returns:
@@ -140,10 +143,17 @@ def plot_ecg(
         if attribution_rate is None or not float(attribution_rate) > 0:
             raise ValueError(f"attribution_rate must be a positive number of Hz with attribution, got {attribution_rate!r}")
         heat_rows = {lead: i for i, lead in enumerate(names)}
+        width_samples = int(round(float(attribution_smoothing) * float(attribution_rate)))
+        if width_samples > 1:
+            from scipy.ndimage import uniform_filter1d
+
+            finite = np.isfinite(heat)
+            heat = np.where(finite, uniform_filter1d(np.where(finite, heat, 0.0), width_samples, axis=1,
+                                                     mode="nearest"), np.nan)
         a0, a1 = int(start * attribution_rate), int(np.ceil((start + STRIP_SECONDS) * attribution_rate))
         shown = heat[:, a0:a1]
-        positive = shown[np.isfinite(shown)]
-        scale = float(positive.max()) if positive.size and positive.max() > 0 else 1.0
+        positive = shown[np.isfinite(shown) & (shown > 0)]
+        scale = float(np.percentile(positive, 99.5)) if positive.size else 1.0
 
     width = _LEFT_MM + STRIP_SECONDS * PAPER_SPEED
     n_rows = len(LAYOUT) + 1
@@ -177,9 +187,9 @@ def plot_ecg(
             h0, h1 = int(round(t0 * attribution_rate)), int(round((t0 + seconds) * attribution_rate))
             band = heat[heat_rows[lead], h0:min(h1, heat.shape[1])]
             if band.size:
-                alpha = np.clip(np.nan_to_num(band, nan=0.0) / scale, 0.0, 1.0) * 0.75
+                alpha = np.clip(np.nan_to_num(band, nan=0.0) / scale, 0.0, 1.0) * 0.7
                 rgba = np.zeros((1, band.size, 4))
-                rgba[..., 0], rgba[..., 1], rgba[..., 2], rgba[..., 3] = 0.85, 0.1, 0.1, alpha
+                rgba[..., 0], rgba[..., 1], rgba[..., 2], rgba[..., 3] = 0.1, 0.35, 0.95, alpha
                 ax.imshow(rgba, extent=(x0, x0 + band.size / attribution_rate * PAPER_SPEED,
                                         y0 - ROW_HEIGHT_MM / 2, y0 + ROW_HEIGHT_MM / 2),
                           aspect="auto", interpolation="nearest", zorder=1)
