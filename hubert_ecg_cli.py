@@ -27,13 +27,16 @@ class Command(NamedTuple):
     module: str  # imported only when the command runs
     function: str  # takes argv (list[str]) and returns an exit code
     help: str  # one line for `hubert-ecg --help`
-    extra: str | None  # the optional dependencies it needs: "train", "onnx", or None for the core install
+    extra: str | None  # the optional dependencies it needs: "train", "onnx", "plot", ..., or None for the core install
 
 
 # The modules that each extra provides (import names); a command whose extra is missing stops with one line.
 EXTRAS = {
     "train": ("accelerate", "datasets", "sklearn", "pandas", "librosa", "matplotlib", "yaml"),
     "onnx": ("onnx", "onnxruntime"),
+    "plot": ("matplotlib",),
+    "explain": ("captum", "matplotlib"),
+    "app": ("gradio", "matplotlib"),
 }
 
 COMMANDS = {
@@ -52,6 +55,11 @@ COMMANDS = {
                        "original .pt / hub checkpoint -> save_pretrained directory", None),
     "export-onnx": Command("hubert_ecg.export", "export_onnx_main", "export a classifier to ONNX (dynamic batch)",
                            "onnx"),
+    "plot": Command("hubert_ecg.plotting", "plot_main", "draw a record in the 12-lead layout (PNG, SVG, PDF)", "plot"),
+    "explain": Command("hubert_ecg.explain", "explain_main",
+                       "attributions for a label, drawn on the 12-lead plot (default: the demo model)", "explain"),
+    "app": Command("hubert_ecg.app", "app_main", "local web app: upload ECGs, see the plot, scores, attributions",
+                   "app"),
 }
 
 HELP_FILE = "cli_help.json"
