@@ -157,6 +157,31 @@ def test_evaluate_lead_sets_table_csv_and_plot(tmp_path, capsys):
     assert "'5' is not a lead set" in capsys.readouterr().err
 
 
+def test_evaluate_several_models_draws_one_line_each(tmp_path, capsys):
+    if not (DEMO_RECORDS / "labels.csv").is_file():
+        pytest.skip("no labels.csv beside the demo records")
+    import shutil
+
+    other = tmp_path / "models" / "demo_copy"
+    shutil.copytree(hubert_ecg.demo_model_path(), other)
+    out = tmp_path / "eval"
+    argv = ["--test_csv", str(DEMO_RECORDS / "labels.csv"), "--data_dir", str(DEMO_RECORDS), "--n_bootstrap", "0",
+            "--plot_roc", "false", "--lead_sets", "12,1", "--output_dir", str(out)]
+    assert evaluate.main(argv + ["--model", f"{hubert_ecg.demo_model_path()},{other}"]) == 0
+    printed = capsys.readouterr().out
+    assert "== model" in printed and "== demo_copy" in printed
+    with open(out / "lead_sets.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["model"], r["lead_set"]) for r in rows] == [("model", "12"), ("model", "1"), ("demo_copy", "12"),
+                                                           ("demo_copy", "1")]
+    assert rows[0]["macro_auroc"] == rows[2]["macro_auroc"]  # the same weights on the same records
+    for name in ("model", "demo_copy"):
+        assert json.loads((out / name / "metrics.json").read_text())["lead_sets"]["1"]["leads"] == ["I"]
+    assert (out / "lead_sets.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert evaluate.main(argv + ["--model", f"{other},{other}"]) == 2
+    assert "folder names must differ" in capsys.readouterr().err
+
+
 def _demo():
     from transformers import AutoFeatureExtractor, AutoModelForSequenceClassification
 

@@ -36,14 +36,16 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["EvaluateArguments", "evaluate", "labelled_records", "main", "plot_lead_sets", "score_records"]
+__all__ = ["EvaluateArguments", "evaluate", "evaluate_models", "labelled_records", "main", "plot_lead_sets", "score_records"]
 
 
 @dataclass
 class EvaluateArguments:
     """Arguments of ``hubert-ecg evaluate``."""
 
-    model: str | None = field(default=None, metadata={"help": "hub id or directory (default: the bundled demo model)"})
+    model: str | None = field(default=None, metadata={
+        "help": "hub id or directory (default: the bundled demo model); several, comma-separated, are evaluated on "
+        "the same records, each into output_dir/<model folder name>, and lead_sets.png draws one line per model"})
     ptbxl_dir: str | None = field(default=None, metadata={
         "help": "PTB-XL folder (labels from its metadata), or several, comma-separated: their records are pooled"})
     ptbxl_folds: str | None = field(default=None, metadata={
@@ -385,22 +387,64 @@ def parse_args(argv: list[str]) -> EvaluateArguments:
     return _parse_args(argv, (EvaluateArguments,), "hubert-ecg evaluate")[0]
 
 
+def evaluate_models(args: EvaluateArguments) -> dict[str, dict]:
+    """:func:`evaluate` for each model of a comma-separated ``args.model``, on the same records; each writes to
+    ``output_dir/<the model's folder name>``, and with ``lead_sets`` ``output_dir/lead_sets.png`` draws one line per
+    model and ``output_dir/lead_sets.csv`` holds every model's rows (a ``model`` column first).
+
+    Returns:
+        model name -> its :func:`evaluate` result.
+
+    Raises:
+        ValueError: as :func:`evaluate`, or for two models with the same folder name.
+    """
+    from dataclasses import replace
+
+    models = [m.strip() for m in (args.model or "").split(",") if m.strip()]
+    names = [Path(m).name or m for m in models]
+    if len(set(names)) != len(names):
+        raise ValueError(f"--model: the models' folder names must differ (they name the output folders), got {names}")
+    results = {}
+    for model, name in zip(models, names):
+        out = str(Path(args.output_dir) / name) if args.output_dir else None
+        results[name] = evaluate(replace(args, model=model, output_dir=out))
+    if args.output_dir and args.lead_sets:
+        tables = {name: result["lead_sets"] for name, result in results.items()}
+        plot_lead_sets(tables, Path(args.output_dir) / "lead_sets.png", "macro_auroc", args.confidence)
+        rows = []
+        for name in names:  # each evaluate() wrote its own lead_sets.csv
+            lines = (Path(args.output_dir) / name / "lead_sets.csv").read_text().splitlines()
+            rows += [f"model,{lines[0]}"] if not rows else []
+            rows += [f"{name},{line}" for line in lines[1:]]
+        (Path(args.output_dir) / "lead_sets.csv").write_text("\n".join(rows) + "\n")
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``hubert-ecg evaluate``; prints the report, lists skipped records on stderr; returns 0 when every record was
-    scored, 1 when some were skipped, 2 when nothing could be scored or the arguments / files are wrong."""
+    """``hubert-ecg evaluate``; prints the report (one per model), lists skipped records on stderr; returns 0 when
+    every record was scored, 1 when some were skipped, 2 when nothing could be scored or the arguments / files are
+    wrong."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parse_args(argv)
-        result = evaluate(args)
+        if args.model and "," in args.model:
+            results = evaluate_models(args)
+        else:
+            results = {None: evaluate(args)}
     except ValueError as err:
         print(f"hubert-ecg evaluate: error: {err}", file=sys.stderr)
         return 2
-    print(format_report(result, args.confidence))
+    skipped = []
+    for name, result in results.items():
+        if name is not None:
+            print(f"== {name}")
+        print(format_report(result, args.confidence))
+        skipped += [item for item in result["skipped"] if item not in skipped]
     if args.output_dir:
         print(f"\nwritten to {args.output_dir}")
-    if result["skipped"]:
-        print(f"hubert-ecg evaluate: skipped {len(result['skipped'])} record(s):", file=sys.stderr)
-        for path, reason in result["skipped"]:
+    if skipped:
+        print(f"hubert-ecg evaluate: skipped {len(skipped)} record(s):", file=sys.stderr)
+        for path, reason in skipped:
             print(f"  {path}: {reason}", file=sys.stderr)
         return 1
     return 0
