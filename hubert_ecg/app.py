@@ -38,7 +38,7 @@ __all__ = ["MAX_FILE_SIZE", "TABLE_HEADERS", "group_uploads", "score_uploads", "
 #: the largest file the app accepts by default (Gradio's ``max_file_size``): a 24-hour 2-lead Holter at 360 Hz in
 #: WFDB format 212 is about 90 MB; a 10 s 12-lead record at 500 Hz, 120 kB.
 MAX_FILE_SIZE = "100mb"
-TABLE_HEADERS = ["file", "rank", "label", "score"]
+TABLE_HEADERS = ["file", "rank", "label", "score", "positive"]
 _NO_ATTRIBUTION = "none (plot only)"
 _TOP_LABEL = "top-scored label"
 _WFDB_SIGNALS = (".dat", ".mat")
@@ -109,8 +109,9 @@ def score_uploads(files: Sequence[str] | None, model: str | None = None, workdir
         workdir: where the records are put together (default: a new temporary folder).
 
     Returns:
-        ``(rows, message, records)``: ``rows`` one ``[file, rank, label, score]`` per label of every scored file
-        (ranked by score), ``message`` Markdown listing the files that were not scored with the reason (as
+        ``(rows, message, records)``: ``rows`` one ``[file, rank, label, score, positive]`` per label of every
+        scored file (ranked by score; ``positive`` is "yes" / "no" at the model's ``config.label_thresholds``, ""
+        for a model without them), ``message`` Markdown listing the files that were not scored with the reason (as
         ``hubert-ecg predict`` prints it) and the flags of those that were, ``records`` ``{name: path}`` of the
         scored files (for :func:`draw_record`).
 
@@ -132,7 +133,8 @@ def score_uploads(files: Sequence[str] | None, model: str | None = None, workdir
             upload = dict(upload, error=d["error"] and d["error"].replace(prefix, ""))
             if upload["error"] is None:
                 records[upload["name"]] = upload["path"]
-                rows += [[upload["name"], rank, p["label"], round(float(p["score"]), 4)]
+                rows += [[upload["name"], rank, p["label"], round(float(p["score"]), 4),
+                          {True: "yes", False: "no"}.get(p.get("positive"), "")]
                          for rank, p in enumerate(d["predictions"], 1)]
                 if d["flags"]:
                     lines.append(f"- **{upload['name']}**: " + "; ".join(d["flags"]).replace(prefix, ""))
