@@ -399,6 +399,12 @@ def _grid_search(X, y, Cs, folds, scoring, seed):
     return search.best_estimator_, float(search.best_params_["logistic__C"])
 
 
+def _require_labels(embeddings: Embeddings, which: str) -> None:
+    if embeddings.problem_type is None or embeddings.labels is None:
+        raise ValueError(f"the {which} embeddings have no label columns (embed a manifest with label columns, or "
+                         "name them with --labels)")
+
+
 def fit_probe(train: Embeddings, Cs: Sequence[float] = DEFAULT_CS, folds: int = 5, seed: int = 0):
     """Fit the linear probe on ``train`` (its labelled records).
 
@@ -416,8 +422,7 @@ def fit_probe(train: Embeddings, Cs: Sequence[float] = DEFAULT_CS, folds: int = 
         ValueError: when ``train`` has no labels, no labelled record, regression targets, or a single class
             (single-label); for ``folds`` < 2 or an empty ``Cs``.
     """
-    if train.problem_type is None or train.labels is None:
-        raise ValueError("the training embeddings have no label columns (embed a manifest with label columns)")
+    _require_labels(train, "training")
     if train.problem_type == "regression":
         raise ValueError("the linear probe is a classifier; these embeddings have a regression target")
     if folds < 2:
@@ -486,6 +491,8 @@ def linear_probe(
     """
     from .metrics import bootstrap_ci, classification_metrics, per_label_metrics
 
+    _require_labels(train, "training")
+    _require_labels(evaluation, "eval")
     if evaluation.problem_type != train.problem_type or list(evaluation.label_names) != list(train.label_names):
         raise ValueError(
             f"the eval embeddings have the labels {evaluation.label_names} ({evaluation.problem_type}) but the train "
