@@ -98,6 +98,9 @@ def test_probe_reports_the_packages_metrics_and_bootstrap(embedded):
     ci = bootstrap_ci(evaluation.labels, result["scores"], classification_metrics, 30, 0.95, 3)
     assert result["ci"]["macro_auroc"] == ci["macro_auroc"]
     assert set(result["C"].values()) <= {0.01, 1.0}
+    two = read_embeddings(embedded["train"], ["NORM", "CD"])
+    assert two.problem_type == "multi_label_classification" and two.label_names == ["NORM", "CD"]
+    np.testing.assert_array_equal(two.labels, train.labels[:, [0, 3]])
 
 
 def test_a_label_without_enough_positives_is_predicted_at_its_prevalence(embedded):

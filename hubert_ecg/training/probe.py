@@ -195,7 +195,8 @@ def read_embeddings(path: str | Path, label_columns: Sequence[str] | None = None
         if missing:
             raise ValueError(f"{str(path)!r} has no column(s) {missing} (columns: {names})")
         if label_columns != list(metadata.get("label_columns") or []):
-            label_names, problem_type = list(label_columns), None
+            known = problem_type == "multi_label_classification" and set(label_columns) <= set(label_names)
+            label_names, problem_type = list(label_columns), "multi_label_classification" if known else None
     labels = None
     if label_columns:
         frame = np.stack([np.asarray(table.column(c).to_pandas(), dtype=np.float64) for c in label_columns], axis=1)
@@ -254,7 +255,7 @@ def _gather_inputs(inputs: Sequence[str], sources: Sequence[str] | None, data_di
     for index, item in enumerate(inputs):
         source = (sources[0] if len(sources) == 1 else sources[index]) if sources else item
         path = Path(item)
-        if path.suffix.lower() in (".csv", ".tsv") and path.is_file() and _label_columns_of(path):
+        if path.suffix.lower() == ".csv" and path.is_file() and _label_columns_of(path):
             records = read_manifest(path, data_dir)
             if label_names is not None and (records.label_names != label_names or records.problem_type != problem_type):
                 raise ValueError(
