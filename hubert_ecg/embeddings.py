@@ -93,13 +93,17 @@ class ECGFeatureExtractionPipeline(ECGClassificationPipeline):
         preprocess, _, _ = super()._sanitize_parameters(**kwargs)
         forward, postprocess = {}, {}
         if layer is not None:
-            forward["layer"] = self._check_layer(layer)
+            forward["layer"] = self.check_layer(layer)
         if return_details is not None:
             postprocess["return_details"] = bool(return_details)
         return preprocess, forward, postprocess
 
-    def _check_layer(self, layer) -> int:
-        """``layer`` as an index into the backbone's ``hidden_states`` (``num_hidden_layers + 1`` of them)."""
+    def check_layer(self, layer) -> int:
+        """``layer`` as an index into the backbone's ``hidden_states`` (``num_hidden_layers + 1`` of them).
+
+        Raises:
+            ValueError: for a non-integer or a layer outside ``-(num_hidden_layers + 1) .. num_hidden_layers``.
+        """
         n = int(self.model.config.num_hidden_layers)
         if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not -(n + 1) <= int(layer) <= n:
             raise ValueError(

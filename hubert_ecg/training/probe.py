@@ -355,7 +355,7 @@ def embed_main(argv: list[str] | None = None) -> int:
         items, label_names, problem_type = _gather_inputs(args.inputs, args.source, args.data_dir)
         pipe = load_feature_pipeline(args.model, args.device, args.dtype)
         if args.layer is not None:
-            pipe._check_layer(args.layer)
+            pipe.check_layer(args.layer)
     except ValueError as err:
         print(f"hubert-ecg embed: error: {err}", file=sys.stderr)
         return 2
@@ -440,7 +440,7 @@ def fit_probe(train: Embeddings, Cs: Sequence[float] = DEFAULT_CS, folds: int = 
         classes, counts = np.unique(y, return_counts=True)
         if len(classes) < 2:
             raise ValueError(f"the training records hold a single class ({names[int(classes[0])]}); a probe needs two")
-        model, C = _grid_search(X, y, Cs, max(2, min(folds, int(counts.min()))), "neg_log_loss", 0)
+        model, C = _grid_search(X, y, Cs, max(2, min(folds, int(counts.min()))), "neg_log_loss", seed)
 
         def predict(vectors):
             scores = np.zeros((len(vectors), len(names)))
