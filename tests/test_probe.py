@@ -191,3 +191,19 @@ def test_umap_plot(embedded, tmp_path):
 
     legend = plot_embeddings(embedded["train"], tmp_path / "umap.png", color_by="label", method="umap")
     assert sum(legend.values()) == N_TRAIN and (tmp_path / "umap.png").stat().st_size > 10_000
+
+
+def test_single_label_probe_gives_class_probabilities(embedded):
+    """Classes from the superclasses (NORM, MI, STTC, CD, HYP: the first one a record has): one multinomial
+    regression; its scores are probabilities over the classes."""
+    def single(path):
+        emb = read_embeddings(path)
+        classes = emb.labels.argmax(axis=1).astype(np.int64)
+        return Embeddings(emb.paths, emb.sources, emb.vectors, emb.windows, classes, emb.label_names,
+                          "single_label_classification")
+
+    train, evaluation = single(embedded["train"]), single(embedded["eval"])
+    result = linear_probe(train, evaluation, Cs=(0.01, 1.0), folds=3, n_bootstrap=0)
+    np.testing.assert_allclose(result["scores"].sum(axis=1), 1.0, atol=1e-9)
+    assert result["scores"].shape == (N_EVAL, 5) and result["ci"] == {}
+    assert result["metrics"]["macro_auroc"] > 0.6 and 0 <= result["metrics"]["accuracy"] <= 1
