@@ -33,7 +33,9 @@ from .pipelines import ECGClassificationPipeline
 __all__ = ["ECGFeatureExtractionPipeline", "pool_frames", "load_feature_pipeline"]
 
 
-def pool_frames(hidden_states: torch.Tensor, frame_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def pool_frames(
+    hidden_states: torch.Tensor, frame_mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """THE pooling of frames: per window, the sum of its valid frames and their number.
 
     Args:

@@ -391,7 +391,8 @@ def _grid_search(X, y, Cs, folds, scoring, seed):
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
-    model = Pipeline([("scale", StandardScaler()), ("logistic", LogisticRegression(solver="newton-cholesky", max_iter=500))])
+    logistic = LogisticRegression(solver="newton-cholesky", max_iter=500)  # few features: a few Newton steps
+    model = Pipeline([("scale", StandardScaler()), ("logistic", logistic)])
     search = GridSearchCV(model, {"logistic__C": list(Cs)}, scoring=scoring,
                           cv=StratifiedKFold(folds, shuffle=True, random_state=seed), refit=True)
     with warnings.catch_warnings():
