@@ -32,11 +32,12 @@ class Command(NamedTuple):
 
 # The modules that each extra provides (import names); a command whose extra is missing stops with one line.
 EXTRAS = {
-    "train": ("accelerate", "datasets", "sklearn", "pandas", "librosa", "matplotlib", "yaml"),
+    "train": ("accelerate", "datasets", "sklearn", "pandas", "librosa", "matplotlib", "yaml", "pyarrow"),
     "onnx": ("onnx", "onnxruntime"),
     "plot": ("matplotlib",),
     "explain": ("captum", "matplotlib"),
     "app": ("gradio", "matplotlib"),
+    "umap": ("umap",),  # plot-embeddings --method umap (checked there: the command itself needs [train])
 }
 
 COMMANDS = {
@@ -51,6 +52,12 @@ COMMANDS = {
                        "k-means pretraining targets for a HuBERT iteration", "train"),
     "pretrain": Command("hubert_ecg.training.pretrain", "main",
                         "HuBERT masked-prediction pretraining on the Trainer (accelerate)", "train"),
+    "embed": Command("hubert_ecg.training.probe", "embed_main",
+                     "per-record embedding vectors of ECG files -> Parquet", "train"),
+    "probe": Command("hubert_ecg.training.probe", "probe_main",
+                     "linear probe of embeddings: AUROC, AUPRC with bootstrap CIs", "train"),
+    "plot-embeddings": Command("hubert_ecg.training.probe", "plot_main",
+                               "2-D view of embeddings (PCA, or UMAP with [umap])", "train"),
     "convert": Command("hubert_ecg.conversion", "convert_main",
                        "original .pt / hub checkpoint -> save_pretrained directory", None),
     "export-onnx": Command("hubert_ecg.export", "export_onnx_main", "export a classifier to ONNX (dynamic batch)",
@@ -67,7 +74,7 @@ HELP_COLUMNS = "100"  # the width the stored help texts are formatted for
 
 
 def _usage() -> str:
-    lines = [f"  {name:<12} {command.help}" for name, command in COMMANDS.items()]
+    lines = [f"  {name:<15} {command.help}" for name, command in COMMANDS.items()]
     return (
         "usage: hubert-ecg COMMAND [ARGS...]\n\ncommands:\n" + "\n".join(lines)
         + "\n\n`hubert-ecg COMMAND --help` lists a command's arguments."

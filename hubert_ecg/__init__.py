@@ -1,8 +1,8 @@
 """hubert-ecg: HuBERT-ECG, a self-supervised foundation model for 12-lead ECGs, as a transformers model family.
 
 Importing the package registers the ``hubert_ecg`` model type with transformers' Auto classes, the feature extractor
-with ``AutoFeatureExtractor`` and the ``ecg-classification`` task with ``pipeline()`` (this is the one place where
-registration happens), so ``AutoModel.from_pretrained`` loads the published checkpoints without
+with ``AutoFeatureExtractor`` and the ``ecg-classification`` and ``ecg-feature-extraction`` tasks with ``pipeline()``
+(this is the one place where registration happens), so ``AutoModel.from_pretrained`` loads the published checkpoints without
 ``trust_remote_code``. It imports the model, the preprocessing and the pipeline (what the registration needs) and
 nothing of the training stack: ``hubert_ecg.training`` (the ``[train]`` extra) and the conversion of original
 checkpoints are imported on first use.
@@ -20,6 +20,7 @@ from transformers import (
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration import HuBERTECGConfig
+from .embeddings import ECGFeatureExtractionPipeline
 from .io import ECGRecord, read_ecg
 from .leads import LEAD_SETS, STANDARD_LEADS
 from .modeling import (
@@ -48,6 +49,10 @@ HuBERTECGFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
 if "ecg-classification" not in PIPELINE_REGISTRY.supported_tasks:
     PIPELINE_REGISTRY.register_pipeline(
         "ecg-classification", pipeline_class=ECGClassificationPipeline, pt_model=AutoModelForSequenceClassification
+    )
+if "ecg-feature-extraction" not in PIPELINE_REGISTRY.supported_tasks:  # a classifier checkpoint gives its backbone
+    PIPELINE_REGISTRY.register_pipeline(
+        "ecg-feature-extraction", pipeline_class=ECGFeatureExtractionPipeline, pt_model=AutoModel
     )
 
 # name -> module, imported on first access (PEP 562)
@@ -83,5 +88,6 @@ __all__ = [
     "LEAD_SETS",
     "convert_original_checkpoint",
     "ECGClassificationPipeline",
+    "ECGFeatureExtractionPipeline",
     "demo_model_path",
 ]

@@ -1,0 +1,198 @@
+"""``ECGFeatureExtractionPipeline`` (task ``"ecg-feature-extraction"``): one embedding vector per ECG record.
+
+```python
+import hubert_ecg
+from transformers import pipeline
+embed = pipeline("ecg-feature-extraction", model=hubert_ecg.demo_model_path())   # a classifier dir gives its backbone
+embed("records100/00000/00001_lr")            # np.ndarray float32 (hidden_size,)
+embed([path_a, path_b], layer=2, batch_size=64)   # one vector per record, from hidden layer 2
+```
+
+What ``pipeline("feature-extraction")`` is for text, for ECGs: the records are read, checked and cut into 5 s
+windows exactly as the ``ecg-classification`` pipeline does (:class:`hubert_ecg.pipelines.ECGClassificationPipeline`,
+whose ``preprocess`` this class inherits: :func:`hubert_ecg.windows.record_windows`), the backbone
+(:class:`hubert_ecg.HuBERTECGModel`) encodes each window into frames, and a record's vector is the mean of the
+**valid frames of all its windows** (:func:`pool_frames`): every frame computed from real samples only counts once,
+the frames touched by zero padding (a record shorter than 5 s, a padded last window) count zero
+(:meth:`hubert_ecg.HuBERTECGPreTrainedModel.frame_mask`). With full windows this is the mean over windows of each
+window's mean over frames. ``layer`` picks a hidden state (0: the encoder's input after the feature projection and the
+positional convolution; ``num_hidden_layers`` or -1: the last layer, the default).
+
+The ``hubert-ecg embed`` command (which writes these vectors to Parquet) lives in :mod:`hubert_ecg.training.probe`.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .pipelines import ECGClassificationPipeline
+
+__all__ = ["ECGFeatureExtractionPipeline", "pool_frames", "load_feature_pipeline"]
+
+
+def pool_frames(
+    hidden_states: torch.Tensor, frame_mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """THE pooling of frames: per window, the sum of its valid frames and their number.
+
+    Args:
+        hidden_states: float ``(windows, frames, hidden_size)``.
+        frame_mask: bool ``(windows, frames)``, True for frames computed from real samples only
+            (:meth:`~hubert_ecg.HuBERTECGPreTrainedModel.frame_mask`); None: every frame is valid.
+
+    Returns:
+        ``(sums, counts)``: float64 ``(windows, hidden_size)`` and int64 ``(windows,)``. A record's vector is
+        ``sums.sum(0) / counts.sum()`` over its windows (the mean of its valid frames).
+    """
+    hidden = hidden_states.to(torch.float64)
+    if frame_mask is None:
+        return hidden.sum(dim=1), torch.full((hidden.shape[0],), hidden.shape[1], dtype=torch.int64,
+                                             device=hidden.device)
+    mask = frame_mask.to(device=hidden.device)
+    return (hidden * mask.unsqueeze(-1).to(hidden.dtype)).sum(dim=1), mask.sum(dim=1).to(torch.int64)
+
+
+class ECGFeatureExtractionPipeline(ECGClassificationPipeline):
+    """Embeds ECGs of any length: one float32 vector ``(hidden_size,)`` per record, the mean of the hidden states of
+    the valid frames of all its 5 s windows (see the module docstring).
+
+    The model: a :class:`~hubert_ecg.HuBERTECGModel` (``pipeline("ecg-feature-extraction", model=...)`` loads one
+    with ``AutoModel``: a classifier or pretraining checkpoint gives its backbone), or any HuBERT-ECG model object
+    (its ``base_model``, the backbone, is used).
+
+    Inputs, reading, windows and signal quality are those of :class:`~hubert_ecg.pipelines.ECGClassificationPipeline`
+    (same call parameters: ``window``, ``stride_seconds``, ``num_windows``, ``seed``, ``pad_to_window``,
+    ``sampling_rate``, ``lead_names``, ``missing_leads``, ``lead_set``, ``min_duration``, ``skip_errors``,
+    ``batch_size`` = windows per forward pass, across records), plus:
+
+    Call parameters:
+        layer: None (default: the last hidden state) or the index of a hidden state, ``0 .. num_hidden_layers``
+            (0: after the feature projection and the positional convolution, before the first transformer layer;
+            negative counts from the end, -1 the last).
+        return_details: False (default) or True: one dict per input: ``name``, ``embedding`` (the vector, or
+            None), ``windows`` (number embedded), ``frames`` (valid frames averaged), ``flags`` (list of str) and
+            ``error`` (None, or why it was not embedded, with ``skip_errors``).
+
+    Returns:
+        For one input, a float32 ``np.ndarray`` ``(hidden_size,)``; for a list, one per input; for a generator or
+        dataset, an iterator of them. With ``skip_errors`` an unusable input gives ``{"name", "error"}``.
+
+    Raises:
+        ValueError: as the classification pipeline, naming the input; for a ``layer`` out of range or not an int;
+            for unknown parameters.
+    """
+
+    _PARENT_PREPROCESS = ("window", "stride_seconds", "num_windows", "seed", "pad_to_window", "sampling_rate",
+                          "lead_names", "missing_leads", "lead_set", "skip_errors", "min_duration")
+
+    def _sanitize_parameters(self, layer=None, return_details=None, **kwargs):
+        unknown = sorted(set(kwargs) - set(self._PARENT_PREPROCESS))
+        if unknown:
+            raise ValueError(f"ecg-feature-extraction pipeline: unknown parameters {unknown}")
+        preprocess, _, _ = super()._sanitize_parameters(**kwargs)
+        forward, postprocess = {}, {}
+        if layer is not None:
+            forward["layer"] = self.check_layer(layer)
+        if return_details is not None:
+            postprocess["return_details"] = bool(return_details)
+        return preprocess, forward, postprocess
+
+    def check_layer(self, layer) -> int:
+        """``layer`` as an index into the backbone's ``hidden_states`` (``num_hidden_layers + 1`` of them).
+
+        Raises:
+            ValueError: for a non-integer or a layer outside ``-(num_hidden_layers + 1) .. num_hidden_layers``.
+        """
+        n = int(self.model.config.num_hidden_layers)
+        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not -(n + 1) <= int(layer) <= n:
+            raise ValueError(
+                f"layer must be an integer from {-(n + 1)} to {n} (hidden states 0..{n} of this model with "
+                f"{n} layers; negative counts from the end), got {layer!r}"
+            )
+        return int(layer)
+
+    def _forward(self, model_inputs, layer: int | None = None):
+        """Windows ``(batch, 6000)`` -> per window the float64 sum of the valid frames' hidden states ``(batch,
+        hidden_size)`` and their number ``(batch,)`` (:func:`pool_frames`); inputs cast to the model's dtype."""
+        errors = model_inputs["error"]
+        errors = errors if isinstance(errors, list) else [errors]
+        values = model_inputs["input_values"]
+        backbone = self.model.base_model
+        hidden_size = int(self.model.config.hidden_size)
+        sums = torch.zeros((values.shape[0], hidden_size), dtype=torch.float64, device=values.device)
+        counts = torch.zeros((values.shape[0],), dtype=torch.int64, device=values.device)
+        usable = torch.tensor([e is None for e in errors], device=values.device)
+        if bool(usable.any()):
+            mask = model_inputs["attention_mask"]
+            if not bool(usable.all()):
+                values, mask = values[usable], mask[usable]
+            if bool(mask.all()):
+                mask = None
+            out = backbone(input_values=values.to(self.model.dtype), attention_mask=mask,
+                           output_hidden_states=layer is not None, return_dict=True)
+            hidden = out.last_hidden_state if layer is None else out.hidden_states[layer]
+            frames = None if mask is None else backbone.frame_mask(mask, hidden.shape[1])
+            sums[usable], counts[usable] = pool_frames(hidden, frames)
+        return {"frame_sum": sums, "frame_count": counts, "is_last": model_inputs["is_last"],
+                "name": model_inputs["name"], "flags": model_inputs["flags"], "missing": model_inputs["missing"],
+                "error": model_inputs["error"]}
+
+    def postprocess(self, model_outputs, return_details: bool = False):
+        """The pooled windows of one record -> its vector float32 ``(hidden_size,)`` (an unusable input in
+        ``skip_errors`` mode -> ``{"name", "error"}``); with ``return_details`` a dict ``name``, ``embedding``,
+        ``windows``, ``frames``, ``flags``, ``error``."""
+        first = model_outputs[0]
+        if first["error"] is not None:
+            if return_details:
+                return {"name": first["name"], "embedding": None, "windows": 0, "frames": 0, "flags": [],
+                        "error": first["error"]}
+            return {"name": first["name"], "error": first["error"]}
+        if first["missing"]:
+            self._warn_fewer_leads(first["name"], first["missing"])
+        total = torch.cat([out["frame_sum"].reshape(1, -1) for out in model_outputs]).sum(dim=0)
+        frames = int(sum(int(out["frame_count"].reshape(-1)[0]) for out in model_outputs))
+        if frames == 0:  # cannot happen for records of at least receptive_field samples per lead
+            reason = "no frame of any window is free of padding: nothing to average"
+            if return_details:
+                return {"name": first["name"], "embedding": None, "windows": len(model_outputs), "frames": 0,
+                        "flags": list(first["flags"]), "error": reason}
+            return {"name": first["name"], "error": reason}
+        vector = (total / frames).cpu().numpy().astype(np.float32)
+        if return_details:
+            return {"name": first["name"], "embedding": vector, "windows": len(model_outputs), "frames": frames,
+                    "flags": list(first["flags"]), "error": None}
+        return vector
+
+    def embed_details(self, inputs: Sequence, batch_size: int = 16, **kwargs) -> list[dict]:
+        """Embed many inputs, never raising for an unusable one: one dict per input, in order (see
+        ``return_details``; ``name`` is the input as given, :func:`hubert_ecg.windows.describe`)."""
+        return self.predict_details(inputs, batch_size=batch_size, **kwargs)
+
+
+def load_feature_pipeline(
+    model: str | None = None, device: str | int | None = None, dtype: str | None = None
+) -> ECGFeatureExtractionPipeline:
+    """``pipeline("ecg-feature-extraction")`` for ``model`` (hub id or directory of any HuBERT-ECG checkpoint; None:
+    the bundled demo model's backbone); ``dtype`` as :func:`hubert_ecg.pipelines.load_pipeline`.
+
+    Raises:
+        ValueError: if the model cannot be loaded (names it), or for an unknown ``dtype``.
+    """
+    from pathlib import Path
+
+    import hubert_ecg  # noqa: F401  (registers the model type and the task)
+    from transformers import pipeline
+
+    from .demo import demo_model_path
+    from .inference import resolve_dtype
+
+    source = model or demo_model_path()
+    torch_dtype = resolve_dtype(dtype, device if isinstance(device, str) else ("cuda" if device is not None else None))
+    try:
+        return pipeline("ecg-feature-extraction", model=source, device=device, dtype=torch_dtype)
+    except (OSError, ValueError, KeyError) as err:
+        where = "directory" if Path(source).exists() else "hub id (or missing directory)"
+        raise ValueError(f"cannot load the model {source!r} ({where}): {type(err).__name__}: {err}") from None
