@@ -45,7 +45,7 @@ def main(model_dir: str, eval_dir: str, train_seconds: str) -> None:
     ]
     lines = [
         f"Trained from random initialisation on the PTB-XL records of `../shared/data/ptbxl` and "
-        f"`../shared/data/ptbxl_extra` (CC BY 4.0): strat_fold 1-7 for training ({training['train_records']} "
+        f"`../shared/data/ptbxl_extra` (CC BY 4.0): strat_fold 1-7 for training ({training['train_records']:,} "
         f"records), fold 8 ({training['validation_records']} records) to choose the epoch (epoch "
         f"{training['epoch']:g} of 20, best fold-8 macro AUROC {training['eval_macro_auroc']:.3f}), the Platt "
         "calibration and the per-label thresholds (maximum F1 on fold 8); fold 9 "

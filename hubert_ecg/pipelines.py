@@ -516,8 +516,9 @@ def predict_main(argv: list[str] | None = None) -> int:
             from .demo import demo_model_path
 
             print(
-                f"hubert-ecg predict: using the bundled demo model ({demo_model_path()}), a small model trained on "
-                "a few hundred PTB-XL records for NORM/MI/STTC/CD/HYP: a demonstration, not a clinical tool.",
+                f"hubert-ecg predict: using the bundled demo model ({demo_model_path()}), a small lead-agnostic "
+                "model trained on 1,570 PTB-XL records for NORM/MI/STTC/CD/HYP: a demonstration, not a clinical "
+                "tool.",
                 file=sys.stderr,
             )
         clf = load_pipeline(args.model, args.device, args.dtype)

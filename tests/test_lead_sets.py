@@ -60,7 +60,8 @@ def test_pipeline_scores_a_two_lead_holter_record_and_warns_once(data_dir, demo_
     if not mitdb.with_suffix(".hea").is_file():
         pytest.skip(f"{mitdb} not found")
     assert read_ecg(mitdb).lead_names == ["MLII", "V5"]
-    clf = load_pipeline()  # the demo model: trained without lead masking
+    clf = load_pipeline()
+    clf.model.config.lead_mask_prob = 0.0  # as a model trained without lead masking (the released weights)
     with caplog.at_level(logging.WARNING):
         first = clf(str(mitdb), window="first", return_details=True)
         lead_i = clf({"signal": demo_record.signal[:1], "sampling_rate": 500, "lead_names": ["I"]},
@@ -76,7 +77,7 @@ def test_pipeline_scores_a_two_lead_holter_record_and_warns_once(data_dir, demo_
     only_i = {p["label"]: p["score"] for p in lead_i["predictions"]}
     via_set = {p["label"]: p["score"] for p in clf(str(DEMO_RECORDS / "00008_hr"), lead_set="1")}
     assert only_i == pytest.approx(via_set, abs=1e-6)
-    assert max(abs(only_i[k] - full[k]) for k in full) > 0.05
+    assert max(abs(only_i[k] - full[k]) for k in full) > 0.01
     # lead_set="12" is the record as it is
     assert {p["label"]: p["score"] for p in clf(str(DEMO_RECORDS / "00008_hr"), lead_set="12")} == \
         pytest.approx(full, abs=1e-7)
