@@ -30,7 +30,7 @@ objectives add a projection head to :class:`~hubert_ecg.HuBERTECGForPreTraining`
 default ``[256, 128]``) and gather the embeddings of every process with their gradient; ``cmsc`` and ``simclr``
 need no cluster labels and run straight on records: ``--data DIR`` builds the window dataset on the first call
 (in ``--windows_dir``, default ``OUTPUT_DIR/windows``), as ``hubert-ecg cluster`` does. The log then has the parts
-of the loss (``hubert_loss``, ``cmsc_loss`` / ``simclr_loss``, means over the logging interval on process 0).
+of the loss (``hubert_loss``, ``cmsc_loss`` / ``simclr_loss``, means over the logging interval and the processes).
 
 Outputs in ``--output_dir``: the final ``HuBERTECGForPreTraining`` (``model.safetensors``, ``config.json``, model
 card ``README.md``) and ``preprocessor_config.json``; ``log_history.jsonl`` (one JSON object per log: ``loss``,
@@ -492,7 +492,7 @@ class PretrainingTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.model_accepts_loss_kwargs = False
         self.objective = objective or Objective()
-        self._loss_parts: dict[str, list[float]] = {}
+        self._loss_parts: dict[str, list[torch.Tensor]] = {}
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """The objective's loss (:class:`~hubert_ecg.training.objectives.Objective`): the model's masked-prediction
@@ -511,14 +511,19 @@ class PretrainingTrainer(Trainer):
         loss = self.objective.combine(outputs.loss, contrastive)
         if model.training:
             if self.objective.hubert:
-                self._loss_parts.setdefault("hubert_loss", []).append(float(outputs.loss.detach()))
-            self._loss_parts.setdefault(f"{self.objective.contrastive}_loss", []).append(float(contrastive.detach()))
+                self._loss_parts.setdefault("hubert_loss", []).append(outputs.loss.detach().float())
+            self._loss_parts.setdefault(f"{self.objective.contrastive}_loss", []).append(contrastive.detach().float())
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
-        """The Trainer's log, with the means of the loss parts since the last training log added to it."""
+        """The Trainer's log, with the loss parts added to a training log: their means since the last one, averaged
+        over processes like ``loss`` (so that ``loss = hubert_loss + contrastive_weight * cmsc_loss``)."""
         if "loss" in logs and self._loss_parts:
-            logs = {**logs, **{k: float(np.mean(v)) for k, v in self._loss_parts.items() if v}}
+            names = sorted(self._loss_parts)
+            means = torch.stack([torch.stack(self._loss_parts[k]).mean() for k in names])
+            if self.args.world_size > 1:  # every process logs at the same steps
+                means = self.accelerator.reduce(means, reduction="mean")
+            logs = {**logs, **dict(zip(names, means.tolist()))}
             self._loss_parts = {}
         super().log(logs, *args, **kwargs)
 
