@@ -350,12 +350,23 @@ def test_contrastive_losses_fall_on_real_records(iteration1, tmp_path):
                                model.hubert_ecg.encoder.layers[0].attention.q_proj.weight)
     assert "CMSC" in (out / "README.md").read_text()
 
+    # SimCLR: fresh augmented views at every step make its training losses noisy; its loss on fixed views of the
+    # 16 windows (evaluation views are seeded by sample_index, hence the same before and after) falls
+    from hubert_ecg.training.pretrain import build_trainer
+
     out = tmp_path / "simclr"
-    assert cli_main(["pretrain", *_contrastive_args(out, "simclr", 20, 16, windows_dir=root / "windows",
-                                                    config_overrides=json.dumps({**json.loads(TINY),
-                                                                                 "contrastive_projection_sizes": [32, 16]}))]) == 0
-    losses = list(_losses(out).values())
-    assert len(losses) == 20 and np.mean(losses[-4:]) < np.mean(losses[:4]) - 0.2, losses
+    overrides = json.dumps({**json.loads(TINY), "contrastive_projection_sizes": [32, 16]})
+    (args,) = parse_args(_contrastive_args(out, "simclr", 10, 8, windows_dir=root / "windows",
+                                           config_overrides=overrides, per_device_eval_batch_size=16),
+                         (PretrainArguments,), "x")
+    trainer = build_trainer(args)
+    before = trainer.evaluate(trainer.train_dataset)["eval_loss"]
+    trainer.train()
+    after = trainer.evaluate(trainer.train_dataset)["eval_loss"]
+    assert after < before - 0.3, (before, after)
+    assert [e["simclr_loss"] for e in trainer.state.log_history if "loss" in e] == [
+        e["loss"] for e in trainer.state.log_history if "loss" in e]
+    trainer.save_model()
     model = HuBERTECGForPreTraining.from_pretrained(out)
     assert model.config.contrastive_projection_sizes == [32, 16] and model.config.lead_mask_prob == 0.0
     HuBERTECGForSequenceClassification.from_pretrained(out, num_labels=2)
