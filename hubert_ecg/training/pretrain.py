@@ -108,11 +108,13 @@ def _tensorboard_available() -> bool:
 @dataclass
 class PretrainArguments(TrainingArguments):
     """Arguments of ``hubert-ecg pretrain``: transformers ``TrainingArguments`` (with the paper's optimiser defaults)
-    plus the data and model of one HuBERT iteration. Command line, or a YAML / JSON file first.
+    plus the objective, data and model of one pretraining run (one HuBERT iteration). Command line, or a YAML / JSON file first.
 
     Raises:
-        ValueError: for no labels folder, a validation fraction outside [0, 1), bad ``config_overrides``, or
-            ``--report_to tensorboard`` without tensorboard.
+        ValueError: for an unknown ``--objective`` or a bad ``--contrastive_weight``, no labels folder for an
+            objective with ``hubert`` (or one for ``cmsc`` / ``simclr``), no ``--windows_dir`` nor ``--data``, a
+            validation fraction outside [0, 1), bad ``config_overrides`` or ``augmentations`` (none for ``simclr``),
+            or ``--report_to tensorboard`` without tensorboard.
     """
 
     objective: str = field(
