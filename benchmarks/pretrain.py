@@ -20,8 +20,15 @@ spin-wait for a descheduled peer made two-thread figures swing by 2x from run to
 0.6-1.4 windows/s at 2 threads against a steady 4.3 at 1). Absolute CPU figures are noisy; compare the ratio.
 ``--device cuda`` (with ``--bf16``) gives absolute GPU figures.
 
+``--objectives`` compares instead the objectives of ``hubert-ecg pretrain`` (``hubert``, ``cmsc``, ``simclr``,
+``hubert+cmsc``, ``hubert+simclr``) through the Trainer, side by side in one process on the same windows, with the
+same number of windows through the model per step: ``--batch-size`` windows for ``hubert``, half as many samples
+for the contrastive objectives (each gives two segments or views). The table gives the median seconds per optimizer
+step and its ratio to ``hubert``; ``--tiny`` uses the tests' tiny architecture (hidden size 32, 2 layers) instead of
+the small preset, where the objective's own work (collation, augmentations, loss) weighs most.
+
 Usage: ``python benchmarks/pretrain.py [--steps 6] [--warmup 2] [--runs 3] [--batch-size 8] [--threads N]
-[--device cpu|cuda] [--bf16]``
+[--device cpu|cuda] [--bf16] [--objectives [--tiny]]``
 """
 
 from __future__ import annotations
@@ -91,13 +98,55 @@ def make_data(root: Path, windows_needed: int) -> tuple[Path, Path]:
     return root / "windows", root / "labels"
 
 
-def trainer_args(root: Path, windows: Path, labels: Path, steps: int, options) -> PretrainArguments:
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=[32] * 5,
+            classifier_proj_size=16, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, layerdrop=0.0)
+OBJECTIVES = ("hubert", "cmsc", "simclr", "hubert+cmsc", "hubert+simclr")
+
+
+def trainer_args(root: Path, windows: Path, labels: Path, steps: int, options, objective: str = "hubert",
+                 batch_size: int | None = None) -> PretrainArguments:
+    hubert = objective.startswith("hubert")
     return PretrainArguments(
-        output_dir=str(root / "out"), windows_dir=str(windows), labels_dirs=[str(labels)], preset="small",
-        validation_fraction=0.0, max_steps=steps, per_device_train_batch_size=options.batch_size,
+        output_dir=str(root / "out"), windows_dir=str(windows), labels_dirs=[str(labels)] if hubert else [],
+        objective=objective, preset="small", config_overrides=json.dumps(TINY) if options.tiny else None,
+        validation_fraction=0.0, max_steps=steps, per_device_train_batch_size=batch_size or options.batch_size,
         logging_steps=1000, save_strategy="no", report_to="none", disable_tqdm=True, dataloader_pin_memory=False,
         resume_from_checkpoint="none", use_cpu=options.device == "cpu", bf16=options.bf16, seed=0,
     )
+
+
+def run_objective(root, windows, labels, objective: str, options) -> float:
+    """Median seconds per optimizer step of ``trainer.train()`` with ``objective`` over the timed steps."""
+    samples = options.batch_size if objective == "hubert" else options.batch_size // 2
+    trainer = build_trainer(trainer_args(root, windows, labels, options.warmup + options.steps, options, objective,
+                                         samples))
+    clock = _StepClock()
+    trainer.add_callback(clock)
+    trainer.remove_callback(PrinterCallback)
+    trainer.train()
+    walls = [t[0] for t in clock.times[options.warmup - 1:]]
+    return statistics.median(np.diff(walls))
+
+
+def compare_objectives(root, windows, labels, options) -> None:
+    """Print the objectives' seconds per step side by side (see the module docstring)."""
+    results = {name: [] for name in OBJECTIVES}
+    for run in range(options.runs):
+        order = OBJECTIVES[run % len(OBJECTIVES):] + OBJECTIVES[: run % len(OBJECTIVES)]  # rotate the order
+        for name in order:
+            results[name].append(run_objective(root, windows, labels, name, options))
+    device = torch.cuda.get_device_name() if options.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    arch = "tiny (hidden 32, 2 layers)" if options.tiny else "small preset"
+    print(f"\npretraining objectives, {arch}, {options.batch_size} windows through the model per step, "
+          f"{'bf16' if options.bf16 else 'fp32'}, {device}; median of {options.runs} runs of {options.steps} steps")
+    print("| objective | samples per step | s per step | of hubert | windows/s | s per step of each run |")
+    print("|---|---|---|---|---|---|")
+    base = statistics.median(results["hubert"])
+    for name, values in results.items():
+        step = statistics.median(values)
+        samples = options.batch_size if name == "hubert" else options.batch_size // 2
+        runs = ", ".join(f"{v:.3f}" for v in values)
+        print(f"| {name} | {samples} | {step:.3f} | {step / base:.2f}x | {options.batch_size / step:.1f} | {runs} |")
 
 
 def run_trainer(root, windows, labels, options) -> tuple[float, float]:
@@ -151,9 +200,15 @@ def main():
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: 1 on a CPU)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision in both paths")
+    parser.add_argument("--objectives", action="store_true", help="compare the pretraining objectives instead")
+    parser.add_argument("--tiny", action="store_true", help="the tests' tiny architecture instead of the small one")
     options = parser.parse_args()
     if options.warmup < 1:
         parser.error("--warmup must be at least 1")
+    if options.tiny and not options.objectives:
+        parser.error("--tiny goes with --objectives (the bare loop builds the small preset)")
+    if options.objectives and (options.batch_size < 2 or options.batch_size % 2):
+        parser.error("--objectives needs an even --batch-size (contrastive samples are pairs of windows)")
     if options.threads or options.device == "cpu":
         torch.set_num_threads(options.threads or 1)
     hf_logging.set_verbosity_error()
@@ -162,6 +217,9 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         windows, labels = make_data(root, options.batch_size * (options.warmup + options.steps))
+        if options.objectives:
+            compare_objectives(root, windows, labels, options)
+            return
         batches = bare_batches(root, windows, labels, options)
         options.fused = "fused" in str(trainer_args(root, windows, labels, 1, options).optim)
         results = {"bare loop": [], "Trainer": []}

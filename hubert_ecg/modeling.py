@@ -9,7 +9,9 @@ This module therefore subclasses the Hubert modules instead of rewriting them, a
   (batch, frames, hidden_size); 6000 samples (5 s of 12 leads at 100 Hz) give 93 frames.
 * :class:`HuBERTECGForSequenceClassification`: mean over frames -> dropout -> linear, as fine-tuned in the
   release (multi-label, multi-class or regression), with optional SpecAugment time masking in training.
-* :class:`HuBERTECGForPreTraining`: HuBERT masked prediction with one codebook per target.
+* :class:`HuBERTECGForPreTraining`: HuBERT masked prediction with one codebook per target, and optionally a
+  contrastive projection head (:class:`HuBERTECGContrastiveHead`, ``config.contrastive_projection_sizes``) whose
+  output the contrastive objectives of ``hubert-ecg pretrain`` (CMSC, SimCLR) compare.
 
 Two modules differ from transformers' Hubert ones, with the same parameters and state-dict keys, in training and
 inference alike:
@@ -480,6 +482,8 @@ class HuBERTECGForPreTrainingOutput(ModelOutput):
         mask_time_indices: bool (batch, frames), the frames that were masked (None when nothing was masked).
         last_hidden_state: (batch, frames, hidden_size).
         hidden_states, attentions: as in ``BaseModelOutput`` when asked.
+        contrastive_embeddings: (batch, contrastive_projection_sizes[-1]), the contrastive head's projection of the
+            frames' mean (not normalised); None without a head.
     """
 
     loss: torch.FloatTensor | None = None
@@ -488,6 +492,29 @@ class HuBERTECGForPreTrainingOutput(ModelOutput):
     last_hidden_state: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
+    contrastive_embeddings: torch.FloatTensor | None = None
+
+
+class HuBERTECGContrastiveHead(nn.Module):
+    r"""Projection head of the contrastive objectives: ``Linear(hidden_size, sizes[0])``, then ``ReLU`` and
+    ``Linear(sizes[i - 1], sizes[i])`` for each further size of ``config.contrastive_projection_sizes`` (``[256,
+    128]``: SimCLR's 2-layer head, Chen et al. 2020). Keys ``contrastive_head.layers.{0, 2, ...}``.
+
+    ``forward(pooled)``: (batch, hidden_size) -> (batch, sizes[-1]).
+    """
+
+    def __init__(self, config: HuBERTECGConfig):
+        super().__init__()
+        layers, size = [], config.hidden_size
+        for i, out in enumerate(config.contrastive_projection_sizes):
+            if i > 0:
+                layers.append(nn.ReLU())
+            layers.append(nn.Linear(size, out))
+            size = out
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.layers(pooled)
 
 
 class HuBERTECGForPreTraining(HuBERTECGPreTrainedModel):
@@ -506,6 +533,15 @@ class HuBERTECGForPreTraining(HuBERTECGPreTrainedModel):
     marks frames to ignore. The loss is, per codebook, the mean cross-entropy over masked (valid) frames, plus
     ``config.unmasked_loss_weight`` times the mean over unmasked frames, summed over codebooks. Without any
     mask, all valid frames count as masked. Any keyword other than those of ``forward`` raises ``TypeError``.
+
+    With ``config.contrastive_projection_sizes`` (e.g. ``[256, 128]``) the model also has a
+    :class:`HuBERTECGContrastiveHead` (``contrastive_head``): the mean of the last hidden states over the valid
+    frames (``attention_mask``-aware, as the classifier pools) is projected to ``contrastive_embeddings`` (batch,
+    sizes[-1]), which the contrastive losses of :mod:`hubert_ecg.training.objectives` compare (across processes,
+    which is why the loss is not computed here). ``vocab_sizes`` may then be empty (a contrastive-only model, no
+    codebook heads; ``logits`` is an empty tuple). Without that field (the default) the model and its keys are the
+    release's. Either way the backbone (``hubert_ecg.*``) loads into :class:`HuBERTECGModel` and
+    :class:`HuBERTECGForSequenceClassification`.
     """
 
     def __init__(self, config: HuBERTECGConfig):
@@ -517,6 +553,7 @@ class HuBERTECGForPreTraining(HuBERTECGPreTrainedModel):
         self.label_embedding = nn.ModuleList(
             [nn.Embedding(size, config.classifier_proj_size) for size in config.vocab_sizes]
         )
+        self.contrastive_head = HuBERTECGContrastiveHead(config) if config.contrastive_projection_sizes else None
         self.post_init()
 
     def freeze_feature_encoder(self):
@@ -576,6 +613,15 @@ class HuBERTECGForPreTraining(HuBERTECGPreTrainedModel):
             return_dict=True,
         )
         logits = self.codebook_logits(outputs.last_hidden_state)
+        contrastive_embeddings = None
+        if self.contrastive_head is not None:
+            hidden_states = outputs.last_hidden_state
+            if frame_mask is None:
+                pooled = hidden_states.mean(dim=1)
+            else:
+                weights = frame_mask.unsqueeze(-1).to(hidden_states.dtype)
+                pooled = (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+            contrastive_embeddings = self.contrastive_head(pooled)
 
         loss = None
         if labels is not None:
@@ -583,6 +629,8 @@ class HuBERTECGForPreTraining(HuBERTECGPreTrainedModel):
 
         if not return_dict:
             output = (logits, mask_time_indices, outputs.last_hidden_state, outputs.hidden_states, outputs.attentions)
+            if contrastive_embeddings is not None:
+                output = output + (contrastive_embeddings,)
             return ((loss,) + output) if loss is not None else output
         return HuBERTECGForPreTrainingOutput(
             loss=loss,
@@ -591,6 +639,7 @@ class HuBERTECGForPreTraining(HuBERTECGPreTrainedModel):
             last_hidden_state=outputs.last_hidden_state,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
+            contrastive_embeddings=contrastive_embeddings,
         )
 
     def compute_loss(
@@ -606,6 +655,8 @@ class HuBERTECGForPreTraining(HuBERTECGPreTrainedModel):
             ValueError: if ``labels`` do not have shape (batch, num_codebooks, frames) (or (batch, frames) for one
                 codebook).
         """
+        if len(logits) == 0:
+            raise ValueError("`labels` were given to a model without codebook heads (`vocab_sizes` is empty).")
         if labels.dim() == 2:
             labels = labels.unsqueeze(1)
         batch, frames = logits[0].shape[:2]
@@ -648,4 +699,5 @@ __all__ = [
     "HuBERTECGForSequenceClassification",
     "HuBERTECGForPreTraining",
     "HuBERTECGForPreTrainingOutput",
+    "HuBERTECGContrastiveHead",
 ]

@@ -314,3 +314,133 @@ def test_pretraining_evaluation_batches_are_not_augmented(iteration1, tmp_path):
     augmented = trainer.data_collator(rows)["input_values"]
     assert not torch.equal(augmented, plain)
     assert trainer.data_collator.augmentations is not None  # the training collator keeps its chain
+
+
+def _contrastive_args(out, objective, steps, batch, **extra):
+    args = ["--objective", objective, "--output_dir", str(out), "--config_overrides", TINY, "--max_steps", str(steps),
+            "--per_device_train_batch_size", str(batch), "--learning_rate", "1e-3", "--warmup_steps", "0",
+            "--logging_steps", "1", "--save_steps", "100", "--validation_fraction", "0", "--report_to", "none",
+            "--seed", "7", "--dataloader_pin_memory", "false"]
+    for key, value in extra.items():
+        args += [f"--{key}", str(value)]
+    return args
+
+
+def test_contrastive_losses_fall_on_real_records(iteration1, tmp_path):
+    """cmsc straight on records (--data: the windows are built on the first call) and simclr on those windows,
+    tiny model, every window in every batch: the losses fall, and the checkpoints load into the classifier."""
+    root = iteration1
+    out = tmp_path / "cmsc"
+    assert cli_main(["pretrain", *_contrastive_args(out, "cmsc", 10, 8, data=root / "data")]) == 0
+    assert load_window_dataset(out / "windows").num_rows == 16  # built from the records, as `cluster` does
+    results = json.loads((out / "pretrain_results.json").read_text())
+    # 8 pairs of adjacent windows: one per 10 s record (4), four from the long record
+    assert results["objective"] == "cmsc" and results["train_windows"] == 16 and results["vocab_sizes"] == []
+    history = _history(out)
+    losses = [e["loss"] for e in history if "loss" in e]
+    assert [e["cmsc_loss"] for e in history if "loss" in e] == losses
+    # below the first steps' loss, and near CMSC's floor here: the 4 pairs of the long record are each other's
+    # positives, so at best each of them gets 1/4 of its row (log 4 = 1.39)
+    assert losses[-1] < 0.6 * losses[0] and losses[-1] < 1.5, losses
+    model = HuBERTECGForPreTraining.from_pretrained(out)
+    assert model.config.contrastive_projection_sizes == [256, 128] and model.config.vocab_sizes == []
+    assert model.contrastive_head is not None and len(model.final_proj) == 0
+    clf = HuBERTECGForSequenceClassification.from_pretrained(out, num_labels=3)
+    torch.testing.assert_close(clf.hubert_ecg.encoder.layers[0].attention.q_proj.weight,
+                               model.hubert_ecg.encoder.layers[0].attention.q_proj.weight)
+    assert "CMSC" in (out / "README.md").read_text()
+
+    # SimCLR: fresh augmented views at every step make its training losses noisy; its loss on fixed views of the
+    # 16 windows (evaluation views are seeded by sample_index, hence the same before and after) falls
+    from hubert_ecg.training.pretrain import build_trainer
+
+    out = tmp_path / "simclr"
+    overrides = json.dumps({**json.loads(TINY), "contrastive_projection_sizes": [32, 16]})
+    (args,) = parse_args(_contrastive_args(out, "simclr", 10, 8, windows_dir=root / "windows",
+                                           config_overrides=overrides, per_device_eval_batch_size=16),
+                         (PretrainArguments,), "x")
+    trainer = build_trainer(args)
+    before = trainer.evaluate(trainer.train_dataset)["eval_loss"]
+    trainer.train()
+    after = trainer.evaluate(trainer.train_dataset)["eval_loss"]
+    assert after < before - 0.3, (before, after)
+    assert [e["simclr_loss"] for e in trainer.state.log_history if "loss" in e] == [
+        e["loss"] for e in trainer.state.log_history if "loss" in e]
+    trainer.save_model()
+    model = HuBERTECGForPreTraining.from_pretrained(out)
+    assert model.config.contrastive_projection_sizes == [32, 16] and model.config.lead_mask_prob == 0.0
+    HuBERTECGForSequenceClassification.from_pretrained(out, num_labels=2)
+
+
+def test_contrastive_arguments(iteration1, tmp_path, capsys):
+    root = iteration1
+    assert cli_main(["pretrain", *_contrastive_args(tmp_path / "x", "cmsc", 1, 2, windows_dir=root / "windows",
+                                                    labels_dirs=root / "labels1")]) == 2
+    assert "uses no cluster labels" in capsys.readouterr().err
+    assert cli_main(["pretrain", *_contrastive_args(tmp_path / "x", "byol", 1, 2, windows_dir=root / "windows")]) == 2
+    assert "--objective must be one of hubert, cmsc, simclr, hubert+cmsc, hubert+simclr" in capsys.readouterr().err
+    assert cli_main(["pretrain", *_contrastive_args(tmp_path / "x", "simclr", 1, 2, windows_dir=root / "windows",
+                                                    augmentations="none")]) == 2
+    assert "needs --augmentations" in capsys.readouterr().err
+    assert cli_main(["pretrain", *_contrastive_args(tmp_path / "x", "cmsc", 1, 2, windows_dir=tmp_path / "nowhere")]) == 2
+    assert "pass --data" in capsys.readouterr().err
+    (args,) = parse_args(["--output_dir", str(tmp_path / "o"), "--objective", "cmsc", "--data", "d"],
+                         (PretrainArguments,), "x")
+    assert args.windows_dir == str(tmp_path / "o" / "windows")
+    example = REPO / "examples" / "pretrain" / "cmsc.yaml"
+    (args,) = parse_args([str(example), "--use_cpu", "true"], (PretrainArguments,), "x")
+    assert args.objective == "cmsc" and args.data and not args.labels_dirs
+
+
+def test_two_process_contrastive_run(iteration1, tmp_path):
+    """2 gloo processes (`accelerate launch`): (1) with 3 samples per process, the gathered CMSC / NT-Xent loss of
+    every process equals the single-process loss of the 6 samples, and each process's rows get the gradient of
+    every process's loss (2 x the single-process gradient; DDP's average then is the single-process one);
+    (2) `pretrain --objective hubert+cmsc` under DDP."""
+    root = iteration1
+    script = tmp_path / "contrastive.py"
+    script.write_text(
+        "import json, sys, torch\nimport torch.distributed as dist\nfrom accelerate import PartialState\n"
+        "from hubert_ecg_cli import main\nfrom hubert_ecg.training.objectives import contrastive_loss\n"
+        "state = PartialState(cpu=True)\nrank = state.process_index\nout = {}\n"
+        "for kind in ('cmsc', 'simclr'):\n"
+        "    torch.manual_seed(0)\n"
+        "    first, second = torch.randn(6, 8), torch.randn(6, 8)\n"
+        "    groups = torch.tensor([0, 1, 1, 2, 3, 4])\n"
+        "    mine = slice(3 * rank, 3 * rank + 3)\n"
+        "    local = torch.cat([first[mine], second[mine]]).requires_grad_(True)\n"
+        "    loss = contrastive_loss(kind, local, groups[mine], temperature=0.1)\n"
+        "    loss.backward()\n"
+        "    out[kind] = {'loss': loss.item(), 'grad': local.grad.tolist()}\n"
+        f"open({str(tmp_path)!r} + f'/gather-{{rank}}.json', 'w').write(json.dumps(out))\n"
+        f"sys.exit(main(['pretrain', *{_pretrain_args(root, tmp_path / 'ddp', steps=3, objective='hubert+cmsc', contrastive_weight=0.5)!r}]))\n"
+    )
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--num_cpu_threads_per_process", "1", "--main_process_port", str(_free_port()), str(script)]
+    proc = subprocess.run(command, env=_env(), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+
+    from hubert_ecg.training.objectives import contrastive_loss
+
+    for kind in ("cmsc", "simclr"):
+        torch.manual_seed(0)
+        first, second = torch.randn(6, 8), torch.randn(6, 8)
+        both = torch.cat([first, second]).requires_grad_(True)
+        single = contrastive_loss(kind, both, torch.tensor([0, 1, 1, 2, 3, 4]), temperature=0.1, gather=False)
+        single.backward()
+        for rank in range(2):
+            seen = json.loads((tmp_path / f"gather-{rank}.json").read_text())[kind]
+            assert seen["loss"] == pytest.approx(single.item(), rel=1e-6)
+            rows = [3 * rank + i for i in range(3)] + [6 + 3 * rank + i for i in range(3)]
+            torch.testing.assert_close(torch.tensor(seen["grad"]), 2 * both.grad[rows], rtol=1e-5, atol=1e-7)
+
+    results = json.loads((tmp_path / "ddp" / "pretrain_results.json").read_text())
+    assert results["objective"] == "hubert+cmsc" and results["processes"] == 2 and results["step"] == 3
+    history = [e for e in _history(tmp_path / "ddp") if "loss" in e]
+    assert [e["step"] for e in history] == [1, 2, 3]
+    for entry in history:  # the parts, averaged over the processes like the loss: hubert + 0.5 * cmsc
+        assert entry["loss"] == pytest.approx(entry["hubert_loss"] + 0.5 * entry["cmsc_loss"], rel=1e-5)
+    model = HuBERTECGForPreTraining.from_pretrained(tmp_path / "ddp")
+    assert model.config.vocab_sizes == [8] and model.contrastive_head is not None
+    HuBERTECGForSequenceClassification.from_pretrained(tmp_path / "ddp", num_labels=3)

@@ -4,6 +4,9 @@
 preprocesses it with the model's feature extractor (the ``Trainer``'s ``data_collator`` in a user's own script, and
 the transform behind ``hubert-ecg finetune``).
 
+:class:`DataCollatorForContrastivePretraining` makes the two segments (CMSC: two adjacent windows of a record) or
+two augmented views (SimCLR) of every sample of a contrastive pretraining batch (:mod:`~hubert_ecg.training.objectives`).
+
 :class:`DataCollatorForHuBERTECGPretraining` does for HuBERT-ECG what transformers'
 ``DataCollatorForWav2Vec2Pretraining`` (``examples/pytorch/speech-pretraining/run_wav2vec2_pretraining_no_trainer.py``)
 does for wav2vec 2.0: it stacks the windows of a batch and draws the time mask of masked prediction with
@@ -25,8 +28,10 @@ import torch
 from ..modeling import compute_time_mask
 
 __all__ = [
+    "DataCollatorForContrastivePretraining",
     "DataCollatorForHuBERTECGPretraining",
     "DataCollatorForECGClassification",
+    "default_simclr_chain",
     "parse_augmentations",
     "lead_mask_prob",
 ]
@@ -85,6 +90,35 @@ def lead_mask_prob(chain) -> float:
         if found > 0:
             return found
     return 0.0
+
+
+def default_simclr_chain(sampling_rate: float = 100.0):
+    """The default augmentations of SimCLR's two views, on the model view (after the feature extractor, [-1, 1]
+    units, 100 Hz).
+
+    Each view: a scale of 0.8-1.2 per lead (p 0.8), Gaussian noise at 15-30 dB (p 0.8), baseline wander of up to
+    0.1 (p 0.5), a time shift of up to 0.25 s (p 0.5), a time stretch by 0.9-1.1 (p 0.5) and two zeroed spans of up
+    to 0.5 s (p 0.5): the families of transformations that Mehari & Strodthoff (2022, "Self-supervised
+    representation learning from 12-lead ECG data") and the TILES-ECG SimCLR setting found to help (noise, scale,
+    time masking / cut-out), at strengths a 5 s window survives. No lead masking: the model would be recorded as
+    lead-agnostic (``config.lead_mask_prob``); add a ``lead_mask`` entry to the chain for that.
+
+    Returns:
+        a :class:`hubert_ecg.augmentations.Compose`.
+    """
+    from ..augmentations import from_config
+
+    return from_config(
+        [
+            {"name": "amplitude_scale", "p": 0.8, "min_scale": 0.8, "max_scale": 1.2, "per_lead": True},
+            {"name": "gaussian_noise", "p": 0.8, "snr_db": [15, 30]},
+            {"name": "baseline_wander", "p": 0.5, "amplitude": 0.1},
+            {"name": "time_shift", "p": 0.5, "max_seconds": 0.25},
+            {"name": "time_scale", "p": 0.5, "min_factor": 0.9, "max_factor": 1.1},
+            {"name": "time_mask", "p": 0.5, "max_seconds": 0.5, "num_masks": 2},
+        ],
+        sampling_rate=sampling_rate,
+    )
 
 
 def _augment(chain, input_values: torch.Tensor, features: Sequence[dict], seed, epoch: int) -> torch.Tensor:
@@ -218,6 +252,76 @@ class DataCollatorForHuBERTECGPretraining:
                     "samples; cluster with the same feature encoder geometry (config.num_frames)"
                 )
             batch["labels"] = torch.from_numpy(labels)
+        return batch
+
+
+@dataclass
+class DataCollatorForContrastivePretraining(DataCollatorForHuBERTECGPretraining):
+    """Two segments or views of every sample, stacked for one forward pass, for the contrastive objectives.
+
+    Each feature is a mapping with
+
+    * ``input_values``: with ``views="pairs"`` (CMSC) float (2, samples), two adjacent windows of one record; with
+      ``views="augment"`` (SimCLR) float (samples,), one window whose two views ``augmentations`` makes;
+    * ``labels`` (optional, for ``hubert+...``): int (2, num_codebooks, frames) with pairs (one per segment), or
+      (num_codebooks, frames) with views (both views share them: augmentations do not move a frame's content by
+      more than the time shift);
+    * ``sample_index``: int >= 0 as for :class:`DataCollatorForHuBERTECGPretraining`; segment / view ``v`` of the
+      sample is seeded from ``2 * sample_index + v`` (its time mask and augmentations);
+    * ``group`` (optional): int, the sample's record (CMSC: segments of one record are positives of each other);
+      default ``sample_index``.
+
+    Args:
+        config, seed, augmentations: as for :class:`DataCollatorForHuBERTECGPretraining`; ``augmentations`` is
+            required with ``views="augment"`` (the two views would be equal without it).
+        views: ``"pairs"`` or ``"augment"``.
+        mask: draw the time masks of masked prediction (``hubert+...``); False gives an all-False
+            ``mask_time_indices``, so that the model masks nothing.
+
+    Returns (``__call__``):
+        dict of tensors: ``input_values`` float32 (2B, samples), the first segments (views) of the B samples then
+        their second ones; ``mask_time_indices`` bool (2B, frames); ``contrastive_groups`` int64 (B,); ``labels``
+        int64 (2B, num_codebooks, frames) when the features have labels.
+
+    Raises:
+        ValueError: for an unknown ``views``, ``views="augment"`` without augmentations, or the errors of
+            :class:`DataCollatorForHuBERTECGPretraining`.
+    """
+
+    views: str = "pairs"
+    mask: bool = True
+
+    def __post_init__(self):
+        if self.views not in ("pairs", "augment"):
+            raise ValueError(f"views must be 'pairs' or 'augment', got {self.views!r}")
+        if self.views == "augment" and self.augmentations is None:
+            raise ValueError("views='augment' (SimCLR) needs augmentations: the two views would be identical")
+
+    def __call__(self, features: Sequence[dict]) -> dict[str, torch.Tensor]:
+        if len(features) == 0:
+            raise ValueError("the contrastive pretraining collator got an empty batch")
+        segments = []
+        for view in (0, 1):
+            for feature in features:
+                if feature.get("sample_index") is None:
+                    raise ValueError("every pretraining sample needs a `sample_index` to seed its views and masks")
+                values, labels = feature["input_values"], feature.get("labels")
+                if self.views == "pairs":
+                    values = np.asarray(values)
+                    if values.ndim != 2 or values.shape[0] != 2:
+                        raise ValueError(f"views='pairs' needs `input_values` of shape (2, samples), got {values.shape}")
+                    values = values[view]
+                    labels = None if labels is None else np.asarray(labels)[view]
+                segment = {"input_values": values, "labels": labels, "sample_index": 2 * int(feature["sample_index"]) + view}
+                if "attention_mask" in feature:
+                    mask = np.asarray(feature["attention_mask"])
+                    segment["attention_mask"] = mask[view] if self.views == "pairs" else mask
+                segments.append(segment)
+        batch = super().__call__(segments)
+        if not self.mask:
+            batch["mask_time_indices"] = torch.zeros_like(batch["mask_time_indices"])
+        groups = [f.get("group", f["sample_index"]) for f in features]
+        batch["contrastive_groups"] = torch.as_tensor(np.asarray(groups, dtype=np.int64))
         return batch
 
 

@@ -22,6 +22,16 @@ DataLoader worker nor on the batch; dropout follows the Trainer's saved random s
 default) continues from the last complete checkpoint with the batches, masks and hence losses of an uninterrupted
 run, also after ``kill -9``.
 
+Objectives (``--objective``, :mod:`hubert_ecg.training.objectives`): ``hubert`` (the above, the default), ``cmsc``
+(adjacent 5 s windows of one record are positives: :class:`WindowPairDataset`), ``simclr`` (two augmented views
+of a window; default chain :func:`~hubert_ecg.training.collators.default_simclr_chain`), and ``hubert+cmsc`` /
+``hubert+simclr`` (``hubert loss + --contrastive_weight * contrastive loss``, one forward pass). The contrastive
+objectives add a projection head to :class:`~hubert_ecg.HuBERTECGForPreTraining` (``contrastive_projection_sizes``,
+default ``[256, 128]``) and gather the embeddings of every process with their gradient; ``cmsc`` and ``simclr``
+need no cluster labels and run straight on records: ``--data DIR`` builds the window dataset on the first call
+(in ``--windows_dir``, default ``OUTPUT_DIR/windows``), as ``hubert-ecg cluster`` does. The log then has the parts
+of the loss (``hubert_loss``, ``cmsc_loss`` / ``simclr_loss``, means over the logging interval and the processes).
+
 Outputs in ``--output_dir``: the final ``HuBERTECGForPreTraining`` (``model.safetensors``, ``config.json``, model
 card ``README.md``) and ``preprocessor_config.json``; ``log_history.jsonl`` (one JSON object per log: ``loss``,
 ``learning_rate``, ``grad_norm``, and ``eval_loss`` / ``eval_masked_accuracy`` at evaluations);
@@ -49,8 +59,20 @@ from transformers.utils import logging
 
 from .arguments import run_command
 from .clustering import load_labels
-from .collators import DataCollatorForHuBERTECGPretraining, lead_mask_prob
-from .windows import distributed_on_cpu, load_window_dataset
+from .collators import (
+    DataCollatorForContrastivePretraining,
+    DataCollatorForHuBERTECGPretraining,
+    default_simclr_chain,
+    lead_mask_prob,
+)
+from .objectives import OBJECTIVES, Objective, contrastive_loss
+from .windows import (
+    build_window_dataset,
+    distributed_on_cpu,
+    finalize_window_dataset,
+    is_window_dataset,
+    load_window_dataset,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -59,6 +81,8 @@ __all__ = [
     "PretrainArguments",
     "PretrainingTrainer",
     "WindowLabelDataset",
+    "WindowPairDataset",
+    "adjacent_window_pairs",
     "build_trainer",
     "compute_masked_accuracy",
     "last_checkpoint",
@@ -84,19 +108,42 @@ def _tensorboard_available() -> bool:
 @dataclass
 class PretrainArguments(TrainingArguments):
     """Arguments of ``hubert-ecg pretrain``: transformers ``TrainingArguments`` (with the paper's optimiser defaults)
-    plus the data and model of one HuBERT iteration. Command line, or a YAML / JSON file first.
+    plus the objective, data and model of one pretraining run (one HuBERT iteration). Command line, or a YAML / JSON file first.
 
     Raises:
-        ValueError: for no labels folder, a validation fraction outside [0, 1), bad ``config_overrides``, or
-            ``--report_to tensorboard`` without tensorboard.
+        ValueError: for an unknown ``--objective`` or a bad ``--contrastive_weight``, no labels folder for an
+            objective with ``hubert`` (or one for ``cmsc`` / ``simclr``), no ``--windows_dir`` nor ``--data``, a
+            validation fraction outside [0, 1), bad ``config_overrides`` or ``augmentations`` (none for ``simclr``),
+            or ``--report_to tensorboard`` without tensorboard.
     """
 
+    objective: str = field(
+        default="hubert",
+        metadata={"help": f"Pretraining objective: {', '.join(OBJECTIVES)} (hubert needs --labels_dirs; "
+                  "cmsc and simclr need no labels)."},
+    )
+    contrastive_weight: float = field(
+        default=1.0, metadata={"help": "Weight of the contrastive loss in hubert+cmsc / hubert+simclr."}
+    )
     windows_dir: str | None = field(
-        default=None, metadata={"help": "Window dataset (hubert-ecg cluster / build_window_dataset)."}
+        default=None,
+        metadata={"help": "Window dataset (hubert-ecg cluster / build_window_dataset); built from --data when it "
+                  "does not exist yet (default with --data: OUTPUT_DIR/windows)."},
+    )
+    data: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Directories, record files or manifests to build --windows_dir from on the first call."},
+    )
+    exclude: list[str] = field(
+        default_factory=list, metadata={"help": "With --data: glob patterns of records to leave out."}
+    )
+    stride_seconds: float | None = field(
+        default=None, metadata={"help": "With --data: seconds between window starts (default 5: non-overlapping)."}
     )
     labels_dirs: list[str] = field(
         default_factory=list,
-        metadata={"help": "One or more `hubert-ecg cluster` output folders: one codebook each, rows = windows."},
+        metadata={"help": "One or more `hubert-ecg cluster` output folders: one codebook each, rows = windows "
+                  "(objectives with hubert only)."},
     )
     model_name_or_path: str | None = field(
         default=None,
@@ -147,14 +194,23 @@ class PretrainArguments(TrainingArguments):
     )
 
     def __post_init__(self):
-        if isinstance(self.labels_dirs, str):
-            self.labels_dirs = [self.labels_dirs]
+        for name in ("labels_dirs", "data", "exclude"):
+            if isinstance(getattr(self, name), str):
+                setattr(self, name, [getattr(self, name)])
         if not self.output_dir:
             raise ValueError("--output_dir is required: where checkpoints, logs and the final model are written")
+        objective = self.pretraining_objective()  # validates --objective and --contrastive_weight
+        if not self.windows_dir and self.data:
+            self.windows_dir = str(Path(self.output_dir) / "windows")
         if not self.windows_dir:
-            raise ValueError("--windows_dir is required: the window dataset of `hubert-ecg cluster`")
-        if not self.labels_dirs:
-            raise ValueError("--labels_dirs needs at least one `hubert-ecg cluster` output folder")
+            raise ValueError("--windows_dir is required: the window dataset of `hubert-ecg cluster` (or --data DIR "
+                             "to build one)")
+        if objective.hubert and not self.labels_dirs:
+            raise ValueError(f"--objective {objective.name} needs --labels_dirs: at least one `hubert-ecg cluster` "
+                             "output folder")
+        if not objective.hubert and self.labels_dirs:
+            raise ValueError(f"--objective {objective.name} uses no cluster labels: drop --labels_dirs (or use "
+                             f"hubert+{objective.contrastive})")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ValueError(f"--validation_fraction must lie in [0, 1), got {self.validation_fraction}")
         if isinstance(self.config_overrides, dict):
@@ -174,11 +230,24 @@ class PretrainArguments(TrainingArguments):
             self.use_cpu = True  # several CPU processes: accelerate then uses gloo
         super().__post_init__()
 
+    def pretraining_objective(self) -> Objective:
+        """``objective`` and ``contrastive_weight`` as an :class:`~hubert_ecg.training.objectives.Objective`.
+        Raises ValueError for an unknown name or a bad weight."""
+        return Objective.parse(self.objective, self.contrastive_weight, "--objective")
+
     def augmentation_chain(self):
-        """``augmentations`` as a :mod:`hubert_ecg.augmentations` chain (None for none). Raises ValueError naming a
-        bad entry."""
+        """``augmentations`` as a :mod:`hubert_ecg.augmentations` chain (None for none). With SimCLR, unset or
+        ``'default'`` is :func:`~hubert_ecg.training.collators.default_simclr_chain`. Raises ValueError naming a bad
+        entry, or for SimCLR without augmentations."""
         from .collators import parse_augmentations
 
+        if Objective.parse(self.objective, self.contrastive_weight).contrastive == "simclr":
+            if self.augmentations is None or str(self.augmentations).strip().lower() == "default":
+                return default_simclr_chain(sampling_rate=100)
+            chain = parse_augmentations(self.augmentations, "--augmentations")
+            if chain is None:
+                raise ValueError("--objective simclr needs --augmentations (its two views): 'default' or a chain")
+            return chain
         return parse_augmentations(self.augmentations, "--augmentations")
 
     def overrides(self) -> dict:
@@ -224,7 +293,8 @@ class WindowLabelDataset(torch.utils.data.Dataset):
 
     Args:
         dataset: ``datasets.Dataset`` of :func:`~hubert_ecg.training.windows.load_window_dataset`.
-        labels: one int array (num_windows, frames) per codebook (:func:`~hubert_ecg.training.clustering.load_labels`).
+        labels: one int array (num_windows, frames) per codebook (:func:`~hubert_ecg.training.clustering.load_labels`);
+            empty for the objectives without masked prediction (items then have no ``labels``).
         rows: the dataset rows this split uses (default: all).
     """
 
@@ -240,8 +310,91 @@ class WindowLabelDataset(torch.utils.data.Dataset):
         keys = [int(i) for i in indices]
         rows = self.rows[np.asarray(keys, dtype=np.int64) % len(self.rows)]
         values = np.asarray(self.dataset[rows.tolist()]["input_values"], dtype=np.float32)
+        if not self.labels:  # contrastive objectives without masked prediction
+            return [{"input_values": values[j], "sample_index": keys[j]} for j in range(len(keys))]
         labels = np.stack([np.asarray(lab[rows], dtype=np.int64) for lab in self.labels], axis=1)
         return [{"input_values": values[j], "labels": labels[j], "sample_index": keys[j]} for j in range(len(keys))]
+
+    def __getitem__(self, index):
+        return self.__getitems__([index])[0]
+
+
+def adjacent_window_pairs(
+    record_ids: Sequence[str], window_starts: Sequence[float], window_seconds: float, rows: Sequence[int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """CMSC's positive pairs: adjacent, non-overlapping windows of one record (Kiyasseh et al. 2021).
+
+    Within each record, windows are taken in order of start and paired greedily with the window that starts
+    exactly ``window_seconds`` later (within 1 ms): with the default non-overlapping 5 s windows, a 10 s record gives
+    one pair, a 60 s record six; a record with one window gives none. Windows whose partner is already paired (or
+    missing) stay unpaired.
+
+    Args:
+        record_ids: (num_windows,) the window dataset's ``record_id`` column.
+        window_starts: (num_windows,) its ``window_start`` column, seconds.
+        window_seconds: the window length (5.0).
+        rows: the rows to pair (a train or validation split); default all.
+
+    Returns:
+        (pairs int64 (num_pairs, 2) of dataset rows (first, second segment), groups int64 (num_pairs,), one id per
+        record, shared by every pair of that record).
+    """
+    rows = np.arange(len(record_ids), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    ids = np.asarray(record_ids, dtype=object)[rows].astype(str)
+    starts = np.asarray(window_starts, dtype=np.float64)[rows]
+    unique, codes = np.unique(ids, return_inverse=True)
+    order = np.lexsort((starts, codes))
+    pairs, groups = [], []
+    i = 0
+    while i + 1 < len(order):
+        first, second = order[i], order[i + 1]
+        if codes[first] == codes[second] and abs(starts[second] - starts[first] - window_seconds) < 1e-3:
+            pairs.append((rows[first], rows[second]))
+            groups.append(codes[first])
+            i += 2
+        else:
+            i += 1
+    return (np.asarray(pairs, dtype=np.int64).reshape(-1, 2), np.asarray(groups, dtype=np.int64))
+
+
+class WindowPairDataset(torch.utils.data.Dataset):
+    """Pairs of adjacent windows of one record (:func:`adjacent_window_pairs`) for CMSC, with their cluster labels
+    for ``hubert+cmsc``.
+
+    Item ``i`` (wrapping around like :class:`WindowLabelDataset`) is pair ``i % len(self)``: ``{"input_values":
+    float32 (2, 6000), "labels": int64 (2, num_codebooks, frames) (with labels), "sample_index": i, "group": int}``,
+    ``group`` naming the record (segments of one record are positives of each other).
+
+    Args:
+        dataset: ``datasets.Dataset`` of :func:`~hubert_ecg.training.windows.load_window_dataset`.
+        labels: one int array (num_windows, frames) per codebook, or empty.
+        pairs: int (num_pairs, 2) rows; groups: int (num_pairs,) record ids (:func:`adjacent_window_pairs`).
+    """
+
+    def __init__(self, dataset, labels: Sequence[np.ndarray], pairs: np.ndarray, groups: np.ndarray):
+        self.dataset = dataset.with_format("numpy", columns=["input_values"])
+        self.labels = list(labels)
+        self.pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+        self.groups = np.asarray(groups, dtype=np.int64)
+
+    def __len__(self):
+        return len(self.pairs)
+
+    def __getitems__(self, indices):
+        keys = [int(i) for i in indices]
+        which = np.asarray(keys, dtype=np.int64) % len(self.pairs)
+        rows = self.pairs[which]  # (n, 2)
+        values = np.asarray(self.dataset[rows.reshape(-1).tolist()]["input_values"], dtype=np.float32)
+        values = values.reshape(len(keys), 2, -1)
+        items = []
+        for j, key in enumerate(keys):
+            item = {"input_values": values[j], "sample_index": key, "group": int(self.groups[which[j]])}
+            if self.labels:
+                item["labels"] = np.stack(
+                    [np.stack([np.asarray(lab[r], dtype=np.int64) for lab in self.labels]) for r in rows[j]]
+                )
+            items.append(item)
+        return items
 
     def __getitem__(self, index):
         return self.__getitems__([index])[0]
@@ -327,8 +480,9 @@ class _LogFileCallback(TrainerCallback):
 class PretrainingTrainer(Trainer):
     """The ``Trainer`` for masked prediction.
 
-    Three differences from the plain Trainer: the training data come in :class:`EpochShuffleSampler` order (so a
-    window's ``sample_index`` names its epoch); the model's loss is used as it is (a mean over each batch's masked
+    Four differences from the plain Trainer: the training data come in :class:`EpochShuffleSampler` order (so a
+    window's ``sample_index`` names its epoch); the loss is the ``objective``'s (:meth:`compute_loss`); the model's
+    masked-prediction loss is used as it is (a mean over each batch's masked
     frames, not a sum to be divided by the number of labels, so ``num_items_in_batch`` is not passed); and
     ``create_model_card`` (which ``Trainer.push_to_hub`` calls before the upload) writes ``self.card``, the
     package's card (:mod:`hubert_ecg.model_card`), as ``README.md`` instead of transformers' generic card.
@@ -336,13 +490,51 @@ class PretrainingTrainer(Trainer):
 
     card = None
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, objective: Objective | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.model_accepts_loss_kwargs = False
+        self.objective = objective or Objective()
+        self._loss_parts: dict[str, list[torch.Tensor]] = {}
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The objective's loss (:class:`~hubert_ecg.training.objectives.Objective`): the model's masked-prediction
+        loss for ``hubert``; for the contrastive objectives, the contrastive loss of the ``contrastive_embeddings``
+        gathered over processes (batch key ``contrastive_groups``), plus ``contrastive_weight`` times it to the
+        masked-prediction loss for ``hubert+...``. The parts are logged (``hubert_loss``, ``cmsc_loss`` ...)."""
+        if self.objective.contrastive is None:
+            return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+        inputs = dict(inputs)
+        groups = inputs.pop("contrastive_groups")
+        outputs = model(**inputs)
+        temperature = self.accelerator.unwrap_model(model).config.contrastive_temperature
+        contrastive = contrastive_loss(self.objective.contrastive, outputs.contrastive_embeddings, groups,
+                                       temperature)
+        loss = self.objective.combine(outputs.loss, contrastive)
+        if model.training:
+            if self.objective.hubert:
+                self._loss_parts.setdefault("hubert_loss", []).append(outputs.loss.detach().float())
+            self._loss_parts.setdefault(f"{self.objective.contrastive}_loss", []).append(contrastive.detach().float())
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        """The Trainer's log, with the loss parts added to a training log: their means since the last one, averaged
+        over processes like ``loss`` (so that ``loss = hubert_loss + contrastive_weight * cmsc_loss``)."""
+        if "loss" in logs and self._loss_parts:
+            names = sorted(self._loss_parts)
+            means = torch.stack([torch.stack(self._loss_parts[k]).mean() for k in names])
+            if self.args.world_size > 1:  # every process logs at the same steps
+                means = self.accelerator.reduce(means, reduction="mean")
+            logs = {**logs, **dict(zip(names, means.tolist()))}
+            self._loss_parts = {}
+        super().log(logs, *args, **kwargs)
 
     @contextlib.contextmanager
     def _collator_without_augmentations(self):
         collator = self.data_collator
+        if getattr(collator, "views", None) == "augment":  # SimCLR: the augmentations make the two views
+            yield
+            return
         if getattr(collator, "augmentations", None) is not None:
             self.data_collator = dataclasses.replace(collator, augmentations=None)
         try:
@@ -351,7 +543,8 @@ class PretrainingTrainer(Trainer):
             self.data_collator = collator
 
     def get_eval_dataloader(self, eval_dataset=None):
-        """Evaluation batches come from the training collator without its augmentations."""
+        """Evaluation batches come from the training collator without its augmentations (SimCLR keeps them: they
+        make its two views, seeded by ``sample_index``, hence the same at every evaluation)."""
         with self._collator_without_augmentations():
             return super().get_eval_dataloader(eval_dataset)
 
@@ -371,11 +564,19 @@ class PretrainingTrainer(Trainer):
             self.card.save(Path(self.args.output_dir) / "README.md")
 
 
+DEFAULT_CONTRASTIVE_PROJECTION = [256, 128]
+
+
 def _build_model(args: PretrainArguments, vocab_sizes: list[int]):
     from ..configuration import HuBERTECGConfig
     from ..modeling import HuBERTECGForPreTraining
 
     overrides = args.overrides()
+    objective = args.pretraining_objective()
+    if objective.contrastive:  # a projection head (SimCLR's 2-layer 256 -> 128 unless overridden)
+        overrides.setdefault("contrastive_projection_sizes", DEFAULT_CONTRASTIVE_PROJECTION)
+    else:
+        overrides["contrastive_projection_sizes"] = []
     if args.model_name_or_path:
         previous = HuBERTECGForPreTraining.from_pretrained(args.model_name_or_path)
         config_dict = {**previous.config.to_dict(), **overrides, "vocab_sizes": vocab_sizes,
@@ -410,17 +611,54 @@ def _resume_checkpoint(args: PretrainArguments) -> str | None:
     return str(resume)
 
 
+def _ensure_windows(args: PretrainArguments) -> None:
+    """Build ``args.windows_dir`` from ``args.data`` when it is not a window dataset yet (sharded over the processes,
+    as ``hubert-ecg cluster`` does). Raises ValueError when it is missing and no ``--data`` is given."""
+    if is_window_dataset(args.windows_dir):
+        return
+    if not args.data:
+        raise ValueError(f"--windows_dir {args.windows_dir} is not a window dataset yet; pass --data to build it")
+    from accelerate import PartialState
+
+    state = PartialState(cpu=distributed_on_cpu())
+    rank, world = state.process_index, state.num_processes
+    build_window_dataset(args.data, args.windows_dir, stride_seconds=args.stride_seconds, exclude=args.exclude,
+                         process_index=rank, num_processes=world, show_progress=state.is_main_process)
+    state.wait_for_everyone()
+    if world > 1 and state.is_main_process:
+        finalize_window_dataset(args.windows_dir, world, args.stride_seconds)
+    state.wait_for_everyone()
+
+
+def _split_dataset(dataset, labels, rows, objective: Objective, window_seconds: float, what: str):
+    """The training or validation dataset of ``rows`` for ``objective``: windows, or adjacent pairs for CMSC."""
+    if objective.contrastive != "cmsc":
+        return WindowLabelDataset(dataset, labels, rows)
+    columns = dataset.data
+    pairs, groups = adjacent_window_pairs(columns.column("record_id").to_pylist(),
+                                          columns.column("window_start").to_pylist(), window_seconds, rows)
+    if what == "training" and len(pairs) == 0:
+        raise ValueError("--objective cmsc needs records of at least two adjacent windows (10 s): none found among "
+                         f"the {len(rows)} training windows")
+    return WindowPairDataset(dataset, labels, pairs, groups) if len(pairs) else None
+
+
 def build_trainer(args: PretrainArguments) -> PretrainingTrainer:
-    """The model, data, collator and :class:`PretrainingTrainer` of one HuBERT iteration (nothing is trained yet).
+    """The model, data, collator and :class:`PretrainingTrainer` of one pretraining run (nothing is trained yet).
+
+    Builds the window dataset from ``--data`` first when ``--windows_dir`` does not hold one.
 
     Raises:
-        ValueError: labels that do not match the windows (row count or frames per window), or an empty training set.
+        ValueError: labels that do not match the windows (row count or frames per window), an empty training set,
+            or (CMSC) no record with two adjacent windows.
     """
     from ..processing import HuBERTECGFeatureExtractor
 
+    objective = args.pretraining_objective()
+    _ensure_windows(args)
     dataset = load_window_dataset(args.windows_dir)
     labels, vocab_sizes = [], []
-    for directory in args.labels_dirs:
+    for directory in args.labels_dirs if objective.hubert else []:
         array, info = load_labels(directory)
         if array.shape[0] != len(dataset):
             raise ValueError(
@@ -444,32 +682,51 @@ def build_trainer(args: PretrainArguments) -> PretrainingTrainer:
     if args.ddp_find_unused_parameters is None:
         args.ddp_find_unused_parameters = model.config.layerdrop > 0
 
+    feature_extractor = HuBERTECGFeatureExtractor()
     record_ids = dataset.data.column("record_id").to_pylist()
     train_rows, val_rows = split_by_record(record_ids, args.validation_fraction)
     if len(train_rows) == 0:
         raise ValueError(f"no training window left after holding out {args.validation_fraction} of the records")
     if args.max_eval_samples is not None:
         val_rows = val_rows[: args.max_eval_samples]
-    eval_dataset = WindowLabelDataset(dataset, labels, val_rows) if len(val_rows) else None
+    window_seconds = feature_extractor.window_seconds
+    train_dataset = _split_dataset(dataset, labels, train_rows, objective, window_seconds, "training")
+    eval_dataset = _split_dataset(dataset, labels, val_rows, objective, window_seconds, "validation") \
+        if len(val_rows) else None
     if eval_dataset is None and args.eval_strategy != IntervalStrategy.NO:
-        logger.warning("no validation window (validation_fraction 0): evaluation is switched off")
+        logger.warning("no validation window (or pair) held out: evaluation is switched off")
         args.eval_strategy = IntervalStrategy.NO
 
     augmentations = args.augmentation_chain()
     model.config.lead_mask_prob = lead_mask_prob(augmentations)  # > 0: trained lead-agnostic
+    if objective.contrastive:
+        collator = DataCollatorForContrastivePretraining(
+            model.config, seed=args.seed, augmentations=augmentations,
+            views="pairs" if objective.contrastive == "cmsc" else "augment", mask=objective.hubert,
+        )
+    else:
+        collator = DataCollatorForHuBERTECGPretraining(model.config, seed=args.seed, augmentations=augmentations)
+    metrics = {}
+    if objective.hubert:
+        metrics = dict(compute_metrics=compute_masked_accuracy,
+                       preprocess_logits_for_metrics=preprocess_logits_for_metrics)
+    else:  # no labels: the evaluation loss comes from the groups, and there is nothing else to evaluate
+        args.label_names = ["contrastive_groups"]
+        args.prediction_loss_only = True
     trainer = PretrainingTrainer(
         model=model,
         args=args,
-        data_collator=DataCollatorForHuBERTECGPretraining(model.config, seed=args.seed, augmentations=augmentations),
-        train_dataset=WindowLabelDataset(dataset, labels, train_rows),
+        data_collator=collator,
+        train_dataset=train_dataset,
         eval_dataset=eval_dataset,
-        processing_class=HuBERTECGFeatureExtractor(),
-        compute_metrics=compute_masked_accuracy,
-        preprocess_logits_for_metrics=preprocess_logits_for_metrics,
+        processing_class=feature_extractor,
         callbacks=[_LogFileCallback(Path(args.output_dir) / LOG_FILE)],
+        objective=objective,
+        **metrics,
     )
     logger.info(
-        f"pretraining: {len(train_rows)} train / {len(val_rows)} validation windows, {args.world_size} process(es), "
+        f"pretraining ({objective.name}): {len(train_dataset)} train / {len(eval_dataset or [])} validation "
+        f"{'pairs' if objective.contrastive == 'cmsc' else 'windows'}, {args.world_size} process(es), "
         f"codebooks {vocab_sizes}, {model.num_parameters():,} parameters"
     )
     return trainer
@@ -500,13 +757,16 @@ def run_pretraining(args: PretrainArguments) -> dict:
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     world = trainer.args.world_size
     vocab_sizes = list(trainer.model.config.vocab_sizes)
+    objective = trainer.objective
+    per_sample = 2 if objective.contrastive == "cmsc" else 1  # a CMSC sample is a pair of windows
     results = {
+        "objective": objective.name,
         "step": trainer.state.global_step,
         "train_loss": losses[-1] if losses else None,
         "mean_train_loss": train_output.training_loss,
         **metrics,
-        "train_windows": len(trainer.train_dataset),
-        "validation_windows": len(trainer.eval_dataset) if trainer.eval_dataset is not None else 0,
+        "train_windows": per_sample * len(trainer.train_dataset),
+        "validation_windows": per_sample * len(trainer.eval_dataset) if trainer.eval_dataset is not None else 0,
         "processes": world,
         "effective_batch_size": args.per_device_train_batch_size * world * args.gradient_accumulation_steps,
         "vocab_sizes": vocab_sizes,
@@ -525,6 +785,15 @@ def run_pretraining(args: PretrainArguments) -> dict:
     return results
 
 
+_OBJECTIVE_NOTES = {
+    "hubert": "HuBERT masked-prediction",
+    "cmsc": "CMSC (contrastive multi-segment coding, adjacent 5 s windows)",
+    "simclr": "SimCLR (NT-Xent on two augmented views)",
+    "hubert+cmsc": "HuBERT masked-prediction + CMSC",
+    "hubert+simclr": "HuBERT masked-prediction + SimCLR",
+}
+
+
 def _model_card(trainer: PretrainingTrainer, args: PretrainArguments, metrics: dict, results: dict):
     """The package's card of the pretrained model: licence (:func:`~hubert_ecg.model_card.card_license`: the
     package's from a preset, the previous model's when continuing one), validation loss and masked accuracy."""
@@ -532,7 +801,8 @@ def _model_card(trainer: PretrainingTrainer, args: PretrainArguments, metrics: d
 
     base_model = args.model_name_or_path or None
     eval_results = [
-        EvalResult(task_type="masked-prediction", dataset_type="ecg-windows", dataset_name=Path(args.windows_dir).name,
+        EvalResult(task_type="masked-prediction" if trainer.objective.name == "hubert" else trainer.objective.name,
+                   dataset_type="ecg-windows", dataset_name=Path(args.windows_dir).name,
                    dataset_split="validation", metric_type=name, metric_name=name.replace("_", " "),
                    metric_value=float(metrics[f"eval_{name}"]))
         for name in ("loss", "masked_accuracy")
@@ -545,10 +815,11 @@ def _model_card(trainer: PretrainingTrainer, args: PretrainArguments, metrics: d
         base_model=base_model,
         eval_results=eval_results,
         command="hubert-ecg pretrain " + " ".join(sys.argv[1:]) if sys.argv else None,
-        notes=f"HuBERT masked-prediction pretraining: {results['step']} steps of {results['effective_batch_size']} "
-        f"windows, codebooks {results['vocab_sizes']}, {results['train_windows']} training and "
-        f"{results['validation_windows']} validation windows (held out by record).",
-        tags=["self-supervised", "hubert", "pretraining"],
+        notes=f"{_OBJECTIVE_NOTES[trainer.objective.name]} pretraining: {results['step']} steps of "
+        f"{results['effective_batch_size']} {'pairs of windows' if trainer.objective.contrastive == 'cmsc' else 'windows'}"
+        f"{f', codebooks {vocab}' if (vocab := results['vocab_sizes']) else ''}, {results['train_windows']} "
+        f"training and {results['validation_windows']} validation windows (held out by record).",
+        tags=["self-supervised", "pretraining", *trainer.objective.name.split("+")],
     )
 
 

@@ -156,12 +156,22 @@ class HuBERTECGConfig(HubertConfig):
         label_thresholds (`dict[str, float]`, *optional*):
             A decision threshold per label name on the (calibrated) scores, chosen after training
             (``hubert-ecg calibrate``): the pipeline marks a label ``positive`` when its score is at or above it.
+        contrastive_projection_sizes (`list[int]`, defaults to `()`):
+            Sizes of the contrastive projection head of :class:`HuBERTECGForPreTraining` (``hubert-ecg pretrain
+            --objective cmsc|simclr|hubert+...``): the frames' mean (padding-aware) goes through
+            ``Linear(hidden_size, sizes[0])``, then ``ReLU`` and ``Linear(sizes[i - 1], sizes[i])`` for each further
+            size, e.g. ``[256, 128]`` (SimCLR's 2-layer head). Empty (the default, and every released model): no
+            head, the state-dict keys of the release.
+        contrastive_temperature (`float`, defaults to 0.1):
+            Temperature of the contrastive losses (cosine similarities divided by it): 0.1 in CMSC (Kiyasseh et al.
+            2021, fairseq-signals ``cmsc_criterion.py``).
 
     Raises:
         ValueError: at construction and at ``from_pretrained`` when the lengths of ``conv_dim``, ``conv_kernel``
             and ``conv_stride`` differ, ``hidden_size`` is not divisible by ``num_attention_heads`` or by
-            ``num_conv_pos_embedding_groups``, ``vocab_sizes`` is empty or disagrees with ``ensemble_length``, a
-            probability lies outside [0, 1], ``logit_temperature`` is not positive, or ``score_calibration`` /
+            ``num_conv_pos_embedding_groups``, ``vocab_sizes`` disagrees with ``ensemble_length`` or is empty without
+            a contrastive head (``contrastive_projection_sizes``), a probability lies outside [0, 1],
+            ``logit_temperature`` or ``contrastive_temperature`` is not positive, or ``score_calibration`` /
             ``label_thresholds`` do not fit the labels.
     """
 
@@ -191,9 +201,12 @@ class HuBERTECGConfig(HubertConfig):
     lead_mask_prob: float | int = 0.0
     score_calibration: dict | None = None
     label_thresholds: dict | None = None
+    contrastive_projection_sizes: list[int] | tuple[int, ...] = ()
+    contrastive_temperature: float | int = 0.1
 
     def __post_init__(self, **kwargs):
         self.vocab_sizes = [int(v) for v in self.vocab_sizes]
+        self.contrastive_projection_sizes = [int(v) for v in self.contrastive_projection_sizes]
         if self.ensemble_length is None:
             self.ensemble_length = len(self.vocab_sizes)
         saved_labels = len(self.id2label) if getattr(self, "id2label", None) else None
@@ -231,8 +244,15 @@ class HuBERTECGConfig(HubertConfig):
                 f"`hidden_size` ({self.hidden_size}) must be divisible by `num_conv_pos_embedding_groups` "
                 f"({self.num_conv_pos_embedding_groups})."
             )
-        if len(self.vocab_sizes) == 0 or any(v < 1 for v in self.vocab_sizes):
-            raise ValueError(f"`vocab_sizes` must be a non-empty list of positive sizes, got {self.vocab_sizes}.")
+        if any(v < 1 for v in self.vocab_sizes) or (len(self.vocab_sizes) == 0 and not self.contrastive_projection_sizes):
+            raise ValueError(
+                f"`vocab_sizes` must be a list of positive sizes, non-empty unless the model has a contrastive head "
+                f"(`contrastive_projection_sizes`), got {self.vocab_sizes}."
+            )
+        if any(v < 1 for v in self.contrastive_projection_sizes):
+            raise ValueError(
+                f"`contrastive_projection_sizes` must be positive sizes, got {self.contrastive_projection_sizes}."
+            )
         if self.ensemble_length != len(self.vocab_sizes):
             raise ValueError(
                 f"`ensemble_length` ({self.ensemble_length}) must equal len(vocab_sizes) ({len(self.vocab_sizes)})."
@@ -244,8 +264,9 @@ class HuBERTECGConfig(HubertConfig):
         for name in ("mask_time_length", "finetune_mask_time_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` is a number of frames and must be at least 1, got {getattr(self, name)}.")
-        if not self.logit_temperature > 0:
-            raise ValueError(f"`logit_temperature` must be positive, got {self.logit_temperature}.")
+        for name in ("logit_temperature", "contrastive_temperature"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"`{name}` must be positive, got {getattr(self, name)}.")
         for name in ("pos_weight", "class_weight"):
             weights = getattr(self, name)
             if weights is not None and len(weights) != self.num_labels:
