@@ -72,7 +72,8 @@ class Explanation:
         values: float32 ``(leads, ceil(duration * sampling_rate))``: the windows' attributions on the record's
             time axis (sample ``k`` at ``k / sampling_rate`` s); the mean where windows overlap; NaN where no
             window was explained and on leads the record lacks (or that are flat).
-        scores: float64 ``(windows,)``: the label's score in each window (``scores_from_logits``).
+        scores: float64 ``(windows,)``: the label's score in each window (``scores_from_logits`` with the model's
+            ``config.score_calibration``, as the pipeline reports it).
         lead_importance: float64 ``(leads,)``: occlusion: the drop of the label's score when the lead is zeroed,
             mean over windows; other methods: each lead's share of the positive attribution (sums to 1).
         delta: float64 ``(windows,)``: integrated gradients' convergence delta (in logits), else None.
@@ -273,7 +274,8 @@ def attribute(
     n, per_lead = x.shape[0], x.shape[1] // num_leads
     with torch.no_grad():
         logits = _logits(model, x, mask)
-    scores = scores_from_logits(logits, model.config.problem_type_of())[:, index]
+    # the label's score as the pipeline reports it (with the model's calibration, if any)
+    scores = scores_from_logits(logits, model.config.problem_type_of(), model.config.score_calibration)[:, index]
     delta = None
     lead_importance = None
     if method == "integrated_gradients":
@@ -401,7 +403,7 @@ def explain(
             device = next(model.parameters()).device
             mean = np.mean(np.concatenate([
                 scores_from_logits(_logits(model, b["input_values"].to(device), b["attention_mask"].to(device)),
-                                   model.config.problem_type_of())
+                                   model.config.problem_type_of(), model.config.score_calibration)
                 for b in plan.features(fe, batch_windows=batch_size, return_tensors="pt")
             ]), axis=0)
         label = int(np.argmax(mean))
