@@ -117,20 +117,12 @@ class ECGFeatureExtractionPipeline(ECGClassificationPipeline):
     def _forward(self, model_inputs, layer: int | None = None):
         """Windows ``(batch, 6000)`` -> per window the float64 sum of the valid frames' hidden states ``(batch,
         hidden_size)`` and their number ``(batch,)`` (:func:`pool_frames`); inputs cast to the model's dtype."""
-        errors = model_inputs["error"]
-        errors = errors if isinstance(errors, list) else [errors]
-        values = model_inputs["input_values"]
+        usable, values, mask = self._usable_windows(model_inputs)
         backbone = self.model.base_model
         hidden_size = int(self.model.config.hidden_size)
-        sums = torch.zeros((values.shape[0], hidden_size), dtype=torch.float64, device=values.device)
-        counts = torch.zeros((values.shape[0],), dtype=torch.int64, device=values.device)
-        usable = torch.tensor([e is None for e in errors], device=values.device)
+        sums = torch.zeros((len(usable), hidden_size), dtype=torch.float64, device=values.device)
+        counts = torch.zeros((len(usable),), dtype=torch.int64, device=values.device)
         if bool(usable.any()):
-            mask = model_inputs["attention_mask"]
-            if not bool(usable.all()):
-                values, mask = values[usable], mask[usable]
-            if bool(mask.all()):
-                mask = None
             out = backbone(input_values=values.to(self.model.dtype), attention_mask=mask,
                            output_hidden_states=layer is not None, return_dict=True)
             hidden = out.last_hidden_state if layer is None else out.hidden_states[layer]

@@ -248,21 +248,27 @@ class ECGClassificationPipeline(ChunkPipeline):
                        "missing": zero_filled, "error": None}
             block = next(blocks, None)
 
-    def _forward(self, model_inputs):
-        """Windows ``(batch, 6000)`` -> float32 logits ``(batch, num_labels)`` with ``self.model(input_values=...,
-        attention_mask=...)``, inputs cast to the model's dtype (``pipeline(..., dtype=torch.bfloat16)``).
-        ``attention_mask`` is left out when it is all ones (full windows: the same result)."""
+    @staticmethod
+    def _usable_windows(model_inputs):
+        """``(usable, values, mask)`` of a batch of windows: ``usable`` bool ``(batch,)`` marks the rows of readable
+        inputs (an unusable input in ``skip_errors`` mode has a placeholder row), ``values`` / ``mask`` those rows;
+        ``mask`` is None when it is all ones (full windows: the same result without it)."""
         errors = model_inputs["error"]
         errors = errors if isinstance(errors, list) else [errors]
-        values = model_inputs["input_values"]
-        logits = torch.full((values.shape[0], self.model.config.num_labels), float("nan"), device=values.device)
+        values, mask = model_inputs["input_values"], model_inputs["attention_mask"]
         usable = torch.tensor([e is None for e in errors], device=values.device)
+        if bool(usable.any()) and not bool(usable.all()):
+            values, mask = values[usable], mask[usable]
+        if bool(mask.all()):
+            mask = None
+        return usable, values, mask
+
+    def _forward(self, model_inputs):
+        """Windows ``(batch, 6000)`` -> float32 logits ``(batch, num_labels)`` with ``self.model(input_values=...,
+        attention_mask=...)``, inputs cast to the model's dtype (``pipeline(..., dtype=torch.bfloat16)``)."""
+        usable, values, mask = self._usable_windows(model_inputs)
+        logits = torch.full((len(usable), self.model.config.num_labels), float("nan"), device=values.device)
         if bool(usable.any()):
-            mask = model_inputs["attention_mask"]
-            if not bool(usable.all()):
-                values, mask = values[usable], mask[usable]
-            if bool(mask.all()):
-                mask = None
             out = self.model(input_values=values.to(self.model.dtype), attention_mask=mask).logits.float()
             logits[usable] = out
         return {"logits": logits, "is_last": model_inputs["is_last"], "name": model_inputs["name"],
