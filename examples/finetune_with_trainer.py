@@ -58,6 +58,7 @@ validation = validation.add_column("window_start", [0.0] * len(validation))  # e
 config = AutoConfig.from_pretrained(args.model)  # the checkpoint's architecture with a new head for our labels
 config.id2label, config.label2id = dict(enumerate(labels)), {label: i for i, label in enumerate(labels)}
 config.problem_type, config.pos_weight = "multi_label_classification", None
+config.score_calibration = config.label_thresholds = None  # fitted to the checkpoint's head, not to the new one
 model = AutoModelForSequenceClassification.from_pretrained(args.model, config=config, ignore_mismatched_sizes=True)
 model.freeze_feature_encoder()
 feature_extractor = AutoFeatureExtractor.from_pretrained(args.model)

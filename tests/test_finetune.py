@@ -293,3 +293,25 @@ def test_finetune_on_pooled_ptbxl_folders_with_a_held_out_test_fold(tmp_path, da
     card = ModelCard.load(out / "README.md").text
     assert "strat_fold 1-7 for training" in card and "fold 8 for validation" in card
     assert "fold 9 as a held-out test set (250 records)" in card
+
+
+def test_finetuning_a_calibrated_model_drops_its_calibration(tmp_path, data_dir):
+    """The demo model carries a calibration and thresholds fitted to its logits; fine-tuning it (to other labels
+    here) must not keep them, since the new head's logits are not the ones they were fitted on."""
+    from pathlib import Path
+
+    import hubert_ecg
+
+    demo = json.loads((Path(hubert_ecg.demo_model_path()) / "config.json").read_text())
+    assert demo["score_calibration"] and demo["label_thresholds"]
+    folder = data_dir / "ptbxl" / "records100" / "00000"
+    names = sorted(p.stem for p in folder.glob("*_lr.hea"))[:6]
+    rows = "".join(f"{folder}/{name},{i % 3}\n" for i, name in enumerate(names))
+    (tmp_path / "train.csv").write_text("filename,rhythm\n" + rows)
+    out = tmp_path / "out"
+    argv = ["--model_name_or_path", hubert_ecg.demo_model_path(), "--train_csv", str(tmp_path / "train.csv"),
+            "--validation_csv", str(tmp_path / "train.csv"), "--output_dir", str(out), *FAST, "--max_steps", "1"]
+    assert finetune.main(argv) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["score_calibration"] is None and config["label_thresholds"] is None
+    assert config["lead_mask_prob"] == 0.0  # and it was not trained lead-agnostic this time

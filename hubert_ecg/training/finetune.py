@@ -343,6 +343,9 @@ def build_model(model_args: ModelArguments, label_names, problem_type, pos_weigh
         for key, value in {**overrides, **head}.items():
             setattr(config, key, value)
         config.pos_weight, config.class_weight = pos_weight, class_weight
+        # fine-tuning changes the logits: a calibration and thresholds fitted to the checkpoint no longer apply
+        # (hubert-ecg calibrate fits new ones)
+        config.score_calibration = config.label_thresholds = None
         config.validate_architecture()
         model = HuBERTECGForSequenceClassification.from_pretrained(src, config=config, ignore_mismatched_sizes=True)
         if (Path(src) / "preprocessor_config.json").is_file():
