@@ -51,7 +51,7 @@ COMMANDS = {
     "cluster": Command("hubert_ecg.training.clustering", "main",
                        "k-means pretraining targets for a HuBERT iteration", "train"),
     "pretrain": Command("hubert_ecg.training.pretrain", "main",
-                        "HuBERT masked-prediction pretraining on the Trainer (accelerate)", "train"),
+                        "pretraining on the Trainer: HuBERT, CMSC, SimCLR (accelerate)", "train"),
     "embed": Command("hubert_ecg.training.probe", "embed_main",
                      "per-record embedding vectors of ECG files -> Parquet", "train"),
     "probe": Command("hubert_ecg.training.probe", "probe_main",

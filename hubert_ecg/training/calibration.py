@@ -153,7 +153,8 @@ def calibrate(args: CalibrateArguments) -> dict:
     if args.thresholds not in ("max_f1", "none"):
         raise ValueError(f"--thresholds must be max_f1 or none, got {args.thresholds!r}")
     if not Path(args.model).is_dir():
-        raise ValueError(f"--model must be a local model directory (its config.json is rewritten), got {args.model!r}")
+        raise ValueError(f"--model must be a local model directory (its config.json is updated, or the directory "
+                         f"copied to --output_dir), got {args.model!r}")
     try:
         model = AutoModelForSequenceClassification.from_pretrained(args.model)
         feature_extractor = AutoFeatureExtractor.from_pretrained(args.model)
