@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
+from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
 from transformers.utils import logging
 
@@ -397,6 +397,7 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
     class_weight = _weights(model_args.class_weight, class_default, len(label_names), "class_weight") \
         if problem_type == "single_label_classification" else None
 
+    set_seed(training_args.seed)  # a new head (and a preset's whole model) starts from the seed: runs repeat
     model, feature_extractor, source, base_model = build_model(
         model_args, label_names, problem_type, pos_weight, class_weight
     )
