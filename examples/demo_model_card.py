@@ -50,7 +50,7 @@ def main(model_dir: str, eval_dir: str, train_seconds: str) -> None:
         f"{training['epoch']:g} of 20, best fold-8 macro AUROC {training['eval_macro_auroc']:.3f}), the Platt "
         "calibration and the per-label thresholds (maximum F1 on fold 8); fold 9 "
         f"({summary['n_records']} records) was used for nothing but the figures below. Training: "
-        f"{float(train_seconds) / 60:.0f} min wall on 2 CPU cores shared with other work (fp32, batch 32).",
+        f"{float(train_seconds) / 60:.0f} min wall on 2 CPU cores (fp32, batch 32).",
         "",
         "Recipe: random lead masking (each lead zeroed with probability 0.5, at least one kept; "
         f"`config.lead_mask_prob = {config.lead_mask_prob}`), Gaussian noise, baseline wander and time shifts "

@@ -109,12 +109,12 @@ def test_attention_rollout_needs_eager_and_restores_it(demo, fold9):
     np.testing.assert_allclose(values, other["values"])
 
 
-@pytest.mark.parametrize("method", ["integrated_gradients", "saliency"])
+@pytest.mark.parametrize("method", ["integrated_gradients", "occlusion"])
 def test_deleting_the_most_attributed_samples_lowers_the_score_more_than_random_ones(demo, fold9, method):
     """Faithfulness: on 20 real fold-9 records, zeroing the 10 % most attributed samples of each record's top label
-    lowers that label's score more than zeroing 10 % random samples, on average (measured with the lead-agnostic
-    demo model: saliency 0.049 against 0.033; plain gradients are the weaker method, integrated gradients must also
-    beat random deletion threefold)."""
+    lowers that label's score more than zeroing 10 % random samples, on average (measured with the bundled demo
+    model: integrated gradients 0.55 and occlusion 0.27 against 0.045; plain saliency, 0.035, does not beat random
+    deletion with this lead-agnostic model, docs/visualisation.md)."""
     if method == "integrated_gradients":
         pytest.importorskip("captum")
     model, fe = demo
@@ -129,7 +129,7 @@ def test_deleting_the_most_attributed_samples_lowers_the_score_more_than_random_
         drops_top += list(drop["drop_top"])
         drops_random += list(drop["drop_random"])
     assert len(drops_top) == 20
-    assert np.mean(drops_top) > np.mean(drops_random)
+    assert np.mean(drops_top) > np.mean(drops_random) + 0.03
     if method == "integrated_gradients":
         assert np.mean(drops_top) > 3 * np.mean(drops_random) and np.mean(drops_top) > np.mean(drops_random) + 0.03
 
