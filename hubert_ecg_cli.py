@@ -35,7 +35,6 @@ EXTRAS = {
     "train": ("accelerate", "datasets", "sklearn", "pandas", "librosa", "matplotlib", "yaml", "pyarrow"),
     "onnx": ("onnx", "onnxruntime"),
     "plot": ("matplotlib",),
-    "explain": ("captum", "matplotlib"),
     "app": ("gradio", "matplotlib"),
     "umap": ("umap",),  # plot-embeddings --method umap (checked there: the command itself needs [train])
 }
@@ -64,7 +63,7 @@ COMMANDS = {
                            "onnx"),
     "plot": Command("hubert_ecg.plotting", "plot_main", "draw a record in the 12-lead layout (PNG, SVG, PDF)", "plot"),
     "explain": Command("hubert_ecg.explain", "explain_main",
-                       "attributions for a label, drawn on the 12-lead plot (default: the demo model)", "explain"),
+                       "attributions for a label, drawn on the 12-lead plot (default: the demo model)", "plot"),
     "app": Command("hubert_ecg.app", "app_main", "local web app: upload ECGs, see the plot, scores, attributions",
                    "app"),
 }

@@ -514,7 +514,7 @@ def explain_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="hub id or save_pretrained directory (default: demo model)")
     parser.add_argument("--label", default=None, help="label to explain (default: the top-scored label)")
     parser.add_argument("--method", choices=METHODS, default="integrated_gradients",
-                        help="attribution method (default integrated_gradients, needs the [explain] extra)")
+                        help="attribution method (default integrated_gradients, which needs the [explain] extra: captum; the others need only [plot])")
     parser.add_argument("--start", type=float, default=0.0, help="seconds into the record of the 10 s shown")
     parser.add_argument("--steps", type=int, default=32, help="integration steps of integrated_gradients")
     parser.add_argument("--save", default=None, help="also write the arrays to this .npz file")

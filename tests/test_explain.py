@@ -176,3 +176,15 @@ def test_explain_command(fold9, tmp_path, capsys):
     assert capsys.readouterr().err.splitlines()[-1].startswith(f"hubert-ecg explain: {tmp_path / 'missing'}: ")
     assert main(["explain", fold9[0], "--out", str(tmp_path / "x.gif")]) == 2
     assert set(METHODS) == {"integrated_gradients", "saliency", "occlusion", "attention_rollout"}
+
+
+def test_explain_without_captum_runs_the_other_methods(fold9, tmp_path, capsys, monkeypatch):
+    """captum (the [explain] extra) is needed for integrated gradients only: without it the command still draws
+    saliency, and integrated gradients stop with one line naming the extra."""
+    monkeypatch.setitem(sys.modules, "captum", None)  # import captum now raises ImportError
+    monkeypatch.setitem(sys.modules, "captum.attr", None)
+    assert main(["explain", fold9[0], "--label", "MI", "--method", "saliency", "--out", str(tmp_path / "s.png")]) == 0
+    capsys.readouterr()
+    assert main(["explain", fold9[0], "--label", "MI", "--out", str(tmp_path / "ig.png")]) == 2
+    err = capsys.readouterr().err
+    assert "needs captum" in err and 'hubert-ecg[explain]' in err and not (tmp_path / "ig.png").exists()
