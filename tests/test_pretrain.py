@@ -93,6 +93,16 @@ def _free_port():
         return sock.getsockname()[1]
 
 
+def _launch_two_processes(script):
+    """``accelerate launch`` of ``script`` on 2 CPU processes (gloo); asserts it exits 0 and returns the process."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--num_cpu_threads_per_process", "1", "--main_process_port", str(_free_port()), str(script)]
+    proc = subprocess.run(command, env=_env(), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    return proc
+
+
 class _FakeHub:
     """HfApi stand-in that records what the Trainer creates and uploads."""
 
@@ -234,11 +244,7 @@ def test_two_process_gloo_run(iteration1, tmp_path):
         f"{str(root / 'windows')!r}, '--num_clusters', '8', '--kmeans_n_init', '1']) == 0\n"
         f"sys.exit(main(['pretrain', *{_pretrain_args(root, tmp_path / 'ddp', steps=4)!r}]))\n"
     )
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--num_cpu_threads_per_process", "1", "--main_process_port", str(_free_port()), str(script)]
-    proc = subprocess.run(command, env=_env(), cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-5000:]
+    _launch_two_processes(script)
     # clustering sharded over 2 processes: all windows' frames fitted, every row labelled in order
     labels, info = load_labels(tmp_path / "labels")
     codebook = KMeansCodebook.load(tmp_path / "labels")
@@ -415,11 +421,7 @@ def test_two_process_contrastive_run(iteration1, tmp_path):
         f"open({str(tmp_path)!r} + f'/gather-{{rank}}.json', 'w').write(json.dumps(out))\n"
         f"sys.exit(main(['pretrain', *{_pretrain_args(root, tmp_path / 'ddp', steps=3, objective='hubert+cmsc', contrastive_weight=0.5)!r}]))\n"
     )
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--num_cpu_threads_per_process", "1", "--main_process_port", str(_free_port()), str(script)]
-    proc = subprocess.run(command, env=_env(), cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-5000:]
+    _launch_two_processes(script)
 
     from hubert_ecg.training.objectives import contrastive_loss
 

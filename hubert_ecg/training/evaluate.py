@@ -232,7 +232,7 @@ def evaluate(args: EvaluateArguments) -> dict:
     from ..leads import LEAD_SETS, parse_lead_sets
     from transformers import AutoFeatureExtractor, AutoModelForSequenceClassification
 
-    from .metrics import bootstrap_ci, classification_metrics, per_label_metrics, regression_metrics
+    from .metrics import classification_metrics, metrics_with_ci, per_label_metrics, regression_metrics
 
     if args.tta_aggregation not in ("mean", "max"):
         raise ValueError(f"--tta_aggregation must be 'mean' or 'max', got {args.tta_aggregation!r}")
@@ -276,9 +276,7 @@ def evaluate(args: EvaluateArguments) -> dict:
         per_label = per_label_metrics(labels, scores, label_names, problem_type, threshold)
 
     def measured(y, s):  # the metrics and their bootstrap CIs
-        ci = bootstrap_ci(y, s, metric, args.n_bootstrap, args.confidence, args.seed) if args.n_bootstrap else {}
-        ci.pop("n_labels_evaluated", None)
-        return metric(y, s), ci
+        return metrics_with_ci(y, s, metric, args.n_bootstrap, args.confidence, args.seed)
 
     metrics, ci = measured(labels, scores)
     result = {"metrics": metrics, "ci": ci, "per_label": per_label, "n_records": len(kept), "skipped": skipped}

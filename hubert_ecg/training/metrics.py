@@ -27,6 +27,7 @@ __all__ = [
     "per_label_metrics",
     "regression_metrics",
     "bootstrap_ci",
+    "metrics_with_ci",
     "expected_calibration_error",
     "make_compute_metrics",
 ]
@@ -202,6 +203,25 @@ def bootstrap_ci(
             (float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))) if values.size else (float("nan"),) * 2
         )
     return out
+
+
+def metrics_with_ci(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    metric: Callable[[np.ndarray, np.ndarray], dict[str, float]],
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    """``(metric(labels, scores), its CIs)``: the CIs of :func:`bootstrap_ci` (none when ``n_resamples`` is 0),
+    without ``n_labels_evaluated``, a count rather than an estimate.
+
+    Raises:
+        ValueError: as :func:`bootstrap_ci`.
+    """
+    ci = bootstrap_ci(labels, scores, metric, n_resamples, confidence, seed) if n_resamples else {}
+    ci.pop("n_labels_evaluated", None)
+    return metric(labels, scores), ci
 
 
 def make_compute_metrics(problem_type: str, threshold: float = 0.5) -> Callable:

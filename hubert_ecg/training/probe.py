@@ -491,7 +491,7 @@ def linear_probe(
         ValueError: as :func:`fit_probe`; when the eval file's labels or vector size differ from the train file's
             or no eval record has labels.
     """
-    from .metrics import bootstrap_ci, classification_metrics, per_label_metrics
+    from .metrics import classification_metrics, metrics_with_ci, per_label_metrics
 
     _require_labels(train, "training")
     _require_labels(evaluation, "eval")
@@ -513,9 +513,7 @@ def linear_probe(
     def metric(y, s):
         return classification_metrics(y, s, problem_type, threshold)
 
-    metrics = metric(labels, scores)
-    ci = bootstrap_ci(labels, scores, metric, n_bootstrap, confidence, seed) if n_bootstrap else {}
-    ci.pop("n_labels_evaluated", None)
+    metrics, ci = metrics_with_ci(labels, scores, metric, n_bootstrap, confidence, seed)
     return {"metrics": metrics, "ci": ci, "per_label": per_label_metrics(labels, scores, train.label_names,
                                                                         problem_type, threshold),
             "n_records": int(keep.sum()), "n_train": int(train.labelled().sum()), "C": predict.C, "scores": scores,
