@@ -80,7 +80,15 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, problem_type: str) -
 
 def max_f1_thresholds(scores: np.ndarray, labels: np.ndarray, label_names) -> dict[str, float]:
     """Per label, the score at or above which the label's F1 on (``scores``, ``labels``) is highest (the lowest
-    such score when several tie); 0.5 for a label without positives. Returns ``{label name: threshold}``."""
+    such score when several tie); 0.5 for a label without positives.
+
+    Args:
+        scores: probabilities ``(records, num_labels)``; labels: multi-hot ``(records, num_labels)``;
+            label_names: ``num_labels`` names, the keys of the result.
+
+    Returns:
+        ``{label name: threshold}``, thresholds in the units of ``scores``.
+    """
     from sklearn.metrics import precision_recall_curve
 
     out = {}
