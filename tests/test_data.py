@@ -196,3 +196,27 @@ def test_several_ptbxl_folders_and_fold_splits(data_dir):
                           ("train=0-7,validation=8", "fold 0 of train is outside"), ("train", "expected split=folds")):
         with pytest.raises(ValueError, match=message):
             parse_fold_splits(spec)
+
+
+def test_label_fraction_draws_a_seeded_subset_that_keeps_every_label(ptbxl):
+    records = data.read_ptbxl(ptbxl, "superdiagnostic", 100)
+    labels, kind = records.labels, records.problem_type
+    # 1 % of 424 records is 4: too few for 5 labels, so records are added until each label has 2 positives and
+    # 2 negatives; fewer added than 2 * 2 per label
+    small = data.label_fraction(labels, kind, 0.01, seed=0)
+    assert 4 < small.sum() <= 4 + 4 * 5
+    assert (labels[small].sum(0) >= 2).all() and ((1 - labels[small]).sum(0) >= 2).all()
+    np.testing.assert_array_equal(small, data.label_fraction(labels, kind, 0.01, seed=0))
+    assert not np.array_equal(small, data.label_fraction(labels, kind, 0.01, seed=1))
+    # a larger fraction has every label already: exactly round(0.25 * 424) records, a seeded permutation's head
+    quarter = data.label_fraction(labels, kind, 0.25, seed=3)
+    assert quarter.sum() == 106
+    np.testing.assert_array_equal(np.flatnonzero(quarter), np.sort(np.random.default_rng(3).permutation(424)[:106]))
+    assert data.label_fraction(labels, kind, 1.0).all()
+    # single-label: every class keeps 2 records; regression: no guarantee, just the size
+    classes = labels.argmax(1)
+    assert (np.bincount(classes[data.label_fraction(classes, "single_label_classification", 0.01)]) >= 2).all()
+    assert data.label_fraction(labels[:, 0], "regression", 0.1).sum() == 42
+    for bad in (0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="fraction must lie in"):
+            data.label_fraction(labels, kind, bad)

@@ -207,3 +207,26 @@ def test_single_label_probe_gives_class_probabilities(embedded):
     np.testing.assert_allclose(result["scores"].sum(axis=1), 1.0, atol=1e-9)
     assert result["scores"].shape == (N_EVAL, 5) and result["ci"] == {}
     assert result["metrics"]["macro_auroc"] > 0.6 and 0 <= result["metrics"]["accuracy"] <= 1
+
+
+def test_train_fraction_probes_the_records_finetune_trains_on(embedded, tmp_path, capsys):
+    """--train-fraction in probe and --train_fraction in finetune draw the same records from one manifest."""
+    from hubert_ecg.training.finetune import DataArguments, load_data
+    from hubert_ecg.training.probe import subset_embeddings
+
+    train = read_embeddings(embedded["train"])
+    subset = subset_embeddings(train, 0.1, seed=4)
+    assert 10 <= len(subset) < N_TRAIN and (subset.labels.sum(0) >= 2).all()
+    args = DataArguments(train_csv=str(embedded["dir"] / "train.csv"), validation_csv=str(embedded["dir"] / "eval.csv"),
+                         train_fraction=0.1, max_eval_records=2)
+    datasets = load_data(args, seed=4)[0]
+    assert subset.paths == list(datasets["train"]["record_name"])
+    out = tmp_path / "probe.json"
+    assert main(["probe", "--embeddings", str(embedded["train"]), "--eval", str(embedded["eval"]), "--Cs", "0.1,1",
+                 "--folds", "2", "--n-bootstrap", "0", "--train-fraction", "0.1", "--seed", "4",
+                 "--output", str(out)]) == 0
+    summary = json.loads(out.read_text())
+    assert summary["n_train"] == len(subset) and summary["train_fraction"] == 0.1 and summary["seed"] == 4
+    with pytest.raises(SystemExit):
+        main(["probe", "--embeddings", str(embedded["train"]), "--eval", str(embedded["eval"]), "--train-fraction", "0"])
+    assert "--train-fraction must lie in (0, 1], got 0.0" in capsys.readouterr().err

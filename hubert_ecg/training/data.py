@@ -369,6 +369,57 @@ def split_by_fold(records: LabelledRecords, splits: dict[str, Sequence[int]] = P
     return out
 
 
+def label_fraction(labels: np.ndarray, problem_type: str, fraction: float, seed: int = 0,
+                   min_examples: int = 2) -> np.ndarray:
+    """The records of a seeded random ``fraction`` of a labelled training set, for label-efficiency studies.
+
+    The first ``round(fraction * records)`` records (at least 1) of a permutation seeded by ``seed`` are taken.
+    Classification subsets keep every label learnable where the full set allows it: a label (class) with fewer
+    than ``min_examples`` positive records in the subset, or (multi-label) fewer than ``min_examples`` negative
+    ones, gets the next records of the permutation that have (lack) it, so a small subset can exceed its size by
+    a few records (at most ``2 * min_examples`` per label). The default of 2 is what a cross-validated linear probe
+    needs (:func:`hubert_ecg.training.probe.fit_probe`). The same ``(labels, fraction, seed)`` give the same records,
+    so a probe and a fine-tuning run can share a subset.
+
+    Args:
+        labels: ``(records, num_labels)`` multi-hot (multi-label), ``(records,)`` class indices (single-label; a
+            negative index marks an unlabelled record) or regression targets.
+        problem_type: one of :data:`PROBLEM_TYPES`.
+        fraction: in (0, 1]; 1 keeps every record.
+        seed: seed of the permutation.
+        min_examples: the fewest positive (and, multi-label, negative) records per label.
+
+    Returns:
+        A bool mask ``(records,)``.
+
+    Raises:
+        ValueError: for a ``fraction`` outside (0, 1] or an unknown ``problem_type``.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"the training fraction must lie in (0, 1], got {fraction}")
+    if problem_type not in PROBLEM_TYPES:
+        raise ValueError(f"problem_type must be one of {PROBLEM_TYPES}, got {problem_type!r}")
+    labels = np.asarray(labels)
+    count = len(labels)
+    order = np.random.default_rng(seed).permutation(count)
+    mask = np.zeros(count, dtype=bool)
+    mask[order[: max(1, int(round(fraction * count)))]] = True
+    if problem_type == "regression" or mask.all():
+        return mask
+    if problem_type == "single_label_classification":
+        columns = [labels == c for c in np.unique(labels[labels >= 0])]
+    else:
+        hot = np.nan_to_num(labels.reshape(count, -1)) > 0
+        columns = [hot[:, j] for j in range(hot.shape[1])]
+        columns += [~column for column in columns]
+    for column in columns:
+        missing = min_examples - int((mask & column).sum())
+        if missing > 0:
+            extra = [i for i in order if column[i] and not mask[i]][:missing]
+            mask[extra] = True
+    return mask
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # reading signals into a Dataset
 # ----------------------------------------------------------------------------------------------------------------

@@ -136,6 +136,12 @@ class DataArguments:
     )
     num_labels: int | None = field(default=None, metadata={"help": "expected number of labels (checked)"})
     max_train_records: int | None = field(default=None, metadata={"help": "use only the first N training records"})
+    train_fraction: float | None = field(
+        default=None,
+        metadata={"help": "use a random fraction in (0, 1] of the training records, drawn with --seed, with at least 2 "
+                  "positives and negatives of every label (label-efficiency studies; hubert-ecg probe --train-fraction draws the "
+                  "same records)"},
+    )
     max_eval_records: int | None = field(default=None, metadata={"help": "use only the first N validation records"})
     skip_bad_records: bool = field(default=True, metadata={"help": BAD_RECORDS_RULE})
     missing_leads: str = field(
@@ -230,10 +236,11 @@ def _folds_text(folds) -> str:
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
-def load_data(data_args: DataArguments, label_names=None, num_labels=None):
+def load_data(data_args: DataArguments, label_names=None, num_labels=None, seed: int = 0):
     """``(splits dict name -> Dataset, label_names, problem_type, skipped)`` from PTB-XL or the manifests;
     ``skipped`` maps each split to the :class:`~hubert_ecg.training.data.Skipped` records of that split (empty
-    unless ``skip_bad_records``).
+    unless ``skip_bad_records``). ``data_args.train_fraction`` keeps the training records of
+    :func:`~hubert_ecg.training.data.label_fraction` drawn with ``seed``.
 
     Raises:
         ValueError: when neither or both sources are given, or as :mod:`hubert_ecg.training.data` raises (the first
@@ -275,6 +282,13 @@ def load_data(data_args: DataArguments, label_names=None, num_labels=None):
             mask = np.zeros(len(parts[split]), dtype=bool)
             mask[:limit] = True
             parts[split] = parts[split].select(mask)
+    if data_args.train_fraction is not None:
+        train = parts["train"]
+        try:
+            parts["train"] = train.select(data.label_fraction(train.labels, train.problem_type,
+                                                              data_args.train_fraction, seed))
+        except ValueError as error:
+            raise ValueError(f"--train_fraction: {error}") from None
     skipped = {split: data.Skipped() for split in parts}
     datasets = {
         split: data.build_dataset(part, on_error, skipped[split], data_args.missing_leads)
@@ -382,7 +396,9 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
     from .collators import lead_mask_prob, parse_augmentations
 
     augmentations = parse_augmentations(data_args.augmentations, "--augmentations")  # fail before reading data
-    datasets, label_names, problem_type, skipped = load_data(data_args)
+    if data_args.train_fraction is not None and not 0 < data_args.train_fraction <= 1:
+        raise ValueError(f"--train_fraction must lie in (0, 1], got {data_args.train_fraction}")
+    datasets, label_names, problem_type, skipped = load_data(data_args, seed=training_args.seed)
     train_labels = np.asarray(datasets["train"]["labels"])
     pos_default = class_default = None
     if problem_type == "multi_label_classification":
@@ -470,6 +486,9 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
         f"training manifest `{data_args.train_csv}` ({len(datasets['train'])} records), validation "
         f"`{data_args.validation_csv}` ({len(datasets['validation'])} records)"
     )
+    if data_args.train_fraction is not None:
+        split_text += (f"; the training records are a random {data_args.train_fraction:g} of the training split "
+                       f"(seed {training_args.seed})")
     masking = model.config.finetune_mask_time_prob
     trainer.card = create_model_card(
         model,

@@ -28,6 +28,7 @@ skipped and listed on stderr with the reason, exit status 1.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -43,7 +44,7 @@ logger = logging.get_logger(__name__)
 
 __all__ = [
     "Embeddings", "read_embeddings", "write_embeddings", "embed_records", "fit_probe", "linear_probe",
-    "plot_embeddings", "embed_main", "probe_main", "plot_main",
+    "subset_embeddings", "plot_embeddings", "draw_embeddings", "embed_main", "probe_main", "plot_main",
 ]
 
 EMBEDDING_COLUMN = "embedding"
@@ -401,6 +402,27 @@ def _grid_search(X, y, Cs, folds, scoring, seed):
     return search.best_estimator_, float(search.best_params_["logistic__C"])
 
 
+def subset_embeddings(embeddings: Embeddings, fraction: float, seed: int = 0) -> Embeddings:
+    """The labelled records of :func:`hubert_ecg.training.data.label_fraction` (a seeded random ``fraction`` with
+    at least 2 positives and negatives of every label), in file order: for a file written from a manifest, the
+    records that ``hubert-ecg finetune --train_fraction`` trains on with the same seed (when no record
+    was skipped by either).
+
+    Raises:
+        ValueError: when the embeddings have no labels or ``fraction`` lies outside (0, 1].
+    """
+    from .data import label_fraction
+
+    _require_labels(embeddings, "training")
+    index = np.flatnonzero(embeddings.labelled())
+    keep = index[label_fraction(embeddings.labels[index], embeddings.problem_type, fraction, seed)]
+    return dataclasses.replace(
+        embeddings, paths=[embeddings.paths[i] for i in keep], sources=[embeddings.sources[i] for i in keep],
+        vectors=embeddings.vectors[keep], windows=None if embeddings.windows is None else embeddings.windows[keep],
+        labels=embeddings.labels[keep],
+    )
+
+
 def _require_labels(embeddings: Embeddings, which: str) -> None:
     if embeddings.problem_type is None or embeddings.labels is None:
         raise ValueError(f"the {which} embeddings have no label columns (embed a manifest with label columns, or "
@@ -540,7 +562,12 @@ def probe_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs (0: none)")
     parser.add_argument("--confidence", type=float, default=0.95, help="confidence level of the CIs")
     parser.add_argument("--threshold", type=float, default=0.5, help="F1 threshold on the probabilities")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the CV folds and the bootstrap")
+    parser.add_argument("--train-fraction", type=float, default=None,
+                        help="fit on a random fraction in (0, 1] of the labelled training records, drawn with --seed "
+                        "with at least 2 positives and negatives of every label (the records `hubert-ecg finetune "
+                        "--train_fraction` draws from the same manifest with the same seed)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the CV folds, the bootstrap and the --train-fraction draw")
     parser.add_argument("--output", default=None, help="write the metrics, CIs and chosen C as JSON here")
     args = parser.parse_args(argv)
     if args.n_bootstrap < 0:
@@ -553,12 +580,16 @@ def probe_main(argv: list[str] | None = None) -> int:
         parser.error(f"--Cs must be comma-separated numbers, got {args.Cs!r}")
     if any(not c > 0 for c in Cs):
         parser.error("--Cs values must be positive")
+    if args.train_fraction is not None and not 0 < args.train_fraction <= 1:
+        parser.error(f"--train-fraction must lie in (0, 1], got {args.train_fraction}")
     columns = None if args.labels is None else [c.strip() for c in args.labels.split(",") if c.strip()]
     from .evaluate import format_report
 
     try:
         train = read_embeddings(args.embeddings, columns)
         evaluation = read_embeddings(args.eval, columns)
+        if args.train_fraction is not None:
+            train = subset_embeddings(train, args.train_fraction, args.seed)
         result = linear_probe(train, evaluation, Cs, args.folds, args.n_bootstrap, args.confidence, args.seed,
                               args.threshold)
     except ValueError as err:
@@ -572,7 +603,8 @@ def probe_main(argv: list[str] | None = None) -> int:
         def clean(v):
             return None if isinstance(v, float) and math.isnan(v) else v
 
-        summary = {"train": args.embeddings, "eval": args.eval, "n_train": result["n_train"],
+        summary = {"train": args.embeddings, "eval": args.eval, "train_fraction": args.train_fraction,
+                   "seed": args.seed, "n_train": result["n_train"],
                    "n_records": result["n_records"], "C": result["C"], "confidence": args.confidence,
                    "metrics": {k: clean(v) for k, v in result["metrics"].items()},
                    "ci": {k: [clean(lo), clean(hi)] for k, (lo, hi) in result["ci"].items()},
@@ -643,8 +675,34 @@ def project(vectors: np.ndarray, method: str = "pca", seed: int = 0) -> tuple[np
 
 def plot_embeddings(path: str | Path, out: str | Path, color_by: str = "label", method: str = "pca",
                     seed: int = 0, title: str | None = None) -> dict[str, int]:
-    """Draw the embeddings of ``path`` in 2-D (:func:`project`), one colour per group of ``color_by`` (the
-    :data:`MAX_GROUPS` most frequent; the rest grey, "other"), and save the figure as PNG at ``out``.
+    """Draw the embeddings of ``path`` in 2-D (:func:`draw_embeddings`) and save the figure as PNG at ``out``.
+
+    Returns:
+        group -> number of records, in the legend's order.
+
+    Raises:
+        ValueError: as :func:`draw_embeddings`.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    try:
+        legend = draw_embeddings(ax, path, color_by, method, seed, title)
+        fig.tight_layout()
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=110)
+    finally:
+        plt.close(fig)
+    return legend
+
+
+def draw_embeddings(ax, path: str | Path, color_by: str = "label", method: str = "pca", seed: int = 0,
+                    title: str | None = None, point_size: float = 10, legend_size: float = 7) -> dict[str, int]:
+    """Draw the embeddings of ``path`` in 2-D (:func:`project`) on the matplotlib axes ``ax``, one colour per group
+    of ``color_by`` (the :data:`MAX_GROUPS` most frequent; the rest grey, "other"), e.g. one panel of a grid.
 
     Returns:
         group -> number of records, in the legend's order.
@@ -652,9 +710,6 @@ def plot_embeddings(path: str | Path, out: str | Path, color_by: str = "label", 
     Raises:
         ValueError: as :func:`read_embeddings` and :func:`project`; for a ``color_by`` the file cannot give.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     embeddings = read_embeddings(path)
@@ -665,12 +720,11 @@ def plot_embeddings(path: str | Path, out: str | Path, color_by: str = "label", 
     shown = order[:MAX_GROUPS]
     groups = np.asarray([g if g in shown else "other" for g in groups])
     legend = {g: int((groups == g).sum()) for g in shown + (["other"] if len(order) > MAX_GROUPS else [])}
-    fig, ax = plt.subplots(figsize=(6.5, 5.5))
     palette = plt.get_cmap("tab10")
     for k, group in enumerate(legend):
         where = groups == group
         color = "lightgrey" if group == "other" else palette(k % 10)
-        ax.scatter(coords[where, 0], coords[where, 1], s=10, alpha=0.7, color=color,
+        ax.scatter(coords[where, 0], coords[where, 1], s=point_size, alpha=0.7, color=color,
                    label=f"{group} ({legend[group]})")
     meta = embeddings.metadata
     layer = meta.get("layer")
@@ -678,11 +732,7 @@ def plot_embeddings(path: str | Path, out: str | Path, color_by: str = "label", 
                  f"{'last layer' if layer is None else f'layer {layer}'}) by {color_by}", fontsize=9)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=7, markerscale=1.5, loc="best")
-    fig.tight_layout()
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    ax.legend(fontsize=legend_size, markerscale=1.5, loc="best")
     return legend
 
 
