@@ -138,9 +138,9 @@ class DataArguments:
     max_train_records: int | None = field(default=None, metadata={"help": "use only the first N training records"})
     train_fraction: float | None = field(
         default=None,
-        metadata={"help": "use a random fraction in (0, 1] of the training records, drawn with --seed, with at least 2 "
-                  "positives and negatives of every label (label-efficiency studies; hubert-ecg probe --train-fraction draws the "
-                  "same records)"},
+        metadata={"help": "use a random fraction in (0, 1] of the training records, drawn with --seed, with at "
+                  "least 2 positives and negatives of every label (label-efficiency studies; hubert-ecg probe "
+                  "--train-fraction draws the same records)"},
     )
     max_eval_records: int | None = field(default=None, metadata={"help": "use only the first N validation records"})
     skip_bad_records: bool = field(default=True, metadata={"help": BAD_RECORDS_RULE})
