@@ -218,24 +218,28 @@ def mix_rows(
     return np.asarray(table["item"], dtype=np.int64), np.asarray(table["source"], dtype=np.int64)
 
 
-def build_windows_on_all_processes(data, windows_dir, stride_seconds=None, exclude=(), format: str = "arrow") -> None:
-    """Build the window dataset of ``data`` in ``windows_dir``, sharded over the processes of this run (every
-    process calls it; process 0 finalizes)."""
+def build_windows_on_all_processes(data, windows_dir, stride_seconds=None, exclude=(), format: str = "arrow",
+                                   windows_per_file: int = 2048) -> None:
+    """Build the window dataset of ``data`` in ``windows_dir`` (:func:`~hubert_ecg.training.windows.build_window_dataset`),
+    sharded over the processes of this run (every process calls it; process 0 finalizes)."""
     from accelerate import PartialState
 
     state = PartialState(cpu=distributed_on_cpu())
     rank, world = state.process_index, state.num_processes
     build_window_dataset(data, windows_dir, stride_seconds=stride_seconds, exclude=exclude, process_index=rank,
-                         num_processes=world, show_progress=state.is_main_process, format=format)
+                         num_processes=world, show_progress=state.is_main_process, format=format,
+                         windows_per_file=windows_per_file)
     state.wait_for_everyone()
     if world > 1 and state.is_main_process:
         finalize_window_dataset(windows_dir, world, stride_seconds)
     state.wait_for_everyone()
 
 
-def prepare_sources(specs: Sequence[SourceSpec], windows_dir, stride_seconds=None, exclude=()) -> None:
+def prepare_sources(specs: Sequence[SourceSpec], windows_dir, stride_seconds=None, exclude=(),
+                    format: str = "arrow") -> None:
     """Make ``windows_dir`` the multi-source window dataset of ``specs`` (every process calls it): record sources
-    are built into ``windows_dir/<name>`` first (once), then ``windows.json`` lists every source in order.
+    are built into ``windows_dir/<name>`` first (once, in ``format``), then ``windows.json`` lists every source in
+    order.
 
     Raises:
         ValueError: when ``windows_dir`` already holds a window dataset of other sources, or a source cannot be
@@ -249,12 +253,13 @@ def prepare_sources(specs: Sequence[SourceSpec], windows_dir, stride_seconds=Non
         if spec.kind() == "records":
             target = windows_dir / spec.name
             if not is_window_dataset(target):
-                build_windows_on_all_processes(spec.path, target, stride_seconds, exclude)
+                build_windows_on_all_processes(spec.path, target, stride_seconds, exclude, format=format)
             locations.append((spec.name, str(target)))
         else:
             locations.append((spec.name, spec.path))
     wanted = [(n, str(Path(loc).resolve()) if Path(loc).exists() else loc) for n, loc in locations]
     state = PartialState(cpu=distributed_on_cpu())
+    state.wait_for_everyone()  # every process sees windows.json as it was before this call
     if is_window_dataset(windows_dir):
         info = json.loads((windows_dir / INFO_FILE).read_text())
         have = [(s["name"], s["location"]) for s in info.get("sources", [])]

@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -54,6 +54,7 @@ logger = logging.get_logger(__name__)
 
 __all__ = [
     "WindowDatasetInfo",
+    "WindowsArguments",
     "build_window_dataset",
     "combine_window_datasets",
     "load_window_rows",
@@ -61,6 +62,7 @@ __all__ = [
     "load_window_dataset",
     "shard_range",
     "window_features",
+    "windows_main",
 ]
 
 INFO_FILE = "windows.json"
@@ -503,3 +505,76 @@ def iter_batches(dataset, start: int, stop: int, batch_size: int) -> Iterable[tu
     for row in range(start, stop, batch_size):
         values = view[row : min(row + batch_size, stop)]["input_values"]
         yield row, np.asarray(values, dtype=np.float32)
+
+
+@dataclass
+class WindowsArguments:
+    """Arguments of ``hubert-ecg windows``: records (``DATA...`` or ``--sources``) in, a window dataset out.
+
+    Raises:
+        ValueError: without ``DATA`` nor ``--sources``, with both, or for an unknown ``--format``.
+    """
+
+    output_dir: str = field(metadata={"help": "Folder of the window dataset (created)."})
+    data: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Directories, record files or manifests (also as leading positional arguments)."},
+    )
+    sources: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Instead of DATA: NAME=PATH entries, one window dataset per source in OUTPUT_DIR/NAME and "
+                  "a multi-source dataset (with a `source` column) in OUTPUT_DIR, to cluster and pretrain on."},
+    )
+    format: str = field(
+        default="arrow",
+        metadata={"help": "'arrow' (memory-mapped, for this machine) or 'parquet' (ZSTD files to share and stream)."},
+    )
+    stride_seconds: float | None = field(
+        default=None, metadata={"help": "Seconds between window starts (default 5: non-overlapping)."}
+    )
+    exclude: list[str] = field(default_factory=list, metadata={"help": "Glob patterns of records to leave out."})
+    windows_per_file: int = field(
+        default=2048, metadata={"help": "With --format parquet: windows per file (more files: more parallel readers)."}
+    )
+
+    def __post_init__(self):
+        for name in ("data", "sources", "exclude"):
+            if isinstance(getattr(self, name), (str, dict)):
+                setattr(self, name, [getattr(self, name)])
+        if bool(self.data) == bool(self.sources):
+            raise ValueError("give the records as DATA... (one dataset) or --sources NAME=PATH ... (several)")
+        if self.format not in FORMATS:
+            raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        if self.windows_per_file < 1:
+            raise ValueError(f"--windows_per_file must be >= 1, got {self.windows_per_file}")
+
+
+def _run_windows(args: WindowsArguments) -> dict:
+    from .sources import build_windows_on_all_processes, parse_sources, prepare_sources
+
+    if args.sources:
+        specs = parse_sources(args.sources, "--sources")
+        prepare_sources(specs, args.output_dir, args.stride_seconds, args.exclude, format=args.format)
+    else:
+        build_windows_on_all_processes(args.data, args.output_dir, args.stride_seconds, args.exclude,
+                                       format=args.format, windows_per_file=args.windows_per_file)
+    info = json.loads((Path(args.output_dir) / INFO_FILE).read_text())
+    print(json.dumps({k: v for k, v in info.items() if k != "shards"} | {"files": len(info.get("shards", []))}))
+    return info
+
+
+def windows_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``hubert-ecg windows DATA... --output_dir DIR [--format parquet]``; returns the exit code (2 on
+    bad arguments or data). Leading arguments that are not options (nor a YAML / JSON config) are ``--data``."""
+    import sys
+
+    from .arguments import run_command
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    config = [argv.pop(0)] if argv and argv[0].endswith((".yaml", ".yml", ".json")) else []
+    positional = []
+    while argv and not argv[0].startswith("-"):
+        positional.append(argv.pop(0))
+    if positional:
+        argv = ["--data", *positional, *argv]
+    return run_command(config + argv, WindowsArguments, "hubert-ecg windows", _run_windows)
