@@ -144,7 +144,9 @@ class DataCollatorForHuBERTECGPretraining:
       ``epoch * num_training_windows + row``, see :class:`~hubert_ecg.training.pretrain.WindowLabelDataset`);
       it seeds the sample's mask;
     * ``attention_mask``: optional int (samples,), 1 for real samples and 0 for right padding; padded frames are
-      never masked.
+      never masked;
+    * ``source_id`` (optional): int, the sample's source (multi-source pretraining,
+      :mod:`~hubert_ecg.training.sources`), passed through as ``source_ids`` for the per-source losses.
 
     The mask follows the model's configuration: ``config.mask_time_prob`` (0.33 as released),
     ``config.mask_time_length`` (1) and ``config.mask_time_min_masks`` (2), on the frame grid of
@@ -161,7 +163,7 @@ class DataCollatorForHuBERTECGPretraining:
     Returns (``__call__``):
         dict of tensors: ``input_values`` float32 (batch, samples), ``mask_time_indices`` bool (batch, frames),
         ``labels`` int64 (batch, num_codebooks, frames) when the features have labels, ``attention_mask`` int64
-        (batch, samples) when they have one.
+        (batch, samples) when they have one, ``source_ids`` int64 (batch,) when they have a ``source_id``.
 
     Raises:
         ValueError: for an empty batch, windows of different lengths, a missing or negative ``sample_index``, or
@@ -252,6 +254,8 @@ class DataCollatorForHuBERTECGPretraining:
                     "samples; cluster with the same feature encoder geometry (config.num_frames)"
                 )
             batch["labels"] = torch.from_numpy(labels)
+        if features[0].get("source_id") is not None:
+            batch["source_ids"] = torch.as_tensor([int(f["source_id"]) for f in features], dtype=torch.int64)
         return batch
 
 
@@ -281,7 +285,8 @@ class DataCollatorForContrastivePretraining(DataCollatorForHuBERTECGPretraining)
     Returns (``__call__``):
         dict of tensors: ``input_values`` float32 (2B, samples), the first segments (views) of the B samples then
         their second ones; ``mask_time_indices`` bool (2B, frames); ``contrastive_groups`` int64 (B,); ``labels``
-        int64 (2B, num_codebooks, frames) when the features have labels.
+        int64 (2B, num_codebooks, frames) when the features have labels; ``source_ids`` int64 (B,) when they have a
+        ``source_id`` (one per sample, not per segment).
 
     Raises:
         ValueError: for an unknown ``views``, ``views="augment"`` without augmentations, or the errors of
@@ -322,6 +327,8 @@ class DataCollatorForContrastivePretraining(DataCollatorForHuBERTECGPretraining)
             batch["mask_time_indices"] = torch.zeros_like(batch["mask_time_indices"])
         groups = [f.get("group", f["sample_index"]) for f in features]
         batch["contrastive_groups"] = torch.as_tensor(np.asarray(groups, dtype=np.int64))
+        if features[0].get("source_id") is not None:
+            batch["source_ids"] = torch.as_tensor([int(f["source_id"]) for f in features], dtype=torch.int64)
         return batch
 
 

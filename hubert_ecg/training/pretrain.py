@@ -65,14 +65,18 @@ from .collators import (
     default_simclr_chain,
     lead_mask_prob,
 )
-from .objectives import OBJECTIVES, Objective, contrastive_loss
-from .windows import (
-    build_window_dataset,
-    distributed_on_cpu,
-    finalize_window_dataset,
-    is_window_dataset,
-    load_window_dataset,
+from .objectives import OBJECTIVES, Objective, contrastive_loss, gather_with_grad
+from .sources import (
+    DEFAULT_STOPPING_STRATEGY,
+    STOPPING_STRATEGIES,
+    SourceSpec,
+    StreamingWindows,
+    build_windows_on_all_processes,
+    mix_rows,
+    parse_sources,
+    prepare_sources,
 )
+from .windows import distributed_on_cpu, is_window_dataset, load_window_dataset
 
 logger = logging.get_logger(__name__)
 
@@ -87,6 +91,8 @@ __all__ = [
     "compute_masked_accuracy",
     "last_checkpoint",
     "main",
+    "per_sample_contrastive_loss",
+    "per_sample_masked_loss",
     "preprocess_logits_for_metrics",
     "run_pretraining",
     "split_by_record",
@@ -133,6 +139,26 @@ class PretrainArguments(TrainingArguments):
     data: list[str] = field(
         default_factory=list,
         metadata={"help": "Directories, record files or manifests to build --windows_dir from on the first call."},
+    )
+    sources: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Several sources mixed with probabilities, instead of --data: NAME=PATH@PROBABILITY each "
+                  "(PATH: records, a window dataset, a Parquet folder or a Hub dataset id; NAME= and @PROBABILITY "
+                  "optional: the folder name, equal chances), or a YAML list of {name, path, probability}. "
+                  "Combined in --windows_dir (default OUTPUT_DIR/windows); the log gets loss/NAME."},
+    )
+    stopping_strategy: str = field(
+        default=DEFAULT_STOPPING_STRATEGY,
+        metadata={"help": "With --sources: when an epoch of the mixture ends: all_exhausted (every window of every "
+                  "source seen, small sources repeated), first_exhausted or all_exhausted_without_replacement."},
+    )
+    streaming: bool = field(
+        default=False,
+        metadata={"help": "Stream the --sources (Parquet folders or Hub datasets) instead of loading them: split "
+                  "across processes, buffer-shuffled, endless (set --max_steps); objective simclr."},
+    )
+    shuffle_buffer_size: int = field(
+        default=1000, metadata={"help": "With --streaming: windows in the shuffle buffer (0: stream order)."}
     )
     exclude: list[str] = field(
         default_factory=list, metadata={"help": "With --data: glob patterns of records to leave out."}
@@ -194,13 +220,32 @@ class PretrainArguments(TrainingArguments):
     )
 
     def __post_init__(self):
-        for name in ("labels_dirs", "data", "exclude"):
-            if isinstance(getattr(self, name), str):
+        for name in ("labels_dirs", "data", "exclude", "sources"):
+            if isinstance(getattr(self, name), (str, dict)):
                 setattr(self, name, [getattr(self, name)])
         if not self.output_dir:
             raise ValueError("--output_dir is required: where checkpoints, logs and the final model are written")
         objective = self.pretraining_objective()  # validates --objective and --contrastive_weight
-        if not self.windows_dir and self.data:
+        specs = self.source_specs()  # validates --sources; normalised to NAME=PATH@PROBABILITY
+        self.sources = [f"{s.name}={s.path}@{s.probability!r}" for s in specs]
+        if specs and self.data:
+            raise ValueError("give either --data (one source) or --sources (several), not both")
+        if self.stopping_strategy not in STOPPING_STRATEGIES:
+            raise ValueError(f"--stopping_strategy must be one of {', '.join(STOPPING_STRATEGIES)}, got "
+                             f"{self.stopping_strategy!r}")
+        if self.streaming:
+            if not specs:
+                raise ValueError("--streaming reads --sources (Parquet folders or Hub dataset ids): give --sources")
+            if objective.name != "simclr":
+                raise ValueError(f"--streaming supports --objective simclr only (got {objective.name}): cluster "
+                                 "labels and CMSC pairs need the windows in memory")
+            if self.max_steps is None or self.max_steps <= 0:
+                raise ValueError("--streaming needs --max_steps: a stream has no length to count epochs on")
+            if self.shuffle_buffer_size < 0:
+                raise ValueError(f"--shuffle_buffer_size must be >= 0, got {self.shuffle_buffer_size}")
+            if self.dataloader_num_workers:
+                raise ValueError("--streaming reads in the main process: use --dataloader_num_workers 0")
+        if not self.windows_dir and (self.data or specs):
             self.windows_dir = str(Path(self.output_dir) / "windows")
         if not self.windows_dir:
             raise ValueError("--windows_dir is required: the window dataset of `hubert-ecg cluster` (or --data DIR "
@@ -229,6 +274,11 @@ class PretrainArguments(TrainingArguments):
         if distributed_on_cpu():
             self.use_cpu = True  # several CPU processes: accelerate then uses gloo
         super().__post_init__()
+
+    def source_specs(self) -> list[SourceSpec]:
+        """``sources`` as :class:`~hubert_ecg.training.sources.SourceSpec` (empty for the single-source form).
+        Raises ValueError naming a bad entry."""
+        return parse_sources(self.sources, "--sources") if self.sources else []
 
     def pretraining_objective(self) -> Objective:
         """``objective`` and ``contrastive_weight`` as an :class:`~hubert_ecg.training.objectives.Objective`.
@@ -295,13 +345,17 @@ class WindowLabelDataset(torch.utils.data.Dataset):
         dataset: ``datasets.Dataset`` of :func:`~hubert_ecg.training.windows.load_window_dataset`.
         labels: one int array (num_windows, frames) per codebook (:func:`~hubert_ecg.training.clustering.load_labels`);
             empty for the objectives without masked prediction (items then have no ``labels``).
-        rows: the dataset rows this split uses (default: all).
+        rows: the dataset rows this split uses (default: all), in order; a row may appear several times (a mixture
+            of sources, :func:`~hubert_ecg.training.sources.mix_rows`).
+        source_ids: optional int (num_windows,) the source of every dataset row; items then have a ``source_id``.
     """
 
-    def __init__(self, dataset, labels: Sequence[np.ndarray], rows: Sequence[int] | None = None):
+    def __init__(self, dataset, labels: Sequence[np.ndarray], rows: Sequence[int] | None = None,
+                 source_ids: np.ndarray | None = None):
         self.dataset = dataset.with_format("numpy", columns=["input_values"])
         self.labels = list(labels)
         self.rows = np.arange(len(dataset), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+        self.source_ids = None if source_ids is None else np.asarray(source_ids, dtype=np.int64)
 
     def __len__(self):
         return len(self.rows)
@@ -310,10 +364,15 @@ class WindowLabelDataset(torch.utils.data.Dataset):
         keys = [int(i) for i in indices]
         rows = self.rows[np.asarray(keys, dtype=np.int64) % len(self.rows)]
         values = np.asarray(self.dataset[rows.tolist()]["input_values"], dtype=np.float32)
-        if not self.labels:  # contrastive objectives without masked prediction
-            return [{"input_values": values[j], "sample_index": keys[j]} for j in range(len(keys))]
-        labels = np.stack([np.asarray(lab[rows], dtype=np.int64) for lab in self.labels], axis=1)
-        return [{"input_values": values[j], "labels": labels[j], "sample_index": keys[j]} for j in range(len(keys))]
+        items = [{"input_values": values[j], "sample_index": keys[j]} for j in range(len(keys))]
+        if self.labels:  # not for the contrastive objectives without masked prediction
+            labels = np.stack([np.asarray(lab[rows], dtype=np.int64) for lab in self.labels], axis=1)
+            for j, item in enumerate(items):
+                item["labels"] = labels[j]
+        if self.source_ids is not None:
+            for j, item in enumerate(items):
+                item["source_id"] = int(self.source_ids[rows[j]])
+        return items
 
     def __getitem__(self, index):
         return self.__getitems__([index])[0]
@@ -369,13 +428,17 @@ class WindowPairDataset(torch.utils.data.Dataset):
         dataset: ``datasets.Dataset`` of :func:`~hubert_ecg.training.windows.load_window_dataset`.
         labels: one int array (num_windows, frames) per codebook, or empty.
         pairs: int (num_pairs, 2) rows; groups: int (num_pairs,) record ids (:func:`adjacent_window_pairs`).
+        source_ids: optional int (num_windows,) the source of every dataset row; items then have a ``source_id``
+            (that of the pair's windows: both come from one record of one source).
     """
 
-    def __init__(self, dataset, labels: Sequence[np.ndarray], pairs: np.ndarray, groups: np.ndarray):
+    def __init__(self, dataset, labels: Sequence[np.ndarray], pairs: np.ndarray, groups: np.ndarray,
+                 source_ids: np.ndarray | None = None):
         self.dataset = dataset.with_format("numpy", columns=["input_values"])
         self.labels = list(labels)
         self.pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
         self.groups = np.asarray(groups, dtype=np.int64)
+        self.source_ids = None if source_ids is None else np.asarray(source_ids, dtype=np.int64)
 
     def __len__(self):
         return len(self.pairs)
@@ -389,6 +452,8 @@ class WindowPairDataset(torch.utils.data.Dataset):
         items = []
         for j, key in enumerate(keys):
             item = {"input_values": values[j], "sample_index": key, "group": int(self.groups[which[j]])}
+            if self.source_ids is not None:
+                item["source_id"] = int(self.source_ids[rows[j][0]])
             if self.labels:
                 item["labels"] = np.stack(
                     [np.stack([np.asarray(lab[r], dtype=np.int64) for lab in self.labels]) for r in rows[j]]
@@ -455,6 +520,94 @@ def compute_masked_accuracy(eval_prediction) -> dict[str, float]:
     return result
 
 
+def per_sample_masked_loss(
+    logits: Sequence[torch.Tensor], labels: torch.Tensor, mask_time_indices: torch.Tensor | None,
+    unmasked_loss_weight: float = 0.0, frame_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The masked-prediction loss of every window alone: the loss of
+    :meth:`~hubert_ecg.HuBERTECGForPreTraining.compute_loss` (per codebook, the mean cross-entropy over the window's
+    masked valid frames plus ``unmasked_loss_weight`` times the mean over its unmasked ones, summed over codebooks)
+    with the means taken per window instead of over the batch.
+
+    Args:
+        logits: one (batch, frames, vocab) tensor per codebook (the model's ``logits``).
+        labels: int (batch, num_codebooks, frames) or (batch, frames); -100 frames are ignored.
+        mask_time_indices: bool (batch, frames), True where masked (None: every frame).
+        unmasked_loss_weight: ``config.unmasked_loss_weight``.
+        frame_mask: optional bool (batch, frames), False on padding.
+
+    Returns:
+        float32 (batch,), detached. (Its mean equals the batch loss when every window has the same number of masked
+        frames.)
+    """
+    with torch.no_grad():
+        if labels.dim() == 2:
+            labels = labels.unsqueeze(1)
+        valid = labels != -100
+        if frame_mask is not None:
+            valid = valid & frame_mask.unsqueeze(1)
+        masked = torch.ones_like(valid[:, 0]) if mask_time_indices is None else mask_time_indices.to(valid.device).bool()
+        loss = torch.zeros(labels.shape[0], device=labels.device)
+        for i, codebook_logits in enumerate(logits):
+            per_frame = torch.nn.functional.cross_entropy(
+                codebook_logits.float().transpose(1, 2), labels[:, i].clamp(min=0), reduction="none")
+            on_masked = (valid[:, i] & masked).float()
+            loss = loss + (per_frame * on_masked).sum(1) / on_masked.sum(1).clamp(min=1)
+            if unmasked_loss_weight > 0:
+                on_unmasked = (valid[:, i] & ~masked).float()
+                loss = loss + unmasked_loss_weight * (per_frame * on_unmasked).sum(1) / on_unmasked.sum(1).clamp(min=1)
+        return loss
+
+
+def per_sample_contrastive_loss(kind: str, embeddings: torch.Tensor, groups: torch.Tensor,
+                                temperature: float) -> torch.Tensor:
+    """Each sample's share of the contrastive loss of :func:`~hubert_ecg.training.objectives.contrastive_loss`, over
+    the global batch (the embeddings of every process are gathered, without gradient).
+
+    SimCLR: the mean of the NT-Xent terms of the sample's two views (their mean over the samples is the loss).
+    CMSC: the mean of the sample's first-segment term (its row of the similarity matrix, averaged over its positives)
+    and its second-segment term (its column); their mean over the samples is the loss when every record has one
+    pair in the global batch, a close share of it otherwise.
+
+    Args:
+        kind: ``"cmsc"`` or ``"simclr"``.
+        embeddings: (2B, dim) this process's ``contrastive_embeddings``: first segments (views) then second ones.
+        groups: int (B,) the samples' groups (records).
+        temperature: > 0.
+
+    Returns:
+        float32 (B,), detached: the shares of this process's samples.
+    """
+    import torch.distributed as dist
+    import torch.nn.functional as F
+
+    with torch.no_grad():
+        half = int(groups.shape[0])
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        first, second = gather_with_grad(embeddings[:half].detach()), gather_with_grad(embeddings[half:].detach())
+        groups = gather_with_grad(groups.to(embeddings.device))
+        mine = gather_with_grad(torch.full((half,), rank, device=embeddings.device, dtype=torch.long)) == rank
+        a = F.normalize(first.float(), dim=-1, eps=1e-8)
+        b = F.normalize(second.float(), dim=-1, eps=1e-8)
+        if kind == "cmsc":
+            logits = a @ b.T / float(temperature)
+            target = (groups.reshape(-1, 1) == groups.reshape(1, -1)).float()
+            rows = (-F.log_softmax(logits, dim=1) * target).sum(1) / target.sum(1).clamp(min=1)
+            cols = (-F.log_softmax(logits.T, dim=1) * target.T).sum(1) / target.T.sum(1).clamp(min=1)
+            share = (rows + cols) / 2
+        elif kind == "simclr":
+            n = a.shape[0]
+            z = torch.cat([a, b])
+            logits = (z @ z.T / float(temperature)).masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device),
+                                                               float("-inf"))
+            positives = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+            terms = F.cross_entropy(logits, positives, reduction="none")
+            share = (terms[:n] + terms[n:]) / 2
+        else:
+            raise ValueError(f"unknown contrastive objective {kind!r}")
+        return share[mine]
+
+
 class _LogFileCallback(TrainerCallback):
     """Appends every log of the Trainer to ``log_history.jsonl``; on a resume, drops the lines an interrupted run
     wrote after the checkpoint it resumes from."""
@@ -490,21 +643,33 @@ class PretrainingTrainer(Trainer):
 
     card = None
 
-    def __init__(self, *args, objective: Objective | None = None, **kwargs):
+    def __init__(self, *args, objective: Objective | None = None, source_names: Sequence[str] | None = None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.model_accepts_loss_kwargs = False
         self.objective = objective or Objective()
         self._loss_parts: dict[str, list[torch.Tensor]] = {}
+        self.source_names = list(source_names or [])
+        self._source_losses: dict[str, torch.Tensor] = {}  # "train" / "eval": (2, num_sources) sums and counts
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """The objective's loss (:class:`~hubert_ecg.training.objectives.Objective`): the model's masked-prediction
         loss for ``hubert``; for the contrastive objectives, the contrastive loss of the ``contrastive_embeddings``
         gathered over processes (batch key ``contrastive_groups``), plus ``contrastive_weight`` times it to the
-        masked-prediction loss for ``hubert+...``. The parts are logged (``hubert_loss``, ``cmsc_loss`` ...)."""
-        if self.objective.contrastive is None:
-            return super().compute_loss(model, inputs, return_outputs=return_outputs,
-                                        num_items_in_batch=num_items_in_batch)
+        masked-prediction loss for ``hubert+...``. The parts are logged (``hubert_loss``, ``cmsc_loss`` ...).
+
+        With several sources (batch key ``source_ids``), every sample's loss (:func:`per_sample_masked_loss`, plus
+        ``contrastive_weight`` times its :func:`per_sample_contrastive_loss` share) is added to its source's tally,
+        logged as ``loss/<source>`` (training) and ``eval_loss/<source>`` (evaluation)."""
         inputs = dict(inputs)
+        source_ids = inputs.pop("source_ids", None)
+        if self.objective.contrastive is None:
+            if source_ids is None:
+                return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                            num_items_in_batch=num_items_in_batch)
+            loss, outputs = super().compute_loss(model, inputs, return_outputs=True)
+            self._add_source_losses(model, source_ids, self._per_sample_hubert(model, inputs, outputs, 1))
+            return (loss, outputs) if return_outputs else loss
         groups = inputs.pop("contrastive_groups")
         outputs = model(**inputs)
         temperature = self.accelerator.unwrap_model(model).config.contrastive_temperature
@@ -515,11 +680,53 @@ class PretrainingTrainer(Trainer):
             if self.objective.hubert:
                 self._loss_parts.setdefault("hubert_loss", []).append(outputs.loss.detach().float())
             self._loss_parts.setdefault(f"{self.objective.contrastive}_loss", []).append(contrastive.detach().float())
+        if source_ids is not None:
+            shares = per_sample_contrastive_loss(self.objective.contrastive, outputs.contrastive_embeddings, groups,
+                                                 temperature)
+            hubert = self._per_sample_hubert(model, inputs, outputs, 2) if self.objective.hubert else None
+            self._add_source_losses(model, source_ids, self.objective.combine(hubert, shares))
         return (loss, outputs) if return_outputs else loss
+
+    def _per_sample_hubert(self, model, inputs, outputs, segments: int) -> torch.Tensor:
+        """Per-sample masked-prediction losses; with ``segments=2`` (contrastive batches of 2B segments), the mean
+        of each sample's two segments."""
+        config = self.accelerator.unwrap_model(model).config
+        frame_mask = None
+        if inputs.get("attention_mask") is not None:
+            frame_mask = self.accelerator.unwrap_model(model).frame_mask(inputs["attention_mask"],
+                                                                         outputs.logits[0].shape[1])
+        losses = per_sample_masked_loss(outputs.logits, inputs["labels"], outputs.mask_time_indices,
+                                        config.unmasked_loss_weight, frame_mask)
+        return losses.reshape(segments, -1).mean(0)
+
+    def _add_source_losses(self, model, source_ids: torch.Tensor, losses: torch.Tensor) -> None:
+        key = "train" if model.training else "eval"
+        count = len(self.source_names)
+        tally = self._source_losses.get(key)
+        if tally is None:
+            tally = self._source_losses[key] = torch.zeros(2, count, dtype=torch.float64, device=losses.device)
+        ids = source_ids.to(losses.device).long()
+        tally[0].index_add_(0, ids, losses.detach().double())
+        tally[1].index_add_(0, ids, torch.ones_like(losses, dtype=torch.float64))
+
+    def _source_means(self, key: str, prefix: str) -> dict[str, float]:
+        """``{prefix<source>: mean loss}`` of the tally ``key`` since its last reset, summed over processes (every
+        process calls it at the same point), then reset; sources without a sample are left out."""
+        if not self.source_names:
+            return {}
+        tally = self._source_losses.pop(key, None)
+        if tally is None:
+            tally = torch.zeros(2, len(self.source_names), dtype=torch.float64, device=self.args.device)
+        if self.args.world_size > 1:
+            tally = self.accelerator.reduce(tally.to(self.args.device), reduction="sum")
+        sums, counts = tally.cpu().tolist()
+        return {f"{prefix}{name}": s / c for name, s, c in zip(self.source_names, sums, counts) if c > 0}
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         """The Trainer's log, with the loss parts added to a training log: their means since the last one, averaged
-        over processes like ``loss`` (so that ``loss = hubert_loss + contrastive_weight * cmsc_loss``)."""
+        over processes like ``loss`` (so that ``loss = hubert_loss + contrastive_weight * cmsc_loss``), and with
+        several sources ``loss/<source>``: the mean per-sample loss of that source's samples since the last log, over
+        all processes."""
         if "loss" in logs and self._loss_parts:
             names = sorted(self._loss_parts)
             means = torch.stack([torch.stack(self._loss_parts[k]).mean() for k in names])
@@ -527,7 +734,26 @@ class PretrainingTrainer(Trainer):
                 means = self.accelerator.reduce(means, reduction="mean")
             logs = {**logs, **dict(zip(names, means.tolist()))}
             self._loss_parts = {}
+        if "loss" in logs and self.source_names:
+            logs = {**logs, **self._source_means("train", "loss/")}
         super().log(logs, *args, **kwargs)
+
+    def evaluation_loop(self, *args, **kwargs):
+        """The Trainer's evaluation loop; with several sources its metrics get ``<prefix>_loss/<source>``."""
+        self._source_losses.pop("eval", None)
+        output = super().evaluation_loop(*args, **kwargs)
+        prefix = kwargs.get("metric_key_prefix", args[4] if len(args) > 4 else "eval")
+        output.metrics.update(self._source_means("eval", f"{prefix}_loss/"))
+        return output
+
+    def get_train_dataloader(self):
+        """A streamed training set (:class:`~hubert_ecg.training.sources.StreamingWindows`, already split across
+        the processes) gets a plain DataLoader that accelerate does not shard again; other datasets the Trainer's."""
+        if isinstance(self.train_dataset, StreamingWindows):
+            return torch.utils.data.DataLoader(self.train_dataset, batch_size=self._train_batch_size,
+                                               collate_fn=self.data_collator, num_workers=0,
+                                               pin_memory=self.args.dataloader_pin_memory)
+        return super().get_train_dataloader()
 
     @contextlib.contextmanager
     def _collator_without_augmentations(self):
@@ -613,34 +839,83 @@ def _resume_checkpoint(args: PretrainArguments) -> str | None:
 
 def _ensure_windows(args: PretrainArguments) -> None:
     """Build ``args.windows_dir`` from ``args.data`` when it is not a window dataset yet (sharded over the processes,
-    as ``hubert-ecg cluster`` does). Raises ValueError when it is missing and no ``--data`` is given."""
+    as ``hubert-ecg cluster`` does), or combine ``args.sources`` in it. Raises ValueError when it is missing and no
+    ``--data`` is given."""
+    specs = args.source_specs()
+    if specs:
+        prepare_sources(specs, args.windows_dir, stride_seconds=args.stride_seconds, exclude=args.exclude)
+        return
     if is_window_dataset(args.windows_dir):
         return
     if not args.data:
         raise ValueError(f"--windows_dir {args.windows_dir} is not a window dataset yet; pass --data to build it")
-    from accelerate import PartialState
-
-    state = PartialState(cpu=distributed_on_cpu())
-    rank, world = state.process_index, state.num_processes
-    build_window_dataset(args.data, args.windows_dir, stride_seconds=args.stride_seconds, exclude=args.exclude,
-                         process_index=rank, num_processes=world, show_progress=state.is_main_process)
-    state.wait_for_everyone()
-    if world > 1 and state.is_main_process:
-        finalize_window_dataset(args.windows_dir, world, args.stride_seconds)
-    state.wait_for_everyone()
+    build_windows_on_all_processes(args.data, args.windows_dir, args.stride_seconds, args.exclude)
 
 
-def _split_dataset(dataset, labels, rows, objective: Objective, window_seconds: float, what: str):
-    """The training or validation dataset of ``rows`` for ``objective``: windows, or adjacent pairs for CMSC."""
+def _split_dataset(dataset, labels, rows, objective: Objective, window_seconds: float, what: str,
+                   sources: np.ndarray | None = None, mixing: dict | None = None):
+    """The training or validation dataset of ``rows`` for ``objective``: windows, or adjacent pairs for CMSC.
+
+    With ``sources`` (int per dataset row) the items carry their ``source_id``; with ``mixing`` too
+    (``probabilities``, ``seed``, ``stopping_strategy``) the sources' windows (pairs) are mixed by
+    :func:`~hubert_ecg.training.sources.mix_rows` into the sequence of one epoch. CMSC pairs are made within one
+    source (and one record)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    num_sources = 0 if sources is None else int(sources.max()) + 1
     if objective.contrastive != "cmsc":
-        return WindowLabelDataset(dataset, labels, rows)
+        if mixing is not None:
+            rows, _ = mix_rows([rows[sources[rows] == s] for s in range(len(mixing["probabilities"]))], **mixing)
+        return WindowLabelDataset(dataset, labels, rows, source_ids=sources)
     columns = dataset.data
-    pairs, groups = adjacent_window_pairs(columns.column("record_id").to_pylist(),
-                                          columns.column("window_start").to_pylist(), window_seconds, rows)
-    if what == "training" and len(pairs) == 0:
+    record_ids = columns.column("record_id").to_pylist()
+    starts = columns.column("window_start").to_pylist()
+    parts = [rows] if sources is None else [rows[sources[rows] == s] for s in range(num_sources)]
+    pairs, groups, offset = [], [], 0
+    for part in parts:  # groups numbered apart per source: one record id may exist in two sources
+        p, g = adjacent_window_pairs(record_ids, starts, window_seconds, part)
+        pairs.append(p)
+        groups.append(g + offset)
+        offset += int(g.max()) + 1 if len(g) else 0
+    if what == "training" and sum(len(p) for p in pairs) == 0:
         raise ValueError("--objective cmsc needs records of at least two adjacent windows (10 s): none found among "
                          f"the {len(rows)} training windows")
-    return WindowPairDataset(dataset, labels, pairs, groups) if len(pairs) else None
+    if mixing is not None:
+        starts_at = np.cumsum([0] + [len(p) for p in pairs])
+        chosen, _ = mix_rows([np.arange(starts_at[i], starts_at[i + 1]) for i in range(len(pairs))], **mixing)
+        pairs, groups = np.concatenate(pairs)[chosen], np.concatenate(groups)[chosen]
+    else:
+        pairs, groups = np.concatenate(pairs), np.concatenate(groups)
+    return WindowPairDataset(dataset, labels, pairs, groups, source_ids=sources) if len(pairs) else None
+
+
+class _ListDataset(torch.utils.data.Dataset):
+    """A fixed list of items (the validation windows of a stream)."""
+
+    def __init__(self, items: list[dict]):
+        self.items = items
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        return self.items[index]
+
+
+def _streaming_datasets(args: PretrainArguments, specs: list[SourceSpec]):
+    """Training stream of this process and the fixed validation windows (the first ``--max_eval_samples``, default
+    256, of the held-out records' stream, the same on every process) for ``--streaming``."""
+    train = StreamingWindows(specs, seed=args.data_seed if args.data_seed is not None else args.seed,
+                             stopping_strategy=args.stopping_strategy, rank=args.process_index,
+                             world_size=args.world_size, shuffle_buffer_size=args.shuffle_buffer_size,
+                             validation_fraction=args.validation_fraction, split="train")
+    evaluation = None
+    if args.validation_fraction > 0:
+        held = StreamingWindows(specs, seed=args.seed, stopping_strategy="all_exhausted_without_replacement",
+                                shuffle_buffer_size=0, validation_fraction=args.validation_fraction,
+                                split="validation", repeat=False)
+        items = held.take(args.max_eval_samples if args.max_eval_samples is not None else 256)
+        evaluation = _ListDataset(items) if items else None
+    return train, evaluation
 
 
 def build_trainer(args: PretrainArguments) -> PretrainingTrainer:
@@ -655,22 +930,32 @@ def build_trainer(args: PretrainArguments) -> PretrainingTrainer:
     from ..processing import HuBERTECGFeatureExtractor
 
     objective = args.pretraining_objective()
-    _ensure_windows(args)
-    dataset = load_window_dataset(args.windows_dir)
+    specs = args.source_specs()
+    names = [spec.name for spec in specs]
+    feature_extractor = HuBERTECGFeatureExtractor()
+    window_seconds = feature_extractor.window_seconds
     labels, vocab_sizes = [], []
-    for directory in args.labels_dirs if objective.hubert else []:
-        array, info = load_labels(directory)
-        if array.shape[0] != len(dataset):
-            raise ValueError(
-                f"labels in {directory} have {array.shape[0]} rows but {args.windows_dir} has {len(dataset)} windows; "
-                "cluster the same window dataset"
-            )
-        labels.append(array)
-        vocab_sizes.append(int(info["num_clusters"]))
+    if args.streaming:
+        train_dataset, eval_dataset = _streaming_datasets(args, specs)
+        input_length = feature_extractor.input_length
+    else:
+        _ensure_windows(args)
+        dataset = load_window_dataset(args.windows_dir)
+        for directory in args.labels_dirs if objective.hubert else []:
+            array, info = load_labels(directory)
+            if array.shape[0] != len(dataset):
+                raise ValueError(
+                    f"labels in {directory} have {array.shape[0]} rows but {args.windows_dir} has {len(dataset)} "
+                    "windows; cluster the same window dataset"
+                    + (" (with --sources: `hubert-ecg cluster --windows_dir` on the combined --windows_dir)"
+                       if specs else "")
+                )
+            labels.append(array)
+            vocab_sizes.append(int(info["num_clusters"]))
+        input_length = len(dataset[0]["input_values"])
 
     torch.manual_seed(args.seed)  # the fresh model's initialisation
     model = _build_model(args, vocab_sizes)
-    input_length = len(dataset[0]["input_values"])
     frames = model.config.num_frames(input_length)
     if any(lab.shape[1] != frames for lab in labels):
         raise ValueError(
@@ -682,17 +967,25 @@ def build_trainer(args: PretrainArguments) -> PretrainingTrainer:
     if args.ddp_find_unused_parameters is None:
         args.ddp_find_unused_parameters = model.config.layerdrop > 0
 
-    feature_extractor = HuBERTECGFeatureExtractor()
-    record_ids = dataset.data.column("record_id").to_pylist()
-    train_rows, val_rows = split_by_record(record_ids, args.validation_fraction)
-    if len(train_rows) == 0:
-        raise ValueError(f"no training window left after holding out {args.validation_fraction} of the records")
-    if args.max_eval_samples is not None:
-        val_rows = val_rows[: args.max_eval_samples]
-    window_seconds = feature_extractor.window_seconds
-    train_dataset = _split_dataset(dataset, labels, train_rows, objective, window_seconds, "training")
-    eval_dataset = _split_dataset(dataset, labels, val_rows, objective, window_seconds, "validation") \
-        if len(val_rows) else None
+    if not args.streaming:
+        record_ids = dataset.data.column("record_id").to_pylist()
+        sources = mixing = None
+        if specs:  # validation records held out per source (a record id may exist in two sources)
+            column = dataset.data.column("source").to_pylist()
+            sources = np.asarray([names.index(name) for name in column], dtype=np.int64)
+            record_ids = [f"{name}/{record}" for name, record in zip(column, record_ids)]
+            mixing = dict(probabilities=[spec.probability for spec in specs],
+                          seed=args.data_seed if args.data_seed is not None else args.seed,
+                          stopping_strategy=args.stopping_strategy)
+        train_rows, val_rows = split_by_record(record_ids, args.validation_fraction)
+        if len(train_rows) == 0:
+            raise ValueError(f"no training window left after holding out {args.validation_fraction} of the records")
+        if args.max_eval_samples is not None:
+            val_rows = val_rows[: args.max_eval_samples]
+        train_dataset = _split_dataset(dataset, labels, train_rows, objective, window_seconds, "training", sources,
+                                       mixing)
+        eval_dataset = _split_dataset(dataset, labels, val_rows, objective, window_seconds, "validation",
+                                      sources) if len(val_rows) else None
     if eval_dataset is None and args.eval_strategy != IntervalStrategy.NO:
         logger.warning("no validation window (or pair) held out: evaluation is switched off")
         args.eval_strategy = IntervalStrategy.NO
@@ -722,10 +1015,12 @@ def build_trainer(args: PretrainArguments) -> PretrainingTrainer:
         processing_class=feature_extractor,
         callbacks=[_LogFileCallback(Path(args.output_dir) / LOG_FILE)],
         objective=objective,
+        source_names=names,
         **metrics,
     )
     logger.info(
-        f"pretraining ({objective.name}): {len(train_dataset)} train / {len(eval_dataset or [])} validation "
+        f"pretraining ({objective.name}): {'a stream of' if args.streaming else len(train_dataset)} train / "
+        f"{len(eval_dataset or [])} validation "
         f"{'pairs' if objective.contrastive == 'cmsc' else 'windows'}, {args.world_size} process(es), "
         f"codebooks {vocab_sizes}, {model.num_parameters():,} parameters"
     )
@@ -765,13 +1060,21 @@ def run_pretraining(args: PretrainArguments) -> dict:
         "train_loss": losses[-1] if losses else None,
         "mean_train_loss": train_output.training_loss,
         **metrics,
-        "train_windows": per_sample * len(trainer.train_dataset),
+        "train_windows": None if args.streaming else per_sample * len(trainer.train_dataset),
         "validation_windows": per_sample * len(trainer.eval_dataset) if trainer.eval_dataset is not None else 0,
         "processes": world,
         "effective_batch_size": args.per_device_train_batch_size * world * args.gradient_accumulation_steps,
         "vocab_sizes": vocab_sizes,
         "resumed_from": checkpoint,
     }
+    if trainer.source_names:
+        specs = args.source_specs()
+        results["sources"] = {s.name: {"path": s.path, "probability": s.probability} for s in specs}
+        results["stopping_strategy"] = args.stopping_strategy
+        results["streaming"] = args.streaming
+        if not args.streaming:  # windows (pairs) of each source in one epoch of the mixture
+            drawn = np.bincount(_item_sources(trainer.train_dataset), minlength=len(specs))
+            results["epoch_samples_per_source"] = dict(zip(trainer.source_names, drawn.tolist()))
     trainer.card = _model_card(trainer, args, metrics, results)
     if trainer.is_world_process_zero():
         (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
@@ -783,6 +1086,12 @@ def run_pretraining(args: PretrainArguments) -> dict:
     if trainer.is_world_process_zero():
         logger.info(f"pretraining done: {json.dumps(results)}")
     return results
+
+
+def _item_sources(dataset) -> np.ndarray:
+    """The source of every item of a (mixed) :class:`WindowLabelDataset` or :class:`WindowPairDataset`."""
+    rows = dataset.rows if isinstance(dataset, WindowLabelDataset) else dataset.pairs[:, 0]
+    return dataset.source_ids[rows]
 
 
 _OBJECTIVE_NOTES = {

@@ -21,6 +21,17 @@ windows of millions of ECGs are preprocessed in parallel (``accelerate launch``)
 (:func:`load_window_dataset`) without holding them in RAM: 6000 float32 are 24 kB per window, i.e. about 48 kB
 per 10 s ECG on disk. The row order is the order of the record list whatever the number of processes. Records
 that cannot be read or are shorter than one window are skipped and listed in ``skipped.jsonl``.
+
+With ``format="parquet"`` (``hubert-ecg windows DATA... --format parquet``) the same rows are written as Parquet
+files (``shard-00000-of-00001-00000.parquet`` ..., at most ``windows_per_file`` rows each, ZSTD-compressed) that
+other machines read or stream (``load_dataset("parquet", data_files=..., streaming=True)``, see
+:mod:`hubert_ecg.training.sources`); :func:`load_window_dataset` reads both formats.
+
+A *multi-source* window dataset (:func:`combine_window_datasets`, written by ``hubert-ecg pretrain`` with
+``--sources`` and by ``hubert-ecg windows --sources``) is a ``windows.json`` listing named sources (window datasets,
+Parquet folders or Hub dataset ids); it loads as the concatenation of its sources in the listed order, with a
+``source`` column (string: the source's name). Cluster labels of ``hubert-ecg cluster`` on it have one row per
+window of that concatenation.
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -43,15 +54,21 @@ logger = logging.get_logger(__name__)
 
 __all__ = [
     "WindowDatasetInfo",
+    "WindowsArguments",
     "build_window_dataset",
+    "combine_window_datasets",
+    "load_window_rows",
     "distributed_on_cpu",
     "load_window_dataset",
     "shard_range",
     "window_features",
+    "windows_main",
 ]
 
 INFO_FILE = "windows.json"
 SKIPPED_FILE = "skipped.jsonl"
+FORMATS = ("arrow", "parquet")
+WINDOW_COLUMNS = ("input_values", "lead_mask", "record_id", "window_start")
 
 
 def window_features(input_length: int = 6000, num_leads: int = 12):
@@ -149,6 +166,8 @@ def build_window_dataset(
     num_processes: int = 1,
     records_per_batch: int = 32,
     show_progress: bool = True,
+    format: str = "arrow",
+    windows_per_file: int = 2048,
 ) -> WindowDatasetInfo | None:
     """Preprocess every window of every record into Arrow shards under ``output_dir``.
 
@@ -173,15 +192,24 @@ def build_window_dataset(
         process_index, num_processes: this process and the number of processes sharing the work.
         records_per_batch: records preprocessed together (records of equal rate and length share the filtering).
         show_progress: a tqdm bar on process 0.
+        format: ``"arrow"`` (one memory-mappable ``.arrow`` file per process, the default) or ``"parquet"``
+            (ZSTD-compressed Parquet files of at most ``windows_per_file`` windows, for streaming and sharing).
+        windows_per_file: with ``format="parquet"``, rows per file (2048 windows: about 20 MB before compression);
+            more files let more processes and DataLoader workers stream in parallel.
 
     Returns:
         :class:`WindowDatasetInfo` when ``num_processes == 1`` (the dataset is finalized), else None.
 
     Raises:
-        ValueError: for a missing source, or when no record at all yields a window.
+        ValueError: for a missing source, an unknown ``format`` or ``windows_per_file`` < 1, or when no record at
+            all yields a window.
     """
-    from datasets.arrow_writer import ArrowWriter
     from tqdm.auto import tqdm
+
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    if int(windows_per_file) < 1:
+        raise ValueError(f"windows_per_file must be >= 1, got {windows_per_file}")
 
     start_time = time.time()
     output_dir = Path(output_dir)
@@ -196,7 +224,7 @@ def build_window_dataset(
     features = window_features(extractor.input_length, len(extractor.lead_order))
     skipped: list[dict] = []
     num_windows = 0
-    with ArrowWriter(features=features, path=str(output_dir / f"{name}.arrow")) as writer:
+    with _shard_writer(output_dir, name, features, format, int(windows_per_file)) as writer:
         bar = tqdm(total=len(mine), desc="windows", unit="record", disable=not show_progress or process_index != 0)
         for offset in range(0, len(mine), records_per_batch):
             batch_paths = mine[offset : offset + records_per_batch]
@@ -215,18 +243,71 @@ def build_window_dataset(
                 num_windows += len(rows["record_id"])
             bar.update(len(batch_paths))
         bar.close()
-        writer.finalize()
     with open(output_dir / f"{name}.skipped.jsonl", "w") as handle:
         for entry in skipped:
             handle.write(json.dumps(entry) + "\n")
     with open(output_dir / f"{name}.json", "w") as handle:
         json.dump({"records": len(mine) - len(skipped), "windows": num_windows, "skipped": len(skipped),
-                   "seconds": time.time() - start_time}, handle)
+                   "seconds": time.time() - start_time, "files": writer.files, "format": format}, handle)
     if skipped:
         logger.warning(f"process {process_index}: skipped {len(skipped)} unreadable or too short records")
     if num_processes == 1:
         return finalize_window_dataset(output_dir, num_processes=1, stride_seconds=stride_seconds, total_records=len(records))
     return None
+
+
+class _shard_writer:
+    """Writes the rows of one process: one ``.arrow`` file (``datasets``' ``ArrowWriter``), or Parquet files of at
+    most ``per_file`` rows (``pyarrow.parquet.ParquetWriter``); ``files`` lists what was written, in row order."""
+
+    def __init__(self, output_dir: Path, name: str, features, format: str, per_file: int):
+        self.output_dir, self.name, self.features, self.format, self.per_file = output_dir, name, features, format, per_file
+        self.files: list[str] = []
+        self._writer, self._rows_in_file = None, 0
+
+    def __enter__(self):
+        if self.format == "arrow":
+            from datasets.arrow_writer import ArrowWriter
+
+            self.files.append(f"{self.name}.arrow")
+            self._writer = ArrowWriter(features=self.features, path=str(self.output_dir / self.files[0]))
+        else:
+            for stale in self.output_dir.glob(f"{self.name}-*.parquet"):  # a previous, interrupted build
+                stale.unlink()
+        return self
+
+    def write_batch(self, rows: dict):
+        if self.format == "arrow":
+            self._writer.write_batch(rows)
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = self.features.arrow_schema
+        table = pa.Table.from_pydict({k: rows[k] for k in self.features}, schema=schema)
+        offset = 0
+        while offset < table.num_rows:
+            if self._writer is None or self._rows_in_file >= self.per_file:
+                self._close_parquet()
+                self.files.append(f"{self.name}-{len(self.files):05d}.parquet")
+                self._writer = pq.ParquetWriter(str(self.output_dir / self.files[-1]), schema, compression="zstd")
+            take = min(self.per_file - self._rows_in_file, table.num_rows - offset)
+            self._writer.write_table(table.slice(offset, take), row_group_size=256)
+            self._rows_in_file += take
+            offset += take
+
+    def _close_parquet(self):
+        if self._writer is not None:
+            self._writer.close()
+        self._writer, self._rows_in_file = None, 0
+
+    def __exit__(self, *exc):
+        if self.format == "arrow":
+            self._writer.finalize()
+            self._writer.close()
+        else:
+            self._close_parquet()
+        return False
 
 
 def _extract(extractor, plans, ids, stride_seconds, skipped) -> dict | None:
@@ -269,12 +350,18 @@ def finalize_window_dataset(
     """
     output_dir = Path(output_dir)
     shards, totals, skipped_lines = [], {"records": 0, "windows": 0, "skipped": 0, "seconds": 0.0}, []
+    formats = set()
     for index in range(num_processes):
         name = _shard_name(index, num_processes)
-        if not (output_dir / f"{name}.arrow").exists():
-            raise ValueError(f"shard {name}.arrow is missing in {output_dir}; did every process finish?")
-        shards.append(f"{name}.arrow")
+        if not (output_dir / f"{name}.json").exists():
+            raise ValueError(f"shard {name} is missing in {output_dir}; did every process finish?")
         summary = json.loads((output_dir / f"{name}.json").read_text())
+        files = summary.get("files", [f"{name}.arrow"])
+        missing = [f for f in files if not (output_dir / f).exists()]
+        if missing:
+            raise ValueError(f"shard files {missing} are missing in {output_dir}; did every process finish?")
+        shards += files
+        formats.add(summary.get("format", "arrow"))
         for key in totals:
             totals[key] += summary[key]
         skipped_lines += (output_dir / f"{name}.skipped.jsonl").read_text().splitlines()
@@ -289,7 +376,7 @@ def finalize_window_dataset(
         stride_seconds=float(stride_seconds) if stride_seconds else 5.0,
         seconds=totals["seconds"],
     )
-    (output_dir / INFO_FILE).write_text(json.dumps(info.__dict__, indent=2))
+    (output_dir / INFO_FILE).write_text(json.dumps({**info.__dict__, "format": formats.pop()}, indent=2))
     logger.info(
         f"window dataset {output_dir}: {info.num_windows} windows of {info.num_records} records, "
         f"{info.num_skipped} skipped"
@@ -298,13 +385,16 @@ def finalize_window_dataset(
 
 
 def load_window_dataset(output_dir: str | os.PathLike):
-    """The window dataset written by :func:`build_window_dataset`, memory-mapped (nothing is loaded into RAM).
+    """The window dataset written by :func:`build_window_dataset` (Arrow: memory-mapped, nothing is loaded into RAM;
+    Parquet: converted once into the ``datasets`` cache) or by :func:`combine_window_datasets` (the concatenation of
+    its sources, with a ``source`` column).
 
     Returns:
         ``datasets.Dataset`` with the columns of the module docstring, rows in record-list order.
 
     Raises:
-        ValueError: if ``output_dir`` holds no finalized window dataset.
+        ValueError: if ``output_dir`` holds no finalized window dataset, or a source of a multi-source one cannot
+            be loaded.
     """
     from datasets import Dataset, concatenate_datasets
 
@@ -313,9 +403,95 @@ def load_window_dataset(output_dir: str | os.PathLike):
     if not info_path.exists():
         raise ValueError(f"{output_dir} is not a window dataset (no {INFO_FILE}); build it with build_window_dataset")
     info = json.loads(info_path.read_text())
-    parts = [Dataset.from_file(str(output_dir / shard)) for shard in info["shards"]]
+    if "sources" in info:
+        parts = []
+        for source in info["sources"]:
+            part = load_window_rows(source["location"], where=f"{output_dir} source {source['name']!r}")
+            if len(part) != source["num_windows"]:
+                raise ValueError(f"source {source['name']!r} of {output_dir} ({source['location']}) now has {len(part)} "
+                                 f"windows, not the {source['num_windows']} it was combined with; rebuild it")
+            parts.append(part.add_column("source", [source["name"]] * len(part)))
+        return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+    files = [str(output_dir / shard) for shard in info["shards"]]
+    if info.get("format", "arrow") == "parquet":
+        return _parquet_dataset(files)
+    parts = [Dataset.from_file(file) for file in files]
     parts = [p for p in parts if len(p)]
     return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+
+
+def _parquet_dataset(files: Sequence[str]):
+    from datasets import load_dataset
+
+    return load_dataset("parquet", data_files={"train": list(files)}, split="train")
+
+
+def parquet_files(path: str | os.PathLike) -> list[str]:
+    """The Parquet files of a folder (a ``format="parquet"`` window dataset: in row order), sorted; empty if none."""
+    path = Path(path)
+    if (path / INFO_FILE).exists():
+        info = json.loads((path / INFO_FILE).read_text())
+        if info.get("format") == "parquet" and "shards" in info:
+            return [str(path / shard) for shard in info["shards"]]
+    return sorted(str(p) for p in path.rglob("*.parquet")) if path.is_dir() else []
+
+
+def load_window_rows(location: str | os.PathLike, where: str = "source"):
+    """Window rows from ``location``: a window dataset folder (Arrow or Parquet, :func:`load_window_dataset`), a
+    folder of Parquet files with the window columns, or a ``datasets`` dataset id on the Hub (split ``train``).
+
+    Returns:
+        ``datasets.Dataset`` with at least the columns ``input_values``, ``record_id`` and ``window_start``.
+
+    Raises:
+        ValueError: naming ``where`` when nothing loads there or the window columns are missing.
+    """
+    path = Path(location)
+    if is_window_dataset(path):
+        dataset = load_window_dataset(path)
+    elif path.is_dir() and parquet_files(path):
+        dataset = _parquet_dataset(parquet_files(path))
+    elif not path.exists() and "/" in str(location) and not str(location).startswith((".", "/")):
+        from datasets import load_dataset
+
+        try:
+            dataset = load_dataset(str(location), split="train")
+        except Exception as error:  # noqa: BLE001 - offline, unknown id, ...
+            raise ValueError(f"{where}: cannot load the Hub dataset {str(location)!r}: {type(error).__name__}: "
+                             f"{error}") from None
+    else:
+        raise ValueError(f"{where}: {str(location)!r} is neither a window dataset, a folder of Parquet window "
+                         "shards nor a Hub dataset id")
+    missing = [c for c in ("input_values", "record_id", "window_start") if c not in dataset.column_names]
+    if missing:
+        raise ValueError(f"{where}: {str(location)!r} has no {missing} column(s); expected the window columns "
+                         f"{list(WINDOW_COLUMNS)} (hubert-ecg windows)")
+    return dataset
+
+
+def combine_window_datasets(output_dir: str | os.PathLike, sources: Sequence[tuple[str, str]]) -> dict:
+    """Write ``output_dir/windows.json`` of a multi-source window dataset: the window datasets, Parquet folders or
+    Hub ids of ``sources`` (``(name, location)`` pairs), concatenated in that order by :func:`load_window_dataset`
+    with a ``source`` column. Local locations are stored as absolute paths.
+
+    Returns:
+        the info written (``sources``: name, location, num_windows each; ``num_windows``).
+
+    Raises:
+        ValueError: for duplicate names, or a source that does not load (:func:`load_window_rows`).
+    """
+    names = [name for name, _ in sources]
+    if len(set(names)) != len(names) or not names:
+        raise ValueError(f"source names must be unique and at least one is needed, got {names}")
+    entries = []
+    for name, location in sources:
+        rows = load_window_rows(location, where=f"source {name!r}")
+        stored = str(Path(location).resolve()) if Path(location).exists() else str(location)
+        entries.append({"name": name, "location": stored, "num_windows": len(rows)})
+    info = {"sources": entries, "num_windows": sum(e["num_windows"] for e in entries)}
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    (Path(output_dir) / INFO_FILE).write_text(json.dumps(info, indent=2))
+    return info
 
 
 def is_window_dataset(path: str | os.PathLike) -> bool:
@@ -329,3 +505,76 @@ def iter_batches(dataset, start: int, stop: int, batch_size: int) -> Iterable[tu
     for row in range(start, stop, batch_size):
         values = view[row : min(row + batch_size, stop)]["input_values"]
         yield row, np.asarray(values, dtype=np.float32)
+
+
+@dataclass
+class WindowsArguments:
+    """Arguments of ``hubert-ecg windows``: records (``DATA...`` or ``--sources``) in, a window dataset out.
+
+    Raises:
+        ValueError: without ``DATA`` nor ``--sources``, with both, or for an unknown ``--format``.
+    """
+
+    output_dir: str = field(metadata={"help": "Folder of the window dataset (created)."})
+    data: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Directories, record files or manifests (also as leading positional arguments)."},
+    )
+    sources: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Instead of DATA: NAME=PATH entries, one window dataset per source in OUTPUT_DIR/NAME and "
+                  "a multi-source dataset (with a `source` column) in OUTPUT_DIR, to cluster and pretrain on."},
+    )
+    format: str = field(
+        default="arrow",
+        metadata={"help": "'arrow' (memory-mapped, for this machine) or 'parquet' (ZSTD files to share and stream)."},
+    )
+    stride_seconds: float | None = field(
+        default=None, metadata={"help": "Seconds between window starts (default 5: non-overlapping)."}
+    )
+    exclude: list[str] = field(default_factory=list, metadata={"help": "Glob patterns of records to leave out."})
+    windows_per_file: int = field(
+        default=2048, metadata={"help": "With --format parquet: windows per file (more files: more parallel readers)."}
+    )
+
+    def __post_init__(self):
+        for name in ("data", "sources", "exclude"):
+            if isinstance(getattr(self, name), (str, dict)):
+                setattr(self, name, [getattr(self, name)])
+        if bool(self.data) == bool(self.sources):
+            raise ValueError("give the records as DATA... (one dataset) or --sources NAME=PATH ... (several)")
+        if self.format not in FORMATS:
+            raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        if self.windows_per_file < 1:
+            raise ValueError(f"--windows_per_file must be >= 1, got {self.windows_per_file}")
+
+
+def _run_windows(args: WindowsArguments) -> dict:
+    from .sources import build_windows_on_all_processes, parse_sources, prepare_sources
+
+    if args.sources:
+        specs = parse_sources(args.sources, "--sources")
+        prepare_sources(specs, args.output_dir, args.stride_seconds, args.exclude, format=args.format)
+    else:
+        build_windows_on_all_processes(args.data, args.output_dir, args.stride_seconds, args.exclude,
+                                       format=args.format, windows_per_file=args.windows_per_file)
+    info = json.loads((Path(args.output_dir) / INFO_FILE).read_text())
+    print(json.dumps({k: v for k, v in info.items() if k != "shards"} | {"files": len(info.get("shards", []))}))
+    return info
+
+
+def windows_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``hubert-ecg windows DATA... --output_dir DIR [--format parquet]``; returns the exit code (2 on
+    bad arguments or data). Leading arguments that are not options (nor a YAML / JSON config) are ``--data``."""
+    import sys
+
+    from .arguments import run_command
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    config = [argv.pop(0)] if argv and argv[0].endswith((".yaml", ".yml", ".json")) else []
+    positional = []
+    while argv and not argv[0].startswith("-"):
+        positional.append(argv.pop(0))
+    if positional:
+        argv = ["--data", *positional, *argv]
+    return run_command(config + argv, WindowsArguments, "hubert-ecg windows", _run_windows)
