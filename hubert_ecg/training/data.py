@@ -619,6 +619,7 @@ __all__ = [
     "read_ptbxl",
     "split_by_fold",
     "parse_fold_splits",
+    "label_fraction",
     "build_dataset",
     "label_info",
     "load_manifest",
