@@ -333,3 +333,72 @@ def test_the_same_seed_gives_the_same_model(tmp_path, data_dir):
     first, again, other = run("a", 7), run("b", 7), run("c", 8)
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
+def _superclass_manifest(path, folder, folds, n):
+    """The first ``n`` records of ``folds`` of a PTB-XL folder, with the superclass columns, as a CSV manifest."""
+    import numpy as np
+    import pandas as pd
+
+    from hubert_ecg.training.data import read_ptbxl
+
+    records = read_ptbxl(folder)
+    index = np.flatnonzero(np.isin(records.folds, folds))[:n]
+    frame = pd.DataFrame(records.labels[index].astype(int), columns=records.label_names)
+    frame.insert(0, "filename", [records.paths[i] for i in index])
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_training_sources_are_mixed_with_their_probabilities_and_scored_per_source(tmp_path, data_dir):
+    """Two labelled sources (PTB-XL and the band-passed PTB-XL copy): the training rows follow the probabilities
+    (interleave_datasets, all_exhausted), and the validation metrics come pooled and per source."""
+    import numpy as np
+
+    from hubert_ecg.training.metrics import make_compute_metrics
+
+    a = _superclass_manifest(tmp_path / "a.csv", data_dir / "ptbxl", range(1, 9), 12)
+    b = _superclass_manifest(tmp_path / "b.csv", data_dir / "ptbxl_extra", range(1, 9), 40)
+    va = _superclass_manifest(tmp_path / "va.csv", data_dir / "ptbxl", [9], 10)
+    vb = _superclass_manifest(tmp_path / "vb.csv", data_dir / "ptbxl_extra", [9], 10)
+    data_args = finetune.DataArguments(train_sources=[f"ptbxl={a}@0.5", f"extra={b}@0.5"],
+                                       validation_sources=[f"ptbxl={va}", f"extra={vb}"])
+    datasets, names, problem_type, _ = finetune.load_data(data_args, seed=1)
+    sources = np.asarray(datasets["train"]["source"])
+    # equal chances, all_exhausted: the draw ends once the 40 extra rows are all drawn; the 12 ptbxl rows repeat
+    assert set(sources) == {"ptbxl", "extra"} and (sources == "extra").sum() >= 40
+    assert abs((sources == "ptbxl").mean() - 0.5) < 0.15 and (sources == "ptbxl").sum() > 12
+    first = finetune.load_data(finetune.DataArguments(
+        train_sources=[f"ptbxl={a}@0.5", f"extra={b}@0.5"], stopping_strategy="first_exhausted",
+        validation_csv=str(va)), seed=1)[0]
+    mixed = np.asarray(first["train"]["source"])
+    assert (mixed == "ptbxl").sum() == 12 and (mixed == "extra").sum() < 40  # stops when ptbxl runs out
+    assert "source" not in first["validation"].column_names
+    assert list(datasets["validation"]["source"]) == ["ptbxl"] * 10 + ["extra"] * 10
+    # per-source metrics are the pooled metrics of each source's records
+    rng = np.random.default_rng(0)
+    labels = np.asarray(datasets["validation"]["labels"])
+    logits = rng.normal(size=labels.shape) + 2 * labels
+
+    class Prediction:
+        predictions, label_ids = logits, labels
+
+    metrics = make_compute_metrics(problem_type, sources=list(datasets["validation"]["source"]))(Prediction)
+    plain = make_compute_metrics(problem_type)
+    for name, where in (("ptbxl", slice(0, 10)), ("extra", slice(10, 20))):
+        class Part:
+            predictions, label_ids = logits[where], labels[where]
+        assert metrics[f"{name}_macro_auroc"] == plain(Part)["macro_auroc"]
+    assert metrics["macro_auroc"] == plain(Prediction)["macro_auroc"]
+    # end to end: the Trainer logs and saves them as eval_<source>_...
+    out = tmp_path / "model"
+    assert finetune.main(["--train_sources", f"ptbxl={a}@0.7", f"extra={b}@0.3", "--validation_sources",
+                          f"ptbxl={va}", f"extra={vb}", "--preset", "small", "--config_overrides", TINY,
+                          "--output_dir", str(out), *FAST]) == 0
+    saved = json.loads((out / "metrics.json").read_text())
+    assert {"eval_macro_auroc", "eval_ptbxl_macro_auroc", "eval_extra_macro_auroc"} <= set(saved)
+    assert "`ptbxl` (`" in (out / "README.md").read_text() and "probability 0.70" in (out / "README.md").read_text()
+    with pytest.raises(ValueError, match="exactly one data source"):
+        finetune.load_data(finetune.DataArguments(train_csv=str(a), train_sources=[str(b)], validation_csv=str(va)))
+    with pytest.raises(ValueError, match="probability to every source or to none"):
+        finetune.load_data(finetune.DataArguments(train_sources=[f"{a}@1", str(b)], validation_csv=str(va)))

@@ -420,6 +420,36 @@ def label_fraction(labels: np.ndarray, problem_type: str, fraction: float, seed:
     return mask
 
 
+def mix_sources(parts: Sequence[Dataset], names: Sequence[str], probabilities: Sequence[float] | None = None,
+                seed: int = 0, stopping_strategy: str | None = None) -> Dataset:
+    """Labelled datasets of several sources as one, with a ``source`` column (the source's name per row).
+
+    With ``probabilities`` the rows are drawn by ``datasets.interleave_datasets`` (through
+    :func:`hubert_ecg.training.sources.mix_rows`, the mixing of pretraining): the chance that the next row comes
+    from source ``i`` is ``probabilities[i]``, until ``stopping_strategy`` ends the draw (``all_exhausted``, the
+    default: every row of every source at least once, the smaller sources repeated; ``first_exhausted``: until the
+    first source runs out). Without: the sources concatenated in order (evaluation splits).
+
+    Raises:
+        ValueError: for a different number of names, parts or probabilities, or as ``mix_rows`` raises.
+    """
+    from datasets import concatenate_datasets
+
+    if len(names) != len(parts) or (probabilities is not None and len(probabilities) != len(parts)):
+        raise ValueError(f"mix_sources: {len(parts)} datasets, {len(names)} names and "
+                         f"{len(probabilities or [])} probabilities")
+    labelled = [part.add_column("source", [name] * len(part)) for part, name in zip(parts, names)]
+    pooled = concatenate_datasets(labelled) if len(labelled) > 1 else labelled[0]
+    if probabilities is None:
+        return pooled
+    from .sources import DEFAULT_STOPPING_STRATEGY, mix_rows
+
+    offsets = np.cumsum([0] + [len(part) for part in parts])
+    rows, which = mix_rows([np.arange(len(part)) for part in parts], probabilities, seed,
+                           stopping_strategy or DEFAULT_STOPPING_STRATEGY)
+    return pooled.select(offsets[which] + rows)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # reading signals into a Dataset
 # ----------------------------------------------------------------------------------------------------------------
@@ -596,7 +626,7 @@ class ECGTransform:
                                                          seed=seed, augmentations=augmentations)
 
     def __call__(self, batch: dict) -> dict:
-        keys = [key for key in batch if key != "record_name"]
+        keys = [key for key in batch if key not in ("record_name", "source")]
         rows = [dict(zip(keys, values)) for values in zip(*(batch[key] for key in keys))]
         return self.collator(rows)
 
@@ -620,6 +650,7 @@ __all__ = [
     "split_by_fold",
     "parse_fold_splits",
     "label_fraction",
+    "mix_sources",
     "build_dataset",
     "label_info",
     "load_manifest",

@@ -129,6 +129,24 @@ class DataArguments:
     train_csv: str | None = field(default=None, metadata={"help": "training manifest (filename, [age, sex], labels)"})
     validation_csv: str | None = field(default=None, metadata={"help": "validation manifest"})
     test_csv: str | None = field(default=None, metadata={"help": "test manifest (evaluated after training)"})
+    train_sources: list[str] = field(
+        default_factory=list,
+        metadata={"help": "several training manifests (same label columns) mixed with probabilities, instead of "
+                  "--train_csv: NAME=MANIFEST.csv@PROBABILITY ... (a YAML list of {name, path, probability}; "
+                  "no probabilities: equal chances); the logs then have metrics per validation source"},
+    )
+    validation_sources: list[str] = field(
+        default_factory=list,
+        metadata={"help": "several validation manifests, NAME=MANIFEST.csv ..., instead of --validation_csv: "
+                  "evaluated together (the metrics that choose the model) and per source (eval_NAME_macro_auroc, "
+                  "...)"},
+    )
+    stopping_strategy: str = field(
+        default="all_exhausted",
+        metadata={"help": "when the mixture of --train_sources ends (datasets.interleave_datasets): all_exhausted "
+                  "(every record of every source at least once, smaller sources repeated) or first_exhausted "
+                  "(until the first source runs out)"},
+    )
     data_dir: str | None = field(default=None, metadata={"help": "folder the manifests' file names are relative to"})
     problem_type: str | None = field(
         default=None,
@@ -237,21 +255,32 @@ def _folds_text(folds) -> str:
 
 
 def load_data(data_args: DataArguments, label_names=None, num_labels=None, seed: int = 0):
-    """``(splits dict name -> Dataset, label_names, problem_type, skipped)`` from PTB-XL or the manifests;
-    ``skipped`` maps each split to the :class:`~hubert_ecg.training.data.Skipped` records of that split (empty
-    unless ``skip_bad_records``). ``data_args.train_fraction`` keeps the training records of
-    :func:`~hubert_ecg.training.data.label_fraction` drawn with ``seed``.
+    """``(splits dict name -> Dataset, label_names, problem_type, skipped)`` from PTB-XL, the manifests or the
+    sources; ``skipped`` maps each split to the :class:`~hubert_ecg.training.data.Skipped` records of that split
+    (empty unless ``skip_bad_records``). ``data_args.train_fraction`` keeps the training records of
+    :func:`~hubert_ecg.training.data.label_fraction` drawn with ``seed`` (of each source). Several sources
+    (``train_sources``, ``validation_sources``) are combined by :func:`~hubert_ecg.training.data.mix_sources`: the
+    training sources mixed with their probabilities (``seed``, ``stopping_strategy``), the validation sources
+    concatenated; both datasets then have a ``source`` column.
 
     Raises:
-        ValueError: when neither or both sources are given, or as :mod:`hubert_ecg.training.data` raises (the first
-            unusable record without ``skip_bad_records``, no usable record in a split).
+        ValueError: when no data source or several are given, for bad source entries, or as
+            :mod:`hubert_ecg.training.data` raises (the first unusable record without ``skip_bad_records``, no
+            usable record in a split, manifests whose labels differ).
     """
     from . import data
+    from .sources import STOPPING_STRATEGIES, parse_sources
 
     on_error = "skip" if data_args.skip_bad_records else "raise"
     num_labels = num_labels if num_labels is not None else data_args.num_labels
-    if bool(data_args.ptbxl_dir) == bool(data_args.train_csv):
-        raise ValueError("give exactly one data source: --ptbxl_dir, or --train_csv (with --validation_csv)")
+    if sum(map(bool, (data_args.ptbxl_dir, data_args.train_csv, data_args.train_sources))) != 1:
+        raise ValueError("give exactly one data source: --ptbxl_dir, --train_csv (with --validation_csv) or "
+                         "--train_sources (with --validation_csv or --validation_sources)")
+    if data_args.validation_csv and data_args.validation_sources:
+        raise ValueError("give --validation_csv or --validation_sources, not both")
+    if data_args.stopping_strategy not in STOPPING_STRATEGIES:
+        raise ValueError(f"--stopping_strategy must be one of {STOPPING_STRATEGIES}, got {data_args.stopping_strategy!r}")
+    specs = {}  # split -> the sources of a split given by --train_sources / --validation_sources
     if data_args.ptbxl_dir:
         records = data.read_ptbxl(data_args.ptbxl_dir, data_args.label_set, data_args.ptbxl_sampling_rate)
         if num_labels is not None and len(records.label_names) != num_labels:
@@ -259,41 +288,55 @@ def load_data(data_args: DataArguments, label_names=None, num_labels=None, seed:
                 f"PTB-XL label set {data_args.label_set!r} has {len(records.label_names)} labels but num_labels="
                 f"{num_labels}"
             )
-        parts = data.split_by_fold(records, data.parse_fold_splits(data_args.ptbxl_folds))
-        names, problem_type = records.label_names, records.problem_type
+        parts = {split: [part] for split, part in
+                 data.split_by_fold(records, data.parse_fold_splits(data_args.ptbxl_folds)).items()}
     else:
         parts = {}
         problem_type = data_args.problem_type
-        for split, csv in (("train", data_args.train_csv), ("validation", data_args.validation_csv),
-                           ("test", data_args.test_csv)):
-            if csv:
-                parts[split] = data.read_manifest(
-                    csv, data_args.data_dir, num_labels=num_labels, problem_type=problem_type, label_names=label_names
-                )
-                if split == "train":
-                    label_names, problem_type = parts[split].label_names, parts[split].problem_type
-                    if problem_type == "single_label_classification":
-                        num_labels = len(label_names)
-        names, problem_type = parts["train"].label_names, parts["train"].problem_type
+        for split, option, given in (
+            ("train", "--train_sources", data_args.train_sources or data_args.train_csv),
+            ("validation", "--validation_sources", data_args.validation_sources or data_args.validation_csv),
+            ("test", "", data_args.test_csv),
+        ):
+            if not given:
+                continue
+            if isinstance(given, str):
+                paths = [given]
+            else:
+                specs[split] = parse_sources(given, option)
+                paths = [spec.path for spec in specs[split]]
+            parts[split] = []
+            for csv in paths:
+                parts[split].append(data.read_manifest(csv, data_args.data_dir, num_labels=num_labels,
+                                                       problem_type=problem_type, label_names=label_names))
+                label_names, problem_type = parts[split][-1].label_names, parts[split][-1].problem_type
+                if problem_type == "single_label_classification":
+                    num_labels = len(label_names)
     if "train" not in parts or "validation" not in parts:
         raise ValueError(f"fine-tuning needs a training and a validation split, found {sorted(parts)}")
+    names, problem_type = parts["train"][0].label_names, parts["train"][0].problem_type
     for split, limit in (("train", data_args.max_train_records), ("validation", data_args.max_eval_records)):
         if limit:
-            mask = np.zeros(len(parts[split]), dtype=bool)
-            mask[:limit] = True
-            parts[split] = parts[split].select(mask)
+            parts[split] = [part.select(np.arange(len(part)) < limit) for part in parts[split]]
     if data_args.train_fraction is not None:
-        train = parts["train"]
         try:
-            parts["train"] = train.select(data.label_fraction(train.labels, train.problem_type,
+            parts["train"] = [part.select(data.label_fraction(part.labels, part.problem_type,
                                                               data_args.train_fraction, seed))
+                              for part in parts["train"]]
         except ValueError as error:
             raise ValueError(f"--train_fraction: {error}") from None
     skipped = {split: data.Skipped() for split in parts}
-    datasets = {
-        split: data.build_dataset(part, on_error, skipped[split], data_args.missing_leads)
-        for split, part in parts.items()
-    }
+    datasets = {}
+    for split, split_parts in parts.items():
+        built = [data.build_dataset(part, on_error, skipped[split], data_args.missing_leads) for part in split_parts]
+        if split not in specs:
+            datasets[split] = built[0]
+        else:
+            datasets[split] = data.mix_sources(
+                built, [spec.name for spec in specs[split]],
+                [spec.probability for spec in specs[split]] if split == "train" else None,
+                seed, data_args.stopping_strategy,
+            )
     return datasets, names, problem_type, skipped
 
 
@@ -442,6 +485,9 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
         compute_metrics=make_compute_metrics(problem_type, data_args.threshold),
         callbacks=callbacks,
     )
+    trainer.metric_settings = (problem_type, data_args.threshold)
+    trainer.eval_sources = {prefix: datasets[split]["source"] for prefix, split in (("eval", "validation"),
+                            ("test", "test")) if split in datasets and "source" in datasets[split].column_names}
     trainer.add_callback(_CollatorEpoch(train_transform.collator))  # windows, augmentations: (seed, epoch, record)
     for plain, numeric in ((ProgressCallback, _NumericProgressCallback), (PrinterCallback, _NumericPrinterCallback)):
         if trainer.pop_callback(plain) is not None:  # the Trainer's log lines with numbers as numbers
@@ -459,7 +505,8 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
     if trainer.is_world_process_zero():
         _print_metrics(title, metrics)
 
-    dataset_name = "PTB-XL" if data_args.ptbxl_dir else Path(str(data_args.train_csv)).stem
+    manifests = [data_args.train_csv] if data_args.train_csv else [spec.path for spec in _sources(data_args.train_sources)]
+    dataset_name = "PTB-XL" if data_args.ptbxl_dir else " + ".join(Path(str(m)).stem for m in manifests)
     eval_results = [
         EvalResult(
             task_type="ecg-classification" if problem_type != "regression" else "ecg-regression",
@@ -483,8 +530,7 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
         + (f", fold {_folds_text(folds['test'])} as a held-out test set ({len(datasets['test'])} records)"
            if "test" in datasets else "")
         if data_args.ptbxl_dir else
-        f"training manifest `{data_args.train_csv}` ({len(datasets['train'])} records), validation "
-        f"`{data_args.validation_csv}` ({len(datasets['validation'])} records)"
+        _manifests_text(data_args, datasets)
     )
     if data_args.train_fraction is not None:
         split_text += (f"; the training records are a random {data_args.train_fraction:g} of the training split "
@@ -495,7 +541,7 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
         license=card_license(base_model, model_args.model_license),
         title=f"HuBERT-ECG classifier ({', '.join(label_names)})",
         base_model=base_model,
-        datasets=["PTB-XL (CC BY 4.0)"] if data_args.ptbxl_dir else [str(data_args.train_csv)],
+        datasets=["PTB-XL (CC BY 4.0)"] if data_args.ptbxl_dir else [str(m) for m in manifests],
         eval_results=eval_results,
         command=command,
         notes=f"Fine-tuned from {source} on {split_text}, SpecAugment "
@@ -524,6 +570,26 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
             lines += [f"  {split}: {line}" for split, part in skipped.items() for line in part.lines()]
             print("\n".join(lines), file=sys.stderr)
     return metrics
+
+
+def _sources(values):
+    from .sources import parse_sources
+
+    return parse_sources(values) if values else []
+
+
+def _manifests_text(data_args: DataArguments, datasets) -> str:
+    """The training and validation data of manifests or sources, for the model card."""
+    def described(split: str, csv, values) -> str:
+        if csv:
+            return f"`{csv}` ({len(datasets[split])} records)"
+        sources = ", ".join(f"`{s.name}` (`{s.path}`" + (f", probability {s.probability:.2f})" if split == "train"
+                                                          else ")") for s in _sources(values))
+        mixed = f", mixed by interleave_datasets ({data_args.stopping_strategy})" if split == "train" else ""
+        return f"the sources {sources}{mixed}: {len(datasets[split])} records"
+
+    return (f"training {described('train', data_args.train_csv, data_args.train_sources)}, validation "
+            f"{described('validation', data_args.validation_csv, data_args.validation_sources)}")
 
 
 def _startup_summary(datasets, skipped, label_names, problem_type, source, trainer) -> str:
@@ -663,10 +729,22 @@ class _FinetuneTrainer(Trainer):
     ``README.md`` in the output directory instead of transformers' generic card."""
 
     card = None
+    metric_settings: tuple | None = None  # (problem_type, threshold) of make_compute_metrics
+    eval_sources: dict = {}  # metric_key_prefix ("eval", "test") -> the source of every record of that split
 
     def create_model_card(self, *args, **kwargs) -> None:
         if self.is_world_process_zero() and self.card is not None:
             self.card.save(Path(self.args.output_dir) / "README.md")
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix="eval"):
+        """The Trainer's loop, with the metrics of the split being evaluated: per source when it has several."""
+        if self.metric_settings is not None:
+            from .metrics import make_compute_metrics
+
+            self.compute_metrics = make_compute_metrics(*self.metric_settings,
+                                                        sources=self.eval_sources.get(metric_key_prefix))
+        return super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
 
 
 def _resume_point(training_args) -> str | None:

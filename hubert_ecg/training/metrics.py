@@ -224,22 +224,35 @@ def metrics_with_ci(
     return metric(labels, scores), ci
 
 
-def make_compute_metrics(problem_type: str, threshold: float = 0.5) -> Callable:
+def make_compute_metrics(problem_type: str, threshold: float = 0.5, sources: Sequence[str] | None = None) -> Callable:
     """A ``compute_metrics`` for the Trainer: ``EvalPrediction`` (logits, labels) -> metrics dict (keys as in
     :func:`classification_metrics` or :func:`regression_metrics`). AUROC/AUPRC that are undefined are reported
-    as 0.5 / 0.0 so that model selection on ``macro_auroc`` never compares NaN."""
+    as 0.5 / 0.0 so that model selection on ``macro_auroc`` never compares NaN.
 
-    def compute_metrics(prediction) -> dict[str, float]:
-        logits = prediction.predictions
-        if isinstance(logits, (tuple, list)):
-            logits = logits[0]
-        labels = prediction.label_ids
+    ``sources``: the source of every evaluated record, in order (a dataset's ``source`` column); with two or
+    more sources the metrics of each source's records are added as ``{source}_{metric}`` (the Trainer logs them as
+    ``eval_{source}_macro_auroc``, ...), next to the pooled ones."""
+
+    def pooled(logits, labels) -> dict[str, float]:
         if problem_type == "regression":
             return regression_metrics(labels, np.asarray(logits).reshape(np.asarray(labels).shape))
         out = classification_metrics(labels, scores_from_logits(logits, problem_type), problem_type, threshold)
         for name, fallback in (("macro_auroc", 0.5), ("micro_auroc", 0.5), ("macro_auprc", 0.0), ("micro_auprc", 0.0)):
             if not np.isfinite(out[name]):
                 out[name] = fallback
+        return out
+
+    def compute_metrics(prediction) -> dict[str, float]:
+        logits = prediction.predictions
+        if isinstance(logits, (tuple, list)):
+            logits = logits[0]
+        labels = prediction.label_ids
+        out = pooled(logits, labels)
+        names = np.asarray(sources if sources is not None else [], dtype=object)
+        if len(set(names)) > 1 and len(names) == len(labels):
+            for name in dict.fromkeys(names):
+                where = names == name
+                out.update({f"{name}_{key}": value for key, value in pooled(logits[where], labels[where]).items()})
         return out
 
     return compute_metrics
