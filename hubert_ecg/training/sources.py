@@ -23,7 +23,10 @@ everywhere).
 (``load_dataset("parquet", data_files=..., streaming=True)``), each split across the processes with
 ``datasets.distributed.split_dataset_by_node`` (whole files per process when their number is a multiple of the
 number of processes, else every ``world_size``-th window), interleaved with the same probabilities, seed and
-stopping strategy, and shuffled with a seeded buffer (new order each pass, ``set_epoch``). :class:`StreamingWindows`
+stopping strategy, and shuffled with a seeded buffer (new order of the files and of the windows each pass,
+``set_epoch``). (With several sources every pass ends with the 5 s pause that ``datasets`` makes when it stops the
+reader threads of interleaved Parquet streams, a workaround of apache/arrow#45214: negligible for passes over
+real corpora, noticeable on toy ones.) :class:`StreamingWindows`
 repeats the passes without end (``--max_steps`` sets the length of the run) and numbers the windows it yields
 (``sample_index``), so that masks and augmentations are seeded as in memory. A resumed run replays the stream and
 skips the batches already trained on (the Trainer's ``skip_first_batches``): reading them again costs I/O, not
@@ -365,7 +368,9 @@ class StreamingWindows(torch.utils.data.IterableDataset):
             parts, probabilities=[s.probability for s in self.specs], seed=self.seed,
             stopping_strategy=self.stopping_strategy)
         if self.shuffle_buffer_size > 0:
-            mixed = mixed.shuffle(seed=self.seed, buffer_size=self.shuffle_buffer_size)
+            # the buffer fills from one file at a time (the file order is shuffled too): reading several files
+            # at once would cost datasets' 5 s pause at the end of every pass (apache/arrow#45214)
+            mixed = mixed.shuffle(seed=self.seed, buffer_size=self.shuffle_buffer_size, max_buffer_input_shards=1)
         mixed.set_epoch(int(epoch))
         return mixed
 
