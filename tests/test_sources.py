@@ -271,3 +271,11 @@ def test_streamed_run_resumes_after_kill_with_the_same_losses(two_sources, tmp_p
     for step, loss in reference.items():
         assert resumed[step] == pytest.approx(loss, rel=1e-6, abs=1e-6), step
     assert all("loss/ptbxl" in e for e in _history(out) if "loss" in e)
+
+
+def test_the_multi_source_example_parses(tmp_path):
+    (args,) = parse_args([str(REPO / "examples" / "pretrain" / "multi_source.yaml"), "--use_cpu", "true"],
+                         (PretrainArguments,), "x")
+    specs = args.source_specs()
+    assert [(s.name, s.probability) for s in specs] == [("ptbxl", 0.7), ("cinc", 0.3)]
+    assert args.objective == "hubert+cmsc" and args.labels_dirs and args.stopping_strategy == "all_exhausted"
