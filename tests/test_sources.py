@@ -279,3 +279,23 @@ def test_the_multi_source_example_parses(tmp_path):
     specs = args.source_specs()
     assert [(s.name, s.probability) for s in specs] == [("ptbxl", 0.7), ("cinc", 0.3)]
     assert args.objective == "hubert+cmsc" and args.labels_dirs and args.stopping_strategy == "all_exhausted"
+
+
+def test_two_process_streamed_run(two_sources, tmp_path):
+    """`accelerate launch` on 2 CPU processes (gloo) streaming two Parquet sources: each process reads its own
+    files (split_dataset_by_node), the loss per source is summed over both, and the model loads."""
+    from test_pretrain import _launch_two_processes
+
+    root = two_sources
+    out = tmp_path / "ddp"
+    args = _args(out, steps=3, batch=2, objective="simclr", streaming="true", shuffle_buffer_size=4, eval_steps=100,
+                 sources=[f"ptbxl={root / 'ptbxl_parquet'}@0.5", f"cinc={root / 'cinc_parquet'}@0.5"])
+    script = tmp_path / "stream.py"
+    script.write_text(f"import sys\nfrom hubert_ecg_cli import main\nsys.exit(main(['pretrain', *{args!r}]))\n")
+    _launch_two_processes(script)
+    results = json.loads((out / "pretrain_results.json").read_text())
+    assert results["processes"] == 2 and results["step"] == 3 and results["streaming"] is True
+    train = [e for e in _history(out) if "loss" in e]
+    assert [e["step"] for e in train] == [1, 2, 3] and all(np.isfinite(e["loss"]) for e in train)
+    assert all(any(k.startswith("loss/") for k in e) for e in train)
+    HuBERTECGForSequenceClassification.from_pretrained(out, num_labels=2)
