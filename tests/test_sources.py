@@ -299,3 +299,19 @@ def test_two_process_streamed_run(two_sources, tmp_path):
     assert [e["step"] for e in train] == [1, 2, 3] and all(np.isfinite(e["loss"]) for e in train)
     assert all(any(k.startswith("loss/") for k in e) for e in train)
     HuBERTECGForSequenceClassification.from_pretrained(out, num_labels=2)
+
+
+def test_streamed_and_in_memory_runs_evaluate_the_same_windows_alike(two_sources, tmp_path):
+    """The same Parquet source streamed and loaded in memory, same seed: the held-out windows (the record-level
+    hash split), their order, views and batches are the same, so the evaluation before training gives the same
+    loss (total and per source) in both."""
+    root = two_sources
+    common = dict(steps=1, objective="simclr", sources=[f"ptbxl={root / 'ptbxl_parquet'}"], eval_on_start="true",
+                  validation_fraction=0.5, per_device_eval_batch_size=3)
+    assert cli_main(["pretrain", *_args(tmp_path / "memory", windows_dir=tmp_path / "w", **common)]) == 0
+    assert cli_main(["pretrain", *_args(tmp_path / "stream", streaming="true", **common)]) == 0
+    first = [[e for e in _history(tmp_path / name) if "eval_loss" in e][0] for name in ("memory", "stream")]
+    assert first[0]["step"] == first[1]["step"] == 0
+    assert first[0]["eval_loss"] == pytest.approx(first[1]["eval_loss"], rel=1e-6)
+    assert first[0]["eval_loss/ptbxl"] == pytest.approx(first[1]["eval_loss/ptbxl"], rel=1e-6)
+    assert first[0]["eval_loss/ptbxl"] == pytest.approx(first[0]["eval_loss"], rel=1e-5)  # one source: the same mean

