@@ -32,6 +32,13 @@ need no cluster labels and run straight on records: ``--data DIR`` builds the wi
 (in ``--windows_dir``, default ``OUTPUT_DIR/windows``), as ``hubert-ecg cluster`` does. The log then has the parts
 of the loss (``hubert_loss``, ``cmsc_loss`` / ``simclr_loss``, means over the logging interval and the processes).
 
+Several sources (``--sources NAME=PATH@PROBABILITY ...`` or a YAML ``sources:`` list, :mod:`hubert_ecg.training.sources`):
+records, window datasets, Parquet folders or Hub datasets, combined in ``--windows_dir`` with a ``source`` column,
+held out per source by record, mixed per epoch by ``datasets.interleave_datasets`` (``--stopping_strategy``, default
+``all_exhausted``); the log then has ``loss/<source>`` and ``eval_loss/<source>`` (per-sample losses computed from the
+model's outputs in :meth:`PretrainingTrainer.compute_loss`). ``--streaming`` (SimCLR) streams Parquet sources,
+split across processes, buffer-shuffled, endless (``--max_steps``), resumed by skipping the consumed batches.
+
 Outputs in ``--output_dir``: the final ``HuBERTECGForPreTraining`` (``model.safetensors``, ``config.json``, model
 card ``README.md``) and ``preprocessor_config.json``; ``log_history.jsonl`` (one JSON object per log: ``loss``,
 ``learning_rate``, ``grad_norm``, and ``eval_loss`` / ``eval_masked_accuracy`` at evaluations);
@@ -118,8 +125,10 @@ class PretrainArguments(TrainingArguments):
 
     Raises:
         ValueError: for an unknown ``--objective`` or a bad ``--contrastive_weight``, no labels folder for an
-            objective with ``hubert`` (or one for ``cmsc`` / ``simclr``), no ``--windows_dir`` nor ``--data``, a
-            validation fraction outside [0, 1), bad ``config_overrides`` or ``augmentations`` (none for ``simclr``),
+            objective with ``hubert`` (or one for ``cmsc`` / ``simclr``), no ``--windows_dir`` nor ``--data`` nor
+            ``--sources``, ``--data`` with ``--sources``, a bad ``--sources`` entry or ``--stopping_strategy``,
+            ``--streaming`` without ``--sources`` or ``--max_steps``, with DataLoader workers or another objective
+            than ``simclr``, a validation fraction outside [0, 1), bad ``config_overrides`` or ``augmentations`` (none for ``simclr``),
             or ``--report_to tensorboard`` without tensorboard.
     """
 
