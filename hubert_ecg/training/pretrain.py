@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 import sys
@@ -82,6 +81,7 @@ from .sources import (
     mix_rows,
     parse_sources,
     prepare_sources,
+    record_position,
 )
 from .windows import distributed_on_cpu, is_window_dataset, load_window_dataset
 
@@ -334,7 +334,7 @@ def split_by_record(record_ids: Sequence[str], fraction: float) -> tuple[np.ndar
         (train row indices, validation row indices), int64.
     """
     unique, inverse = np.unique(np.asarray(record_ids, dtype=object).astype(str), return_inverse=True)
-    position = np.array([int(hashlib.md5(r.encode()).hexdigest()[:8], 16) / 2**32 for r in unique])
+    position = np.array([record_position(r) for r in unique])
     held_records = position < fraction
     if fraction > 0 and len(unique) > 1 and not held_records.any():
         held_records[np.argmin(position)] = True

@@ -74,6 +74,7 @@ __all__ = [
     "parse_sources",
     "prepare_sources",
     "record_held_out",
+    "record_position",
     "stream_source",
 ]
 
@@ -105,7 +106,8 @@ class SourceSpec:
         if is_window_dataset(path):
             info = json.loads((path / INFO_FILE).read_text())
             return "parquet" if info.get("format") == "parquet" else "windows"
-        if path.is_dir() and parquet_files(path) and not any(path.rglob("*.hea")):
+        # Parquet files at the top or in data/ (a downloaded Hub dataset); records folders are not searched deeply
+        if path.is_dir() and (any(path.glob("*.parquet")) or any(path.glob("data/*.parquet"))):
             return "parquet"
         if path.exists():
             return "records"
@@ -275,14 +277,19 @@ def prepare_sources(specs: Sequence[SourceSpec], windows_dir, stride_seconds=Non
     state.wait_for_everyone()
 
 
-def record_held_out(source: str, record_id: str, fraction: float) -> bool:
-    """Whether a record is in the validation split: the hash rule of
-    :func:`~hubert_ecg.training.pretrain.split_by_record` on ``source/record_id`` (without its fallback for small
-    datasets), usable one window at a time on a stream."""
+def record_position(key: str) -> float:
+    """The record's place in [0, 1) for the validation split: the first 8 hex digits of the MD5 of ``key`` (its id,
+    or ``source/record_id`` with several sources) over 2**32. A record is held out when it falls below the fraction."""
     import hashlib
 
-    key = f"{source}/{record_id}"
-    return int(hashlib.md5(key.encode()).hexdigest()[:8], 16) / 2**32 < fraction
+    return int(hashlib.md5(str(key).encode()).hexdigest()[:8], 16) / 2**32
+
+
+def record_held_out(source: str, record_id: str, fraction: float) -> bool:
+    """Whether a record is in the validation split: the rule of :func:`~hubert_ecg.training.pretrain.split_by_record`
+    on ``source/record_id`` (:func:`record_position`, without its fallback for small datasets), usable one window at
+    a time on a stream."""
+    return record_position(f"{source}/{record_id}") < fraction
 
 
 def stream_source(spec: SourceSpec, where: str = "--sources"):
