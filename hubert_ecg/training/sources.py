@@ -377,7 +377,11 @@ class StreamingWindows(torch.utils.data.IterableDataset):
         if self.shuffle_buffer_size > 0:
             # the buffer fills from one file at a time (the file order is shuffled too): reading several files
             # at once would cost datasets' 5 s pause at the end of every pass (apache/arrow#45214)
-            mixed = mixed.shuffle(seed=self.seed, buffer_size=self.shuffle_buffer_size, max_buffer_input_shards=1)
+            import inspect
+
+            one_file = {"max_buffer_input_shards": 1} if "max_buffer_input_shards" in inspect.signature(
+                mixed.shuffle).parameters else {}  # (an option of recent datasets versions only)
+            mixed = mixed.shuffle(seed=self.seed, buffer_size=self.shuffle_buffer_size, **one_file)
         mixed.set_epoch(int(epoch))
         return mixed
 
