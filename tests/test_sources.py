@@ -151,6 +151,15 @@ def test_two_sources_every_objective_logs_loss_per_source(two_sources, tmp_path)
     assert combined["source"] == ["ptbxl"] * 12 + ["cinc"] * 10
     assert cli_main(["cluster", "--windows_dir", str(windows), "--output_dir", str(tmp_path / "labels"),
                      "--num_clusters", "6", "--kmeans_n_init", "1"]) == 0
+    # the combination with its labels as Parquet, one folder per source, ready to stream
+    assert cli_main(["windows", "--windows_dir", str(windows), "--labels_dirs", str(tmp_path / "labels"),
+                     "--format", "parquet", "--output_dir", str(tmp_path / "shards")]) == 0
+    for name, count in (("ptbxl", 12), ("cinc", 10)):
+        info = json.loads((tmp_path / "shards" / name / "windows.json").read_text())
+        assert info["num_windows"] == count and info["vocab_sizes"] == [6] and info["format"] == "parquet"
+    exported = load_window_dataset(tmp_path / "shards")
+    assert exported["source"] == combined["source"] and exported["record_id"] == combined["record_id"]
+    np.testing.assert_array_equal(np.asarray(exported["labels"])[:, 0], np.load(tmp_path / "labels" / "labels.npy"))
     out = tmp_path / "hubert_cmsc"
     args = _args(out, objective="hubert+cmsc", sources=sources, windows_dir=windows,
                  labels_dirs=str(tmp_path / "labels"))
@@ -195,7 +204,7 @@ def test_bad_source_arguments_exit_2(two_sources, tmp_path, capsys):
     cases = [
         (["--data", str(root / "ptbxl"), "--sources", f"a={root / 'cinc'}"], "not both"),
         (["--sources", f"a={root / 'cinc'}", "--stopping_strategy", "never"], "stopping_strategy"),
-        (["--sources", f"a={root / 'cinc'}", "--streaming"], "simclr only"),
+        (["--sources", f"a={root / 'cinc'}", "--streaming"], "does not support cmsc"),
         (["--sources", f"a={root / 'cinc'}", "--streaming", "--objective", "simclr", "--max_steps", "-1"],
          "max_steps"),
     ]
@@ -315,3 +324,33 @@ def test_streamed_and_in_memory_runs_evaluate_the_same_windows_alike(two_sources
     assert first[0]["eval_loss"] == pytest.approx(first[1]["eval_loss"], rel=1e-6)
     assert first[0]["eval_loss/ptbxl"] == pytest.approx(first[1]["eval_loss/ptbxl"], rel=1e-6)
     assert first[0]["eval_loss/ptbxl"] == pytest.approx(first[0]["eval_loss"], rel=1e-5)  # one source: the same mean
+
+
+def test_streamed_hubert_reads_the_labels_exported_with_the_windows(two_sources, tmp_path, capsys):
+    """`hubert-ecg windows --windows_dir W --labels_dirs L --format parquet` writes the windows with their cluster
+    labels; `hubert` streamed from them evaluates the held-out windows before training exactly as the in-memory run
+    on W with L (same windows, masks and labels), then trains."""
+    root = two_sources
+    windows = tmp_path / "windows"
+    assert cli_main(["windows", str(root / "ptbxl"), "--output_dir", str(windows)]) == 0
+    assert cli_main(["cluster", "--windows_dir", str(windows), "--output_dir", str(tmp_path / "labels"),
+                     "--num_clusters", "5", "--kmeans_n_init", "1"]) == 0
+    shards = tmp_path / "shards"
+    assert cli_main(["windows", "--windows_dir", str(windows), "--labels_dirs", str(tmp_path / "labels"),
+                     "--format", "parquet", "--output_dir", str(shards), "--windows_per_file", "5"]) == 0
+    exported = load_window_dataset(shards)
+    assert json.loads((shards / "windows.json").read_text())["vocab_sizes"] == [5]
+    np.testing.assert_array_equal(np.asarray(exported["labels"])[:, 0], np.load(tmp_path / "labels" / "labels.npy"))
+    common = dict(steps=2, eval_on_start="true", validation_fraction=0.5, per_device_eval_batch_size=3)
+    assert cli_main(["pretrain", *_args(tmp_path / "memory", sources=[f"ptbxl={windows}"], windows_dir=tmp_path / "m",
+                                        labels_dirs=str(tmp_path / "labels"), **common)]) == 0
+    assert cli_main(["pretrain", *_args(tmp_path / "stream", sources=[f"ptbxl={shards}"], streaming="true",
+                                        **common)]) == 0
+    first = [[e for e in _history(tmp_path / name) if "eval_loss" in e][0] for name in ("memory", "stream")]
+    for key in ("eval_loss", "eval_masked_accuracy", "eval_loss/ptbxl"):
+        assert first[0][key] == pytest.approx(first[1][key], rel=1e-6), key
+    assert all(np.isfinite(e["loss"]) for e in _history(tmp_path / "stream") if "loss" in e)
+    # labels exported for hubert only: streaming hubert from shards without them stops at once
+    assert cli_main(["pretrain", *_args(tmp_path / "x", sources=[f"p={root / 'ptbxl_parquet'}"], streaming="true",
+                                        steps=1)]) == 2
+    assert "labels" in capsys.readouterr().err

@@ -36,7 +36,7 @@ Several sources (``--sources NAME=PATH@PROBABILITY ...`` or a YAML ``sources:`` 
 records, window datasets, Parquet folders or Hub datasets, combined in ``--windows_dir`` with a ``source`` column,
 held out per source by record, mixed per epoch by ``datasets.interleave_datasets`` (``--stopping_strategy``, default
 ``all_exhausted``); the log then has ``loss/<source>`` and ``eval_loss/<source>`` (per-sample losses computed from the
-model's outputs in :meth:`PretrainingTrainer.compute_loss`). ``--streaming`` (SimCLR) streams Parquet sources,
+model's outputs in :meth:`PretrainingTrainer.compute_loss`). ``--streaming`` (not CMSC) streams Parquet sources,
 split across processes, buffer-shuffled, endless (``--max_steps``), resumed by skipping the consumed batches.
 
 Outputs in ``--output_dir``: the final ``HuBERTECGForPreTraining`` (``model.safetensors``, ``config.json``, model
@@ -127,8 +127,8 @@ class PretrainArguments(TrainingArguments):
         ValueError: for an unknown ``--objective`` or a bad ``--contrastive_weight``, no labels folder for an
             objective with ``hubert`` (or one for ``cmsc`` / ``simclr``), no ``--windows_dir`` nor ``--data`` nor
             ``--sources``, ``--data`` with ``--sources``, a bad ``--sources`` entry or ``--stopping_strategy``,
-            ``--streaming`` without ``--sources`` or ``--max_steps``, with DataLoader workers or another objective
-            than ``simclr``, a validation fraction outside [0, 1), bad ``config_overrides`` or ``augmentations`` (none for ``simclr``),
+            ``--streaming`` without ``--sources`` or ``--max_steps``, with DataLoader workers, ``--labels_dirs`` or
+            ``cmsc``, a validation fraction outside [0, 1), bad ``config_overrides`` or ``augmentations`` (none for ``simclr``),
             or ``--report_to tensorboard`` without tensorboard.
     """
 
@@ -164,7 +164,8 @@ class PretrainArguments(TrainingArguments):
     streaming: bool = field(
         default=False,
         metadata={"help": "Stream the --sources (Parquet folders or Hub datasets) instead of loading them: split "
-                  "across processes, buffer-shuffled, endless (set --max_steps); objective simclr."},
+                  "across processes, buffer-shuffled, endless (set --max_steps); not cmsc; hubert reads the labels "
+                  "column of shards from `hubert-ecg windows --windows_dir W --labels_dirs L --format parquet`."},
     )
     shuffle_buffer_size: int = field(
         default=1000, metadata={"help": "With --streaming: windows in the shuffle buffer (0: stream order)."}
@@ -245,9 +246,12 @@ class PretrainArguments(TrainingArguments):
         if self.streaming:
             if not specs:
                 raise ValueError("--streaming reads --sources (Parquet folders or Hub dataset ids): give --sources")
-            if objective.name != "simclr":
-                raise ValueError(f"--streaming supports --objective simclr only (got {objective.name}): cluster "
-                                 "labels and CMSC pairs need the windows in memory")
+            if objective.contrastive == "cmsc":
+                raise ValueError(f"--streaming does not support {objective.name}: CMSC pairs need the adjacent "
+                                 "windows of a record together, which a shuffled stream does not keep")
+            if self.labels_dirs:
+                raise ValueError("--streaming reads the cluster labels from the shards' `labels` column (`hubert-ecg "
+                                 "windows --windows_dir W --labels_dirs L --format parquet`): drop --labels_dirs")
             if self.max_steps is None or self.max_steps <= 0:
                 raise ValueError("--streaming needs --max_steps: a stream has no length to count epochs on")
             if self.shuffle_buffer_size < 0:
@@ -259,7 +263,7 @@ class PretrainArguments(TrainingArguments):
         if not self.windows_dir:
             raise ValueError("--windows_dir is required: the window dataset of `hubert-ecg cluster` (or --data DIR "
                              "to build one)")
-        if objective.hubert and not self.labels_dirs:
+        if objective.hubert and not self.labels_dirs and not self.streaming:
             raise ValueError(f"--objective {objective.name} needs --labels_dirs: at least one `hubert-ecg cluster` "
                              "output folder")
         if not objective.hubert and self.labels_dirs:
@@ -927,6 +931,26 @@ def _streaming_datasets(args: PretrainArguments, specs: list[SourceSpec]):
     return train, evaluation
 
 
+def _streamed_vocab_sizes(specs: list[SourceSpec]) -> list[int]:
+    """The codebook sizes of streamed sources with a ``labels`` column: ``vocab_sizes`` of their ``windows.json``
+    (``hubert-ecg windows --windows_dir W --labels_dirs L --format parquet``), equal in every source."""
+    from .windows import INFO_FILE
+
+    found = {}
+    for spec in specs:
+        info_path = Path(spec.path) / INFO_FILE
+        sizes = json.loads(info_path.read_text()).get("vocab_sizes") if info_path.is_file() else None
+        if not sizes:
+            raise ValueError(f"--sources {spec.name}: streaming a hubert objective needs Parquet shards with cluster "
+                             f"labels and their vocab_sizes in windows.json; {spec.path} has none (write them with "
+                             "`hubert-ecg windows --windows_dir W --labels_dirs L --format parquet`)")
+        found[spec.name] = list(sizes)
+    if len({tuple(v) for v in found.values()}) > 1:
+        raise ValueError(f"--sources: the streamed sources have different codebooks {found}; export them from one "
+                         "clustering of the combined windows")
+    return next(iter(found.values()))
+
+
 def build_trainer(args: PretrainArguments) -> PretrainingTrainer:
     """The model, data, collator and :class:`PretrainingTrainer` of one pretraining run (nothing is trained yet).
 
@@ -947,6 +971,8 @@ def build_trainer(args: PretrainArguments) -> PretrainingTrainer:
     if args.streaming:
         train_dataset, eval_dataset = _streaming_datasets(args, specs)
         input_length = feature_extractor.input_length
+        if objective.hubert:
+            vocab_sizes = _streamed_vocab_sizes(specs)
     else:
         _ensure_windows(args)
         dataset = load_window_dataset(args.windows_dir)

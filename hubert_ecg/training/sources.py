@@ -30,7 +30,9 @@ real corpora, noticeable on toy ones.) :class:`StreamingWindows`
 repeats the passes without end (``--max_steps`` sets the length of the run) and numbers the windows it yields
 (``sample_index``), so that masks and augmentations are seeded as in memory. A resumed run replays the stream and
 skips the batches already trained on (the Trainer's ``skip_first_batches``): reading them again costs I/O, not
-training, and gives exactly the batches of an uninterrupted run.
+training, and gives exactly the batches of an uninterrupted run. Streams serve ``simclr`` and, from shards with a
+``labels`` column (:func:`~hubert_ecg.training.windows.export_window_dataset`), ``hubert`` and ``hubert+simclr``;
+not ``cmsc`` (its pairs need the adjacent windows of a record together).
 
 Stopping strategy (``--stopping_strategy``): ``all_exhausted`` (the default here; ``datasets``' own default is
 ``first_exhausted``) ends an epoch when every source has been drawn at least as many times as it has windows, so
