@@ -1161,7 +1161,7 @@ def _model_card(trainer: PretrainingTrainer, args: PretrainArguments, metrics: d
         command="hubert-ecg pretrain " + " ".join(sys.argv[1:]) if sys.argv else None,
         notes=f"{_OBJECTIVE_NOTES[trainer.objective.name]} pretraining: {results['step']} steps of "
         f"{results['effective_batch_size']} {'pairs of windows' if trainer.objective.contrastive == 'cmsc' else 'windows'}"
-        f"{f', codebooks {vocab}' if (vocab := results['vocab_sizes']) else ''}, {results['train_windows']} "
+        f"{f', codebooks {vocab}' if (vocab := results['vocab_sizes']) else ''}, {results['train_windows'] or 'streamed'} "
         f"training and {results['validation_windows']} validation windows (held out by record).",
         tags=["self-supervised", "pretraining", *trainer.objective.name.split("+")],
     )
