@@ -151,6 +151,15 @@ def test_two_sources_every_objective_logs_loss_per_source(two_sources, tmp_path)
     assert combined["source"] == ["ptbxl"] * 12 + ["cinc"] * 10
     assert cli_main(["cluster", "--windows_dir", str(windows), "--output_dir", str(tmp_path / "labels"),
                      "--num_clusters", "6", "--kmeans_n_init", "1"]) == 0
+    # the combination with its labels as Parquet, one folder per source, ready to stream
+    assert cli_main(["windows", "--windows_dir", str(windows), "--labels_dirs", str(tmp_path / "labels"),
+                     "--format", "parquet", "--output_dir", str(tmp_path / "shards")]) == 0
+    for name, count in (("ptbxl", 12), ("cinc", 10)):
+        info = json.loads((tmp_path / "shards" / name / "windows.json").read_text())
+        assert info["num_windows"] == count and info["vocab_sizes"] == [6] and info["format"] == "parquet"
+    exported = load_window_dataset(tmp_path / "shards")
+    assert exported["source"] == combined["source"] and exported["record_id"] == combined["record_id"]
+    np.testing.assert_array_equal(np.asarray(exported["labels"])[:, 0], np.load(tmp_path / "labels" / "labels.npy"))
     out = tmp_path / "hubert_cmsc"
     args = _args(out, objective="hubert+cmsc", sources=sources, windows_dir=windows,
                  labels_dirs=str(tmp_path / "labels"))
@@ -195,7 +204,7 @@ def test_bad_source_arguments_exit_2(two_sources, tmp_path, capsys):
     cases = [
         (["--data", str(root / "ptbxl"), "--sources", f"a={root / 'cinc'}"], "not both"),
         (["--sources", f"a={root / 'cinc'}", "--stopping_strategy", "never"], "stopping_strategy"),
-        (["--sources", f"a={root / 'cinc'}", "--streaming"], "simclr only"),
+        (["--sources", f"a={root / 'cinc'}", "--streaming"], "does not support cmsc"),
         (["--sources", f"a={root / 'cinc'}", "--streaming", "--objective", "simclr", "--max_steps", "-1"],
          "max_steps"),
     ]
@@ -229,11 +238,13 @@ def test_parquet_shards_stream_split_across_processes(two_sources):
     parts = [windows(rank=rank, world_size=2) for rank in (0, 1)]
     assert all(len(p) == len(set(p)) for p in parts) and not set(parts[0]) & set(parts[1])
     assert set(parts[0]) | set(parts[1]) == every and len(parts[0]) + len(parts[1]) == 22
+    specs = specs[:1]  # (one source: no 5 s pause at the end of an interleaved pass)
     held = windows(validation_fraction=0.3, split="validation")
-    expected = {(name, np.asarray(row["input_values"], dtype=np.float32).tobytes())
-                for name, d in arrow.items() for row in d if record_held_out(name, row["record_id"], 0.3)}
+    expected = {("ptbxl", np.asarray(row["input_values"], dtype=np.float32).tobytes())
+                for row in arrow["ptbxl"] if record_held_out("ptbxl", row["record_id"], 0.3)}
     assert held and set(held) == expected
-    assert not set(held) & set(windows(validation_fraction=0.3, split="train"))
+    train = windows(validation_fraction=0.3, split="train")
+    assert not set(held) & set(train) and len(held) + len(train) == 12
     shuffled = [StreamingWindows(specs[:1], seed=3, shuffle_buffer_size=5).take(12) for _ in range(2)]
     assert [i["sample_index"] for i in shuffled[0]] == list(range(12))
     order = [[i["input_values"].tobytes() for i in s] for s in shuffled]
@@ -269,3 +280,77 @@ def test_streamed_run_resumes_after_kill_with_the_same_losses(two_sources, tmp_p
     for step, loss in reference.items():
         assert resumed[step] == pytest.approx(loss, rel=1e-6, abs=1e-6), step
     assert all("loss/ptbxl" in e for e in _history(out) if "loss" in e)
+
+
+def test_the_multi_source_example_parses(tmp_path):
+    (args,) = parse_args([str(REPO / "examples" / "pretrain" / "multi_source.yaml"), "--use_cpu", "true"],
+                         (PretrainArguments,), "x")
+    specs = args.source_specs()
+    assert [(s.name, s.probability) for s in specs] == [("ptbxl", 0.7), ("cinc", 0.3)]
+    assert args.objective == "hubert+cmsc" and args.labels_dirs and args.stopping_strategy == "all_exhausted"
+
+
+def test_two_process_streamed_run(two_sources, tmp_path):
+    """`accelerate launch` on 2 CPU processes (gloo) streaming two Parquet sources: each process reads its own
+    files (split_dataset_by_node), the loss per source is summed over both, and the model loads."""
+    from test_pretrain import _launch_two_processes
+
+    root = two_sources
+    out = tmp_path / "ddp"
+    args = _args(out, steps=3, batch=2, objective="simclr", streaming="true", shuffle_buffer_size=4, eval_steps=100,
+                 sources=[f"ptbxl={root / 'ptbxl_parquet'}@0.5", f"cinc={root / 'cinc_parquet'}@0.5"])
+    script = tmp_path / "stream.py"
+    script.write_text(f"import sys\nfrom hubert_ecg_cli import main\nsys.exit(main(['pretrain', *{args!r}]))\n")
+    _launch_two_processes(script)
+    results = json.loads((out / "pretrain_results.json").read_text())
+    assert results["processes"] == 2 and results["step"] == 3 and results["streaming"] is True
+    train = [e for e in _history(out) if "loss" in e]
+    assert [e["step"] for e in train] == [1, 2, 3] and all(np.isfinite(e["loss"]) for e in train)
+    assert all(any(k.startswith("loss/") for k in e) for e in train)
+    HuBERTECGForSequenceClassification.from_pretrained(out, num_labels=2)
+
+
+def test_streamed_and_in_memory_runs_evaluate_the_same_windows_alike(two_sources, tmp_path):
+    """The same Parquet source streamed and loaded in memory, same seed: the held-out windows (the record-level
+    hash split), their order, views and batches are the same, so the evaluation before training gives the same
+    loss (total and per source) in both."""
+    root = two_sources
+    common = dict(steps=1, objective="simclr", sources=[f"ptbxl={root / 'ptbxl_parquet'}"], eval_on_start="true",
+                  validation_fraction=0.5, per_device_eval_batch_size=3)
+    assert cli_main(["pretrain", *_args(tmp_path / "memory", windows_dir=tmp_path / "w", **common)]) == 0
+    assert cli_main(["pretrain", *_args(tmp_path / "stream", streaming="true", **common)]) == 0
+    first = [[e for e in _history(tmp_path / name) if "eval_loss" in e][0] for name in ("memory", "stream")]
+    assert first[0]["step"] == first[1]["step"] == 0
+    assert first[0]["eval_loss"] == pytest.approx(first[1]["eval_loss"], rel=1e-6)
+    assert first[0]["eval_loss/ptbxl"] == pytest.approx(first[1]["eval_loss/ptbxl"], rel=1e-6)
+    assert first[0]["eval_loss/ptbxl"] == pytest.approx(first[0]["eval_loss"], rel=1e-5)  # one source: the same mean
+
+
+def test_streamed_hubert_reads_the_labels_exported_with_the_windows(two_sources, tmp_path, capsys):
+    """`hubert-ecg windows --windows_dir W --labels_dirs L --format parquet` writes the windows with their cluster
+    labels; `hubert` streamed from them evaluates the held-out windows before training exactly as the in-memory run
+    on W with L (same windows, masks and labels), then trains."""
+    root = two_sources
+    windows = tmp_path / "windows"
+    assert cli_main(["windows", str(root / "ptbxl"), "--output_dir", str(windows)]) == 0
+    assert cli_main(["cluster", "--windows_dir", str(windows), "--output_dir", str(tmp_path / "labels"),
+                     "--num_clusters", "5", "--kmeans_n_init", "1"]) == 0
+    shards = tmp_path / "shards"
+    assert cli_main(["windows", "--windows_dir", str(windows), "--labels_dirs", str(tmp_path / "labels"),
+                     "--format", "parquet", "--output_dir", str(shards), "--windows_per_file", "5"]) == 0
+    exported = load_window_dataset(shards)
+    assert json.loads((shards / "windows.json").read_text())["vocab_sizes"] == [5]
+    np.testing.assert_array_equal(np.asarray(exported["labels"])[:, 0], np.load(tmp_path / "labels" / "labels.npy"))
+    common = dict(steps=2, eval_on_start="true", validation_fraction=0.5, per_device_eval_batch_size=3)
+    assert cli_main(["pretrain", *_args(tmp_path / "memory", sources=[f"ptbxl={windows}"], windows_dir=tmp_path / "m",
+                                        labels_dirs=str(tmp_path / "labels"), **common)]) == 0
+    assert cli_main(["pretrain", *_args(tmp_path / "stream", sources=[f"ptbxl={shards}"], streaming="true",
+                                        **common)]) == 0
+    first = [[e for e in _history(tmp_path / name) if "eval_loss" in e][0] for name in ("memory", "stream")]
+    for key in ("eval_loss", "eval_masked_accuracy", "eval_loss/ptbxl"):
+        assert first[0][key] == pytest.approx(first[1][key], rel=1e-6), key
+    assert all(np.isfinite(e["loss"]) for e in _history(tmp_path / "stream") if "loss" in e)
+    # labels exported for hubert only: streaming hubert from shards without them stops at once
+    assert cli_main(["pretrain", *_args(tmp_path / "x", sources=[f"p={root / 'ptbxl_parquet'}"], streaming="true",
+                                        steps=1)]) == 2
+    assert "labels" in capsys.readouterr().err

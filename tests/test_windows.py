@@ -119,3 +119,27 @@ def test_errors(tmp_path):
     bad.write_text("garbage\n")
     with pytest.raises(ValueError, match="no record"):
         build_window_dataset([bad], tmp_path / "out", show_progress=False)
+
+
+def test_parquet_shards_hold_the_windows_of_the_arrow_dataset(windows, manifest, tmp_path, capsys):
+    """`hubert-ecg windows MANIFEST --format parquet`: the same rows as the Arrow dataset, in files of at most
+    --windows_per_file windows, read back by load_window_dataset."""
+    from hubert_ecg_cli import main as cli_main
+
+    arrow_dir, info = windows
+    out = tmp_path / "parquet"
+    assert cli_main(["windows", str(manifest), "--output_dir", str(out), "--format", "parquet",
+                     "--windows_per_file", "5"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["num_windows"] == info.num_windows and summary["format"] == "parquet"
+    files = sorted(out.glob("*.parquet"))
+    assert summary["files"] == len(files) == -(-info.num_windows // 5)
+    import pyarrow.parquet as pq
+
+    assert max(pq.ParquetFile(f).metadata.num_rows for f in files) == 5
+    arrow, parquet = load_window_dataset(arrow_dir), load_window_dataset(out)
+    assert arrow["record_id"] == parquet["record_id"] and arrow["window_start"] == parquet["window_start"]
+    np.testing.assert_array_equal(np.asarray(arrow.with_format("numpy")["input_values"]),
+                                  np.asarray(parquet.with_format("numpy")["input_values"]))
+    assert cli_main(["windows", str(manifest), "--output_dir", str(tmp_path / "x"), "--format", "csv"]) == 2
+    assert cli_main(["windows", "--output_dir", str(tmp_path / "x")]) == 2

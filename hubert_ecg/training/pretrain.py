@@ -32,6 +32,13 @@ need no cluster labels and run straight on records: ``--data DIR`` builds the wi
 (in ``--windows_dir``, default ``OUTPUT_DIR/windows``), as ``hubert-ecg cluster`` does. The log then has the parts
 of the loss (``hubert_loss``, ``cmsc_loss`` / ``simclr_loss``, means over the logging interval and the processes).
 
+Several sources (``--sources NAME=PATH@PROBABILITY ...`` or a YAML ``sources:`` list, :mod:`hubert_ecg.training.sources`):
+records, window datasets, Parquet folders or Hub datasets, combined in ``--windows_dir`` with a ``source`` column,
+held out per source by record, mixed per epoch by ``datasets.interleave_datasets`` (``--stopping_strategy``, default
+``all_exhausted``); the log then has ``loss/<source>`` and ``eval_loss/<source>`` (per-sample losses computed from the
+model's outputs in :meth:`PretrainingTrainer.compute_loss`). ``--streaming`` (not CMSC) streams Parquet sources,
+split across processes, buffer-shuffled, endless (``--max_steps``), resumed by skipping the consumed batches.
+
 Outputs in ``--output_dir``: the final ``HuBERTECGForPreTraining`` (``model.safetensors``, ``config.json``, model
 card ``README.md``) and ``preprocessor_config.json``; ``log_history.jsonl`` (one JSON object per log: ``loss``,
 ``learning_rate``, ``grad_norm``, and ``eval_loss`` / ``eval_masked_accuracy`` at evaluations);
@@ -43,7 +50,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 import sys
@@ -75,6 +81,7 @@ from .sources import (
     mix_rows,
     parse_sources,
     prepare_sources,
+    record_position,
 )
 from .windows import distributed_on_cpu, is_window_dataset, load_window_dataset
 
@@ -118,8 +125,10 @@ class PretrainArguments(TrainingArguments):
 
     Raises:
         ValueError: for an unknown ``--objective`` or a bad ``--contrastive_weight``, no labels folder for an
-            objective with ``hubert`` (or one for ``cmsc`` / ``simclr``), no ``--windows_dir`` nor ``--data``, a
-            validation fraction outside [0, 1), bad ``config_overrides`` or ``augmentations`` (none for ``simclr``),
+            objective with ``hubert`` (or one for ``cmsc`` / ``simclr``), no ``--windows_dir`` nor ``--data`` nor
+            ``--sources``, ``--data`` with ``--sources``, a bad ``--sources`` entry or ``--stopping_strategy``,
+            ``--streaming`` without ``--sources`` or ``--max_steps``, with DataLoader workers, ``--labels_dirs`` or
+            ``cmsc``, a validation fraction outside [0, 1), bad ``config_overrides`` or ``augmentations`` (none for ``simclr``),
             or ``--report_to tensorboard`` without tensorboard.
     """
 
@@ -155,7 +164,8 @@ class PretrainArguments(TrainingArguments):
     streaming: bool = field(
         default=False,
         metadata={"help": "Stream the --sources (Parquet folders or Hub datasets) instead of loading them: split "
-                  "across processes, buffer-shuffled, endless (set --max_steps); objective simclr."},
+                  "across processes, buffer-shuffled, endless (set --max_steps); not cmsc; hubert reads the labels "
+                  "column of shards from `hubert-ecg windows --windows_dir W --labels_dirs L --format parquet`."},
     )
     shuffle_buffer_size: int = field(
         default=1000, metadata={"help": "With --streaming: windows in the shuffle buffer (0: stream order)."}
@@ -236,9 +246,12 @@ class PretrainArguments(TrainingArguments):
         if self.streaming:
             if not specs:
                 raise ValueError("--streaming reads --sources (Parquet folders or Hub dataset ids): give --sources")
-            if objective.name != "simclr":
-                raise ValueError(f"--streaming supports --objective simclr only (got {objective.name}): cluster "
-                                 "labels and CMSC pairs need the windows in memory")
+            if objective.contrastive == "cmsc":
+                raise ValueError(f"--streaming does not support {objective.name}: CMSC pairs need the adjacent "
+                                 "windows of a record together, which a shuffled stream does not keep")
+            if self.labels_dirs:
+                raise ValueError("--streaming reads the cluster labels from the shards' `labels` column (`hubert-ecg "
+                                 "windows --windows_dir W --labels_dirs L --format parquet`): drop --labels_dirs")
             if self.max_steps is None or self.max_steps <= 0:
                 raise ValueError("--streaming needs --max_steps: a stream has no length to count epochs on")
             if self.shuffle_buffer_size < 0:
@@ -250,7 +263,7 @@ class PretrainArguments(TrainingArguments):
         if not self.windows_dir:
             raise ValueError("--windows_dir is required: the window dataset of `hubert-ecg cluster` (or --data DIR "
                              "to build one)")
-        if objective.hubert and not self.labels_dirs:
+        if objective.hubert and not self.labels_dirs and not self.streaming:
             raise ValueError(f"--objective {objective.name} needs --labels_dirs: at least one `hubert-ecg cluster` "
                              "output folder")
         if not objective.hubert and self.labels_dirs:
@@ -325,7 +338,7 @@ def split_by_record(record_ids: Sequence[str], fraction: float) -> tuple[np.ndar
         (train row indices, validation row indices), int64.
     """
     unique, inverse = np.unique(np.asarray(record_ids, dtype=object).astype(str), return_inverse=True)
-    position = np.array([int(hashlib.md5(r.encode()).hexdigest()[:8], 16) / 2**32 for r in unique])
+    position = np.array([record_position(r) for r in unique])
     held_records = position < fraction
     if fraction > 0 and len(unique) > 1 and not held_records.any():
         held_records[np.argmin(position)] = True
@@ -918,6 +931,26 @@ def _streaming_datasets(args: PretrainArguments, specs: list[SourceSpec]):
     return train, evaluation
 
 
+def _streamed_vocab_sizes(specs: list[SourceSpec]) -> list[int]:
+    """The codebook sizes of streamed sources with a ``labels`` column: ``vocab_sizes`` of their ``windows.json``
+    (``hubert-ecg windows --windows_dir W --labels_dirs L --format parquet``), equal in every source."""
+    from .windows import INFO_FILE
+
+    found = {}
+    for spec in specs:
+        info_path = Path(spec.path) / INFO_FILE
+        sizes = json.loads(info_path.read_text()).get("vocab_sizes") if info_path.is_file() else None
+        if not sizes:
+            raise ValueError(f"--sources {spec.name}: streaming a hubert objective needs Parquet shards with cluster "
+                             f"labels and their vocab_sizes in windows.json; {spec.path} has none (write them with "
+                             "`hubert-ecg windows --windows_dir W --labels_dirs L --format parquet`)")
+        found[spec.name] = list(sizes)
+    if len({tuple(v) for v in found.values()}) > 1:
+        raise ValueError(f"--sources: the streamed sources have different codebooks {found}; export them from one "
+                         "clustering of the combined windows")
+    return next(iter(found.values()))
+
+
 def build_trainer(args: PretrainArguments) -> PretrainingTrainer:
     """The model, data, collator and :class:`PretrainingTrainer` of one pretraining run (nothing is trained yet).
 
@@ -938,6 +971,8 @@ def build_trainer(args: PretrainArguments) -> PretrainingTrainer:
     if args.streaming:
         train_dataset, eval_dataset = _streaming_datasets(args, specs)
         input_length = feature_extractor.input_length
+        if objective.hubert:
+            vocab_sizes = _streamed_vocab_sizes(specs)
     else:
         _ensure_windows(args)
         dataset = load_window_dataset(args.windows_dir)
@@ -1126,7 +1161,7 @@ def _model_card(trainer: PretrainingTrainer, args: PretrainArguments, metrics: d
         command="hubert-ecg pretrain " + " ".join(sys.argv[1:]) if sys.argv else None,
         notes=f"{_OBJECTIVE_NOTES[trainer.objective.name]} pretraining: {results['step']} steps of "
         f"{results['effective_batch_size']} {'pairs of windows' if trainer.objective.contrastive == 'cmsc' else 'windows'}"
-        f"{f', codebooks {vocab}' if (vocab := results['vocab_sizes']) else ''}, {results['train_windows']} "
+        f"{f', codebooks {vocab}' if (vocab := results['vocab_sizes']) else ''}, {results['train_windows'] or 'streamed'} "
         f"training and {results['validation_windows']} validation windows (held out by record).",
         tags=["self-supervised", "pretraining", *trainer.objective.name.split("+")],
     )

@@ -23,11 +23,16 @@ everywhere).
 (``load_dataset("parquet", data_files=..., streaming=True)``), each split across the processes with
 ``datasets.distributed.split_dataset_by_node`` (whole files per process when their number is a multiple of the
 number of processes, else every ``world_size``-th window), interleaved with the same probabilities, seed and
-stopping strategy, and shuffled with a seeded buffer (new order each pass, ``set_epoch``). :class:`StreamingWindows`
+stopping strategy, and shuffled with a seeded buffer (new order of the files and of the windows each pass,
+``set_epoch``). (With several sources every pass ends with the 5 s pause that ``datasets`` makes when it stops the
+reader threads of interleaved Parquet streams, a workaround of apache/arrow#45214: negligible for passes over
+real corpora, noticeable on toy ones.) :class:`StreamingWindows`
 repeats the passes without end (``--max_steps`` sets the length of the run) and numbers the windows it yields
 (``sample_index``), so that masks and augmentations are seeded as in memory. A resumed run replays the stream and
 skips the batches already trained on (the Trainer's ``skip_first_batches``): reading them again costs I/O, not
-training, and gives exactly the batches of an uninterrupted run.
+training, and gives exactly the batches of an uninterrupted run. Streams serve ``simclr`` and, from shards with a
+``labels`` column (:func:`~hubert_ecg.training.windows.export_window_dataset`), ``hubert`` and ``hubert+simclr``;
+not ``cmsc`` (its pairs need the adjacent windows of a record together).
 
 Stopping strategy (``--stopping_strategy``): ``all_exhausted`` (the default here; ``datasets``' own default is
 ``first_exhausted``) ends an epoch when every source has been drawn at least as many times as it has windows, so
@@ -71,6 +76,7 @@ __all__ = [
     "parse_sources",
     "prepare_sources",
     "record_held_out",
+    "record_position",
     "stream_source",
 ]
 
@@ -102,7 +108,8 @@ class SourceSpec:
         if is_window_dataset(path):
             info = json.loads((path / INFO_FILE).read_text())
             return "parquet" if info.get("format") == "parquet" else "windows"
-        if path.is_dir() and parquet_files(path) and not any(path.rglob("*.hea")):
+        # Parquet files at the top or in data/ (a downloaded Hub dataset); records folders are not searched deeply
+        if path.is_dir() and (any(path.glob("*.parquet")) or any(path.glob("data/*.parquet"))):
             return "parquet"
         if path.exists():
             return "records"
@@ -272,14 +279,19 @@ def prepare_sources(specs: Sequence[SourceSpec], windows_dir, stride_seconds=Non
     state.wait_for_everyone()
 
 
-def record_held_out(source: str, record_id: str, fraction: float) -> bool:
-    """Whether a record is in the validation split: the hash rule of
-    :func:`~hubert_ecg.training.pretrain.split_by_record` on ``source/record_id`` (without its fallback for small
-    datasets), usable one window at a time on a stream."""
+def record_position(key: str) -> float:
+    """The record's place in [0, 1) for the validation split: the first 8 hex digits of the MD5 of ``key`` (its id,
+    or ``source/record_id`` with several sources) over 2**32. A record is held out when it falls below the fraction."""
     import hashlib
 
-    key = f"{source}/{record_id}"
-    return int(hashlib.md5(key.encode()).hexdigest()[:8], 16) / 2**32 < fraction
+    return int(hashlib.md5(str(key).encode()).hexdigest()[:8], 16) / 2**32
+
+
+def record_held_out(source: str, record_id: str, fraction: float) -> bool:
+    """Whether a record is in the validation split: the rule of :func:`~hubert_ecg.training.pretrain.split_by_record`
+    on ``source/record_id`` (:func:`record_position`, without its fallback for small datasets), usable one window at
+    a time on a stream."""
+    return record_position(f"{source}/{record_id}") < fraction
 
 
 def stream_source(spec: SourceSpec, where: str = "--sources"):
@@ -365,7 +377,13 @@ class StreamingWindows(torch.utils.data.IterableDataset):
             parts, probabilities=[s.probability for s in self.specs], seed=self.seed,
             stopping_strategy=self.stopping_strategy)
         if self.shuffle_buffer_size > 0:
-            mixed = mixed.shuffle(seed=self.seed, buffer_size=self.shuffle_buffer_size)
+            # the buffer fills from one file at a time (the file order is shuffled too): reading several files
+            # at once would cost datasets' 5 s pause at the end of every pass (apache/arrow#45214)
+            import inspect
+
+            one_file = {"max_buffer_input_shards": 1} if "max_buffer_input_shards" in inspect.signature(
+                mixed.shuffle).parameters else {}  # (an option of recent datasets versions only)
+            mixed = mixed.shuffle(seed=self.seed, buffer_size=self.shuffle_buffer_size, **one_file)
         mixed.set_epoch(int(epoch))
         return mixed
 
