@@ -27,6 +27,7 @@ from hubert_ecg.training.pretrain import (
 from hubert_ecg.training.sources import StreamingWindows, mix_rows, parse_sources, record_held_out
 from hubert_ecg.training.windows import load_window_dataset
 from hubert_ecg_cli import main as cli_main
+from test_pretrain import _env, _history, _losses  # the log readers and subprocess environment of the pretraining tests
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = json.dumps(
@@ -59,20 +60,6 @@ def _args(out, steps=4, batch=4, **extra):
     for key, value in extra.items():
         args += [f"--{key}", *(value if isinstance(value, list) else [str(value)])]
     return args
-
-
-def _history(out):
-    return [json.loads(line) for line in (Path(out) / "log_history.jsonl").read_text().splitlines() if line.strip()]
-
-
-def _losses(out):
-    return {e["step"]: e["loss"] for e in _history(out) if "loss" in e}
-
-
-def _env():
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    env.pop("HF_HUB_ENABLE_HF_TRANSFER", None)
-    return env
 
 
 def test_parse_sources_forms_and_errors():
