@@ -73,3 +73,23 @@ def test_quickstart_notebook(tmp_path, data_dir):
     assert "torch.Size([3, 6000])" in text  # three 5 s windows of the 10 s record at a 2.5 s stride
     assert "'label': 'NORM'" in text  # the pipeline's scores
     assert "validation macro AUROC on 32 records" in text  # the Trainer ran
+
+
+def test_label_efficiency_manifests_hold_out_fold_9(tmp_path, data_dir):
+    """The study's pretraining records leave out every PTB-XL fold-9 ECG (both folders, 100 and 500 Hz); its labelled
+    manifests are folds 1-8 and fold 9 of ptbxl + ptbxl_extra."""
+    import pandas as pd
+
+    run = subprocess.run([sys.executable, str(EXAMPLES / "label_efficiency" / "manifests.py"), str(data_dir),
+                          str(tmp_path)], env=_env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    pretrain = {str(Path(p).with_suffix("")) for p in (tmp_path / "pretrain_records.txt").read_text().split()}
+    train, test = pd.read_csv(tmp_path / "train.csv"), pd.read_csv(tmp_path / "test.csv")
+    assert list(train.columns) == ["filename", "NORM", "MI", "STTC", "CD", "HYP"] and (len(train), len(test)) == (1772, 250)
+    fold9 = set()
+    for folder in ("ptbxl", "ptbxl_extra"):
+        database = pd.read_csv(data_dir / folder / "ptbxl_database.csv")
+        fold9 |= {str(data_dir.resolve() / folder / f) for f in database.loc[database.strat_fold == 9, "filename_lr"]}
+    assert len(fold9) == 259 and not fold9 & pretrain and not any("records500" in p for p in pretrain)
+    assert set(test.filename) <= fold9 and not set(train.filename) & fold9
+    assert set(train.filename) <= pretrain and any("cinc2021" in p for p in pretrain) and any("long/" in p for p in pretrain)
