@@ -133,7 +133,7 @@ class DataArguments:
         default_factory=list,
         metadata={"help": "several training manifests (same label columns) mixed with probabilities, instead of "
                   "--train_csv: NAME=MANIFEST.csv@PROBABILITY ... (a YAML list of {name, path, probability}; "
-                  "no probabilities: equal chances); the logs then have metrics per validation source"},
+                  "no probabilities: equal chances)"},
     )
     validation_sources: list[str] = field(
         default_factory=list,
@@ -279,7 +279,8 @@ def load_data(data_args: DataArguments, label_names=None, num_labels=None, seed:
     if data_args.validation_csv and data_args.validation_sources:
         raise ValueError("give --validation_csv or --validation_sources, not both")
     if data_args.stopping_strategy not in STOPPING_STRATEGIES:
-        raise ValueError(f"--stopping_strategy must be one of {STOPPING_STRATEGIES}, got {data_args.stopping_strategy!r}")
+        raise ValueError(f"--stopping_strategy must be one of {STOPPING_STRATEGIES}, got "
+                         f"{data_args.stopping_strategy!r}")
     specs = {}  # split -> the sources of a split given by --train_sources / --validation_sources
     if data_args.ptbxl_dir:
         records = data.read_ptbxl(data_args.ptbxl_dir, data_args.label_set, data_args.ptbxl_sampling_rate)
