@@ -1,8 +1,8 @@
 """The table and the embedding figure of the label-efficiency study (examples/label_efficiency/run.sh).
 
 Reads OUT_DIR/probe/*.json (``hubert-ecg probe --output``) and OUT_DIR/finetune/*/metrics.json (``hubert-ecg
-finetune``), writes OUT_DIR/results.csv (one row per run), OUT_DIR/table.md (fold-9 macro AUROC, mean and standard
-deviation over the seeds run) and OUT_DIR/embeddings.png (PCA of every initialisation's embeddings: fold 9 by
+finetune``), writes OUT_DIR/results.csv (one row per run), OUT_DIR/table.md (fold-9 macro AUROC and AUPRC, mean and
+standard deviation over the seeds run) and OUT_DIR/embeddings.png (PCA of every initialisation's embeddings: fold 9 by
 superclass, and one file per source by source).
 
 Usage: python examples/label_efficiency/summarise.py [OUT_DIR]
@@ -44,22 +44,25 @@ results.to_csv(out / "results.csv", index=False)
 inits = [i for i in NAMES if i in set(results.init)]
 fractions = sorted(results.fraction.unique())
 header = ["initialisation"] + [f"{m} {f:.0%}" for m in ("probe", "fine-tune") for f in fractions]
-lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-for init in inits:
-    cells = [NAMES[init]]
-    for method in ("linear probe", "fine-tuning"):
-        for fraction in fractions:
-            runs = results[(results.init == init) & (results.method == method) & (results.fraction == fraction)]
-            auroc = runs.macro_auroc
-            cells.append("-" if not len(auroc) else f"{auroc.iloc[0]:.3f}" if len(auroc) == 1
-                         else f"{auroc.mean():.3f} ± {auroc.std(ddof=1):.3f}")
-    lines.append("| " + " | ".join(cells) + " |")
+lines = []
+for metric in ("macro_auroc", "macro_auprc"):
+    lines += [f"fold-9 {metric.replace('_', ' ')}:", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for init in inits:
+        cells = [NAMES[init]]
+        for method in ("linear probe", "fine-tuning"):
+            for fraction in fractions:
+                runs = results[(results.init == init) & (results.method == method) & (results.fraction == fraction)]
+                values = runs[metric]
+                cells.append("-" if not len(values) else f"{values.iloc[0]:.3f}" if len(values) == 1
+                             else f"{values.mean():.3f} ± {values.std(ddof=1):.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
 sizes = results.groupby(["method", "fraction"]).n_train.agg(["min", "max"])
-seeds = results.groupby("method").seed.nunique()
-lines += ["", "training records per fraction (min-max over seeds): " + ", ".join(
+seeds = results.groupby(["method", "fraction"]).seed.nunique()
+lines += ["training records per fraction (min-max over seeds): " + ", ".join(
     f"{f:.0%}: {int(sizes.loc[('linear probe', f), 'min'])}-{int(sizes.loc[('linear probe', f), 'max'])}"
     for f in fractions if ("linear probe", f) in sizes.index),
-    "seeds: " + ", ".join(f"{m} {n}" for m, n in seeds.items())]
+    "seeds per cell: " + ", ".join(f"{m} {f:.0%}: {n}" for (m, f), n in seeds.items())]
 (out / "table.md").write_text("\n".join(lines) + "\n")
 print("\n".join(lines))
 
