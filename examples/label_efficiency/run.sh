@@ -4,6 +4,9 @@
 # scored on fold 9) a linear probe and fine-tuning with 1 %, 10 % and 100 % of the labelled training records,
 # against random initialisation under the same budget. Finished steps are skipped when the script is rerun.
 # Usage: examples/label_efficiency/run.sh [DATA_DIR] [OUT_DIR] [JOBS]   (JOBS runs in parallel, 1 thread each)
+# The docs' figures: run.sh ../shared/data OUT 2, then FINETUNE_SEEDS="1 2" FRACTIONS="0.01 0.1" run.sh ../shared/data OUT
+# (two more fine-tuning seeds where one seed says least); about 2 h on 2 CPU cores. OBJECTIVES, FRACTIONS,
+# PROBE_SEEDS and FINETUNE_SEEDS (environment variables) choose what runs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${1:-../shared/data}
