@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,13 +26,7 @@ from hubert_ecg.training.pretrain import (
 from hubert_ecg.training.sources import StreamingWindows, mix_rows, parse_sources, record_held_out
 from hubert_ecg.training.windows import load_window_dataset
 from hubert_ecg_cli import main as cli_main
-from test_pretrain import _env, _history, _losses  # the log readers and subprocess environment of the pretraining tests
-
-REPO = Path(__file__).resolve().parents[1]
-TINY = json.dumps(
-    dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=[32] * 5,
-         classifier_proj_size=16, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, layerdrop=0.0)
-)
+from test_pretrain import REPO, TINY, _env, _history, _losses  # the pretraining tests' tiny model, logs, environment
 PTBXL = [f"ptbxl/records100/00000/{i:05d}_lr" for i in range(1, 7)]  # 6 records of 10 s at 100 Hz
 CINC = ["cinc2021/E07500", "cinc2021/E07501", "cinc2021/E07502", "cinc2021/JS20000", "cinc2021/JS20001"]  # 500 Hz
 
@@ -245,13 +238,15 @@ def test_streamed_run_resumes_after_kill_with_the_same_losses(two_sources, tmp_p
     root = two_sources
     extra = dict(objective="simclr", streaming="true", shuffle_buffer_size=6, sources=[f"ptbxl={root / 'ptbxl_parquet'}"],
                  save_steps=3, eval_steps=100)
-    assert cli_main(["pretrain", *_args(tmp_path / "ref", steps=8, **extra)]) == 0
+    # every run in a subprocess with one thread (_env): a different thread count changes float sums in the 6th digit
+    run = [sys.executable, "-m", "hubert_ecg_cli", "pretrain"]
+    subprocess.run([*run, *_args(tmp_path / "ref", steps=8, **extra)], env=_env(), cwd=REPO, check=True,
+                   capture_output=True, timeout=600)
     reference = _losses(tmp_path / "ref")
     assert sorted(reference) == list(range(1, 9))
     out = tmp_path / "killed"
     args = _args(out, steps=8, **extra)
-    proc = subprocess.Popen([sys.executable, "-m", "hubert_ecg_cli", "pretrain", *args], env=_env(), cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([*run, *args], env=_env(), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not (out / "checkpoint-3" / "trainer_state.json").exists():
         assert time.time() < deadline and proc.poll() is None
@@ -259,7 +254,7 @@ def test_streamed_run_resumes_after_kill_with_the_same_losses(two_sources, tmp_p
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / "model.safetensors").exists()
-    assert cli_main(["pretrain", *args]) == 0
+    subprocess.run([*run, *args], env=_env(), cwd=REPO, check=True, capture_output=True, timeout=600)
     results = json.loads((out / "pretrain_results.json").read_text())
     assert results["resumed_from"].startswith(str(out / "checkpoint-")) and results["streaming"] is True
     resumed = _losses(out)
