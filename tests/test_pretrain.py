@@ -87,6 +87,20 @@ def _env():
     return env
 
 
+def _kill_after_checkpoint(args, out, step):
+    """Run `hubert-ecg pretrain ARGS` in a one-thread subprocess and kill -9 it once ``checkpoint-{step}`` in ``out``
+    is complete (its trainer_state.json written), before the final model."""
+    proc = subprocess.Popen([sys.executable, "-m", "hubert_ecg_cli", "pretrain", *args], env=_env(), cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (out / f"checkpoint-{step}" / "trainer_state.json").exists():
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "model.safetensors").exists()
+
+
 def _free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -273,15 +287,7 @@ def test_sigkill_and_resume_give_the_same_losses(iteration1, tmp_path):
     out = tmp_path / "killed"
     # with DataLoader workers: each window's mask comes from (seed, sample index), not from a worker's random state
     args = _pretrain_args(root, out, **extra, dataloader_num_workers=2)
-    proc = subprocess.Popen([sys.executable, "-m", "hubert_ecg_cli", "pretrain", *args], env=_env(), cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (out / "checkpoint-4" / "trainer_state.json").exists():
-        assert time.time() < deadline and proc.poll() is None
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (out / "model.safetensors").exists()
+    _kill_after_checkpoint(args, out, 4)
     assert cli_main(["pretrain", *args]) == 0
     assert json.loads((out / "pretrain_results.json").read_text())["resumed_from"].startswith(str(out / "checkpoint-"))
     resumed = _losses(out)

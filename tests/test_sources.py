@@ -3,12 +3,9 @@ per-source losses in the logs for every objective on real records (PTB-XL and Ci
 window shards streamed, split across processes, and resumed after kill -9."""
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -26,7 +23,8 @@ from hubert_ecg.training.pretrain import (
 from hubert_ecg.training.sources import StreamingWindows, mix_rows, parse_sources, record_held_out
 from hubert_ecg.training.windows import load_window_dataset
 from hubert_ecg_cli import main as cli_main
-from test_pretrain import REPO, TINY, _env, _history, _losses  # the pretraining tests' tiny model, logs, environment
+# the tiny model, logs, environment and kill -9 of the pretraining tests
+from test_pretrain import REPO, TINY, _env, _history, _kill_after_checkpoint, _losses
 PTBXL = [f"ptbxl/records100/00000/{i:05d}_lr" for i in range(1, 7)]  # 6 records of 10 s at 100 Hz
 CINC = ["cinc2021/E07500", "cinc2021/E07501", "cinc2021/E07502", "cinc2021/JS20000", "cinc2021/JS20001"]  # 500 Hz
 
@@ -246,14 +244,7 @@ def test_streamed_run_resumes_after_kill_with_the_same_losses(two_sources, tmp_p
     assert sorted(reference) == list(range(1, 9))
     out = tmp_path / "killed"
     args = _args(out, steps=8, **extra)
-    proc = subprocess.Popen([*run, *args], env=_env(), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (out / "checkpoint-3" / "trainer_state.json").exists():
-        assert time.time() < deadline and proc.poll() is None
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (out / "model.safetensors").exists()
+    _kill_after_checkpoint(args, out, 3)
     subprocess.run([*run, *args], env=_env(), cwd=REPO, check=True, capture_output=True, timeout=600)
     results = json.loads((out / "pretrain_results.json").read_text())
     assert results["resumed_from"].startswith(str(out / "checkpoint-")) and results["streaming"] is True

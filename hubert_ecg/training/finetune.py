@@ -48,6 +48,7 @@ from transformers.utils import logging
 from .arguments import build_parser
 from .arguments import parse_args as _parse_args
 from .data import BAD_RECORDS_RULE
+from .sources import STOPPING_STRATEGIES, parse_sources
 
 logger = logging.get_logger(__name__)
 
@@ -269,7 +270,6 @@ def load_data(data_args: DataArguments, label_names=None, num_labels=None, seed:
             usable record in a split, manifests whose labels differ).
     """
     from . import data
-    from .sources import STOPPING_STRATEGIES, parse_sources
 
     on_error = "skip" if data_args.skip_bad_records else "raise"
     num_labels = num_labels if num_labels is not None else data_args.num_labels
@@ -506,7 +506,8 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
     if trainer.is_world_process_zero():
         _print_metrics(title, metrics)
 
-    manifests = [data_args.train_csv] if data_args.train_csv else [spec.path for spec in _sources(data_args.train_sources)]
+    manifests = [data_args.train_csv] if data_args.train_csv else \
+        [spec.path for spec in parse_sources(data_args.train_sources)]
     dataset_name = "PTB-XL" if data_args.ptbxl_dir else " + ".join(Path(str(m)).stem for m in manifests)
     eval_results = [
         EvalResult(
@@ -573,19 +574,13 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
     return metrics
 
 
-def _sources(values):
-    from .sources import parse_sources
-
-    return parse_sources(values) if values else []
-
-
 def _manifests_text(data_args: DataArguments, datasets) -> str:
     """The training and validation data of manifests or sources, for the model card."""
     def described(split: str, csv, values) -> str:
         if csv:
             return f"`{csv}` ({len(datasets[split])} records)"
         sources = ", ".join(f"`{s.name}` (`{s.path}`" + (f", probability {s.probability:.2f})" if split == "train"
-                                                          else ")") for s in _sources(values))
+                                                          else ")") for s in parse_sources(values))
         mixed = f", mixed by interleave_datasets ({data_args.stopping_strategy})" if split == "train" else ""
         return f"the sources {sources}{mixed}: {len(datasets[split])} records"
 
