@@ -39,7 +39,14 @@ import numpy as np
 from transformers.utils import logging
 
 from .arguments import run_command
-from .windows import build_window_dataset, distributed_on_cpu, finalize_window_dataset, is_window_dataset, iter_batches, load_window_dataset, shard_range
+from .windows import (
+    build_windows_on_all_processes,
+    distributed_on_cpu,
+    is_window_dataset,
+    iter_batches,
+    load_window_dataset,
+    shard_range,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -440,14 +447,7 @@ def run_clustering(args: ClusterArguments) -> dict:
     if not is_window_dataset(args.windows_dir):
         if not args.data:
             raise ValueError(f"--windows_dir {args.windows_dir} is not a window dataset yet; pass --data to build it")
-        build_window_dataset(
-            args.data, args.windows_dir, stride_seconds=args.stride_seconds, exclude=args.exclude,
-            process_index=rank, num_processes=world, show_progress=state.is_main_process,
-        )
-        state.wait_for_everyone()
-        if world > 1 and state.is_main_process:
-            finalize_window_dataset(args.windows_dir, world, args.stride_seconds)
-        state.wait_for_everyone()
+        build_windows_on_all_processes(args.data, args.windows_dir, args.stride_seconds, args.exclude)
     dataset = load_window_dataset(args.windows_dir)
     num_windows = len(dataset)
     feature_fn, description = _feature_fn(args, state.device)

@@ -77,13 +77,12 @@ from .sources import (
     STOPPING_STRATEGIES,
     SourceSpec,
     StreamingWindows,
-    build_windows_on_all_processes,
     mix_rows,
     parse_sources,
     prepare_sources,
     record_position,
 )
-from .windows import distributed_on_cpu, is_window_dataset, load_window_dataset
+from .windows import build_windows_on_all_processes, distributed_on_cpu, is_window_dataset, load_window_dataset
 
 logger = logging.get_logger(__name__)
 

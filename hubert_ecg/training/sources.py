@@ -45,7 +45,6 @@ each window exactly once (the probabilities then hold only until a source runs o
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,10 +55,9 @@ import torch
 from transformers.utils import logging
 
 from .windows import (
-    build_window_dataset,
+    build_windows_on_all_processes,
     combine_window_datasets,
     distributed_on_cpu,
-    finalize_window_dataset,
     is_window_dataset,
     parquet_files,
     INFO_FILE,
@@ -71,7 +69,6 @@ __all__ = [
     "STOPPING_STRATEGIES",
     "SourceSpec",
     "StreamingWindows",
-    "build_windows_on_all_processes",
     "mix_rows",
     "parse_sources",
     "prepare_sources",
@@ -223,23 +220,6 @@ def mix_rows(
                                     stopping_strategy=stopping_strategy)
     table = mixed.with_format("numpy")[:]
     return np.asarray(table["item"], dtype=np.int64), np.asarray(table["source"], dtype=np.int64)
-
-
-def build_windows_on_all_processes(data, windows_dir, stride_seconds=None, exclude=(), format: str = "arrow",
-                                   windows_per_file: int = 2048) -> None:
-    """Build the window dataset of ``data`` in ``windows_dir`` (:func:`~hubert_ecg.training.windows.build_window_dataset`),
-    sharded over the processes of this run (every process calls it; process 0 finalizes)."""
-    from accelerate import PartialState
-
-    state = PartialState(cpu=distributed_on_cpu())
-    rank, world = state.process_index, state.num_processes
-    build_window_dataset(data, windows_dir, stride_seconds=stride_seconds, exclude=exclude, process_index=rank,
-                         num_processes=world, show_progress=state.is_main_process, format=format,
-                         windows_per_file=windows_per_file)
-    state.wait_for_everyone()
-    if world > 1 and state.is_main_process:
-        finalize_window_dataset(windows_dir, world, stride_seconds)
-    state.wait_for_everyone()
 
 
 def prepare_sources(specs: Sequence[SourceSpec], windows_dir, stride_seconds=None, exclude=(),

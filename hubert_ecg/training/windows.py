@@ -56,6 +56,7 @@ __all__ = [
     "WindowDatasetInfo",
     "WindowsArguments",
     "build_window_dataset",
+    "build_windows_on_all_processes",
     "combine_window_datasets",
     "export_window_dataset",
     "load_window_rows",
@@ -389,6 +390,29 @@ def finalize_window_dataset(
     return info
 
 
+def build_windows_on_all_processes(data, windows_dir, stride_seconds=None, exclude=(), format: str = "arrow",
+                                   windows_per_file: int = 2048) -> None:
+    """Build the window dataset of ``data`` in ``windows_dir`` (:func:`build_window_dataset`), sharded over the
+    processes of this run (``accelerate launch`` / ``torchrun``): every process calls it and writes its shard,
+    process 0 finalizes, and all return once the dataset is complete. Used by ``cluster``, ``pretrain`` and
+    ``windows``.
+
+    Raises:
+        ValueError: as :func:`build_window_dataset` (a missing source, no record with a window).
+    """
+    from accelerate import PartialState
+
+    state = PartialState(cpu=distributed_on_cpu())
+    rank, world = state.process_index, state.num_processes
+    build_window_dataset(data, windows_dir, stride_seconds=stride_seconds, exclude=exclude, process_index=rank,
+                         num_processes=world, show_progress=state.is_main_process, format=format,
+                         windows_per_file=windows_per_file)
+    state.wait_for_everyone()
+    if world > 1 and state.is_main_process:
+        finalize_window_dataset(windows_dir, world, stride_seconds)
+    state.wait_for_everyone()
+
+
 def load_window_dataset(output_dir: str | os.PathLike):
     """The window dataset written by :func:`build_window_dataset` (Arrow: memory-mapped, nothing is loaded into RAM;
     Parquet: converted once into the ``datasets`` cache) or by :func:`combine_window_datasets` (the concatenation of
@@ -639,7 +663,7 @@ class WindowsArguments:
 
 
 def _run_windows(args: WindowsArguments) -> dict:
-    from .sources import build_windows_on_all_processes, parse_sources, prepare_sources
+    from .sources import parse_sources, prepare_sources
 
     if args.windows_dir:
         from accelerate import PartialState
