@@ -128,9 +128,12 @@ def test_parquet_shards_hold_the_windows_of_the_arrow_dataset(windows, manifest,
 
     arrow_dir, info = windows
     out = tmp_path / "parquet"
+    # the manifest's broken record is skipped and listed: exit status 1
     assert cli_main(["windows", str(manifest), "--output_dir", str(out), "--format", "parquet",
-                     "--windows_per_file", "5"]) == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+                     "--windows_per_file", "5"]) == 1
+    captured = capsys.readouterr()
+    assert "skipped 1 record(s):" in captured.err and "broken.hea" in captured.err
+    summary = json.loads(captured.out.strip().splitlines()[-1])
     assert summary["num_windows"] == info.num_windows and summary["format"] == "parquet"
     files = sorted(out.glob("*.parquet"))
     assert summary["files"] == len(files) == -(-info.num_windows // 5)
@@ -143,3 +146,24 @@ def test_parquet_shards_hold_the_windows_of_the_arrow_dataset(windows, manifest,
                                   np.asarray(parquet.with_format("numpy")["input_values"]))
     assert cli_main(["windows", str(manifest), "--output_dir", str(tmp_path / "x"), "--format", "csv"]) == 2
     assert cli_main(["windows", "--output_dir", str(tmp_path / "x")]) == 2
+
+
+def test_windows_command_lists_skipped_records_and_exits_1(data_dir, tmp_path, capsys):
+    """A truncated record among good ones: the good windows are written, the bad record is listed on stderr with
+    its reason (and in skipped.jsonl), and the exit status is 1, as for every command that reads many records."""
+    import shutil
+
+    from hubert_ecg_cli import main as cli_main
+
+    folder = tmp_path / "records"
+    folder.mkdir()
+    for file in (data_dir / "ptbxl" / "records100" / "00000").glob("00001_lr.*"):
+        shutil.copy(file, folder / file.name)
+    shutil.copy(data_dir / "ptbxl" / "records100" / "00000" / "00002_lr.hea", folder / "00002_lr.hea")
+    (folder / "00002_lr.dat").write_bytes((data_dir / "ptbxl" / "records100" / "00000" / "00002_lr.dat").read_bytes()[:1000])
+    assert cli_main(["windows", str(folder), "--output_dir", str(tmp_path / "w")]) == 1
+    err = capsys.readouterr().err
+    assert "hubert-ecg windows: skipped 1 record(s):" in err and "00002_lr.hea" in err and "truncated" in err
+    assert len(load_window_dataset(tmp_path / "w")) == 2  # the good 10 s record: two 5 s windows
+    assert cli_main(["windows", str(data_dir / "ptbxl" / "records100" / "00000" / "00001_lr.hea"),
+                     "--output_dir", str(tmp_path / "ok")]) == 0

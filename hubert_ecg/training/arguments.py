@@ -93,13 +93,14 @@ def run_command(argv: Sequence[str] | None, arguments_class: type, prog: str, ru
     ``run(arguments)``.
 
     Returns:
-        The exit code: 0, or 2 when parsing or ``run`` raised ``ValueError`` (bad arguments or data), whose
-        message is printed on stderr as ``"{prog}: error: ..."``.
+        The exit code: the one ``run`` returns when it returns an int (e.g. 1: some records were skipped), else 0;
+        2 when parsing or ``run`` raised ``ValueError`` (bad arguments or data), whose message is printed on
+        stderr as ``"{prog}: error: ..."``.
     """
     try:
         (args,) = parse_args(list(sys.argv[1:] if argv is None else argv), (arguments_class,), prog)
-        run(args)
+        code = run(args)
     except ValueError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
-    return 0
+    return code if isinstance(code, int) else 0

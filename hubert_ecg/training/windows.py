@@ -682,9 +682,26 @@ def _run_windows(args: WindowsArguments) -> dict:
     return info
 
 
+def _windows_command(args: WindowsArguments) -> int:
+    """``_run_windows``, then the records it skipped (every ``skipped.jsonl`` under ``--output_dir``) listed on
+    stderr with their reason: exit status 1 when there are some, 0 otherwise."""
+    import sys
+
+    from accelerate import PartialState
+
+    _run_windows(args)
+    skipped = [json.loads(line) for file in sorted(Path(args.output_dir).rglob(SKIPPED_FILE))
+               for line in file.read_text().splitlines() if line.strip()]
+    if skipped and PartialState(cpu=distributed_on_cpu()).is_main_process:
+        lines = [f"hubert-ecg windows: skipped {len(skipped)} record(s):"]
+        lines += [f"  {entry['path']}: {entry['error']}" for entry in skipped]
+        print("\n".join(lines), file=sys.stderr)
+    return 1 if skipped else 0
+
+
 def windows_main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``hubert-ecg windows DATA... --output_dir DIR [--format parquet]``; returns the exit code (2 on
-    bad arguments or data). Leading arguments that are not options (nor a YAML / JSON config) are ``--data``."""
+    """Entry point of ``hubert-ecg windows DATA... --output_dir DIR [--format parquet]``; returns the exit code (0; 1
+    when records were skipped, listed on stderr; 2 on bad arguments or data). Leading arguments that are not options (nor a YAML / JSON config) are ``--data``."""
     import sys
 
     from .arguments import run_command
@@ -696,4 +713,4 @@ def windows_main(argv: Sequence[str] | None = None) -> int:
         positional.append(argv.pop(0))
     if positional:
         argv = ["--data", *positional, *argv]
-    return run_command(config + argv, WindowsArguments, "hubert-ecg windows", _run_windows)
+    return run_command(config + argv, WindowsArguments, "hubert-ecg windows", _windows_command)
