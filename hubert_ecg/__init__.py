@@ -19,7 +19,7 @@ from transformers import (
 )
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .configuration import HuBERTECGConfig
+from .configuration import HuBERTECGClassificationConfig, HuBERTECGConfig
 from .embeddings import ECGFeatureExtractionPipeline
 from .io import ECGRecord, read_ecg
 from .leads import LEAD_SETS, STANDARD_LEADS
@@ -37,6 +37,8 @@ __version__ = "0.1.0"
 
 AutoConfig.register(HuBERTECGConfig.model_type, HuBERTECGConfig, exist_ok=True)
 HuBERTECGConfig.register_for_auto_class("AutoConfig")
+# the authors' 2026 classification format: read onto HuBERTECGConfig (AutoConfig returns a HuBERTECGConfig)
+AutoConfig.register(HuBERTECGClassificationConfig.model_type, HuBERTECGClassificationConfig, exist_ok=True)
 for _auto, _model in (
     (AutoModel, HuBERTECGModel),
     (AutoModelForSequenceClassification, HuBERTECGForSequenceClassification),

@@ -11,6 +11,8 @@ This module imports nothing from the rest of the package, so that a saved model 
 code (see ``HuBERTECGConfig.register_for_auto_class``).
 """
 
+import importlib
+
 from huggingface_hub.dataclasses import strict
 from transformers import HubertConfig
 from transformers.utils import logging
@@ -84,6 +86,17 @@ AUTO_MAP = {
 # What transformers' Hubert used for SpecAugment in training: configs saved without `finetune_mask_time_prob` derive
 # the fine-tuning masking from them (HuBERTECGConfig.from_dict).
 _LEGACY_MASK_FIELDS = ("apply_spec_augment", "mask_time_prob", "mask_time_length", "mask_time_min_masks")
+
+# The classification heads of the release (legacy ``HuBERTForECGClassification`` and the authors' 2026 package): the
+# activation between the two layers of the MLP head.
+CLASSIFIER_ACTIVATIONS = ("tanh", "relu", "gelu", "sigmoid")
+
+# ``task_type`` of the authors' 2026 format -> transformers' ``problem_type``.
+_TASK_TYPES = {
+    "multi_label": "multi_label_classification",
+    "multi_class": "single_label_classification",
+    "regression": "regression",
+}
 
 _PROBABILITIES = (
     "hidden_dropout",
@@ -165,14 +178,35 @@ class HuBERTECGConfig(HubertConfig):
         contrastive_temperature (`float`, defaults to 0.1):
             Temperature of the contrastive losses (cosine similarities divided by it): 0.1 in CMSC (Kiyasseh et al.
             2021, fairseq-signals ``cmsc_criterion.py``).
+        classifier_hidden_size (`int`, *optional*):
+            The head of :class:`HuBERTECGForSequenceClassification`. None (the default): one ``Linear(hidden_size,
+            num_labels)`` (keys ``classifier.weight`` / ``classifier.bias``). N: an MLP, ``Linear(hidden_size, N)``,
+            then ``classifier_activation``, then ``Linear(N, num_labels)`` (keys ``classifier.0.*`` and
+            ``classifier.2.*``), as the release's ``classifier_hidden_size`` option.
+        classifier_activation (`str`, defaults to `"tanh"`):
+            Activation of the MLP head: ``"tanh"`` (the release's default), ``"relu"``, ``"gelu"`` or ``"sigmoid"``.
+        use_label_embedding (`bool`, defaults to `False`):
+            A label-embedding head instead: the logits are the cosine similarities between the pooled vector and
+            each row of ``label_embedding.weight`` (num_labels, hidden_size), in [-1, 1], as the release's
+            ``use_label_embedding`` option. Excludes ``classifier_hidden_size``.
+        label_descriptions (`dict[str, str]`, *optional*):
+            A readable description of each label name of ``id2label`` (e.g. ``{"IRBBB": "incomplete right bundle
+            branch block"}``), shown by ``hubert-ecg predict`` next to the codes; set from a label set
+            (:mod:`hubert_ecg.label_sets`) for the Cardio-Learning classifiers.
+
+    The authors' 2026 package format (``model_type: "hubert_ecg_classification"``, their
+    ``HuBERTECGClassificationConfig``) is read by :meth:`from_dict` onto this configuration: ``activation`` ->
+    ``classifier_activation``, ``classifier_dropout_prob`` -> ``final_dropout``, ``task_type`` (``multi_label``,
+    ``multi_class``, ``regression``) -> ``problem_type``; a model loaded from it saves in this package's format.
 
     Raises:
         ValueError: at construction and at ``from_pretrained`` when the lengths of ``conv_dim``, ``conv_kernel``
             and ``conv_stride`` differ, ``hidden_size`` is not divisible by ``num_attention_heads`` or by
             ``num_conv_pos_embedding_groups``, ``vocab_sizes`` disagrees with ``ensemble_length`` or is empty without
             a contrastive head (``contrastive_projection_sizes``), a probability lies outside [0, 1],
-            ``logit_temperature`` or ``contrastive_temperature`` is not positive, or ``score_calibration`` /
-            ``label_thresholds`` do not fit the labels.
+            ``logit_temperature`` or ``contrastive_temperature`` is not positive, ``score_calibration`` /
+            ``label_thresholds`` / ``label_descriptions`` do not fit the labels, or the head options
+            (``classifier_hidden_size``, ``classifier_activation``, ``use_label_embedding``) are inconsistent.
     """
 
     model_type = "hubert_ecg"
@@ -203,6 +237,10 @@ class HuBERTECGConfig(HubertConfig):
     label_thresholds: dict | None = None
     contrastive_projection_sizes: list[int] | tuple[int, ...] = ()
     contrastive_temperature: float | int = 0.1
+    classifier_hidden_size: int | None = None
+    classifier_activation: str = "tanh"
+    use_label_embedding: bool = False
+    label_descriptions: dict | None = None
 
     def __post_init__(self, **kwargs):
         self.vocab_sizes = [int(v) for v in self.vocab_sizes]
@@ -219,7 +257,7 @@ class HuBERTECGConfig(HubertConfig):
                     logger.warning(f"`{name}` of the {saved_labels} saved labels dropped: num_labels is now "
                                    f"{self.num_labels} (a new classification head)")
                     setattr(self, name, None)
-            for name in ("score_calibration", "label_thresholds"):
+            for name in ("score_calibration", "label_thresholds", "label_descriptions"):
                 if getattr(self, name) is not None:
                     logger.warning(f"`{name}` of the {saved_labels} saved labels dropped: num_labels is now "
                                    f"{self.num_labels} (a new classification head)")
@@ -285,18 +323,52 @@ class HuBERTECGConfig(HubertConfig):
             else:
                 raise ValueError("`score_calibration` must be {'method': 'platt', 'scale': [...], 'bias': [...]} or "
                                  f"{{'method': 'temperature', 'temperature': T}}, got {calibration!r}.")
-        if self.label_thresholds is not None:
-            unknown = sorted(set(self.label_thresholds) - {str(v) for v in self.id2label.values()})
-            if unknown:
-                raise ValueError(f"`label_thresholds` names labels the model does not have: {unknown} (labels: "
-                                 f"{list(self.id2label.values())}).")
+        for name in ("label_thresholds", "label_descriptions"):
+            if getattr(self, name) is not None:
+                unknown = sorted(set(getattr(self, name)) - {str(v) for v in self.id2label.values()})
+                if unknown:
+                    raise ValueError(f"`{name}` names labels the model does not have: {unknown} (labels: "
+                                     f"{list(self.id2label.values())}).")
+        if self.classifier_hidden_size is not None and not self.classifier_hidden_size >= 1:
+            raise ValueError(f"`classifier_hidden_size` must be a positive size or None, got "
+                             f"{self.classifier_hidden_size}.")
+        if self.classifier_activation not in CLASSIFIER_ACTIVATIONS:
+            raise ValueError(f"`classifier_activation` must be one of {CLASSIFIER_ACTIVATIONS}, got "
+                             f"{self.classifier_activation!r}.")
+        if self.use_label_embedding and self.classifier_hidden_size is not None:
+            raise ValueError("`use_label_embedding` and `classifier_hidden_size` exclude each other: a label-embedding "
+                             f"head has no hidden layer (got classifier_hidden_size={self.classifier_hidden_size}).")
 
     @classmethod
     def from_dict(cls, config_dict: dict, **kwargs) -> "HuBERTECGConfig":
-        """``PreTrainedConfig.from_dict`` (used by ``from_pretrained``), with the fine-tuning masking of configs saved
-        before ``finetune_mask_time_prob`` existed taken from what transformers' Hubert applied to them:
-        ``mask_time_prob`` / ``mask_time_length`` / ``mask_time_min_masks`` when ``apply_spec_augment`` is true
-        (its default), else 0."""
+        """``PreTrainedConfig.from_dict`` (used by ``from_pretrained``), reading every format of the authors:
+
+        * the fine-tuning masking of configs saved before ``finetune_mask_time_prob`` existed is taken from what
+          transformers' Hubert applied to them: ``mask_time_prob`` / ``mask_time_length`` / ``mask_time_min_masks``
+          when ``apply_spec_augment`` is true (its default), else 0;
+        * the authors' 2026 classification format (``model_type: "hubert_ecg_classification"``) is mapped onto
+          this configuration (see the class docstring); with 164 outputs and no label names it is a Cardio-Learning
+          classifier and gets that label set;
+        * a foreign ``auto_map`` (the original release's, naming remote code that is not shipped with the weights)
+          is dropped; ``save_pretrained`` writes this package's own.
+
+        Keyword ``label_set`` (e.g. ``from_pretrained(path, label_set="cardio-learning")``): take ``id2label`` and
+        ``label_descriptions`` from that label set of :mod:`hubert_ecg.label_sets`.
+
+        Raises:
+            ValueError: for an unknown ``task_type`` of the 2026 format, or a label set whose size differs from the
+                model's outputs.
+        """
+        config_dict = dict(config_dict)
+        label_set = kwargs.pop("label_set", None)
+        if config_dict.get("model_type") == HuBERTECGClassificationConfig.model_type:
+            config_dict, detected = _from_2026_classification(config_dict)
+            label_set = label_set or detected
+        auto_map = config_dict.get("auto_map")
+        if isinstance(auto_map, dict) and set(auto_map.values()) - set(AUTO_MAP.values()):
+            config_dict.pop("auto_map")
+        if label_set is not None:
+            config_dict.update(_label_set_fields(label_set, config_dict))
         if "finetune_mask_time_prob" not in config_dict and "finetune_mask_time_prob" not in kwargs:
             legacy = {**config_dict, **{k: v for k, v in kwargs.items() if k in _LEGACY_MASK_FIELDS}}
             config_dict = dict(config_dict)
@@ -357,4 +429,74 @@ class HuBERTECGConfig(HubertConfig):
         return "multi_label_classification"
 
 
-__all__ = ["HuBERTECGConfig", "PRESETS"]
+class HuBERTECGClassificationConfig(HuBERTECGConfig):
+    r"""Reader of the authors' 2026 classification format (their ``HuBERTECGClassificationConfig``,
+    ``model_type: "hubert_ecg_classification"``), registered with ``AutoConfig`` under that model type.
+
+    It is not a second configuration: :meth:`from_dict` (and so ``AutoConfig.from_pretrained``) returns a
+    :class:`HuBERTECGConfig` with the fields mapped (see :meth:`HuBERTECGConfig.from_dict`), so that the Auto classes
+    build this package's :class:`HuBERTECGForSequenceClassification` and ``save_pretrained`` writes this package's
+    format. Build new configurations with :class:`HuBERTECGConfig`.
+    """
+
+    model_type = "hubert_ecg_classification"
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs) -> HuBERTECGConfig:
+        return HuBERTECGConfig.from_dict({**config_dict, "model_type": cls.model_type}, **kwargs)
+
+
+def _from_2026_classification(config_dict: dict) -> tuple[dict, str | None]:
+    """The fields of the authors' 2026 classification config mapped onto :class:`HuBERTECGConfig`, and the label set
+    it implies (``"cardio-learning"`` for 164 outputs without label names, else None)."""
+    config_dict = dict(config_dict)
+    config_dict["model_type"] = HuBERTECGConfig.model_type
+    task_type = config_dict.pop("task_type", None)
+    if task_type is not None:
+        if task_type not in _TASK_TYPES:
+            raise ValueError(f"`task_type` of a hubert_ecg_classification config must be one of {sorted(_TASK_TYPES)}, "
+                             f"got {task_type!r}.")
+        if config_dict.get("problem_type") is None:
+            config_dict["problem_type"] = _TASK_TYPES[task_type]
+    if "activation" in config_dict:
+        config_dict["classifier_activation"] = config_dict.pop("activation")
+    if "classifier_dropout_prob" in config_dict:
+        config_dict["final_dropout"] = config_dict.pop("classifier_dropout_prob")
+    if config_dict.get("use_label_embedding"):
+        config_dict["classifier_hidden_size"] = None
+    detected = None
+    id2label = config_dict.get("id2label") or {}
+    num_labels = len(id2label) or config_dict.get("num_labels")
+    generic = all(str(name) in (f"LABEL_{i}", str(i)) for i, name in ((int(k), v) for k, v in id2label.items()))
+    if num_labels == CARDIO_LEARNING_NUM_LABELS and generic and not config_dict.get("label_descriptions"):
+        logger.info(f"{num_labels} outputs without label names: the authors' Cardio-Learning classifier; its labels "
+                    "are the Cardio-Learning codes (hubert_ecg.label_sets, 'cardio-learning').")
+        detected = "cardio-learning"
+    return config_dict, detected
+
+
+# The outputs of the authors' Cardio-Learning classifiers (164 conditions; their cardio-learning-labels.pkl).
+CARDIO_LEARNING_NUM_LABELS = 164
+
+
+def _label_set_fields(name: str, config_dict: dict) -> dict:
+    """``id2label``, ``label2id`` and ``label_descriptions`` of the label set ``name`` for a config dict.
+
+    Raises:
+        ValueError: if the label set's size differs from the config's number of labels.
+    """
+    # imported by name when needed: this module stays self-contained as the remote code of saved models
+    label_set = importlib.import_module("hubert_ecg.label_sets").load_label_set(name)
+    num_labels = len(config_dict.get("id2label") or {}) or config_dict.get("num_labels")
+    if num_labels is not None and int(num_labels) != len(label_set.labels):
+        raise ValueError(f"label_set={name!r} has {len(label_set.labels)} labels, but the model has {num_labels} "
+                         "outputs.")
+    id2label = label_set.id2label()
+    return {
+        "id2label": id2label,
+        "label2id": {label: i for i, label in id2label.items()},
+        "label_descriptions": dict(label_set.descriptions),
+    }
+
+
+__all__ = ["HuBERTECGConfig", "HuBERTECGClassificationConfig", "PRESETS", "CLASSIFIER_ACTIVATIONS"]

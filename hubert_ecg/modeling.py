@@ -55,6 +55,10 @@ from transformers.models.hubert.modeling_hubert import (
 from .configuration import HuBERTECGConfig
 
 
+# config.classifier_activation -> the module between the two layers of the MLP classification head
+_CLASSIFIER_ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
+
+
 class HuBERTECGInputConv(nn.Conv1d):
     """The feature encoder's first convolution (one input channel) as a batched matrix product.
 
@@ -194,8 +198,13 @@ class HuBERTECGPreTrainedModel(HubertPreTrainedModel):
     def _init_weights(self, module):
         super()._init_weights(module)  # Linear, Embedding, norms, convolutions, masked_spec_embed
         if isinstance(module, HuBERTECGForSequenceClassification):
-            init.normal_(module.classifier.weight, mean=0.0, std=self.config.initializer_range)
-            init.zeros_(module.classifier.bias)
+            if module.config.use_label_embedding:
+                init.normal_(module.label_embedding.weight, mean=0.0, std=self.config.initializer_range)
+            else:
+                for layer in (module.classifier,) if isinstance(module.classifier, nn.Linear) else module.classifier:
+                    if isinstance(layer, nn.Linear):
+                        init.normal_(layer.weight, mean=0.0, std=self.config.initializer_range)
+                        init.zeros_(layer.bias)
 
     def frame_mask(self, attention_mask: torch.Tensor, num_frames: int) -> torch.Tensor:
         """Frame-level mask from a sample-level ``attention_mask``.
@@ -313,7 +322,13 @@ class HuBERTECGModel(HuBERTECGPreTrainedModel, HubertModel):
 
 
 class HuBERTECGForSequenceClassification(HuBERTECGPreTrainedModel):
-    r"""HuBERT-ECG with the fine-tuning head of the release: mean over frames -> dropout -> linear.
+    r"""HuBERT-ECG with the fine-tuning heads of the release: mean over frames -> dropout -> head.
+
+    The head follows the config: a linear layer (the default; keys ``classifier.*``), an MLP
+    (``config.classifier_hidden_size`` N: ``Linear(hidden_size, N)``, ``config.classifier_activation``,
+    ``Linear(N, num_labels)``; keys ``classifier.0.*``, ``classifier.2.*``) or a label embedding
+    (``config.use_label_embedding``: cosine similarity with each row of ``label_embedding.weight`` (num_labels,
+    hidden_size)), the three heads of the original release and of the authors' 2026 package.
 
     The pooled mean ignores padded frames when ``attention_mask`` is given. The loss follows
     ``config.problem_type`` (inferred as in transformers when unset): ``"multi_label_classification"``:
@@ -337,12 +352,36 @@ class HuBERTECGForSequenceClassification(HuBERTECGPreTrainedModel):
     Any keyword other than those of ``forward`` raises ``TypeError``.
     """
 
+    # pretraining heads and the mask embedding that the authors' checkpoints keep next to a fine-tuned backbone
+    _keys_to_ignore_on_load_unexpected = [
+        r"^hubert_ecg\.final_proj\.",
+        r"^hubert_ecg\.label_embedding\.",
+        r"^hubert_ecg\.masked_spec_embed$",
+    ]
+
     def __init__(self, config: HuBERTECGConfig):
         super().__init__(config)
         self.hubert_ecg = HuBERTECGModel(config)
         self.dropout = nn.Dropout(config.final_dropout)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        if config.use_label_embedding:
+            self.label_embedding = nn.Embedding(config.num_labels, config.hidden_size)
+        elif config.classifier_hidden_size is not None:
+            self.classifier = nn.Sequential(
+                nn.Linear(config.hidden_size, config.classifier_hidden_size),
+                _CLASSIFIER_ACTIVATIONS[config.classifier_activation](),
+                nn.Linear(config.classifier_hidden_size, config.num_labels),
+            )
+        else:
+            self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
+
+    def head(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Logits (batch, num_labels) of the configured head for pooled vectors (batch, hidden_size), dropout
+        already applied: the linear layer, the MLP, or the cosine similarity with every row of
+        ``label_embedding.weight`` (in [-1, 1])."""
+        if self.config.use_label_embedding:
+            return F.cosine_similarity(pooled.unsqueeze(1), self.label_embedding.weight.unsqueeze(0), dim=-1)
+        return self.classifier(pooled)
 
     def freeze_feature_encoder(self):
         """Stop gradients through the convolutional feature encoder (as in the release's fine-tuning)."""
@@ -421,7 +460,7 @@ class HuBERTECGForSequenceClassification(HuBERTECGPreTrainedModel):
         else:
             mask = self.frame_mask(attention_mask, hidden_states.shape[1]).unsqueeze(-1).to(hidden_states.dtype)
             pooled = (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-        logits = self.classifier(self.dropout(pooled))
+        logits = self.head(self.dropout(pooled))
 
         loss = self.compute_loss(logits, labels) if labels is not None else None
         if not return_dict:
