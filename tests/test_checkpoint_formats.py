@@ -181,3 +181,157 @@ def test_head_options_are_validated():
         HuBERTECGConfig(classifier_hidden_size=8, use_label_embedding=True)
     with pytest.raises(ValueError, match="task_type"):
         HuBERTECGConfig.from_dict({"model_type": "hubert_ecg_classification", "task_type": "ordinal"})
+
+
+# --- legacy .pt classifiers with MLP and label-embedding heads -------------------------------------------------------
+
+
+def _legacy_checkpoint(reference_dir, path, head_weights: dict, **flags):
+    """The release's fine-tuned reference checkpoint with its linear head replaced (``model_config`` as a plain dict
+    of its fields; the pickled config object of the release is covered by tests/test_conversion.py)."""
+    from hubert_ecg.conversion import load_original_checkpoint
+
+    checkpoint = load_original_checkpoint(reference_dir / "original_finetuned.pt")
+    state = {k: v for k, v in checkpoint["model_state_dict"].items() if not k.startswith("classifier.")}
+    torch.save({**checkpoint, **flags, "model_state_dict": {**state, **head_weights}}, path)
+
+
+LEGACY_HEADS = {
+    "mlp": ({"linear": False, "use_label_embedding": False}, {"classifier_hidden_size": 12, "use_label_embedding": False}),
+    "label_embedding": ({"linear": True, "use_label_embedding": True}, {"classifier_hidden_size": None, "use_label_embedding": True}),
+}
+
+
+@pytest.mark.parametrize("head_name", sorted(LEGACY_HEADS))
+def test_legacy_pt_with_mlp_and_label_embedding_heads_convert(reference_dir, expected, tmp_path, head_name):
+    from hubert_ecg import convert_original_checkpoint
+
+    flags, head = LEGACY_HEADS[head_name]
+    weights = _head_weights(head, seed=5)
+    weights = {k: v[:5] if v.shape[0] == NUM_LABELS and k != "classifier.0.weight" else v for k, v in weights.items()}
+    if "classifier.2.weight" in weights or "label_embedding.weight" in weights:  # 5 labels, as the reference head
+        generator = torch.Generator().manual_seed(9)
+        for key in ("classifier.2.weight", "classifier.2.bias", "label_embedding.weight"):
+            if key in weights:
+                weights[key] = 0.3 * torch.randn(5, *weights[key].shape[1:], generator=generator)
+    _legacy_checkpoint(reference_dir, tmp_path / "legacy.pt", weights, finetuning_vocab_size=5, **flags)
+    model = convert_original_checkpoint(tmp_path / "legacy.pt", tmp_path / "out").eval()
+    assert model.config.use_label_embedding == head["use_label_embedding"]
+    assert model.config.classifier_hidden_size == head["classifier_hidden_size"]
+    pooled = torch.from_numpy(expected["last_hidden_state_5s"]).mean(1)
+    if head["use_label_embedding"]:
+        want = torch.nn.functional.cosine_similarity(pooled[:, None], weights["label_embedding.weight"][None], dim=-1)
+    else:  # the release's MLP: tanh between the layers (its default; the checkpoints do not record it)
+        inner = torch.tanh(pooled @ weights["classifier.0.weight"].T + weights["classifier.0.bias"])
+        want = inner @ weights["classifier.2.weight"].T + weights["classifier.2.bias"]
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out").eval()
+    with torch.no_grad():
+        logits = reloaded(torch.from_numpy(expected["input_values_5s"])).logits
+    assert (logits - want).abs().max() <= 1e-4
+    assert (tmp_path / "out" / "preprocessor_config.json").is_file()
+
+
+def test_unknown_legacy_head_is_refused(reference_dir, tmp_path):
+    from hubert_ecg import convert_original_checkpoint
+
+    _legacy_checkpoint(reference_dir, tmp_path / "odd.pt", {"classifier.1.weight": torch.zeros(5, 32)}, linear=False)
+    with pytest.raises(ValueError, match=r"odd\.pt: unknown classification head"):
+        convert_original_checkpoint(tmp_path / "odd.pt", tmp_path / "out")
+
+
+# --- the Cardio-Learning classifiers -------------------------------------------------------------------------------
+
+
+def test_cardio_learning_2026_classifier_gets_its_164_labels(tmp_path, backbone, inputs):
+    from hubert_ecg.label_sets import load_label_set
+
+    codes = list(load_label_set("cardio-learning").labels)
+    head = HEADS["linear"]
+    generator = torch.Generator().manual_seed(2)
+    write_2026_classifier(tmp_path / "authors", backbone, head, "multi_label", num_labels=164)
+    from safetensors.torch import load_file
+
+    state = load_file(tmp_path / "authors" / "model.safetensors")
+    state.update({"classifier.weight": torch.randn(164, 32, generator=generator), "classifier.bias": torch.zeros(164)})
+    save_file(state, str(tmp_path / "authors" / "model.safetensors"))
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "authors")
+    assert [model.config.id2label[i] for i in range(164)] == codes
+    assert model.config.label2id["IRBBB"] == codes.index("IRBBB")
+    assert set(model.config.label_descriptions) == set(codes)
+
+
+def test_cardio_learning_pt_by_name_or_flag(reference_dir, tmp_path):
+    from hubert_ecg import convert_original_checkpoint
+    from hubert_ecg.label_sets import load_label_set
+
+    codes = list(load_label_set("cardio-learning").labels)
+    generator = torch.Generator().manual_seed(4)
+    head = {"classifier.weight": 0.3 * torch.randn(164, 32, generator=generator), "classifier.bias": torch.zeros(164)}
+    _legacy_checkpoint(reference_dir, tmp_path / "hubert_ecg_small_cardio_learning.pt", head, finetuning_vocab_size=164)
+    model = convert_original_checkpoint(tmp_path / "hubert_ecg_small_cardio_learning.pt", tmp_path / "named")
+    assert list(model.config.id2label.values()) == codes and model.config.label_descriptions["NORM"]
+    # another name: the labels only with the explicit label set
+    (tmp_path / "hubert_ecg_small_cardio_learning.pt").rename(tmp_path / "model.pt")
+    plain = convert_original_checkpoint(tmp_path / "model.pt", tmp_path / "plain")
+    assert plain.config.id2label[0] == "LABEL_0" and plain.config.label_descriptions is None
+    flagged = convert_original_checkpoint(tmp_path / "model.pt", tmp_path / "flagged", label_set="cardio-learning")
+    assert list(flagged.config.id2label.values()) == codes
+    with pytest.raises(ValueError, match="164 labels, but the model has 5 outputs"):
+        convert_original_checkpoint(reference_dir / "original_finetuned.pt", tmp_path / "x", label_set="cardio-learning")
+
+
+def _seed_hub_cache(cache, repo_id: str, files_from) -> None:
+    """A Hub cache as ``huggingface_hub`` writes it (``models--owner--name/refs/main`` -> ``snapshots/<sha>/``)."""
+    commit = "0" * 40
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for path in files_from.iterdir():
+        (snapshot / path.name).write_bytes(path.read_bytes())
+
+
+def test_hub_id_converts_offline_then_predict_scores_a_real_record(tmp_path, backbone, monkeypatch, capsys):
+    """`hubert-ecg convert <Cardio-Learning Hub id> OUT` (from the local cache), then `hubert-ecg predict --model OUT`
+    on a real record: the condition codes with their descriptions, no "Can't load feature extractor"."""
+    import huggingface_hub.constants as hub_constants
+
+    from hubert_ecg.demo import demo_records
+    from hubert_ecg_cli import main as cli_main
+
+    write_2026_classifier(tmp_path / "authors", backbone, HEADS["linear"], "multi_label", num_labels=164)
+    from safetensors.torch import load_file
+
+    state = load_file(tmp_path / "authors" / "model.safetensors")
+    generator = torch.Generator().manual_seed(6)
+    state.update({"classifier.weight": torch.randn(164, 32, generator=generator), "classifier.bias": torch.zeros(164)})
+    save_file(state, str(tmp_path / "authors" / "model.safetensors"))
+    repo_id = "Edoardo-BS/HuBERT-ECG-SFT-CardioLearning-small"
+    _seed_hub_cache(tmp_path / "hub", repo_id, tmp_path / "authors")
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+
+    assert cli_main(["convert", repo_id, str(tmp_path / "out")]) == 0
+    assert "HuBERTECGForSequenceClassification" in capsys.readouterr().out
+    assert {"config.json", "model.safetensors", "preprocessor_config.json"} <= {p.name for p in (tmp_path / "out").iterdir()}
+    record = str(demo_records()[0])
+    assert cli_main(["predict", "--model", str(tmp_path / "out"), "--top-k", "3", "--format", "csv", record]) == 0
+    out = capsys.readouterr().out
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
+    assert model.config.id2label[0] == "PAC|SVPB"
+    assert any(code in out for code in model.config.id2label.values())
+
+    assert cli_main(["convert", "nobody/no-such-model", str(tmp_path / "none")]) == 2
+    assert "nobody/no-such-model" in capsys.readouterr().err
+
+
+def test_convert_then_predict_the_release_checkpoint(reference_dir, tmp_path, capsys):
+    """The original fine-tuned .pt, converted as a new user would, is scored by predict straight away."""
+    from hubert_ecg.demo import demo_records
+    from hubert_ecg_cli import main as cli_main
+
+    assert cli_main(["convert", str(reference_dir / "original_finetuned.pt"), str(tmp_path / "out")]) == 0
+    capsys.readouterr()
+    assert cli_main(["predict", "--model", str(tmp_path / "out"), str(demo_records()[0])]) == 0
+    assert "LABEL_" in capsys.readouterr().out
