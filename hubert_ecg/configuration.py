@@ -380,6 +380,18 @@ class HuBERTECGConfig(HubertConfig):
         return super().from_dict(config_dict, **kwargs)
 
     @classmethod
+    def get_config_dict(cls, pretrained_model_name_or_path, **kwargs) -> tuple[dict, dict]:
+        """``PreTrainedConfig.get_config_dict``, with the authors' 2026 classification format mapped here already, so
+        that ``HuBERTECGForSequenceClassification.from_pretrained`` reads it as its own model type (as
+        ``AutoConfig`` does through :class:`HuBERTECGClassificationConfig`)."""
+        config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
+        if config_dict.get("model_type") == HuBERTECGClassificationConfig.model_type:
+            config_dict, detected = _from_2026_classification(config_dict)
+            if kwargs.get("label_set") is None and detected is not None:
+                kwargs["label_set"] = detected
+        return config_dict, kwargs
+
+    @classmethod
     def from_preset(cls, name: str, **overrides) -> "HuBERTECGConfig":
         """Configuration of a released architecture.
 

@@ -298,6 +298,7 @@ def convert_main(argv: list[str]) -> int:
                         help="for a legacy .pt classifier, which does not record it (default: multi-label)")
     args = parser.parse_args(argv)
 
+    logging.disable_progress_bar()  # stdout for the result, stderr for errors
     try:
         model = convert_original_checkpoint(args.src, args.out_dir, label_set=args.label_set,
                                             problem_type=args.problem_type)
