@@ -38,7 +38,7 @@ from .windows import MIN_DURATION, WINDOW_CHOICES, RecordWindows, describe, reco
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["ECGClassificationPipeline", "aggregate_windows", "predict_main"]
+__all__ = ["ECGClassificationPipeline", "aggregate_windows", "load_feature_extractor", "predict_main"]
 
 _ALL = "all"  # sentinel default of top_k: every label
 _AGGREGATIONS = ("mean", "max")
@@ -58,6 +58,57 @@ def aggregate_windows(window_scores: np.ndarray, aggregation: str = "mean") -> n
     if window_scores.ndim != 2 or window_scores.shape[0] == 0:
         raise ValueError(f"expected window scores of shape (windows >= 1, labels), got {window_scores.shape}")
     return window_scores.max(axis=0) if aggregation == "max" else window_scores.mean(axis=0)
+
+
+_DEFAULTED: set[str] = set()  # sources already announced as scored with the default feature extractor
+
+
+def load_feature_extractor(source, config=None, **kwargs):
+    """THE feature-extractor loading of every entry point (``pipeline()``, ``predict``, ``evaluate``, ``explain``,
+    ``calibrate``, embeddings): ``AutoFeatureExtractor.from_pretrained(source)``, or, when ``source`` holds a
+    HuBERT-ECG model (``config.model_type == "hubert_ecg"``) but no ``preprocessor_config.json`` (the authors' own
+    checkpoints often ship without one), ``HuBERTECGFeatureExtractor()``: its defaults are the released
+    preprocessing. The fallback is logged once per source at info level.
+
+    Args:
+        source: hub id or ``save_pretrained`` directory.
+        config: the model's config (loaded from ``source`` when None and needed).
+        kwargs: passed to ``from_pretrained`` (``revision``, ``token``, ...).
+
+    Raises:
+        OSError: as ``AutoFeatureExtractor.from_pretrained`` when ``source`` is not a HuBERT-ECG model, or when its
+            ``preprocessor_config.json`` exists but cannot be loaded.
+    """
+    from transformers import AutoConfig, AutoFeatureExtractor
+    from transformers.utils import FEATURE_EXTRACTOR_NAME, cached_file
+
+    from .processing import HuBERTECGFeatureExtractor
+
+    try:
+        return AutoFeatureExtractor.from_pretrained(source, **kwargs)
+    except OSError:
+        source = str(source)
+        if Path(source).is_dir():
+            present = (Path(source) / FEATURE_EXTRACTOR_NAME).is_file()
+        else:
+            try:
+                present = cached_file(source, FEATURE_EXTRACTOR_NAME, _raise_exceptions_for_missing_entries=False,
+                                      _raise_exceptions_for_connection_errors=False, **kwargs) is not None
+            except (OSError, ValueError):  # not a hub id (e.g. a directory that no longer exists)
+                present = False
+        if present:
+            raise
+        try:
+            config = config if config is not None else AutoConfig.from_pretrained(source, **kwargs)
+        except (OSError, ValueError):
+            config = None
+        if getattr(config, "model_type", None) != "hubert_ecg":
+            raise
+    if source not in _DEFAULTED:
+        _DEFAULTED.add(source)
+        logger.info(f"{source}: no {FEATURE_EXTRACTOR_NAME}; using HuBERTECGFeatureExtractor() (its defaults are "
+                    "the released HuBERT-ECG preprocessing)")
+    return HuBERTECGFeatureExtractor()
 
 
 class _Rows(torch.utils.data.Dataset):
@@ -129,8 +180,21 @@ class ECGClassificationPipeline(ChunkPipeline):
 
     _load_processor = False
     _load_image_processor = False
-    _load_feature_extractor = True
+    # None: pipeline() tries AutoFeatureExtractor and passes None where it fails; __init__ then falls back to
+    # load_feature_extractor (the default feature extractor for a HuBERT-ECG model without one, else the error)
+    _load_feature_extractor = None
     _load_tokenizer = False
+
+    def __init__(self, model, *args, **kwargs):
+        if kwargs.get("feature_extractor") is None and not args and not isinstance(model, str):
+            source = getattr(model, "name_or_path", None) or getattr(model.config, "_name_or_path", None)
+            if source:
+                kwargs["feature_extractor"] = load_feature_extractor(source, model.config)
+            elif getattr(model.config, "model_type", None) == "hubert_ecg":
+                from .processing import HuBERTECGFeatureExtractor
+
+                kwargs["feature_extractor"] = HuBERTECGFeatureExtractor()
+        super().__init__(model, *args, **kwargs)
 
     def _sanitize_parameters(
         self,

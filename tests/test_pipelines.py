@@ -336,3 +336,49 @@ def test_long_record_path_lazy_and_streamed_gives_the_same_scores(clf, records, 
     assert isinstance(io.read_ecg(path, lazy=True).signal, io.LazySignal)
     streamed = clf(path, stride_seconds=1.0, batch_size=4)
     np.testing.assert_allclose(_as_vector(streamed), _as_vector(eager), rtol=1e-5, atol=1e-6)
+
+
+def test_model_directory_without_preprocessor_config(tmp_path, records, caplog, capsys):
+    """The authors' checkpoints often ship without preprocessor_config.json: pipeline(), predict, evaluate and the
+    embeddings pipeline fall back to HuBERTECGFeatureExtractor() (the released preprocessing), said once at info
+    level; the scores equal those of the same model saved with the default feature extractor."""
+    import logging
+    import shutil
+
+    from transformers import pipeline
+
+    from hubert_ecg.pipelines import load_feature_extractor
+
+    with_fe, without = tmp_path / "with", tmp_path / "without"
+    _save_tiny(with_fe)
+    shutil.copytree(with_fe, without)
+    (without / "preprocessor_config.json").unlink()
+    caplog.set_level(logging.INFO, logger="hubert_ecg.pipelines")
+    clf = pipeline("ecg-classification", model=str(without))
+    assert isinstance(clf.feature_extractor, HuBERTECGFeatureExtractor)
+    assert clf.feature_extractor.to_dict() == HuBERTECGFeatureExtractor().to_dict()
+    notes = [r.getMessage() for r in caplog.records if "preprocessor_config.json" in r.getMessage()]
+    assert len(notes) == 1 and str(without) in notes[0] and caplog.records[-1].levelno == logging.INFO
+    reference = pipeline("ecg-classification", model=str(with_fe))
+    assert clf(records[0]) == reference(records[0])
+    load_feature_extractor(str(without))  # once per source
+    assert len([r for r in caplog.records if "preprocessor_config.json" in r.getMessage()]) == 1
+
+    assert predict_main([records[0], "--model", str(without), "--format", "json"]) == 0
+    predicted, expected = json.loads(capsys.readouterr().out)[0]["predictions"], reference(records[0])
+    assert [p["label"] for p in predicted] == [p["label"] for p in expected]  # batched: equal to float32 rounding
+    np.testing.assert_allclose([p["score"] for p in predicted], [p["score"] for p in expected], rtol=1e-5)
+    embed = pipeline("ecg-feature-extraction", model=str(without))
+    assert isinstance(embed.feature_extractor, HuBERTECGFeatureExtractor)
+
+    # a model that is not HuBERT-ECG, or a preprocessor_config.json that cannot be read, is still an error
+    (without / "preprocessor_config.json").write_text("{not json")
+    with pytest.raises(OSError):
+        load_feature_extractor(str(without))
+    with pytest.raises(ValueError, match="cannot load the model"):
+        hubert_ecg.pipelines.load_pipeline(str(without))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(OSError):
+        load_feature_extractor(str(other))

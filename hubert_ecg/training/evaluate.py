@@ -230,8 +230,9 @@ def evaluate(args: EvaluateArguments) -> dict:
     """
     import hubert_ecg  # noqa: F401  (registers the model type)
     from ..leads import LEAD_SETS, parse_lead_sets
-    from transformers import AutoFeatureExtractor, AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification
 
+    from ..pipelines import load_feature_extractor
     from .metrics import classification_metrics, metrics_with_ci, per_label_metrics, regression_metrics
 
     if args.tta_aggregation not in ("mean", "max"):
@@ -244,7 +245,7 @@ def evaluate(args: EvaluateArguments) -> dict:
     source = args.model or hubert_ecg.demo_model_path()
     try:
         model = AutoModelForSequenceClassification.from_pretrained(source)
-        feature_extractor = AutoFeatureExtractor.from_pretrained(source)
+        feature_extractor = load_feature_extractor(source, model.config)
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot load the model {source!r}: {type(err).__name__}: {err}") from None
     label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
