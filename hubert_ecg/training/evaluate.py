@@ -404,18 +404,18 @@ def format_report(result: dict, confidence: float = 0.95) -> str:
             continue
         lo, hi = result["ci"].get(name, (float("nan"), float("nan")))
         ci = f"[{lo:.3f}, {hi:.3f}]" if not math.isnan(lo) else ""
-        lines.append(f"{name:<14} {value:>7.3f}   {ci}")
+        lines.append(f"{name:<14} {value:>7.3f}   {ci}".rstrip())
     def with_ci(value, low, high):
         return f"{value:>9.3f} " + (f"[{low:.3f}, {high:.3f}]" if not math.isnan(low) else "")
 
     regression = "mae" in result["metrics"]
     if result["per_label"] and regression:  # one row per output, each metric with its CI
         width = max(len("output"), *(len(row["label"]) for row in result["per_label"]))
-        lines += ["", f"{'output':<{width}} " + " ".join(f"{title:>9} {'CI':<20}" for title in
-                                                          ("MAE", "RMSE", "R2", "Pearson r"))]
+        lines += ["", (f"{'output':<{width}} " + " ".join(f"{title:>9} {'CI':<24}" for title in
+                                                           ("MAE", "RMSE", "R2", "Pearson r"))).rstrip()]
         for row in result["per_label"]:
             lines.append(f"{row['label']:<{width}} " + " ".join(
-                f"{with_ci(row[key], row[key + '_low'], row[key + '_high']):<30}" for key in
+                f"{with_ci(row[key], row[key + '_low'], row[key + '_high']):<34}" for key in
                 ("mae", "rmse", "r2", "pearson_r")).rstrip())
     elif result["per_label"]:
         lines += ["", f"{'label':<10} {'n+':>4} {'AUROC':>7} {'AUPRC':>7} {'F1':>7} {'thresh':>7} {'Brier':>7} "
