@@ -110,7 +110,8 @@ def score_uploads(files: Sequence[str] | None, model: str | None = None, workdir
 
     Returns:
         ``(rows, message, records)``: ``rows`` one ``[file, rank, label, score, positive]`` per label of every
-        scored file (ranked by score; ``positive`` is "yes" / "no" at the model's ``config.label_thresholds``, ""
+        scored file (ranked by score; a regression model: its outputs in order, the value in the score column;
+        ``positive`` is "yes" / "no" at the model's ``config.label_thresholds`` (single-label: its class), ""
         for a model without them), ``message`` Markdown listing the files that were not scored with the reason (as
         ``hubert-ecg predict`` prints it) and the flags of those that were, ``records`` ``{name: path}`` of the
         scored files (for :func:`draw_record`).
@@ -133,7 +134,7 @@ def score_uploads(files: Sequence[str] | None, model: str | None = None, workdir
             upload = dict(upload, error=d["error"] and d["error"].replace(prefix, ""))
             if upload["error"] is None:
                 records[upload["name"]] = upload["path"]
-                rows += [[upload["name"], rank, p["label"], round(float(p["score"]), 4),
+                rows += [[upload["name"], rank, p["label"], round(float(p["score"] if "score" in p else p["value"]), 4),
                           {True: "yes", False: "no"}.get(p.get("positive"), "")]
                          for rank, p in enumerate(d["predictions"], 1)]
                 if d["flags"]:

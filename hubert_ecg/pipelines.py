@@ -38,7 +38,7 @@ from .windows import MIN_DURATION, WINDOW_CHOICES, RecordWindows, describe, reco
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["ECGClassificationPipeline", "aggregate_windows", "predict_main"]
+__all__ = ["ECGClassificationPipeline", "aggregate_windows", "load_feature_extractor", "predict_main"]
 
 _ALL = "all"  # sentinel default of top_k: every label
 _AGGREGATIONS = ("mean", "max")
@@ -46,18 +46,78 @@ _AGGREGATIONS = ("mean", "max")
 PREPROCESS_BLOCK = 64
 
 
-def aggregate_windows(window_scores: np.ndarray, aggregation: str = "mean") -> np.ndarray:
+def aggregate_windows(window_scores: np.ndarray, aggregation: str = "mean", problem_type: str | None = None) -> np.ndarray:
     """THE window aggregation: ``(windows, labels)`` scores of one record -> ``(labels,)`` by their mean or maximum.
 
+    The scores are those of :func:`hubert_ecg.modeling.scores_from_logits`: for multi-label, the mean (or maximum)
+    of each label's sigmoid probability; for single-label, the mean of the softmax probabilities (again a
+    distribution over the classes, whose argmax is the record's class); for regression, the mean (or maximum) of
+    each output's values. The maximum of softmax probabilities is no distribution, so ``"max"`` is refused for
+    ``problem_type="single_label_classification"``.
+
     Raises:
-        ValueError: for another ``aggregation`` or no window.
+        ValueError: for another ``aggregation``, ``"max"`` of a single-label classifier, or no window.
     """
     if aggregation not in _AGGREGATIONS:
         raise ValueError(f"aggregation must be 'mean' or 'max', got {aggregation!r}")
+    if aggregation == "max" and problem_type == "single_label_classification":
+        raise ValueError("aggregation 'max' does not apply to a single-label (multi-class) classifier: the maximum "
+                         "of each class's softmax probability over the windows is no distribution; use 'mean'")
     window_scores = np.asarray(window_scores, dtype=np.float64)
     if window_scores.ndim != 2 or window_scores.shape[0] == 0:
         raise ValueError(f"expected window scores of shape (windows >= 1, labels), got {window_scores.shape}")
     return window_scores.max(axis=0) if aggregation == "max" else window_scores.mean(axis=0)
+
+
+_DEFAULTED: set[str] = set()  # sources already announced as scored with the default feature extractor
+
+
+def load_feature_extractor(source, config=None, **kwargs):
+    """THE feature-extractor loading of every entry point (``pipeline()``, ``predict``, ``evaluate``, ``explain``,
+    ``calibrate``, embeddings): ``AutoFeatureExtractor.from_pretrained(source)``, or, when ``source`` holds a
+    HuBERT-ECG model (``config.model_type == "hubert_ecg"``) but no ``preprocessor_config.json`` (the authors' own
+    checkpoints often ship without one), ``HuBERTECGFeatureExtractor()``: its defaults are the released
+    preprocessing. The fallback is logged once per source at info level.
+
+    Args:
+        source: hub id or ``save_pretrained`` directory.
+        config: the model's config (loaded from ``source`` when None and needed).
+        kwargs: passed to ``from_pretrained`` (``revision``, ``token``, ...).
+
+    Raises:
+        OSError: as ``AutoFeatureExtractor.from_pretrained`` when ``source`` is not a HuBERT-ECG model, or when its
+            ``preprocessor_config.json`` exists but cannot be loaded.
+    """
+    from transformers import AutoConfig, AutoFeatureExtractor
+    from transformers.utils import FEATURE_EXTRACTOR_NAME, cached_file
+
+    from .processing import HuBERTECGFeatureExtractor
+
+    try:
+        return AutoFeatureExtractor.from_pretrained(source, **kwargs)
+    except OSError:
+        source = str(source)
+        if Path(source).is_dir():
+            present = (Path(source) / FEATURE_EXTRACTOR_NAME).is_file()
+        else:
+            try:
+                present = cached_file(source, FEATURE_EXTRACTOR_NAME, _raise_exceptions_for_missing_entries=False,
+                                      _raise_exceptions_for_connection_errors=False, **kwargs) is not None
+            except (OSError, ValueError):  # not a hub id (e.g. a directory that no longer exists)
+                present = False
+        if present:
+            raise
+        try:
+            config = config if config is not None else AutoConfig.from_pretrained(source, **kwargs)
+        except (OSError, ValueError):
+            config = None
+        if getattr(config, "model_type", None) != "hubert_ecg":
+            raise
+    if source not in _DEFAULTED:
+        _DEFAULTED.add(source)
+        logger.info(f"{source}: no {FEATURE_EXTRACTOR_NAME}; using HuBERTECGFeatureExtractor() (its defaults are "
+                    "the released HuBERT-ECG preprocessing)")
+    return HuBERTECGFeatureExtractor()
 
 
 class _Rows(torch.utils.data.Dataset):
@@ -90,8 +150,9 @@ class ECGClassificationPipeline(ChunkPipeline):
     Call parameters:
         batch_size: windows per forward pass (batched across records); ``num_workers``: DataLoader workers for
             reading and preprocessing (transformers runs a ChunkPipeline with at most one).
-        top_k: number of labels returned, highest score first; ``None`` or leave out for all labels.
-        aggregation: ``"mean"`` (default) or ``"max"`` of the per-window scores (:func:`aggregate_windows`).
+        top_k: number of labels returned, highest score first; ``None`` or leave out for all labels (classifiers).
+        aggregation: ``"mean"`` (default) or ``"max"`` of the per-window scores (:func:`aggregate_windows`; mean
+            only for a single-label classifier).
         function_to_apply: ``"sigmoid"``, ``"softmax"`` or ``"none"``; default from the model's problem type,
             with the model's ``config.score_calibration`` applied (an explicit value gives uncalibrated scores).
         window: ``"all"`` (default), ``"first"`` (the first 5 s, as the release evaluates) or ``"random"``
@@ -116,10 +177,23 @@ class ECGClassificationPipeline(ChunkPipeline):
     input and listed in ``flags`` (``return_details=True``). A record whose leads are all flat is refused.
 
     Returns:
-        For one input, a list of ``{"label": str, "score": float}`` sorted by decreasing score; for a list, one
-        such list per input; for a generator or dataset, an iterator of them. For a model with
-        ``config.label_thresholds`` (``hubert-ecg calibrate``), each label with a threshold also has ``"positive"``:
-        whether its score is at or above the threshold (not with an explicit ``function_to_apply``).
+        For one input, a list of predictions; for a list, one such list per input; for a generator or dataset, an
+        iterator of them. What a prediction is depends on the model's problem type (``config.problem_type_of()``):
+
+        * multi-label (sigmoid): ``{"label": str, "score": float}`` per label, sorted by decreasing score. For a
+          model with ``config.label_thresholds`` (``hubert-ecg calibrate``), each label with a threshold also has
+          ``"positive"``: whether its score is at or above the threshold (not with an explicit
+          ``function_to_apply``).
+        * single-label / multi-class (softmax): ``{"label", "score", "positive"}`` per class, sorted by decreasing
+          probability (the probabilities sum to 1); ``"positive"`` is True for exactly one class, the record's
+          class: the argmax of the window-mean probabilities (no per-label thresholds; not with an explicit
+          ``function_to_apply``). ``aggregation="max"`` is refused.
+        * regression: ``{"label": str, "value": float}`` per output, in output order (``top_k`` does not apply):
+          the model's outputs averaged (or maximised) over the windows, in the unit the model was trained on; no
+          thresholds, no calibration.
+
+        Where the model's config has ``label_descriptions`` (label -> readable description, e.g. from
+        :func:`hubert_ecg.label_sets.load_label_set`), each prediction of a described label has ``"description"``.
 
     Raises:
         ValueError: naming the input, for an unreadable or missing file, a record shorter than ``min_duration``,
@@ -129,8 +203,21 @@ class ECGClassificationPipeline(ChunkPipeline):
 
     _load_processor = False
     _load_image_processor = False
-    _load_feature_extractor = True
+    # None: pipeline() tries AutoFeatureExtractor and passes None where it fails; __init__ then falls back to
+    # load_feature_extractor (the default feature extractor for a HuBERT-ECG model without one, else the error)
+    _load_feature_extractor = None
     _load_tokenizer = False
+
+    def __init__(self, model, *args, **kwargs):
+        if kwargs.get("feature_extractor") is None and not args and not isinstance(model, str):
+            source = getattr(model, "name_or_path", None) or getattr(model.config, "_name_or_path", None)
+            if source:
+                kwargs["feature_extractor"] = load_feature_extractor(source, model.config)
+            elif getattr(model.config, "model_type", None) == "hubert_ecg":
+                from .processing import HuBERTECGFeatureExtractor
+
+                kwargs["feature_extractor"] = HuBERTECGFeatureExtractor()
+        super().__init__(model, *args, **kwargs)
 
     def _sanitize_parameters(
         self,
@@ -180,6 +267,8 @@ class ECGClassificationPipeline(ChunkPipeline):
             if function_to_apply not in ("sigmoid", "softmax", "none"):
                 raise ValueError(f"function_to_apply must be 'sigmoid', 'softmax' or 'none', got {function_to_apply!r}")
             postprocess["function_to_apply"] = function_to_apply
+        if aggregation == "max":
+            aggregate_windows(np.zeros((1, 1)), "max", self._problem_type(function_to_apply))  # refused: its error
         if min_duration is not None and (not isinstance(min_duration, (int, float)) or min_duration < 0):
             raise ValueError(f"min_duration must be a number of seconds >= 0, got {min_duration!r}")
         if return_details is not None:
@@ -280,8 +369,9 @@ class ECGClassificationPipeline(ChunkPipeline):
 
     def postprocess(self, model_outputs, top_k=None, aggregation="mean", function_to_apply=None,
                     return_details=False):
-        """The window logits of one record -> ``[{"label", "score"}]`` sorted by decreasing score (an unusable
-        input in ``skip_errors`` mode -> ``{"name", "error"}``); with ``return_details`` a dict ``name``,
+        """The window logits of one record -> its predictions (see the class docstring: ``[{"label", "score"}]``
+        sorted by decreasing score for a classifier, ``[{"label", "value"}]`` in output order for a regression; an
+        unusable input in ``skip_errors`` mode -> ``{"name", "error"}``); with ``return_details`` a dict ``name``,
         ``predictions``, ``windows``, ``flags``, ``error``."""
         first = model_outputs[0]
         if first["error"] is not None:
@@ -293,19 +383,30 @@ class ECGClassificationPipeline(ChunkPipeline):
         logits = torch.cat([out["logits"] for out in model_outputs]).cpu().numpy().astype(np.float64)
         config = self.model.config
         own = function_to_apply is None  # the model's own scores: calibrated, with its thresholds
-        calibration = config.score_calibration if own else None
-        scores = aggregate_windows(scores_from_logits(logits, self._problem_type(function_to_apply), calibration),
-                                   aggregation)
-        order = np.argsort(-scores, kind="stable")
-        if top_k is not None:
-            order = order[:top_k]
-        id2label, thresholds = config.id2label, (config.label_thresholds or {}) if own else {}
-        predictions = []
-        for i in order:
-            label = id2label[int(i)]
-            predictions.append({"label": label, "score": float(scores[i])})
-            if label in thresholds:
-                predictions[-1]["positive"] = bool(scores[i] >= thresholds[label])
+        model_type, problem_type = config.problem_type_of(), self._problem_type(function_to_apply)
+        calibration = config.score_calibration if own and problem_type != "regression" else None
+        scores = aggregate_windows(scores_from_logits(logits, problem_type, calibration), aggregation, problem_type)
+        id2label = config.id2label
+        descriptions = getattr(config, "label_descriptions", None) or {}
+        if model_type == "regression":  # values, not probabilities: every output, in output order
+            predictions = [{"label": id2label[i], "value": float(scores[i])} for i in range(len(scores))]
+        else:
+            order = np.argsort(-scores, kind="stable")
+            if top_k is not None:
+                order = order[:top_k]
+            single = own and model_type == "single_label_classification"  # one class per record: the argmax
+            thresholds = (config.label_thresholds or {}) if own and not single else {}
+            predictions = []
+            for rank, i in enumerate(order):
+                label = id2label[int(i)]
+                predictions.append({"label": label, "score": float(scores[i])})
+                if single:
+                    predictions[-1]["positive"] = rank == 0
+                elif label in thresholds:
+                    predictions[-1]["positive"] = bool(scores[i] >= thresholds[label])
+        for prediction in predictions:
+            if prediction["label"] in descriptions:
+                prediction["description"] = descriptions[prediction["label"]]
         if return_details:
             return {"name": first["name"], "predictions": predictions, "windows": len(model_outputs),
                     "flags": list(first["flags"]), "error": None}
@@ -385,36 +486,95 @@ def _flag_text(flags) -> str:
     return "; ".join(flags)
 
 
-def _format(details: list[dict], fmt: str) -> str:
-    """The rows of ``hubert-ecg predict``: one per input (see :func:`predict_main`)."""
+#: a model with more labels than this shows, by default, its TABLE_TOP_K highest labels (and its positives) in the
+#: ``predict`` table; csv and json list every label unless ``--top-k`` says otherwise
+MANY_LABELS = 10
+TABLE_TOP_K = 5
+
+
+def _value_text(value: float) -> str:
+    """A regression output as printed: a plain number (5 significant digits), never a probability."""
+    return f"{value:.5g}"
+
+
+def _format(details: list[dict], fmt: str, problem_type: str = "multi_label_classification",
+            table_top_k: int | None = None) -> str:
+    """The rows of ``hubert-ecg predict``: one per input (see :func:`predict_main`).
+
+    ``problem_type``: the model's (``config.problem_type_of()``): a regression prints its outputs in order as
+    values (csv: one column per output); a classifier its labels by decreasing score, ``*`` marking the positives
+    (its thresholds; for single-label the argmax, the record's one class). ``table_top_k``: in the table, show only
+    this many highest labels per input, plus any positive beyond them (None: every label returned)."""
+    regression = problem_type == "regression"
     if fmt == "json":
         return json.dumps([{"file": d["name"], "windows": d["windows"], "predictions": d["predictions"],
                             "flags": d["flags"], "error": d["error"]} for d in details], indent=2)
-    thresholded = any("positive" in p for d in details for p in (d["predictions"] or []))
+    predictions = [p for d in details for p in (d["predictions"] or [])]
+    thresholded = any("positive" in p for p in predictions)
+    described = any("description" in p for p in predictions)
     if fmt == "csv":
-        ranks = max([len(d["predictions"] or []) for d in details] + [0])
-        kinds = ("label", "score", "positive") if thresholded else ("label", "score")
         buffer = _io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
+        if regression:  # one column per output, named by id2label
+            names = list(dict.fromkeys(p["label"] for p in predictions))
+            writer.writerow(["file", "windows", *names, "flags", "error"])
+            for d in details:
+                values = {p["label"]: repr(p["value"]) for p in (d["predictions"] or [])}
+                writer.writerow([d["name"], d["windows"], *[values.get(n, "") for n in names], _flag_text(d["flags"]),
+                                 d["error"] or ""])
+            return buffer.getvalue().rstrip("\n")
+        ranks = max([len(d["predictions"] or []) for d in details] + [0])
+        kinds = ("label",) + (("description",) if described else ()) + ("score",) + (
+            ("positive",) if thresholded else ())
         writer.writerow(["file", "windows"] + [f"{kind}_{r}" for r in range(1, ranks + 1) for kind in kinds]
                         + ["flags", "error"])
         for d in details:
-            cells = [c for p in (d["predictions"] or []) for c in (p["label"], f"{p['score']:.4f}",
-                                                                    int(p.get("positive", 0)))[:len(kinds)]]
+            cells = []
+            for p in d["predictions"] or []:
+                cell = {"label": p["label"], "description": p.get("description", ""), "score": f"{p['score']:.4f}",
+                        "positive": int(p.get("positive", 0))}
+                cells += [cell[kind] for kind in kinds]
             cells += [""] * (len(kinds) * ranks - len(cells))
             writer.writerow([d["name"], d["windows"], *cells, _flag_text(d["flags"]), d["error"] or ""])
         return buffer.getvalue().rstrip("\n")
+
+    def shown(items):
+        if table_top_k is None or regression:
+            return items
+        return [p for rank, p in enumerate(items) if rank < table_top_k or p.get("positive")]
+
     width = max([len("file")] + [len(d["name"]) for d in details])
-    lines = [f"{'file':<{width}}  predictions (score)"]
+    lines = [f"{'file':<{width}}  " + ("outputs (value)" if regression else "predictions (score)")]
+    hidden = 0
     for d in details:
         if d["error"] is not None:
             lines.append(f"{d['name']:<{width}}  not scored: {d['error']}")
             continue
-        row = f"{d['name']:<{width}}  " + "  ".join(
-            f"{p['label']} {p['score']:.3f}{'*' if p.get('positive') else ''}" for p in d["predictions"])
-        lines.append(row + (f"  [{_flag_text(d['flags'])}]" if d["flags"] else ""))
+        items = shown(d["predictions"])
+        hidden = max(hidden, len(d["predictions"]) - len(items))
+        flags = f"  [{_flag_text(d['flags'])}]" if d["flags"] else ""
+        if regression:
+            lines.append(f"{d['name']:<{width}}  " + "  ".join(
+                f"{p['label']} {_value_text(p['value'])}" + (f" ({p['description']})" if "description" in p else "")
+                for p in items) + flags)
+        elif described:  # one line per label: code, score, description
+            label_width = max(len(p["label"]) for p in items) if items else 0
+            for row, p in enumerate(items):
+                mark = "*" if p.get("positive") else " "
+                text = f"{p['label']:<{label_width}} {p['score']:.3f}{mark}  {p.get('description', '')}".rstrip()
+                lines.append(f"{d['name'] if row == 0 else '':<{width}}  {text}" + (flags if row == 0 else ""))
+            if not items:
+                lines.append(f"{d['name']:<{width}}" + flags)
+        else:
+            lines.append(f"{d['name']:<{width}}  " + "  ".join(
+                f"{p['label']} {p['score']:.3f}{'*' if p.get('positive') else ''}" for p in items) + flags)
+    if hidden:
+        lines.append(f"showing the {table_top_k} highest labels per file (and any marked *); --top-k N or "
+                     "--format csv/json for more")
     if thresholded:
-        lines.append("* at or above the label's decision threshold (the model's config.label_thresholds)")
+        lines.append("* the predicted class (the highest probability; single-label)"
+                     if problem_type == "single_label_classification" else
+                     "* at or above the label's decision threshold (the model's config.label_thresholds)")
     return "\n".join(lines)
 
 
@@ -471,7 +631,10 @@ def predict_main(argv: list[str] | None = None) -> int:
                         help="ECG files (WFDB record names or .hea/.dat, .mat, .npy, ...), directories (every "
                         "record under them) or manifests (.csv with a filename column, .txt one path a line)")
     parser.add_argument("--model", default=None, help="hub id or save_pretrained directory (default: demo model)")
-    parser.add_argument("--top-k", type=int, default=None, help="labels per file (default: all)")
+    parser.add_argument("--top-k", type=int, default=None,
+                        help=f"labels per file, highest first (default: all; the table of a model with more than "
+                        f"{MANY_LABELS} labels shows the {TABLE_TOP_K} highest and the positives); regression models "
+                        "print every output")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
     parser.add_argument("--aggregation", choices=("mean", "max"), default="mean", help="over the 5 s windows")
     parser.add_argument("--stride", type=float, default=None, help="window stride in seconds (default 5)")
@@ -532,15 +695,22 @@ def predict_main(argv: list[str] | None = None) -> int:
         print(f"hubert-ecg predict: error: {err}", file=sys.stderr)
         return 2
     readable = [item for item, error in inputs if error is None]
-    scored = iter(clf.predict_details(
-        readable, batch_size=args.batch_size, top_k=args.top_k, aggregation=args.aggregation,
-        stride_seconds=args.stride, min_duration=args.min_duration, sampling_rate=args.sampling_rate,
-        lead_names=lead_names,
-    ))
+    config = clf.model.config
+    problem_type = config.problem_type_of()
+    try:
+        scored = iter(clf.predict_details(
+            readable, batch_size=args.batch_size, top_k=args.top_k, aggregation=args.aggregation,
+            stride_seconds=args.stride, min_duration=args.min_duration, sampling_rate=args.sampling_rate,
+            lead_names=lead_names,
+        ))
+    except ValueError as err:  # an option the model refuses (e.g. --aggregation max of a multi-class model)
+        print(f"hubert-ecg predict: error: {err}", file=sys.stderr)
+        return 2
     details = [next(scored) if error is None else
                {"name": item, "predictions": None, "windows": 0, "flags": [], "error": error}
                for item, error in inputs]
-    print(_format(details, args.format))
+    many = args.top_k is None and config.num_labels > MANY_LABELS
+    print(_format(details, args.format, problem_type, TABLE_TOP_K if many else None))
     skipped = [d for d in details if d["error"] is not None]
     if skipped:
         print(f"hubert-ecg predict: skipped {len(skipped)} of {len(details)} input(s):", file=sys.stderr)

@@ -142,3 +142,133 @@ def test_evaluate_clear_errors(tiny_dir, manifest, tmp_path, capsys):
     assert "none of the 1 records could be scored" in capsys.readouterr().err
     assert evaluate.main(["--model", str(tmp_path / "nope"), "--test_csv", str(csv)]) == 2
     assert "cannot load the model" in capsys.readouterr().err
+
+
+RECORDS = ["00010_hr", "00008_hr", "00026_hr", "00030_hr", "00195_hr", "00223_hr", "00047_hr", "00041_hr"]
+
+
+def _tiny(path, problem_type, labels):
+    torch.manual_seed(1)
+    config = HuBERTECGConfig.from_preset("small", **TINY, id2label=dict(enumerate(labels)),
+                                         label2id={n: i for i, n in enumerate(labels)}, problem_type=problem_type)
+    model = HuBERTECGForSequenceClassification(config)
+    with torch.no_grad():
+        model.classifier.weight.normal_(0, 1.0)  # spread the outputs
+    model.save_pretrained(path)  # no preprocessor_config.json: the default feature extractor (as released)
+    return model.eval()
+
+
+def _first_window_logits(model, folder):
+    from hubert_ecg import read_ecg
+
+    fe = HuBERTECGFeatureExtractor()
+    with torch.no_grad():
+        return np.concatenate([model(input_values=fe(read_ecg(folder / r), return_tensors="pt")["input_values"])
+                               .logits.double().numpy() for r in RECORDS])
+
+
+def _bootstrap(y, s, metric, n, seed=0, confidence=0.95):
+    """The percentile bootstrap, written out: the records drawn as metrics.bootstrap_ci draws them."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n):
+        index = rng.integers(0, len(s), len(s))
+        values.append(metric(y[index], s[index]))
+    values = np.asarray(values)
+    values = values[np.isfinite(values)]
+    return np.quantile(values, (1 - confidence) / 2), np.quantile(values, (1 + confidence) / 2)
+
+
+def test_evaluate_single_label(tmp_path, data_dir, capsys):
+    """Multi-class: accuracy, macro F1 of the argmax and one-vs-rest macro AUROC equal scikit-learn's on the softmax
+    of the model called directly, each with its bootstrap CI; labels as class indices or class names."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    folder = data_dir / "ptbxl" / "records500" / "00000"
+    classes = ["AF", "SR", "STACH"]
+    model = _tiny(tmp_path / "model", "single_label_classification", classes)
+    y = np.array([0, 1, 2, 0, 1, 2, 1, 1])
+    (tmp_path / "idx.csv").write_text("filename,age,sex,rhythm\n" + "".join(
+        f"{r},50,M,{c}\n" for r, c in zip(RECORDS, y)))
+    (tmp_path / "names.csv").write_text("filename,rhythm\n" + "".join(
+        f"{r},{classes[c]}\n" for r, c in zip(RECORDS, y)))
+    out = tmp_path / "eval"
+    argv = ["--model", str(tmp_path / "model"), "--data_dir", str(folder), "--n_bootstrap", "40",
+            "--plot_roc", "false"]
+    assert evaluate.main([*argv, "--test_csv", str(tmp_path / "idx.csv"), "--output_dir", str(out)]) == 0
+    report = capsys.readouterr().out
+    assert "accuracy" in report and "argmax" in report
+    summary = json.loads((out / "metrics.json").read_text())
+    logits = _first_window_logits(model, folder)
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    m = summary["metrics"]
+    assert m["accuracy"] == pytest.approx(accuracy_score(y, probs.argmax(1)))
+    assert m["macro_f1"] == pytest.approx(f1_score(y, probs.argmax(1), average="macro"))
+    assert m["macro_auroc"] == pytest.approx(roc_auc_score(y, probs, multi_class="ovr", average="macro"), abs=1e-6)
+    for name in ("accuracy", "macro_f1", "macro_auroc"):
+        low, high = summary["ci"][name]
+        assert low <= high
+    low, high = _bootstrap(y, probs, lambda a, b: accuracy_score(a, b.argmax(1)), 40)
+    assert summary["ci"]["accuracy"] == pytest.approx([low, high])
+    by_name = evaluate.evaluate(evaluate.EvaluateArguments(
+        model=str(tmp_path / "model"), test_csv=str(tmp_path / "names.csv"), data_dir=str(folder), n_bootstrap=0))
+    assert by_name["metrics"] == pytest.approx(m)
+    assert evaluate.main([*argv, "--test_csv", str(tmp_path / "idx.csv"), "--tta_windows", "2",
+                          "--tta_aggregation", "max"]) == 2
+    assert "single-label" in capsys.readouterr().err
+
+
+def test_evaluate_regression(tmp_path, data_dir, capsys):
+    """Regression: MAE, RMSE, R2 and Pearson r per output and their mean over the outputs, equal to scikit-learn's
+    and scipy's on the model called directly, each with its bootstrap CI; targets from the columns named as the
+    outputs, whatever else the manifest holds."""
+    from scipy.stats import pearsonr
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    folder = data_dir / "ptbxl" / "records500" / "00000"
+    outputs = ["QTc_ms", "HR_bpm"]
+    model = _tiny(tmp_path / "model", "regression", outputs)
+    logits = _first_window_logits(model, folder)
+    rng = np.random.default_rng(3)
+    targets = logits * rng.uniform(0.5, 1.5, logits.shape) + rng.normal(0, 0.3, logits.shape)
+    ages = np.array([31.0, 45.0, 52.0, 60.0, 67.0, 70.0, 75.0, 82.0])
+    (tmp_path / "targets.csv").write_text("filename,age,sex,HR_bpm,QTc_ms,other\n" + "".join(
+        f"{r},{a},F,{float(t[1])!r},{float(t[0])!r},7\n" for r, a, t in zip(RECORDS, ages, targets)))
+    out = tmp_path / "eval"
+    argv = ["--model", str(tmp_path / "model"), "--test_csv", str(tmp_path / "targets.csv"), "--data_dir",
+            str(folder), "--n_bootstrap", "50", "--output_dir", str(out), "--save_probabilities", "true"]
+    assert evaluate.main(argv) == 0
+    report = capsys.readouterr().out
+    assert "Pearson r" in report and "QTc_ms" in report and "auroc" not in report.lower()
+    summary = json.loads((out / "metrics.json").read_text())
+    expected = {}
+    for j, name in enumerate(outputs):
+        t, p = targets[:, j], logits[:, j]
+        expected[name] = {"mae": mean_absolute_error(t, p), "rmse": np.sqrt(mean_squared_error(t, p)),
+                          "r2": r2_score(t, p), "pearson_r": pearsonr(t, p)[0]}
+    import csv
+
+    rows = {row["label"]: row for row in csv.DictReader((out / "per_label.csv").open())}
+    for name in outputs:
+        for key, value in expected[name].items():
+            assert float(rows[name][key]) == pytest.approx(value, rel=1e-5), (name, key)
+            assert float(rows[name][f"{key}_low"]) <= float(rows[name][f"{key}_high"])
+    for key in ("mae", "rmse", "r2", "pearson_r"):
+        assert summary["metrics"][key] == pytest.approx(np.mean([expected[n][key] for n in outputs]), rel=1e-5)
+        assert summary["ci"][key][0] <= summary["metrics"][key] <= summary["ci"][key][1] or key == "r2"
+    low, high = _bootstrap(targets[:, 0], logits[:, 0], lambda t, p: np.abs(t - p).mean(), 50)
+    assert [float(rows["QTc_ms"]["mae_low"]), float(rows["QTc_ms"]["mae_high"])] == pytest.approx([low, high],
+                                                                                                   rel=1e-5)
+    header = (out / "probabilities.csv").read_text().splitlines()[0]
+    assert header == "file,pred_QTc_ms,pred_HR_bpm,y_QTc_ms,y_HR_bpm"
+    assert not (out / "roc_curves.png").exists()
+
+    # one output named age: the manifest's age column is its target
+    age = _tiny(tmp_path / "age", "regression", ["age"])
+    result = evaluate.evaluate(evaluate.EvaluateArguments(
+        model=str(tmp_path / "age"), test_csv=str(tmp_path / "targets.csv"), data_dir=str(folder), n_bootstrap=0))
+    p = _first_window_logits(age, folder)[:, 0]
+    assert result["metrics"]["mae"] == pytest.approx(mean_absolute_error(ages, p), rel=1e-5)
+    assert result["per_label"][0]["pearson_r"] == pytest.approx(pearsonr(ages, p)[0], rel=1e-5)
+    assert evaluate.main(["--model", str(tmp_path / "age"), "--ptbxl_dir", str(data_dir / "ptbxl")]) == 2
+    assert "--test_csv" in capsys.readouterr().err

@@ -336,3 +336,158 @@ def test_long_record_path_lazy_and_streamed_gives_the_same_scores(clf, records, 
     assert isinstance(io.read_ecg(path, lazy=True).signal, io.LazySignal)
     streamed = clf(path, stride_seconds=1.0, batch_size=4)
     np.testing.assert_allclose(_as_vector(streamed), _as_vector(eager), rtol=1e-5, atol=1e-6)
+
+
+def test_model_directory_without_preprocessor_config(tmp_path, records, caplog, capsys):
+    """The authors' checkpoints often ship without preprocessor_config.json: pipeline(), predict, evaluate and the
+    embeddings pipeline fall back to HuBERTECGFeatureExtractor() (the released preprocessing), said once at info
+    level; the scores equal those of the same model saved with the default feature extractor."""
+    import logging
+    import shutil
+
+    from transformers import pipeline
+
+    from hubert_ecg.pipelines import load_feature_extractor
+
+    with_fe, without = tmp_path / "with", tmp_path / "without"
+    _save_tiny(with_fe)
+    shutil.copytree(with_fe, without)
+    (without / "preprocessor_config.json").unlink()
+    caplog.set_level(logging.INFO, logger="hubert_ecg.pipelines")
+    clf = pipeline("ecg-classification", model=str(without))
+    assert isinstance(clf.feature_extractor, HuBERTECGFeatureExtractor)
+    assert clf.feature_extractor.to_dict() == HuBERTECGFeatureExtractor().to_dict()
+    notes = [r.getMessage() for r in caplog.records if "preprocessor_config.json" in r.getMessage()]
+    assert len(notes) == 1 and str(without) in notes[0] and caplog.records[-1].levelno == logging.INFO
+    reference = pipeline("ecg-classification", model=str(with_fe))
+    assert clf(records[0]) == reference(records[0])
+    load_feature_extractor(str(without))  # once per source
+    assert len([r for r in caplog.records if "preprocessor_config.json" in r.getMessage()]) == 1
+
+    assert predict_main([records[0], "--model", str(without), "--format", "json"]) == 0
+    predicted, expected = json.loads(capsys.readouterr().out)[0]["predictions"], reference(records[0])
+    assert [p["label"] for p in predicted] == [p["label"] for p in expected]  # batched: equal to float32 rounding
+    np.testing.assert_allclose([p["score"] for p in predicted], [p["score"] for p in expected], rtol=1e-5)
+    embed = pipeline("ecg-feature-extraction", model=str(without))
+    assert isinstance(embed.feature_extractor, HuBERTECGFeatureExtractor)
+
+    # a model that is not HuBERT-ECG, or a preprocessor_config.json that cannot be read, is still an error
+    (without / "preprocessor_config.json").write_text("{not json")
+    with pytest.raises(OSError):
+        load_feature_extractor(str(without))
+    with pytest.raises(ValueError, match="cannot load the model"):
+        hubert_ecg.pipelines.load_pipeline(str(without))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(OSError):
+        load_feature_extractor(str(other))
+
+
+def _logits_by_hand(model, record, starts):
+    """The model's logits ``(windows, labels)`` for ``record`` computed without the pipeline."""
+    features = HuBERTECGFeatureExtractor()(read_ecg(record), window_starts=starts, return_tensors="pt")
+    with torch.no_grad():
+        return model(input_values=features["input_values"]).logits.double().numpy()
+
+
+def test_aggregate_windows_per_problem_type():
+    from hubert_ecg.modeling import scores_from_logits
+    from hubert_ecg.pipelines import aggregate_windows
+
+    logits = np.array([[2.0, -1.0, 0.5], [-0.5, 1.5, 0.0], [0.3, 0.2, 0.1]])
+    probabilities = aggregate_windows(scores_from_logits(logits, "single_label_classification"), "mean",
+                                      "single_label_classification")
+    assert probabilities.sum() == pytest.approx(1.0)
+    softmax = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(probabilities, softmax.mean(axis=0))
+    with pytest.raises(ValueError, match="single-label"):
+        aggregate_windows(softmax, "max", "single_label_classification")
+    np.testing.assert_allclose(aggregate_windows(logits, "mean", "regression"), logits.mean(axis=0))
+    np.testing.assert_allclose(aggregate_windows(logits, "max", "regression"), logits.max(axis=0))
+    sigmoid = 1 / (1 + np.exp(-logits))
+    np.testing.assert_allclose(aggregate_windows(sigmoid, "max", "multi_label_classification"), sigmoid.max(axis=0))
+
+
+def test_single_label_end_to_end(tmp_path, records, capsys):
+    """Multi-class: softmax probabilities that sum to 1 and exactly one class per record, the argmax of the
+    window-mean probabilities, in the pipeline and in predict's table, csv and json."""
+    import csv
+
+    from transformers import pipeline
+
+    classes = ["AF", "SR", "STACH", "SBRAD"]
+    model = _save_tiny(tmp_path, "single_label_classification", classes)
+    model.config.label_thresholds = {"AF": 0.01}  # a threshold does not apply to a multi-class model
+    model.config.save_pretrained(tmp_path)
+    clf = pipeline("ecg-classification", model=str(tmp_path))
+    for record in records:
+        logits = _logits_by_hand(model, record, [0.0, 5.0])
+        expected = (np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)).mean(axis=0)
+        result = clf(record)
+        assert sum(r["score"] for r in result) == pytest.approx(1.0, abs=1e-6)
+        np.testing.assert_allclose([r["score"] for r in result], np.sort(expected)[::-1], rtol=1e-5)
+        assert [r["positive"] for r in result] == [True, False, False, False]
+        assert result[0]["label"] == classes[int(np.argmax(expected))]
+    assert sum(p["positive"] for p in clf(records[0], top_k=2)) == 1
+    assert "positive" not in clf(records[0], function_to_apply="softmax")[0]  # explicit: scores only
+    with pytest.raises(ValueError, match="single-label"):
+        clf(records[0], aggregation="max")
+
+    assert predict_main([*records, "--model", str(tmp_path), "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [sum(p["positive"] for p in o["predictions"]) for o in out] == [1, 1]
+    assert [o["predictions"][0]["label"] for o in out] == [clf(r)[0]["label"] for r in records]
+    assert predict_main([*records, "--model", str(tmp_path), "--format", "csv"]) == 0
+    header, *rows = csv.reader(capsys.readouterr().out.splitlines())
+    positives = [i for i, name in enumerate(header) if name.startswith("positive_")]
+    assert len(positives) == 4 and [sum(int(row[i]) for i in positives) for row in rows] == [1, 1]
+    assert predict_main([*records, "--model", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.count("*") for line in lines[1:3]] == [1, 1] and lines[-1].startswith("* the predicted class")
+    assert lines[1].split()[1:3] == [out[0]["predictions"][0]["label"], f"{out[0]['predictions'][0]['score']:.3f}*"]
+    assert predict_main([records[0], "--model", str(tmp_path), "--aggregation", "max"]) == 2
+    assert "single-label" in capsys.readouterr().err
+
+
+def test_regression_end_to_end(tmp_path, records, capsys):
+    """Regression: one value per output, named by id2label, in output order, equal to the model's outputs averaged
+    over the windows; no score, threshold, calibration or * flag; printed as numbers."""
+    import csv
+
+    from transformers import pipeline
+
+    outputs = ["QTc_ms", "HR_bpm"]
+    model = _save_tiny(tmp_path / "two", "regression", outputs)
+    clf = pipeline("ecg-classification", model=str(tmp_path / "two"))
+    expected = {r: _logits_by_hand(model, r, [0.0, 5.0]) for r in records}
+    for record in records:
+        result = clf(record, top_k=1)  # top_k does not apply: every output, in order
+        assert [r["label"] for r in result] == outputs and all(set(r) == {"label", "value"} for r in result)
+        np.testing.assert_allclose([r["value"] for r in result], expected[record].mean(axis=0), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose([r["value"] for r in clf(record, aggregation="max")],
+                                   expected[record].max(axis=0), rtol=1e-5, atol=1e-6)
+
+    assert predict_main([*records, "--model", str(tmp_path / "two"), "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    for o, record in zip(out, records):
+        assert [p["label"] for p in o["predictions"]] == outputs
+        np.testing.assert_allclose([p["value"] for p in o["predictions"]], expected[record].mean(axis=0), rtol=1e-5,
+                                   atol=1e-6)
+    assert predict_main([*records, "--model", str(tmp_path / "two"), "--format", "csv"]) == 0
+    header, *rows = csv.reader(capsys.readouterr().out.splitlines())
+    assert header == ["file", "windows", *outputs, "flags", "error"]
+    for row, o in zip(rows, out):
+        np.testing.assert_allclose([float(v) for v in row[2:4]], [p["value"] for p in o["predictions"]], rtol=1e-12)
+    assert predict_main([*records, "--model", str(tmp_path / "two")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["file", "outputs", "(value)"] and len(lines) == 3 and "*" not in "".join(lines)
+    for line, o in zip(lines[1:], out):
+        cells = line.split()[1:]
+        assert cells[0::2] == outputs  # output order, not sorted by value
+        np.testing.assert_allclose([float(c) for c in cells[1::2]], [p["value"] for p in o["predictions"]], rtol=1e-4)
+
+    age = _save_tiny(tmp_path / "age", "regression", ["age"])
+    result = pipeline("ecg-classification", model=str(tmp_path / "age"))(records[0])
+    assert [r["label"] for r in result] == ["age"]
+    assert result[0]["value"] == pytest.approx(float(_logits_by_hand(age, records[0], [0.0, 5.0]).mean()), rel=1e-5)

@@ -148,9 +148,10 @@ def calibrate(args: CalibrateArguments) -> dict:
             arguments (as ``hubert-ecg evaluate``), or no record that could be scored.
     """
     import hubert_ecg  # noqa: F401  (registers the model type)
-    from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForSequenceClassification
+    from transformers import AutoConfig, AutoModelForSequenceClassification
 
     from ..modeling import scores_from_logits
+    from ..pipelines import load_feature_extractor
     from .evaluate import labelled_records, score_records
     from .metrics import classification_metrics
 
@@ -165,7 +166,7 @@ def calibrate(args: CalibrateArguments) -> dict:
                          f"copied to --output_dir), got {args.model!r}")
     try:
         model = AutoModelForSequenceClassification.from_pretrained(args.model)
-        feature_extractor = AutoFeatureExtractor.from_pretrained(args.model)
+        feature_extractor = load_feature_extractor(args.model, model.config)
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot load the model {args.model!r}: {type(err).__name__}: {err}") from None
     config = model.config

@@ -4,8 +4,8 @@ Two sources:
 
 * a CSV manifest in the original release's format: a ``filename`` column (paths relative to a data directory, in
   any format :func:`hubert_ecg.io.read_ecg` reads), optional ``age`` and ``sex`` columns, then the label columns:
-  several 0/1 columns for multi-label classification, one integer column (class index) for multi-class
-  classification, or one float column for regression (:func:`load_manifest`);
+  several 0/1 columns for multi-label classification, one integer column (class index; or class names, given
+  the model's label names) for multi-class classification, or one float column for regression (:func:`load_manifest`);
 * PTB-XL metadata, ``ptbxl_database.csv`` and ``scp_statements.csv``, for the label sets of the PTB-XL benchmark
   (Strodthoff et al., IEEE JBHI 2021): ``all``, ``diagnostic``, ``subdiagnostic``, ``superdiagnostic``, ``form`` and
   ``rhythm``, split by ``strat_fold`` (1-8 train, 9 validation, 10 test) (:func:`load_ptbxl`).
@@ -121,7 +121,8 @@ def read_manifest(
     """Read a CSV manifest in the original release's format.
 
     Columns: ``filename`` (relative to ``data_dir``, default the CSV's folder; absolute paths are kept), optional
-    ``age`` and ``sex``, then the label columns. The problem type is inferred when not given: one integer column
+    ``age`` and ``sex``, then the label columns (for a regression with ``label_names``: the columns of those
+    names). The problem type is inferred when not given: one integer column
     -> ``single_label_classification`` (class indices 0..num_labels-1), one float column -> ``regression``,
     several 0/1 columns -> ``multi_label_classification``.
 
@@ -131,7 +132,9 @@ def read_manifest(
         num_labels: expected number of labels (of classes for single-label); checked against the columns.
         problem_type: one of :data:`PROBLEM_TYPES`, or None to infer it.
         label_names: expected label names (e.g. a model's ``id2label``): the label columns are reordered to
-            match them; a missing name is an error.
+            match them; a missing name is an error. For a regression they are the target columns by name (any
+            other columns are ignored; ``age`` too is a target when an output is named ``age``); unnamed outputs
+            (no column of that name) take the label columns in order.
 
     Returns:
         :class:`LabelledRecords`.
@@ -153,6 +156,13 @@ def read_manifest(
     if problem_type is not None and problem_type not in PROBLEM_TYPES:
         raise ValueError(f"problem_type must be one of {PROBLEM_TYPES}, got {problem_type!r}")
     columns = [c for c in frame.columns if c not in _META_COLUMNS and not str(c).startswith("Unnamed:")]
+    if problem_type == "regression" and label_names is not None and all(n in frame.columns for n in label_names):
+        columns = list(label_names)  # the outputs' columns by name, whatever else the manifest holds (even age)
+    elif problem_type == "regression" and label_names is not None and len(label_names) == 1 and len(columns) > 1:
+        raise ValueError(
+            f"manifest {str(csv_path)!r} has no column {label_names[0]!r} (the model's output) and several label "
+            f"columns {columns}: name the target column {label_names[0]!r}"
+        )
     if not columns:
         raise ValueError(f"manifest {str(csv_path)!r} has no label columns after filename/age/sex")
     if label_names is not None and problem_type != "single_label_classification" and len(label_names) > 1:
@@ -184,6 +194,15 @@ def read_manifest(
                 f"manifest {str(csv_path)!r}: multi-class labels need one integer column, found {len(columns)}: {columns}"
             )
         labels = values[columns[0]].to_numpy()
+        if not pd.api.types.is_numeric_dtype(values[columns[0]]):  # class names: the model's label names
+            known = {str(name): i for i, name in enumerate(label_names or [])}
+            unknown = sorted({str(v) for v in labels} - set(known))
+            if unknown:
+                raise ValueError(
+                    f"manifest {str(csv_path)!r}: column {columns[0]!r} holds class names {unknown[:5]} that are not "
+                    f"the model's classes {list(known)} (or give integer class indices)"
+                )
+            labels = np.array([known[str(v)] for v in labels])
         if not np.all(np.equal(np.mod(labels, 1), 0)):
             raise ValueError(f"manifest {str(csv_path)!r}: column {columns[0]!r} must hold integer class indices")
         labels = labels.astype(np.int64)

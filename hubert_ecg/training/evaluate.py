@@ -9,6 +9,18 @@ Every record is scored on its first 5 s window (as the release evaluates) or, wi
 percentile-bootstrap CI over records), ``per_label.csv``, ``roc_curves.png`` (one ROC curve per label) and, with
 ``--save_probabilities``, ``probabilities.csv``.
 
+The metrics follow the model's problem type (``config.problem_type_of()``):
+
+* multi-label: the above, F1 at the threshold of each label;
+* single-label (multi-class, softmax): ``accuracy`` and ``macro_f1`` of the argmax class, ``macro_auroc`` /
+  ``macro_auprc`` one-vs-rest (over the classes present in the records), micro averages, Brier score and ECE; the
+  labels are one column of class indices or class names (``--tta_aggregation`` mean only);
+* regression: ``mae``, ``rmse``, ``mse``, ``r2`` and ``pearson_r`` (the mean over the outputs), and per output
+  (``per_label.csv``: one row per output with each metric's CI bounds); the targets are the manifest's columns
+  named as the model's outputs (``id2label``), e.g. ``age`` or ``QTc_ms,HR_bpm``.
+
+Every metric has its percentile-bootstrap CI (``--n_bootstrap`` resamples of the records).
+
 With ``--lead_sets 12,6,4,3,2,1`` (names of :data:`hubert_ecg.leads.LEAD_SETS`, the PhysioNet/CinC 2021 lead sets)
 the same records are scored again with each lead set, the other leads zero-filled as missing leads (the
 ``lead_set`` of :class:`hubert_ecg.pipelines.ECGClassificationPipeline`), and the metrics with their bootstrap CIs
@@ -90,6 +102,11 @@ def labelled_records(args, label_names, problem_type):
 
     if bool(args.ptbxl_dir) == bool(args.test_csv):
         raise ValueError("give exactly one data source: --ptbxl_dir or --test_csv")
+    if args.ptbxl_dir and problem_type == "regression":
+        raise ValueError(
+            f"a regression model ({list(label_names)}) is evaluated on a manifest: --test_csv with a filename column "
+            "and one column per output, named as the model's id2label (PTB-XL's metadata holds diagnostic labels)"
+        )
     if args.test_csv:
         return data.read_manifest(args.test_csv, args.data_dir, num_labels=len(label_names),
                                   problem_type=problem_type, label_names=label_names)
@@ -149,7 +166,7 @@ def score_records(model, feature_extractor, paths, tta_windows=0, aggregation="m
     scores = np.zeros((len(results), model.config.num_labels))
     for row, (_, predictions) in enumerate(results):
         for p in predictions:
-            scores[row, label_ids[p["label"]]] = p["score"]
+            scores[row, label_ids[p["label"]]] = p["score"] if "score" in p else p["value"]  # value: regression
     return scores, kept, skipped
 
 
@@ -230,8 +247,9 @@ def evaluate(args: EvaluateArguments) -> dict:
     """
     import hubert_ecg  # noqa: F401  (registers the model type)
     from ..leads import LEAD_SETS, parse_lead_sets
-    from transformers import AutoFeatureExtractor, AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification
 
+    from ..pipelines import load_feature_extractor
     from .metrics import classification_metrics, metrics_with_ci, per_label_metrics, regression_metrics
 
     if args.tta_aggregation not in ("mean", "max"):
@@ -244,7 +262,7 @@ def evaluate(args: EvaluateArguments) -> dict:
     source = args.model or hubert_ecg.demo_model_path()
     try:
         model = AutoModelForSequenceClassification.from_pretrained(source)
-        feature_extractor = AutoFeatureExtractor.from_pretrained(source)
+        feature_extractor = load_feature_extractor(source, model.config)
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot load the model {source!r}: {type(err).__name__}: {err}") from None
     label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
@@ -267,18 +285,20 @@ def evaluate(args: EvaluateArguments) -> dict:
         else args.threshold
 
     if problem_type == "regression":
-        def metric(y, s):
-            return regression_metrics(y, s.reshape(np.asarray(y).shape) if s.shape[1] == 1 else s)
-        per_label = []
+        def metric(y, s):  # the means over the outputs (each output's own: per_label)
+            return regression_metrics(y, s)
     else:
         def metric(y, s):
             return classification_metrics(y, s, problem_type, threshold)
-        per_label = per_label_metrics(labels, scores, label_names, problem_type, threshold)
 
     def measured(y, s):  # the metrics and their bootstrap CIs
         return metrics_with_ci(y, s, metric, args.n_bootstrap, args.confidence, args.seed)
 
     metrics, ci = measured(labels, scores)
+    if problem_type == "regression":
+        per_label = _per_output_rows(labels, scores, label_names, args)
+    else:
+        per_label = per_label_metrics(labels, scores, label_names, problem_type, threshold)
     result = {"metrics": metrics, "ci": ci, "per_label": per_label, "n_records": len(kept), "skipped": skipped}
     if lead_set_names:
         table = {}
@@ -325,7 +345,8 @@ def evaluate(args: EvaluateArguments) -> dict:
         if args.save_probabilities:
             with open(out / "probabilities.csv", "w", newline="") as handle:
                 writer = csv.writer(handle)
-                writer.writerow(["file"] + [f"p_{n}" for n in label_names] + [f"y_{n}" for n in label_names])
+                prefix = "pred" if problem_type == "regression" else "p"  # values, not probabilities
+                writer.writerow(["file"] + [f"{prefix}_{n}" for n in label_names] + [f"y_{n}" for n in label_names])
                 y = labels if labels.ndim == 2 else np.eye(len(label_names))[labels] if problem_type != "regression" \
                     else labels.reshape(len(labels), -1)
                 for i, index in enumerate(kept):
@@ -335,6 +356,28 @@ def evaluate(args: EvaluateArguments) -> dict:
             y = labels if labels.ndim == 2 else np.eye(len(label_names))[labels]
             plot_roc_curves(y, scores, label_names, out / "roc_curves.png")
     return result
+
+
+def _per_output_rows(labels: np.ndarray, values: np.ndarray, names, args) -> list[dict]:
+    """One row per regression output: ``label``, ``n``, and ``mae``, ``rmse``, ``r2``, ``pearson_r`` each with its
+    bootstrap CI bounds (``<metric>_low``, ``<metric>_high``; NaN without resamples). The resamples are those of
+    the summary metrics (the same records drawn from the same seed)."""
+    from .metrics import metrics_with_ci, per_output_regression_metrics
+
+    keys = ("mae", "rmse", "r2", "pearson_r")
+    labels = np.asarray(labels, dtype=np.float64).reshape(len(values), -1)
+    rows = []
+    for j, name in enumerate(names):
+        def metric(y, s):
+            return per_output_regression_metrics(y, s)[0]
+
+        value, ci = metrics_with_ci(labels[:, j], values[:, j], metric, args.n_bootstrap, args.confidence, args.seed)
+        row = {"label": name, "n": len(values)}
+        for key in keys:
+            low, high = ci.get(key, (float("nan"), float("nan")))
+            row.update({key: value[key], f"{key}_low": low, f"{key}_high": high})
+        rows.append(row)
+    return rows
 
 
 def _write_lead_sets_csv(table: dict, path: Path) -> None:
@@ -361,18 +404,33 @@ def format_report(result: dict, confidence: float = 0.95) -> str:
             continue
         lo, hi = result["ci"].get(name, (float("nan"), float("nan")))
         ci = f"[{lo:.3f}, {hi:.3f}]" if not math.isnan(lo) else ""
-        lines.append(f"{name:<14} {value:>7.3f}   {ci}")
-    if result["per_label"]:
+        lines.append(f"{name:<14} {value:>7.3f}   {ci}".rstrip())
+    def with_ci(value, low, high):
+        return f"{value:>9.3f} " + (f"[{low:.3f}, {high:.3f}]" if not math.isnan(low) else "")
+
+    regression = "mae" in result["metrics"]
+    if result["per_label"] and regression:  # one row per output, each metric with its CI
+        width = max(len("output"), *(len(row["label"]) for row in result["per_label"]))
+        lines += ["", (f"{'output':<{width}} " + " ".join(f"{title:>9} {'CI':<24}" for title in
+                                                           ("MAE", "RMSE", "R2", "Pearson r"))).rstrip()]
+        for row in result["per_label"]:
+            lines.append(f"{row['label']:<{width}} " + " ".join(
+                f"{with_ci(row[key], row[key + '_low'], row[key + '_high']):<34}" for key in
+                ("mae", "rmse", "r2", "pearson_r")).rstrip())
+    elif result["per_label"]:
         lines += ["", f"{'label':<10} {'n+':>4} {'AUROC':>7} {'AUPRC':>7} {'F1':>7} {'thresh':>7} {'Brier':>7} "
                       f"{'ECE':>7}"]
         for row in result["per_label"]:
+            threshold = f"{row['threshold']:>7.3f}" if not math.isnan(row["threshold"]) else f"{'argmax':>7}"
             lines.append(f"{row['label']:<10} {row['positives']:>4} {row['auroc']:>7.3f} {row['auprc']:>7.3f} "
-                         f"{row['f1']:>7.3f} {row['threshold']:>7.3f} {row['brier']:>7.3f} {row['ece']:>7.3f}")
+                         f"{row['f1']:>7.3f} {threshold} {row['brier']:>7.3f} {row['ece']:>7.3f}")
     if result.get("lead_sets"):
-        lines += ["", f"{'lead set':<9} {'n':>5} {'macro AUROC':>12} {'CI':>16} {'macro AUPRC':>12} {'CI':>16}"]
+        keys = ("mae", "r2") if regression else ("macro_auroc", "macro_auprc")
+        titles = ("MAE", "R2") if regression else ("macro AUROC", "macro AUPRC")
+        lines += ["", f"{'lead set':<9} {'n':>5} {titles[0]:>12} {'CI':>16} {titles[1]:>12} {'CI':>16}"]
         for name, row in result["lead_sets"].items():
             cells = []
-            for key in ("macro_auroc", "macro_auprc"):
+            for key in keys:
                 lo, hi = row["ci"].get(key, (float("nan"), float("nan")))
                 ci = f"[{lo:.3f}, {hi:.3f}]" if not math.isnan(lo) else ""
                 cells.append(f"{row['metrics'].get(key, float('nan')):>12.3f} {ci:>16}")

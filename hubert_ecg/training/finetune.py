@@ -521,7 +521,8 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
             metric_value=float(metrics[f"{prefix}_{metric}"]),
         )
         for prefix, split in (("eval", "validation"), ("test", "test"))
-        for metric in ("macro_auroc", "micro_auroc", "macro_auprc", "macro_f1", "accuracy", "mse", "mae", "r2")
+        for metric in ("macro_auroc", "micro_auroc", "macro_auprc", "macro_f1", "accuracy", "mae", "rmse", "r2",
+                       "pearson_r")
         if isinstance(metrics.get(f"{prefix}_{metric}"), (int, float)) and not math.isnan(metrics[f"{prefix}_{metric}"])
     ]
     folds = parse_fold_splits(data_args.ptbxl_folds)

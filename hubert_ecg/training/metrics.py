@@ -2,23 +2,17 @@
 
 Multi-label: macro and micro AUROC and AUPRC (average precision), macro and micro F1 at a threshold on the sigmoid
 probabilities. Single-label: the same on one-vs-rest probabilities (softmax) plus accuracy; F1 on the arg-max.
-Regression: MSE, MAE, R2. Labels with only one class present in the targets have no AUROC/AUPRC; macro averages
+Regression: MAE, RMSE, MSE, R2 and Pearson's r, per output and as the mean over the outputs. Labels with only one class present in the targets have no AUROC/AUPRC; macro averages
 are taken over the labels where it is defined (and ``n_labels_evaluated`` says how many).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import numpy as np
-from sklearn.metrics import (
-    average_precision_score,
-    f1_score,
-    mean_absolute_error,
-    mean_squared_error,
-    r2_score,
-    roc_auc_score,
-)
+from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 from ..modeling import scores_from_logits
 
@@ -26,6 +20,7 @@ __all__ = [
     "classification_metrics",
     "per_label_metrics",
     "regression_metrics",
+    "per_output_regression_metrics",
     "bootstrap_ci",
     "metrics_with_ci",
     "expected_calibration_error",
@@ -151,15 +146,46 @@ def per_label_metrics(
     return rows
 
 
-def regression_metrics(targets: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
-    """``mse``, ``mae`` and ``r2`` of ``predictions`` against ``targets`` (same shape, or (n, 1) vs (n,))."""
+def _pearson_r(targets: np.ndarray, predictions: np.ndarray) -> float:
+    """Pearson's correlation of two vectors; NaN when either is constant (or has fewer than two values)."""
+    t, p = targets - targets.mean(), predictions - predictions.mean()
+    denominator = math.sqrt(float((t * t).sum()) * float((p * p).sum()))
+    return float((t * p).sum() / denominator) if denominator > 0 else float("nan")
+
+
+def per_output_regression_metrics(targets: np.ndarray, predictions: np.ndarray) -> list[dict[str, float]]:
+    """One dict per output (column): ``mae``, ``rmse`` (in the targets' unit), ``mse``, ``r2`` (coefficient of
+    determination, NaN with fewer than two records or constant targets) and ``pearson_r`` (NaN when the targets or
+    the predictions are constant).
+
+    Args:
+        targets, predictions: ``(records,)`` for one output or ``(records, outputs)``; (n, 1) and (n,) match.
+    """
     predictions = np.asarray(predictions, dtype=np.float64)
+    predictions = predictions.reshape(len(predictions), -1)
     targets = np.asarray(targets, dtype=np.float64).reshape(predictions.shape)
-    return {
-        "mse": float(mean_squared_error(targets, predictions)),
-        "mae": float(mean_absolute_error(targets, predictions)),
-        "r2": float(r2_score(targets, predictions)) if len(targets) > 1 else float("nan"),
-    }
+    rows = []
+    for t, p in zip(targets.T, predictions.T):
+        error = p - t
+        mse = float((error * error).mean())
+        spread = float(((t - t.mean()) ** 2).sum())
+        rows.append({
+            "mae": float(np.abs(error).mean()),
+            "rmse": math.sqrt(mse),
+            "mse": mse,
+            "r2": 1.0 - float((error * error).sum()) / spread if len(t) > 1 and spread > 0 else float("nan"),
+            "pearson_r": _pearson_r(t, p),
+        })
+    return rows
+
+
+def regression_metrics(targets: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+    """``mae``, ``rmse``, ``mse``, ``r2`` and ``pearson_r`` of ``predictions`` against ``targets`` (same shape, or
+    (n, 1) vs (n,)): each the mean over the outputs of :func:`per_output_regression_metrics` (scikit-learn's
+    ``multioutput="uniform_average"``; the RMSE is the mean of the outputs' RMSEs)."""
+    rows = per_output_regression_metrics(targets, predictions)
+    with np.errstate(all="ignore"):
+        return {name: float(np.mean([row[name] for row in rows])) for name in ("mae", "rmse", "mse", "r2", "pearson_r")}
 
 
 def bootstrap_ci(
