@@ -2,7 +2,6 @@
 output shown is this run's), and its Hub commands against a pre-seeded Hub cache holding a synthesized checkpoint
 in the layout of the authors' Cardio-Learning classifiers (tests never touch the network)."""
 
-import re
 import shlex
 from pathlib import Path
 
@@ -19,7 +18,19 @@ CARDIO_ID = "Edoardo-BS/HuBERT-ECG-SFT-CardioLearning-small"
 
 
 def _blocks(kind: str) -> list[str]:
-    return re.findall(rf"```{kind}\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
+    """The page's fenced blocks of language ``kind`` ("" for the untagged output blocks), in order."""
+    blocks, language, lines = [], None, []
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            if language is None:
+                language, lines = line[3:].strip(), []
+            else:
+                if language == kind:
+                    blocks.append("\n".join(lines) + "\n")
+                language = None
+        elif language is not None:
+            lines.append(line)
+    return blocks
 
 
 @pytest.fixture
