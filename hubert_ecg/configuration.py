@@ -360,10 +360,9 @@ class HuBERTECGConfig(HubertConfig):
                 model's outputs.
         """
         config_dict = dict(config_dict)
-        label_set = kwargs.pop("label_set", None)
+        label_set = kwargs.pop("label_set", None) or implied_label_set(config_dict)
         if config_dict.get("model_type") == HuBERTECGClassificationConfig.model_type:
-            config_dict, detected = _from_2026_classification(config_dict)
-            label_set = label_set or detected
+            config_dict = _from_2026_classification(config_dict)
         auto_map = config_dict.get("auto_map")
         if isinstance(auto_map, dict) and set(auto_map.values()) - set(AUTO_MAP.values()):
             config_dict.pop("auto_map")
@@ -385,10 +384,10 @@ class HuBERTECGConfig(HubertConfig):
         that ``HuBERTECGForSequenceClassification.from_pretrained`` reads it as its own model type (as
         ``AutoConfig`` does through :class:`HuBERTECGClassificationConfig`)."""
         config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
+        if kwargs.get("label_set") is None:  # here the name is known: a Cardio-Learning repository or file
+            kwargs["label_set"] = implied_label_set(config_dict, origin=str(pretrained_model_name_or_path))
         if config_dict.get("model_type") == HuBERTECGClassificationConfig.model_type:
-            config_dict, detected = _from_2026_classification(config_dict)
-            if kwargs.get("label_set") is None and detected is not None:
-                kwargs["label_set"] = detected
+            config_dict = _from_2026_classification(config_dict)
         return config_dict, kwargs
 
     @classmethod
@@ -458,9 +457,8 @@ class HuBERTECGClassificationConfig(HuBERTECGConfig):
         return HuBERTECGConfig.from_dict({**config_dict, "model_type": cls.model_type}, **kwargs)
 
 
-def _from_2026_classification(config_dict: dict) -> tuple[dict, str | None]:
-    """The fields of the authors' 2026 classification config mapped onto :class:`HuBERTECGConfig`, and the label set
-    it implies (``"cardio-learning"`` for 164 outputs without label names, else None)."""
+def _from_2026_classification(config_dict: dict) -> dict:
+    """The fields of the authors' 2026 classification config mapped onto :class:`HuBERTECGConfig`."""
     config_dict = dict(config_dict)
     config_dict["model_type"] = HuBERTECGConfig.model_type
     task_type = config_dict.pop("task_type", None)
@@ -476,19 +474,36 @@ def _from_2026_classification(config_dict: dict) -> tuple[dict, str | None]:
         config_dict["final_dropout"] = config_dict.pop("classifier_dropout_prob")
     if config_dict.get("use_label_embedding"):
         config_dict["classifier_hidden_size"] = None
-    detected = None
-    id2label = config_dict.get("id2label") or {}
-    num_labels = len(id2label) or config_dict.get("num_labels")
-    generic = all(str(name) in (f"LABEL_{i}", str(i)) for i, name in ((int(k), v) for k, v in id2label.items()))
-    if num_labels == CARDIO_LEARNING_NUM_LABELS and generic and not config_dict.get("label_descriptions"):
-        logger.info(f"{num_labels} outputs without label names: the authors' Cardio-Learning classifier; its labels "
-                    "are the Cardio-Learning codes (hubert_ecg.label_sets, 'cardio-learning').")
-        detected = "cardio-learning"
-    return config_dict, detected
+    return config_dict
 
 
 # The outputs of the authors' Cardio-Learning classifiers (164 conditions; their cardio-learning-labels.pkl).
 CARDIO_LEARNING_NUM_LABELS = 164
+
+
+def implied_label_set(config_dict: dict, origin: str | None = None) -> str | None:
+    """The label set that a checkpoint of the authors implies, or None.
+
+    ``"cardio-learning"`` for a classifier with 164 outputs and no label names (the authors' Cardio-Learning
+    classifiers carry none; they publish the column order instead) that comes from the authors' 2026 package
+    (``model_type: "hubert_ecg_classification"``) or whose name is a Cardio-Learning checkpoint's
+    (``HuBERT-ECG-SFT-CardioLearning-{size}`` on the Hub, ``hubert_ecg_{size}_cardio_learning`` files): ``origin``
+    (a file, directory or Hub id) or the config's own ``_name_or_path``. The one detection rule of the package.
+    """
+    id2label = config_dict.get("id2label") or {}
+    num_labels = len(id2label) or config_dict.get("num_labels")
+    if num_labels != CARDIO_LEARNING_NUM_LABELS or config_dict.get("label_descriptions"):
+        return None
+    if not all(str(name) in (f"LABEL_{key}", str(key)) for key, name in id2label.items()):
+        return None  # named labels: the checkpoint's own
+    names = (origin, config_dict.get("_name_or_path"))  # the last part of a path or Hub id, e.g. "...-CardioLearning-small"
+    names = [str(n).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1].replace("-", "_").lower() for n in names if n]
+    by_name = any("cardio_learning" in n or "cardiolearning" in n for n in names)
+    if by_name or config_dict.get("model_type") == HuBERTECGClassificationConfig.model_type:
+        logger.info(f"{num_labels} outputs without label names from the authors' Cardio-Learning classifier: its labels "
+                    "are the 164 Cardio-Learning codes (hubert_ecg.label_sets, 'cardio-learning').")
+        return "cardio-learning"
+    return None
 
 
 def _label_set_fields(name: str, config_dict: dict) -> dict:

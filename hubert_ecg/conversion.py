@@ -19,6 +19,7 @@ placeholder. A file whose pickle names any other global (``os.system``, ``builti
 """
 
 import argparse
+import json
 import os
 import pickle
 import sys
@@ -29,7 +30,7 @@ import torch
 from safetensors.torch import save_file
 from transformers.utils import logging
 
-from .configuration import CARDIO_LEARNING_NUM_LABELS, HuBERTECGConfig, _label_set_fields
+from .configuration import HuBERTECGConfig, _label_set_fields, implied_label_set
 from .label_sets import LABEL_SET_NAMES
 from .modeling import HuBERTECGForPreTraining, HuBERTECGForSequenceClassification, HuBERTECGModel
 from .processing import HuBERTECGFeatureExtractor
@@ -126,13 +127,6 @@ def _generic_labels(num_labels: int) -> dict:
     }
 
 
-def _cardio_learning_origin(src: Path | str, num_labels: int) -> bool:
-    """The authors' Cardio-Learning classifiers: 164 outputs, named ``hubert_ecg_{size}_cardio_learning*`` (files)
-    or ``HuBERT-ECG-SFT-CardioLearning-{size}`` (Hub repositories)."""
-    name = Path(str(src)).name.replace("-", "_").lower()  # the file, directory or repository name only
-    return num_labels == CARDIO_LEARNING_NUM_LABELS and ("cardio_learning" in name or "cardiolearning" in name)
-
-
 def _convert_pt(src: Path, label_set: str | None = None, problem_type: str | None = None):
     checkpoint = load_original_checkpoint(src)
     state_dict = checkpoint["model_state_dict"]
@@ -142,8 +136,7 @@ def _convert_pt(src: Path, label_set: str | None = None, problem_type: str | Non
         if checkpoint.get("finetuning_vocab_size") not in (None, num_labels):
             logger.warning(f"{src}: finetuning_vocab_size {checkpoint['finetuning_vocab_size']} but {num_labels} "
                            "outputs in the head; the head's weights decide")
-        if label_set is None and _cardio_learning_origin(src, num_labels):
-            label_set = "cardio-learning"
+        label_set = label_set or implied_label_set({"num_labels": num_labels}, origin=src.name)
         labels = _label_set_fields(label_set, {"num_labels": num_labels}) if label_set else _generic_labels(num_labels)
         config = _config_from_original(
             checkpoint["model_config"],
@@ -194,9 +187,8 @@ def _convert_directory(src: Path, origin: str, label_set: str | None = None, pro
     kwargs = {}
     if _is_classifier(keys):
         model_class = HuBERTECGForSequenceClassification
-        config = HuBERTECGConfig.from_pretrained(src)
-        if label_set is None and _cardio_learning_origin(origin, config.num_labels) and not config.label_descriptions:
-            label_set = "cardio-learning"
+        config_dict = json.loads((src / "config.json").read_text(encoding="utf-8"))
+        label_set = label_set or implied_label_set(config_dict, origin=origin)  # a Hub id's name, not its snapshot
         if label_set is not None:
             kwargs["label_set"] = label_set
         if problem_type is not None:

@@ -52,7 +52,7 @@ from transformers.models.hubert.modeling_hubert import (
     _compute_mask_indices,
 )
 
-from .configuration import HuBERTECGConfig
+from .configuration import HuBERTECGConfig, _label_set_fields, implied_label_set
 
 
 # config.classifier_activation -> the module between the two layers of the MLP classification head
@@ -374,6 +374,21 @@ class HuBERTECGForSequenceClassification(HuBERTECGPreTrainedModel):
         else:
             self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """``PreTrainedModel.from_pretrained``; a Cardio-Learning classifier named as the authors name them (a Hub id
+        ``.../HuBERT-ECG-SFT-CardioLearning-{size}``, a ``hubert_ecg_{size}_cardio_learning`` directory) gets the
+        164 condition codes and their descriptions as ``id2label`` / ``label_descriptions`` (the rule:
+        :func:`~hubert_ecg.configuration.implied_label_set`; the checkpoints carry no label names). ``AutoConfig``
+        does not see the name, so the model applies it here."""
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, loading_info)
+        name = implied_label_set(model.config.to_dict(), origin=str(pretrained_model_name_or_path))
+        if kwargs.get("label_set") is None and name is not None:
+            for key, value in _label_set_fields(name, {"num_labels": model.config.num_labels}).items():
+                setattr(model.config, key, value)
+        return loaded
 
     def head(self, pooled: torch.Tensor) -> torch.Tensor:
         """Logits (batch, num_labels) of the configured head for pooled vectors (batch, hidden_size), dropout

@@ -335,3 +335,42 @@ def test_convert_then_predict_the_release_checkpoint(reference_dir, tmp_path, ca
     capsys.readouterr()
     assert cli_main(["predict", "--model", str(tmp_path / "out"), str(demo_records()[0])]) == 0
     assert "LABEL_" in capsys.readouterr().out
+
+
+def test_cardio_learning_detection_rule():
+    from hubert_ecg.configuration import implied_label_set
+
+    generic = {"id2label": {str(i): f"LABEL_{i}" for i in range(164)}}
+    assert implied_label_set(generic) is None  # 164 outputs alone say nothing of the labels
+    assert implied_label_set(generic, origin="Edoardo-BS/HuBERT-ECG-SFT-CardioLearning-base") == "cardio-learning"
+    assert implied_label_set(generic, origin="/ckpts/hubert_ecg_large_cardio_learning.pt") == "cardio-learning"
+    assert implied_label_set({**generic, "_name_or_path": "C:\\models\\hubert_ecg_small_cardio_learning"}) == "cardio-learning"
+    assert implied_label_set({**generic, "model_type": "hubert_ecg_classification"}) == "cardio-learning"
+    named = {"id2label": {str(i): f"code{i}" for i in range(164)}, "model_type": "hubert_ecg_classification"}
+    assert implied_label_set(named, origin="HuBERT-ECG-SFT-CardioLearning-small") is None  # its own names win
+    assert implied_label_set({"num_labels": 5}, origin="hubert_ecg_small_cardio_learning.pt") is None
+
+
+def test_cardio_learning_hub_layout_named_by_its_repository(tmp_path, finetuned_dir, monkeypatch):
+    """A Cardio-Learning classifier in the original release's hub layout (model_type hubert_ecg) gets its labels from
+    `from_pretrained(<its Hub id>)` (name known), not from its 164 outputs alone."""
+    import huggingface_hub.constants as hub_constants
+    from safetensors.torch import load_file
+
+    from hubert_ecg.label_sets import load_label_set
+
+    src = tmp_path / "src"
+    src.mkdir()
+    config = json.loads((finetuned_dir / "config.json").read_text())
+    config.update(id2label={str(i): f"LABEL_{i}" for i in range(164)}, label2id={f"LABEL_{i}": i for i in range(164)})
+    (src / "config.json").write_text(json.dumps(config))
+    state = load_file(finetuned_dir / "model.safetensors")
+    state.update({"classifier.weight": torch.zeros(164, 32), "classifier.bias": torch.zeros(164)})
+    save_file(state, str(src / "model.safetensors"))
+    repo_id = "Edoardo-BS/HuBERT-ECG-SFT-CardioLearning-base"
+    _seed_hub_cache(tmp_path / "hub", repo_id, src)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    model = AutoModelForSequenceClassification.from_pretrained(repo_id)
+    assert list(model.config.id2label.values()) == list(load_label_set("cardio-learning").labels)
+    assert AutoModelForSequenceClassification.from_pretrained(src).config.id2label[0] == "LABEL_0"
