@@ -17,6 +17,17 @@ hubert-ecg evaluate --model "$OUT" --ptbxl_dir "$PTBXL" --ptbxl_folds "$FOLDS" -
 python examples/demo_model_card.py "$OUT" "$OUT/fold9" "$seconds"
 # copy the files the package ships (the demo model directory)
 mkdir -p hubert_ecg/demo/model
+rm -f hubert_ecg/demo/model/*.py   # code copies of earlier versions: the package ships none
 cp "$OUT"/{config.json,model.safetensors,preprocessor_config.json,README.md,metrics.json,calibration.json} hubert_ecg/demo/model/
 cp "$OUT"/fold9/metrics.json hubert_ecg/demo/model/fold9_metrics.json
+# no code copies in the package (save_pretrained wrote configuration.py, modeling.py, processing.py and leads.py in
+# $OUT for trust_remote_code): drop the auto_map entries that point at them
+python - <<'EOF'
+import json, pathlib
+for name in ("config.json", "preprocessor_config.json"):
+    path = pathlib.Path("hubert_ecg/demo/model") / name
+    config = json.loads(path.read_text())
+    config.pop("auto_map", None)
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+EOF
 chmod 644 hubert_ecg/demo/model/*

@@ -73,15 +73,10 @@ PRESETS: dict[str, dict] = {
     ),
 }
 
-# Where the classes live when a saved directory is loaded as remote code (`trust_remote_code=True` without this
-# package): `save_pretrained` copies configuration.py and modeling.py next to the weights. It replaces the
-# `auto_map` of the original release, which points to code that is not shipped with the weights.
-AUTO_MAP = {
-    "AutoConfig": "configuration.HuBERTECGConfig",
-    "AutoModel": "modeling.HuBERTECGModel",
-    "AutoModelForSequenceClassification": "modeling.HuBERTECGForSequenceClassification",
-    "AutoModelForPreTraining": "modeling.HuBERTECGForPreTraining",
-}
+# The modules `save_pretrained` copies next to the weights as remote code (the classes are registered with
+# `register_for_auto_class`, which also writes the `auto_map` of config.json): an `auto_map` naming any other code,
+# such as the original release's (`hubert_ecg.HuBERTECG`, not shipped with its weights), is dropped on load.
+_REMOTE_CODE_MODULES = ("configuration", "modeling")
 
 # What transformers' Hubert used for SpecAugment in training: configs saved without `finetune_mask_time_prob` derive
 # the fine-tuning masking from them (HuBERTECGConfig.from_dict).
@@ -262,7 +257,6 @@ class HuBERTECGConfig(HubertConfig):
                     logger.warning(f"`{name}` of the {saved_labels} saved labels dropped: num_labels is now "
                                    f"{self.num_labels} (a new classification head)")
                     setattr(self, name, None)
-        self.auto_map = dict(AUTO_MAP)
         # Checked here too so that construction and `from_pretrained` raise a plain `ValueError`
         # (the `@strict` validators wrap theirs in huggingface_hub's StrictDataclassClassValidationError).
         self.validate_architecture()
@@ -349,8 +343,9 @@ class HuBERTECGConfig(HubertConfig):
         * the authors' 2026 classification format (``model_type: "hubert_ecg_classification"``) is mapped onto
           this configuration (see the class docstring); with 164 outputs and no label names it is a Cardio-Learning
           classifier and gets that label set;
-        * a foreign ``auto_map`` (the original release's, naming remote code that is not shipped with the weights)
-          is dropped; ``save_pretrained`` writes this package's own.
+        * an ``auto_map`` that names code other than the ``configuration.py`` / ``modeling.py`` this package saves
+          next to the weights (the original release's points to ``hubert_ecg.HuBERTECG``, which its checkpoints do
+          not ship) is dropped: ``save_pretrained`` then writes this package's.
 
         Keyword ``label_set`` (e.g. ``from_pretrained(path, label_set="cardio-learning")``): take ``id2label`` and
         ``label_descriptions`` from that label set of :mod:`hubert_ecg.label_sets`.
@@ -364,8 +359,14 @@ class HuBERTECGConfig(HubertConfig):
         if config_dict.get("model_type") == HuBERTECGClassificationConfig.model_type:
             config_dict = _from_2026_classification(config_dict)
         auto_map = config_dict.get("auto_map")
-        if isinstance(auto_map, dict) and set(auto_map.values()) - set(AUTO_MAP.values()):
-            config_dict.pop("auto_map")
+        if auto_map and not all(
+            str(entry).split("--")[-1].split(".")[0] in _REMOTE_CODE_MODULES
+            for value in auto_map.values()
+            for entry in (value if isinstance(value, (list, tuple)) else [value])
+            if entry is not None
+        ):
+            logger.info(f"`auto_map` {auto_map} dropped: it names code that is not saved with HuBERT-ECG models")
+            config_dict = {key: value for key, value in config_dict.items() if key != "auto_map"}
         if label_set is not None:
             config_dict.update(_label_set_fields(label_set, config_dict))
         if "finetune_mask_time_prob" not in config_dict and "finetune_mask_time_prob" not in kwargs:

@@ -41,16 +41,17 @@ from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutput, ModelOutput, SequenceClassifierOutput
 from transformers.models.hubert.modeling_hubert import (
     HubertEncoder,
-    HubertEncoderLayer,
-    HubertEncoderLayerStableLayerNorm,
     HubertEncoderStableLayerNorm,
     HubertFeatureEncoder,
-    HubertFeatureProjection,
     HubertModel,
     HubertPositionalConvEmbedding,
     HubertPreTrainedModel,
     _compute_mask_indices,
 )
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs
+from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
+from transformers.utils.output_capturing import capture_outputs
 
 from .configuration import HuBERTECGConfig, _label_set_fields, implied_label_set
 
@@ -105,14 +106,26 @@ class HuBERTECGFeatureEncoder(HubertFeatureEncoder):
 
 
 class HuBERTECGPositionalConvEmbedding(HubertPositionalConvEmbedding):
-    """transformers' convolutional positional embedding, computed in the dtype of its own weights.
+    """transformers' convolutional positional embedding, created in float32 and computed in the dtype of its own
+    weights.
 
-    The input (batch, frames, hidden_size) is cast to the weights' dtype and the output back to the input's, with
-    autocast off. With the module kept in float32 (``_keep_in_fp32_modules_strict`` of the HuBERT-ECG models) it
-    is computed in float32 in a bfloat16 model and under bfloat16 / float16 autocast: oneDNN's bfloat16 grouped
-    convolution (torch 2.13, AMX CPUs) is wrong for 2, 4 or 8 channels per group. Same parameters and keys as
-    transformers' module.
+    The parameters are created in float32 whatever the default dtype (``_from_config(config, dtype=torch.bfloat16)``
+    and direct construction under a bfloat16 default build the rest of the model in bfloat16), as
+    ``from_pretrained(..., dtype=torch.bfloat16)`` keeps them through ``_keep_in_fp32_modules_strict``. The input
+    (batch, frames, hidden_size) is cast to the weights' dtype and the output back to the input's, with autocast off:
+    the module is computed in float32 in a bfloat16 model and under bfloat16 / float16 autocast, because oneDNN's
+    bfloat16 grouped convolution (torch 2.13, AMX CPUs) is wrong for 2, 4 or 8 channels per group. Same parameters and
+    keys as transformers' module.
     """
+
+    def __init__(self, config: HuBERTECGConfig):
+        # float32 whatever the default dtype: `_from_config(config, dtype=...)` sets it while the model is built
+        default_dtype = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float32)
+        try:
+            super().__init__(config)
+        finally:
+            torch.set_default_dtype(default_dtype)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         dtype = next(self.parameters()).dtype
@@ -122,32 +135,22 @@ class HuBERTECGPositionalConvEmbedding(HubertPositionalConvEmbedding):
 
 
 class HuBERTECGEncoder(HubertEncoder):
-    """transformers' Hubert encoder with :class:`HuBERTECGPositionalConvEmbedding` (same keys)."""
+    """transformers' Hubert encoder with :class:`HuBERTECGPositionalConvEmbedding` (same keys): built by
+    ``HubertEncoder.__init__``, then only ``pos_conv_embed`` is replaced."""
 
     def __init__(self, config: HuBERTECGConfig):
-        nn.Module.__init__(self)
-        self.config = config
+        super().__init__(config)
         self.pos_conv_embed = HuBERTECGPositionalConvEmbedding(config)
-        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout)
-        self.layers = nn.ModuleList([HubertEncoderLayer(config) for _ in range(config.num_hidden_layers)])
-        self.gradient_checkpointing = False
 
 
 class HuBERTECGEncoderStableLayerNorm(HubertEncoderStableLayerNorm):
     """transformers' pre-norm Hubert encoder (``do_stable_layer_norm=True``) with
-    :class:`HuBERTECGPositionalConvEmbedding` (same keys)."""
+    :class:`HuBERTECGPositionalConvEmbedding` (same keys): built by ``HubertEncoderStableLayerNorm.__init__``, then
+    only ``pos_conv_embed`` is replaced."""
 
     def __init__(self, config: HuBERTECGConfig):
-        nn.Module.__init__(self)
-        self.config = config
+        super().__init__(config)
         self.pos_conv_embed = HuBERTECGPositionalConvEmbedding(config)
-        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout)
-        self.layers = nn.ModuleList(
-            [HubertEncoderLayerStableLayerNorm(config) for _ in range(config.num_hidden_layers)]
-        )
-        self.gradient_checkpointing = False
 
 
 def compute_time_mask(
@@ -193,6 +196,10 @@ class HuBERTECGPreTrainedModel(HubertPreTrainedModel):
     base_model_prefix = "hubert_ecg"
     main_input_name = "input_values"
     _keep_in_fp32_modules_strict = ["pos_conv_embed"]
+    # The losses are means over the batch (frames, labels), not sums for the Trainer to divide by
+    # `num_items_in_batch`: the Trainer must neither pass it nor skip its division by the gradient accumulation steps
+    # (it would infer the opposite from the `**kwargs` of the forwards).
+    accepts_loss_kwargs = False
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -232,11 +239,11 @@ class HuBERTECGPreTrainedModel(HubertPreTrainedModel):
 
 
 class HuBERTECGModel(HuBERTECGPreTrainedModel, HubertModel):
-    r"""The HuBERT-ECG backbone: transformers' ``HubertModel`` with the HuBERT-ECG configuration, built from
-    :class:`HuBERTECGFeatureEncoder` and :class:`HuBERTECGEncoder` (same parameters and keys as ``HubertModel``).
+    r"""The HuBERT-ECG backbone: transformers' ``HubertModel`` with the HuBERT-ECG configuration. Built by
+    ``HubertModel.__init__``, with its feature encoder and encoder replaced by :class:`HuBERTECGFeatureEncoder` and
+    :class:`HuBERTECGEncoder` (same parameters and keys as ``HubertModel``).
 
-    ``forward(input_values, attention_mask=None, mask_time_indices=None, output_attentions=None,
-    output_hidden_states=None, return_dict=None)``:
+    ``forward(input_values, attention_mask=None, mask_time_indices=None, **kwargs)``:
 
     * ``input_values``: float (batch, samples), the 12 leads I, II, III, aVR, aVL, aVF, V1-V6 of a window
       concatenated at 100 Hz after the released preprocessing (see ``HuBERTECGFeatureExtractor``); 6000
@@ -247,29 +254,37 @@ class HuBERTECGModel(HuBERTECGPreTrainedModel, HubertModel):
       :class:`HuBERTECGForPreTraining`) and :class:`HuBERTECGForSequenceClassification` (``config.
       finetune_mask_time_prob``) do. Feature masking (``config.mask_feature_prob``, 0 in the release) applies in
       training as in transformers' Hubert.
-
-    Any other keyword raises ``TypeError``.
+    * ``**kwargs`` (transformers' ``TransformersKwargs``): ``output_hidden_states`` and ``output_attentions``
+      (default: the config's), ``return_dict`` (default ``config.return_dict``; ``False`` gives a tuple of the
+      outputs that are not None); the rest goes to the attention functions, which ignore keywords they do not use,
+      as in every transformers model (an unknown keyword is therefore not an error).
 
     Returns a ``BaseModelOutput`` with ``last_hidden_state`` (batch, frames, hidden_size), frames =
     ``config.num_frames(samples)`` (93 for 6000 samples), and ``hidden_states`` (num_hidden_layers + 1 tensors of
-    that shape) / ``attentions`` (num_hidden_layers tensors (batch, heads, frames, frames)) when asked. Attention
-    is SDPA by default; ``attn_implementation="eager"`` agrees to 1e-5 and is needed for ``output_attentions``.
+    that shape: the encoder layers' input, then each layer's output) / ``attentions`` (num_hidden_layers tensors
+    (batch, heads, frames, frames)) when asked, recorded by transformers' ``capture_outputs``. Attention is SDPA by
+    default; ``attn_implementation="eager"`` agrees to 1e-5 and is needed for ``output_attentions``.
     """
 
     # Checkpoints of the release store their heads next to the backbone: loading only the backbone is fine.
     _keys_to_ignore_on_load_unexpected = [r"^final_proj\.", r"^label_embedding\.", r"^classifier\."]
 
     def __init__(self, config: HuBERTECGConfig):
-        HuBERTECGPreTrainedModel.__init__(self, config)  # not HubertModel.__init__: its modules are replaced
-        self.config = config
+        # the legacy `config.gradient_checkpointing` flag is consumed (deleted) by the post_init of HubertModel.__init__,
+        # before the modules it applies to are replaced: keep it for the post_init below
+        gradient_checkpointing = getattr(config, "gradient_checkpointing", False)
+        # HubertModel.__init__ builds every module of transformers' Hubert (feature encoder, feature projection,
+        # masked_spec_embed, encoder); the two that differ are replaced (same parameters and keys)
+        super().__init__(config)
         self.feature_extractor = HuBERTECGFeatureEncoder(config)
-        self.feature_projection = HubertFeatureProjection(config)
-        # the learned mask embedding exists where some masking can happen (as in HubertModel, plus fine-tuning)
-        if config.mask_time_prob > 0 or config.finetune_mask_time_prob > 0 or config.mask_feature_prob > 0:
-            self.masked_spec_embed = nn.Parameter(torch.Tensor(config.hidden_size).uniform_())
         encoder_class = HuBERTECGEncoderStableLayerNorm if config.do_stable_layer_norm else HuBERTECGEncoder
         self.encoder = encoder_class(config)
-        self.post_init()
+        # the learned mask embedding exists where some masking can happen: HubertModel's rule plus fine-tuning
+        if not hasattr(self, "masked_spec_embed") and config.finetune_mask_time_prob > 0:
+            self.masked_spec_embed = nn.Parameter(torch.Tensor(config.hidden_size).uniform_())
+        if gradient_checkpointing:
+            config.gradient_checkpointing = True
+        self.post_init()  # initialises the new modules (those of HubertModel.__init__ are already initialised)
 
     def _mask_hidden_states(
         self,
@@ -302,23 +317,25 @@ class HuBERTECGModel(HuBERTECGPreTrainedModel, HubertModel):
             hidden_states[mask_feature_indices[:, None].expand(-1, sequence_length, -1)] = 0
         return hidden_states
 
+    @merge_with_config_defaults
+    @capture_outputs(tie_last_hidden_states=False)
     def forward(
         self,
         input_values: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         mask_time_indices: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> tuple | BaseModelOutput:
-        return super().forward(
-            input_values,
-            attention_mask=attention_mask,
-            mask_time_indices=mask_time_indices,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=return_dict,
-        )
+        r"""``last_hidden_state`` (batch, frames, hidden_size) for ``input_values`` (batch, samples); see the class
+        docstring."""
+        extract_features = self.feature_extractor(input_values).transpose(1, 2)  # (batch, frames, conv_dim[-1])
+        if attention_mask is not None:
+            attention_mask = self.frame_mask(attention_mask, extract_features.shape[1])
+        hidden_states = self.feature_projection(extract_features)
+        hidden_states = self._mask_hidden_states(hidden_states, mask_time_indices=mask_time_indices)
+        encoder_outputs = self.encoder(hidden_states, attention_mask=attention_mask, **kwargs)
+        # hidden_states / attentions are recorded by `capture_outputs` (`_can_record_outputs` of HubertPreTrainedModel)
+        return BaseModelOutput(last_hidden_state=encoder_outputs.last_hidden_state)
 
 
 class HuBERTECGForSequenceClassification(HuBERTECGPreTrainedModel):
@@ -349,7 +366,8 @@ class HuBERTECGForSequenceClassification(HuBERTECGPreTrainedModel):
     The pretraining mask (``mask_time_prob``, ...) is a separate setting of :class:`HuBERTECGForPreTraining`.
 
     The original fine-tuned checkpoints (backbone under ``hubert_ecg.``, head ``classifier.*``) load unchanged.
-    Any keyword other than those of ``forward`` raises ``TypeError``.
+    Other keywords of ``forward`` (``output_hidden_states``, ``output_attentions``, ``return_dict``) are handled as
+    by the backbone; see :class:`HuBERTECGModel`.
     """
 
     # pretraining heads and the mask embedding that the authors' checkpoints keep next to a fine-tuned backbone
@@ -437,18 +455,17 @@ class HuBERTECGForSequenceClassification(HuBERTECGPreTrainedModel):
             pos_weight = torch.tensor(self.config.pos_weight, dtype=logits.dtype, device=logits.device)
         return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=pos_weight)
 
+    @can_return_tuple
     def forward(
         self,
         input_values: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> tuple | SequenceClassifierOutput:
         r"""Logits (batch, num_labels) for ``input_values`` (batch, samples) and optional ``attention_mask``
-        (batch, samples); the loss when ``labels`` are given (see the class docstring)."""
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        (batch, samples); the loss when ``labels`` are given (see the class docstring). ``**kwargs`` go to the
+        backbone (:class:`HuBERTECGModel`)."""
         mask_time_indices = None
         if self.training and self.config.finetune_mask_time_prob > 0:
             num_frames = self.config.num_frames(input_values.shape[-1])
@@ -462,12 +479,7 @@ class HuBERTECGForSequenceClassification(HuBERTECGPreTrainedModel):
                 device=input_values.device,
             )
         outputs = self.hubert_ecg(
-            input_values,
-            attention_mask=attention_mask,
-            mask_time_indices=mask_time_indices,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
+            input_values, attention_mask=attention_mask, mask_time_indices=mask_time_indices, return_dict=True, **kwargs
         )
         hidden_states = outputs.last_hidden_state
         if attention_mask is None:
@@ -478,10 +490,6 @@ class HuBERTECGForSequenceClassification(HuBERTECGPreTrainedModel):
         logits = self.head(self.dropout(pooled))
 
         loss = self.compute_loss(logits, labels) if labels is not None else None
-        if not return_dict:
-            output = (logits, outputs.hidden_states, outputs.attentions)
-            output = tuple(o for o in output if o is not None)
-            return ((loss,) + output) if loss is not None else output
         return SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -586,7 +594,8 @@ class HuBERTECGForPreTraining(HuBERTECGPreTrainedModel):
     ``labels`` are int cluster ids (batch, num_codebooks, frames), or (batch, frames) with one codebook; -100
     marks frames to ignore. The loss is, per codebook, the mean cross-entropy over masked (valid) frames, plus
     ``config.unmasked_loss_weight`` times the mean over unmasked frames, summed over codebooks. Without any
-    mask, all valid frames count as masked. Any keyword other than those of ``forward`` raises ``TypeError``.
+    mask, all valid frames count as masked. Other keywords (``output_hidden_states``, ``output_attentions``,
+    ``return_dict``) are passed to the backbone, as in :class:`HuBERTECGForSequenceClassification`.
 
     With ``config.contrastive_projection_sizes`` (e.g. ``[256, 128]``) the model also has a
     :class:`HuBERTECGContrastiveHead` (``contrastive_head``): the mean of the last hidden states over the valid
@@ -640,31 +649,24 @@ class HuBERTECGForPreTraining(HuBERTECGPreTrainedModel):
             logits.append(projected @ codewords.T / self.config.logit_temperature)
         return tuple(logits)
 
+    @can_return_tuple
     def forward(
         self,
         input_values: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         mask_time_indices: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> tuple | HuBERTECGForPreTrainingOutput:
         r"""Codebook logits for ``input_values`` (batch, samples); the loss when ``labels`` are given; see the class
-        docstring."""
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        docstring. ``**kwargs`` go to the backbone (:class:`HuBERTECGModel`)."""
         num_frames = self.config.num_frames(input_values.shape[-1])
         frame_mask = None if attention_mask is None else self.frame_mask(attention_mask, num_frames)
         if mask_time_indices is None and self.training and self.config.mask_time_prob > 0:
             mask_time_indices = self.compute_mask(input_values.shape[0], num_frames, frame_mask)
 
         outputs = self.hubert_ecg(
-            input_values,
-            attention_mask=attention_mask,
-            mask_time_indices=mask_time_indices,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
+            input_values, attention_mask=attention_mask, mask_time_indices=mask_time_indices, return_dict=True, **kwargs
         )
         logits = self.codebook_logits(outputs.last_hidden_state)
         contrastive_embeddings = None
@@ -681,11 +683,6 @@ class HuBERTECGForPreTraining(HuBERTECGPreTrainedModel):
         if labels is not None:
             loss = self.compute_loss(logits, labels, mask_time_indices, frame_mask)
 
-        if not return_dict:
-            output = (logits, mask_time_indices, outputs.last_hidden_state, outputs.hidden_states, outputs.attentions)
-            if contrastive_embeddings is not None:
-                output = output + (contrastive_embeddings,)
-            return ((loss,) + output) if loss is not None else output
         return HuBERTECGForPreTrainingOutput(
             loss=loss,
             logits=logits,
@@ -707,7 +704,7 @@ class HuBERTECGForPreTraining(HuBERTECGPreTrainedModel):
 
         Raises:
             ValueError: if ``labels`` do not have shape (batch, num_codebooks, frames) (or (batch, frames) for one
-                codebook).
+                codebook), or a label other than -100 lies outside its codebook's range [0, vocab_sizes[i]).
         """
         if len(logits) == 0:
             raise ValueError("`labels` were given to a model without codebook heads (`vocab_sizes` is empty).")
@@ -720,6 +717,14 @@ class HuBERTECGForPreTraining(HuBERTECGPreTrainedModel):
                 f"got {tuple(labels.shape)}."
             )
         valid = labels != -100
+        for i, codebook_logits in enumerate(logits):
+            size = codebook_logits.shape[-1]
+            bad = valid[:, i] & ((labels[:, i] < 0) | (labels[:, i] >= size))
+            if bad.any():
+                raise ValueError(
+                    f"`labels` of codebook {i} (vocab_sizes[{i}] = {size}) must lie in [0, {size - 1}] or be -100 "
+                    f"(ignored), got {labels[:, i][bad][0].item()}."
+                )
         if frame_mask is not None:
             valid = valid & frame_mask.unsqueeze(1)
         masked = mask_time_indices if mask_time_indices is not None else torch.ones_like(valid[:, 0])

@@ -34,8 +34,26 @@ def test_published_config_json_loads_unchanged(reference_dir):
     assert config.vocab_sizes == [20, 30] and config.ensemble_length == 2
     assert config.hidden_size == 32 and config.num_hidden_layers == 2
     assert list(config.conv_stride) == [4, 2, 2, 2, 2]
-    # the original remote-code auto_map is replaced by this package's classes
-    assert config.auto_map["AutoModel"] == "modeling.HuBERTECGModel"
+    # the release's auto_map names remote code its checkpoints do not ship (hubert_ecg.HuBERTECG): dropped on load
+    assert getattr(config, "auto_map", None) is None
+
+
+def test_save_pretrained_writes_the_auto_map_of_the_saved_code_and_loading_keeps_it(tmp_path):
+    """No auto_map is forced on configs: save_pretrained writes one for the classes it saves (register_for_auto_class),
+    pointing at the configuration.py / modeling.py it copies, and loading keeps it."""
+    config = HuBERTECGConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                             conv_dim=(32,) * 5, num_conv_pos_embedding_groups=2, vocab_sizes=[5])
+    assert getattr(config, "auto_map", None) is None
+    HuBERTECGForPreTraining(config).save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())["auto_map"]
+    assert saved == {"AutoConfig": "configuration.HuBERTECGConfig",
+                     "AutoModelForPreTraining": "modeling.HuBERTECGForPreTraining"}
+    assert {p.name for p in tmp_path.glob("*.py")} == {"configuration.py", "modeling.py"}
+    assert AutoConfig.from_pretrained(tmp_path).auto_map == saved
+    # a hub copy's entries carry the repository ("owner/name--module.Class"): kept as well
+    hub = dict(json.loads((tmp_path / "config.json").read_text()), auto_map={
+        "AutoConfig": "owner/name--configuration.HuBERTECGConfig"})
+    assert HuBERTECGConfig.from_dict(hub).auto_map == hub["auto_map"]
 
 
 BAD_FIELDS = [

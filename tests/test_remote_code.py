@@ -72,25 +72,39 @@ def test_saved_classifier_loads_as_remote_code_with_the_packages_logits(finetune
     np.testing.assert_allclose(remote, expected["classifier_logits_10s"], atol=1e-4, rtol=0)
 
 
-def test_bundled_demo_model_directory_is_complete():
-    """Every file its auto_map names is in the directory, and is this package's current code."""
-    directory = Path(demo_model_path())
-    config = json.loads((directory / "config.json").read_text())
-    for entry in config["auto_map"].values():
-        module = entry.split(".")[0]
-        assert (directory / f"{module}.py").is_file(), f"auto_map names {module}.py, which is not in {directory}"
-        assert (directory / f"{module}.py").read_bytes() == (PACKAGE / f"{module}.py").read_bytes(), (
-            f"{directory / module}.py differs from hubert_ecg/{module}.py: re-save the demo model"
-        )
+DEMO_FILES = {"config.json", "model.safetensors", "preprocessor_config.json", "calibration.json", "metrics.json",
+              "fold9_metrics.json", "README.md"}
 
 
-def test_bundled_demo_model_loads_as_remote_code(tmp_path):
+def test_bundled_demo_model_directory_holds_no_code():
+    """The demo model directory holds weights, configs, calibration, metrics and card, and no copy of the package's
+    code: no .py file, and no auto_map pointing at one."""
     directory = Path(demo_model_path())
+    assert {p.name for p in directory.iterdir()} == DEMO_FILES
+    for name in ("config.json", "preprocessor_config.json"):
+        assert "auto_map" not in json.loads((directory / name).read_text()), name
+
+
+def _save_demo_copy(directory: Path) -> Path:
+    """A fresh save_pretrained copy of the demo model and its feature extractor: with the package's code."""
+    HuBERTECGForSequenceClassification.from_pretrained(demo_model_path()).save_pretrained(directory)
+    HuBERTECGFeatureExtractor.from_pretrained(demo_model_path()).save_pretrained(directory)
+    return directory
+
+
+def test_saved_demo_model_loads_as_remote_code(tmp_path):
+    directory = _save_demo_copy(tmp_path / "demo")
+    assert {p.name for p in directory.glob("*.py")} == {"configuration.py", "modeling.py", "processing.py", "leads.py"}
+    auto_map = json.loads((directory / "config.json").read_text())["auto_map"]
+    assert auto_map == {"AutoConfig": "configuration.HuBERTECGConfig",
+                        "AutoModelForSequenceClassification": "modeling.HuBERTECGForSequenceClassification"}
+    for module in ("configuration", "modeling"):
+        assert (directory / f"{module}.py").read_bytes() == (PACKAGE / f"{module}.py").read_bytes(), module
     x = np.random.default_rng(0).uniform(-1, 1, (3, 6000)).astype(np.float32)
     inputs = tmp_path / "inputs.npy"
     np.save(inputs, x)
     _run_blocked(_model_code_check(directory, inputs), tmp_path)
-    model = HuBERTECGForSequenceClassification.from_pretrained(directory).eval()
+    model = HuBERTECGForSequenceClassification.from_pretrained(demo_model_path()).eval()
     with torch.no_grad():
         ours = model(torch.from_numpy(x)).logits.numpy()
     np.testing.assert_array_equal(np.load(tmp_path / "inputs_logits.npy"), ours)
@@ -98,17 +112,19 @@ def test_bundled_demo_model_loads_as_remote_code(tmp_path):
 
 @pytest.mark.parametrize("source", ["saved", "demo"])
 def test_feature_extractor_loads_as_remote_code(tmp_path, source):
-    """The preprocessing travels too: processing.py and the lead names it imports (leads.py)."""
+    """The preprocessing travels too: processing.py and the lead names it imports (leads.py); for a default feature
+    extractor and for the demo model's, saved afresh."""
     if source == "saved":
         directory = tmp_path / "fe"
         HuBERTECGFeatureExtractor().save_pretrained(directory)
     else:
-        directory = Path(demo_model_path())
+        directory = tmp_path / "demo"
+        HuBERTECGFeatureExtractor.from_pretrained(demo_model_path()).save_pretrained(directory)
     auto_map = json.loads((directory / "preprocessor_config.json").read_text())["auto_map"]
     assert auto_map == {"AutoFeatureExtractor": "processing.HuBERTECGFeatureExtractor"}
     for module in ("processing", "leads"):
         assert (directory / f"{module}.py").read_bytes() == (PACKAGE / f"{module}.py").read_bytes(), (
-            f"{directory / module}.py differs from hubert_ecg/{module}.py: re-save the feature extractor"
+            f"{directory / module}.py differs from hubert_ecg/{module}.py"
         )
     record = hubert_ecg.read_ecg(demo_records()[1])  # a real 10 s, 500 Hz PTB-XL record, leads as WFDB names them
     np.save(tmp_path / "signal.npy", record.signal)
