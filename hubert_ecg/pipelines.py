@@ -183,7 +183,8 @@ class ECGClassificationPipeline(ChunkPipeline):
         * multi-label (sigmoid): ``{"label": str, "score": float}`` per label, sorted by decreasing score. For a
           model with ``config.label_thresholds`` (``hubert-ecg calibrate``), each label with a threshold also has
           ``"positive"``: whether its score is at or above the threshold (not with an explicit
-          ``function_to_apply``).
+          ``function_to_apply``). A label without a threshold (calibrated on a manifest that labelled other
+          outputs) has no ``"positive"``: its score, no decision (no default cut-off such as 0.5 is assumed).
         * single-label / multi-class (softmax): ``{"label", "score", "positive"}`` per class, sorted by decreasing
           probability (the probabilities sum to 1); ``"positive"`` is True for exactly one class, the record's
           class: the argmax of the window-mean probabilities (no per-label thresholds; not with an explicit
@@ -532,7 +533,7 @@ def _format(details: list[dict], fmt: str, problem_type: str = "multi_label_clas
             cells = []
             for p in d["predictions"] or []:
                 cell = {"label": p["label"], "description": p.get("description", ""), "score": f"{p['score']:.4f}",
-                        "positive": int(p.get("positive", 0))}
+                        "positive": int(p["positive"]) if "positive" in p else ""}  # "": no threshold
                 cells += [cell[kind] for kind in kinds]
             cells += [""] * (len(kinds) * ranks - len(cells))
             writer.writerow([d["name"], d["windows"], *cells, _flag_text(d["flags"]), d["error"] or ""])
@@ -574,7 +575,9 @@ def _format(details: list[dict], fmt: str, problem_type: str = "multi_label_clas
     if thresholded:
         lines.append("* the predicted class (the highest probability; single-label)"
                      if problem_type == "single_label_classification" else
-                     "* at or above the label's decision threshold (the model's config.label_thresholds)")
+                     "* at or above the label's decision threshold (the model's config.label_thresholds)"
+                     + ("; labels without a threshold are never marked" if any("positive" not in p for p in
+                                                                               predictions) else ""))
     return "\n".join(lines)
 
 

@@ -14,6 +14,13 @@ test set), :func:`calibrate` fits
 and saves the model's ``config.json`` with them. :func:`hubert_ecg.modeling.scores_from_logits`, and so the
 ``ecg-classification`` pipeline, ``predict`` and ``evaluate``, apply them from then on. Neither changes AUROC or
 AUPRC (the ranking of the records for each label is kept).
+
+The labelled records may label a subset of a multi-label model's outputs (a manifest whose label columns are named
+as some of its ``id2label`` names, e.g. 5 of the 164 Cardio-Learning outputs): Platt scaling and thresholds are
+then fitted for those outputs only; every other output keeps ``a = 1, b = 0`` (its score unchanged, the plain
+sigmoid) and gets no threshold, so the pipeline and ``predict`` report its score without a ``positive`` decision.
+Temperature scaling, one ``T`` for every output, is refused on such a subset. A calibration replaces the stored one
+as a whole (fitted from the raw logits).
 """
 
 from __future__ import annotations
@@ -117,7 +124,8 @@ class CalibrateArguments:
     label_set: str | None = field(default=None, metadata={"help": "PTB-XL label set (default: superdiagnostic)"})
     ptbxl_sampling_rate: int = field(default=100, metadata={"help": "PTB-XL records to read: 100 or 500 Hz"})
     test_csv: str | None = field(default=None, metadata={
-        "help": "or: a manifest CSV (filename, labels) of the records to fit on"})
+        "help": "or: a manifest CSV (filename, labels) of the records to fit on; label columns naming some of a "
+        "multi-label model's labels calibrate those outputs only (the others unchanged, no threshold)"})
     data_dir: str | None = field(default=None, metadata={"help": "folder the manifest's file names are relative to"})
     method: str = field(default="auto", metadata={
         "help": "calibration: platt (per label), temperature, none, or auto (platt for multi-label, temperature "
@@ -140,12 +148,16 @@ def calibrate(args: CalibrateArguments) -> dict:
     model's config (see the module docstring).
 
     Returns:
-        ``{"calibration", "thresholds", "n_records", "skipped", "before", "after"}``; ``before`` / ``after`` hold
-        the macro Brier score and ECE on the records with the raw and the calibrated scores.
+        ``{"calibration", "thresholds", "n_records", "skipped", "outputs", "before", "after"}``; ``before`` /
+        ``after`` hold the macro Brier score, ECE and F1 on the records with the raw and the calibrated scores (of
+        the labelled outputs); ``outputs``: ``{"fitted", "of", "labels"}``, how many outputs were fitted of how
+        many, and their names where the manifest labels a subset (else None).
 
     Raises:
         ValueError: for a missing ``--model``, a regression model, an unknown ``method`` / ``thresholds``, bad data
-            arguments (as ``hubert-ecg evaluate``), or no record that could be scored.
+            arguments (as ``hubert-ecg evaluate``: a label column that is not one of the model's labels is named),
+            ``--method temperature`` on a manifest that labels a subset of the outputs, or no record that could be
+            scored.
     """
     import hubert_ecg  # noqa: F401  (registers the model type)
     from transformers import AutoConfig, AutoModelForSequenceClassification
@@ -175,6 +187,16 @@ def calibrate(args: CalibrateArguments) -> dict:
         raise ValueError(f"{args.model!r} is a regression model: calibration and thresholds apply to classifiers")
     label_names = [config.id2label[i] for i in range(config.num_labels)]
     records = labelled_records(args, label_names, problem_type)
+    subset = records.label_indices  # None: every output is labelled
+    method = args.method
+    if method == "auto":
+        method = "platt" if problem_type == "multi_label_classification" else "temperature"
+    if method == "temperature" and subset is not None:
+        raise ValueError(
+            f"--method temperature fits one temperature for all {len(label_names)} outputs, but the manifest "
+            f"{args.test_csv!r} labels {len(subset)} of them ({', '.join(records.label_names)}): use --method platt "
+            "(per label; the other outputs are left as they are) or label every output"
+        )
     logits, kept, skipped = score_records(
         model, feature_extractor, records.paths, args.tta_windows, "mean", args.batch_size, args.seed, args.device,
         missing_leads=args.missing_leads, function_to_apply="none",
@@ -185,18 +207,23 @@ def calibrate(args: CalibrateArguments) -> dict:
         raise ValueError(f"none of the {len(records)} records could be scored: "
                          + "; ".join(f"{p}: {r}" for p, r in skipped))
     labels = records.labels[kept]
-    method = args.method
-    if method == "auto":
-        method = "platt" if problem_type == "multi_label_classification" else "temperature"
     if method == "platt" and problem_type != "multi_label_classification":
         raise ValueError("--method platt is per label: for a multi-label model; use temperature for single-label")
-    calibration = None if method == "none" else (
-        fit_platt(logits, labels) if method == "platt" else fit_temperature(logits, labels, problem_type))
-    raw = scores_from_logits(logits, problem_type)
-    calibrated = scores_from_logits(logits, problem_type, calibration)
+    fitted = list(range(len(label_names))) if subset is None else list(subset)  # the labelled outputs
+    names = [label_names[i] for i in fitted]
+    calibration = None
+    if method == "platt":
+        platt = fit_platt(logits[:, fitted], labels)
+        calibration = {"method": "platt", "scale": [1.0] * len(label_names), "bias": [0.0] * len(label_names)}
+        for j, i in enumerate(fitted):  # the other outputs keep a = 1, b = 0: their scores unchanged
+            calibration["scale"][i], calibration["bias"][i] = platt["scale"][j], platt["bias"][j]
+    elif method == "temperature":
+        calibration = fit_temperature(logits, labels, problem_type)
+    raw = scores_from_logits(logits, problem_type)[:, fitted]
+    calibrated = scores_from_logits(logits, problem_type, calibration)[:, fitted]
     thresholds = None
     if args.thresholds == "max_f1" and problem_type == "multi_label_classification":
-        thresholds = max_f1_thresholds(calibrated, labels, label_names)
+        thresholds = max_f1_thresholds(calibrated, labels, names)
 
     def summary(scores, threshold):
         m = classification_metrics(labels, scores, problem_type, threshold)
@@ -204,8 +231,9 @@ def calibrate(args: CalibrateArguments) -> dict:
 
     result = {
         "calibration": calibration, "thresholds": thresholds, "n_records": len(kept), "skipped": skipped,
+        "outputs": {"fitted": len(fitted), "of": len(label_names), "labels": names if subset is not None else None},
         "before": summary(raw, 0.5),
-        "after": summary(calibrated, np.array([thresholds[n] for n in label_names]) if thresholds else 0.5),
+        "after": summary(calibrated, np.array([thresholds[n] for n in names]) if thresholds else 0.5),
     }
     target = Path(args.output_dir or args.model)
     if args.output_dir:
@@ -222,7 +250,13 @@ def calibrate(args: CalibrateArguments) -> dict:
 
 def format_report(result: dict) -> str:
     """What ``hubert-ecg calibrate`` prints."""
-    lines = [f"{result['n_records']} records", ""]
+    lines = [f"{result['n_records']} records"]
+    outputs = result.get("outputs") or {}
+    if outputs.get("labels") is not None:
+        lines.append(f"{outputs['fitted']} of {outputs['of']} outputs labelled in the manifest, fitted: "
+                     f"{', '.join(outputs['labels'])}; the other outputs keep their scores (scale 1, bias 0) and "
+                     "have no threshold")
+    lines.append("")
     calibration = result["calibration"]
     if calibration is None:
         lines.append("calibration: none")

@@ -64,6 +64,9 @@ class LabelledRecords:
         label_names: one name per label (per class for single-label).
         problem_type: one of :data:`PROBLEM_TYPES`.
         folds: PTB-XL ``strat_fold`` per record, or None.
+        label_indices: where the manifest labels a subset of a model's outputs (:func:`read_manifest` with
+            ``allow_subset=True``): the model's output index of each of ``label_names``, increasing (the labels
+            are in the model's order); None when the labels are every output, in order.
     """
 
     paths: list[str]
@@ -71,6 +74,7 @@ class LabelledRecords:
     label_names: list[str]
     problem_type: str
     folds: np.ndarray | None = None
+    label_indices: list[int] | None = None
 
     def select(self, mask: np.ndarray) -> "LabelledRecords":
         """The records where the bool ``mask`` (records,) is True."""
@@ -78,6 +82,7 @@ class LabelledRecords:
         return LabelledRecords(
             [self.paths[i] for i in index], self.labels[index], list(self.label_names), self.problem_type,
             None if self.folds is None else self.folds[index],
+            None if self.label_indices is None else list(self.label_indices),
         )
 
     def __len__(self) -> int:
@@ -117,6 +122,7 @@ def read_manifest(
     num_labels: int | None = None,
     problem_type: str | None = None,
     label_names: Sequence[str] | None = None,
+    allow_subset: bool = False,
 ) -> LabelledRecords:
     """Read a CSV manifest in the original release's format.
 
@@ -132,17 +138,22 @@ def read_manifest(
         num_labels: expected number of labels (of classes for single-label); checked against the columns.
         problem_type: one of :data:`PROBLEM_TYPES`, or None to infer it.
         label_names: expected label names (e.g. a model's ``id2label``): the label columns are reordered to
-            match them; a missing name is an error. For a regression they are the target columns by name (any
-            other columns are ignored; ``age`` too is a target when an output is named ``age``); unnamed outputs
-            (no column of that name) take the label columns in order.
+            match them; a missing name is an error (unless ``allow_subset``). Columns none of which is a label name,
+            as many as the labels, are taken in order (with a warning). For a regression they are the target
+            columns by name (any other columns are ignored; ``age`` too is a target when an output is named
+            ``age``); unnamed outputs (no column of that name) take the label columns in order.
+        allow_subset: with ``label_names`` of a multi-label model (several names): the label columns may name some
+            of them only (``evaluate`` and ``calibrate`` of those outputs; not fine-tuning, whose loss needs every
+            output). The records then hold those labels in the model's order, with ``label_indices``.
 
     Returns:
         :class:`LabelledRecords`.
 
     Raises:
         ValueError: naming the CSV, when it is missing or unreadable, has no ``filename`` column or no label
-            columns, when the label columns do not match ``num_labels`` / ``label_names``, when multi-hot labels
-            are not 0/1, when class indices are out of range, or for an unknown ``problem_type``.
+            columns, when the label columns do not match ``num_labels`` / ``label_names`` (a label column that is
+            not one of ``label_names`` is named, with some of the known names), when multi-hot labels are not 0/1,
+            when class indices are out of range, or for an unknown ``problem_type``.
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
@@ -165,17 +176,33 @@ def read_manifest(
         )
     if not columns:
         raise ValueError(f"manifest {str(csv_path)!r} has no label columns after filename/age/sex")
+    label_indices = None
     if label_names is not None and problem_type != "single_label_classification" and len(label_names) > 1:
-        if all(name in columns for name in label_names) and len(columns) == len(label_names):
+        known = [str(name) for name in label_names]
+        unknown = [c for c in columns if str(c) not in known]
+        if not unknown and len(columns) == len(known):
             columns = list(label_names)  # reorder to the model's labels
-        elif len(columns) == len(label_names) and not any(name in columns for name in label_names):
+        elif len(columns) == len(known) and len(unknown) == len(columns):
             logger.warning(
                 f"manifest {str(csv_path)!r}: label columns {columns} are taken in order as {list(label_names)}"
             )
+        elif unknown:
+            shown = ", ".join(known[:8]) + (", ..." if len(known) > 8 else "")
+            raise ValueError(
+                f"manifest {str(csv_path)!r}: label column(s) {unknown} are not labels of the model; the model has "
+                f"{len(known)} labels ({shown}). Name each label column as one of the model's labels (id2label)"
+                + (", a subset of them to evaluate or calibrate those outputs only" if allow_subset else "")
+                + f", or give {len(known)} label columns, in the model's order"
+            )
+        elif allow_subset:  # some of the model's labels: those outputs only, in the model's order
+            label_indices = [i for i, name in enumerate(known) if name in columns]
+            columns = [known[i] for i in label_indices]
+            problem_type = problem_type or "multi_label_classification"  # even one 0/1 column
         else:
             raise ValueError(
                 f"manifest {str(csv_path)!r} has {len(columns)} label column(s) {columns} but the model has "
-                f"{len(label_names)} labels {list(label_names)}"
+                f"{len(label_names)} labels {list(label_names)} (a subset of the labels is accepted by "
+                "hubert-ecg evaluate and calibrate, not here)"
             )
     values = frame[columns]
     if problem_type is None:
@@ -217,7 +244,7 @@ def read_manifest(
         labels = values.to_numpy(dtype=np.float32)
         if problem_type == "multi_label_classification" and not np.isin(labels, (0.0, 1.0)).all():
             raise ValueError(f"manifest {str(csv_path)!r}: multi-label columns {columns} must hold 0 or 1")
-        if num_labels is not None and labels.shape[1] != num_labels:
+        if num_labels is not None and labels.shape[1] != num_labels and label_indices is None:
             raise ValueError(
                 f"manifest {str(csv_path)!r} has {labels.shape[1]} label column(s) {columns} but num_labels="
                 f"{num_labels}"
@@ -227,7 +254,7 @@ def read_manifest(
         names = [str(c) for c in columns]
     base = Path(data_dir) if data_dir is not None else csv_path.parent
     paths = [str(f) if Path(str(f)).is_absolute() else str(base / str(f)) for f in frame["filename"]]
-    return LabelledRecords(paths, labels, names, problem_type)
+    return LabelledRecords(paths, labels, names, problem_type, label_indices=label_indices)
 
 
 # ----------------------------------------------------------------------------------------------------------------

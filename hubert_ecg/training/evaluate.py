@@ -21,6 +21,12 @@ The metrics follow the model's problem type (``config.problem_type_of()``):
 
 Every metric has its percentile-bootstrap CI (``--n_bootstrap`` resamples of the records).
 
+A manifest for a multi-label model may label a subset of its outputs: label columns named as some of the model's
+``id2label`` names (e.g. ``NORM,AF,IRBBB`` of the 164 Cardio-Learning outputs; a column that is not a label name is
+an error naming it). The metrics, per-label rows, CIs, ROC curves and ``probabilities.csv`` then cover those
+outputs only, and the report says how many were evaluated (``3 of 164 outputs labelled in the manifest``;
+``metrics.json``: ``"outputs": {"evaluated", "of", "labels"}``).
+
 With ``--lead_sets 12,6,4,3,2,1`` (names of :data:`hubert_ecg.leads.LEAD_SETS`, the PhysioNet/CinC 2021 lead sets)
 the same records are scored again with each lead set, the other leads zero-filled as missing leads (the
 ``lead_set`` of :class:`hubert_ecg.pipelines.ECGClassificationPipeline`), and the metrics with their bootstrap CIs
@@ -67,7 +73,9 @@ class EvaluateArguments:
     ptbxl_sampling_rate: int = field(default=100, metadata={"help": "PTB-XL records to read: 100 or 500 Hz"})
     split: str = field(default="test", metadata={
         "help": "PTB-XL split: train, validation or test (folds 1-8, 9, 10 unless --ptbxl_folds says otherwise)"})
-    test_csv: str | None = field(default=None, metadata={"help": "manifest CSV (filename, [age, sex], labels)"})
+    test_csv: str | None = field(default=None, metadata={
+        "help": "manifest CSV (filename, [age, sex], labels); a multi-label model's label columns may name some of "
+        "its labels only: those outputs are evaluated"})
     data_dir: str | None = field(default=None, metadata={"help": "folder the manifest's file names are relative to"})
     output_dir: str | None = field(default=None, metadata={"help": "where metrics.json, per_label.csv, ... go"})
     threshold: float | None = field(default=None, metadata={
@@ -95,8 +103,13 @@ def labelled_records(args, label_names, problem_type):
     """The labelled records ``args`` names (PTB-XL ``ptbxl_dir`` / ``ptbxl_folds`` / ``split`` / ``label_set`` /
     ``ptbxl_sampling_rate``, or ``test_csv`` / ``data_dir``), labels in the model's label order.
 
+    A manifest of a multi-label model may label some of its outputs only: label columns named as some of
+    ``label_names`` (``read_manifest(..., allow_subset=True)``); the records' ``label_names`` are then those, in the
+    model's order, and ``label_indices`` their output indices (None when every output is labelled).
+
     Raises:
-        ValueError: for neither or both sources, an unknown split, labels that do not match the model's.
+        ValueError: for neither or both sources, an unknown split, labels that do not match the model's (a
+            manifest's label column that is not one of ``label_names`` is named).
     """
     from . import data
 
@@ -109,7 +122,7 @@ def labelled_records(args, label_names, problem_type):
         )
     if args.test_csv:
         return data.read_manifest(args.test_csv, args.data_dir, num_labels=len(label_names),
-                                  problem_type=problem_type, label_names=label_names)
+                                  problem_type=problem_type, label_names=label_names, allow_subset=True)
     if args.split not in data.PTBXL_SPLITS:
         raise ValueError(f"--split must be one of {sorted(data.PTBXL_SPLITS)}, got {args.split!r}")
     records = data.read_ptbxl(args.ptbxl_dir, args.label_set or "superdiagnostic", args.ptbxl_sampling_rate)
@@ -280,6 +293,10 @@ def evaluate(args: EvaluateArguments) -> dict:
         lines = "\n".join(f"  {p}: {r}" for p, r in skipped)
         raise ValueError(f"none of the {len(records)} records could be scored:\n{lines}")
     labels = records.labels[kept]
+    n_outputs = len(label_names)
+    subset = records.label_indices  # None: every output is labelled
+    if subset is not None:  # the labelled outputs only, in the model's order
+        scores, label_names = scores[:, subset], list(records.label_names)
     stored = model.config.label_thresholds or {}
     threshold = np.array([stored.get(name, 0.5) for name in label_names]) if args.threshold is None \
         else args.threshold
@@ -299,7 +316,9 @@ def evaluate(args: EvaluateArguments) -> dict:
         per_label = _per_output_rows(labels, scores, label_names, args)
     else:
         per_label = per_label_metrics(labels, scores, label_names, problem_type, threshold)
-    result = {"metrics": metrics, "ci": ci, "per_label": per_label, "n_records": len(kept), "skipped": skipped}
+    result = {"metrics": metrics, "ci": ci, "per_label": per_label, "n_records": len(kept), "skipped": skipped,
+              "outputs": {"evaluated": len(label_names), "of": n_outputs,
+                          "labels": list(label_names) if subset is not None else None}}
     if lead_set_names:
         table = {}
         for name in lead_set_names:
@@ -310,6 +329,8 @@ def evaluate(args: EvaluateArguments) -> dict:
                     model, feature_extractor, [records.paths[i] for i in kept], args.tta_windows,
                     args.tta_aggregation, args.batch_size, args.seed, args.device, lead_set=name,
                 )
+                if subset is not None:
+                    set_scores = set_scores[:, subset]
                 set_metrics, set_ci = measured(labels[set_kept], set_scores) if set_kept else ({}, {})
             table[name] = {"leads": list(LEAD_SETS[name]), "n_records": len(set_kept), "metrics": set_metrics,
                            "ci": set_ci, "skipped": set_skipped}
@@ -328,7 +349,8 @@ def evaluate(args: EvaluateArguments) -> dict:
                     "ci": {k: [clean(lo), clean(hi)] for k, (lo, hi) in row["ci"].items()},
                     "skipped": [{"file": p, "reason": r} for p, r in row["skipped"]]}
 
-        summary = {"model": source, "arguments": asdict(args), **as_json(result), "confidence": args.confidence}
+        summary = {"model": source, "arguments": asdict(args), **as_json(result), "confidence": args.confidence,
+                   "outputs": result["outputs"]}
         if lead_set_names:
             summary["lead_sets"] = {name: {"leads": row["leads"], **as_json(row)}
                                     for name, row in result["lead_sets"].items()}
@@ -397,8 +419,14 @@ def _write_lead_sets_csv(table: dict, path: Path) -> None:
 
 
 def format_report(result: dict, confidence: float = 0.95) -> str:
-    """The summary table and the per-label table printed by ``hubert-ecg evaluate``."""
-    lines = [f"{result['n_records']} records scored", "", f"{'metric':<14} {'value':>7}   {int(confidence * 100)}% CI"]
+    """The summary table and the per-label table printed by ``hubert-ecg evaluate`` (with, for a manifest that
+    labels some of the model's outputs, how many: ``"5 of 164 outputs labelled in the manifest"``)."""
+    lines = [f"{result['n_records']} records scored"]
+    outputs = result.get("outputs") or {}
+    if outputs.get("labels") is not None:
+        lines.append(f"{outputs['evaluated']} of {outputs['of']} outputs labelled in the manifest, evaluated: "
+                     + ", ".join(outputs["labels"]))
+    lines += ["", f"{'metric':<14} {'value':>7}   {int(confidence * 100)}% CI"]
     for name, value in result["metrics"].items():
         if name == "n_labels_evaluated":
             continue
