@@ -31,6 +31,21 @@ def test_platt_recovers_the_generating_scale_and_bias():
     assert constant["scale"] == [1.0] and constant["bias"] == [0.0]
 
 
+def test_platt_never_reverses_a_labels_ranking():
+    """Scores that rank the records against their labels (a fitted slope <= 0) keep their order: the AUROC after
+    calibration is the AUROC before; only the bias is fitted (the mean score moves to the base rate)."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(2)
+    logits = rng.normal(0, 2, size=(4000, 1))
+    labels = (rng.random(len(logits)) < expit(-1.5 * logits[:, 0] - 1.0)).astype(float)[:, None]
+    fit = fit_platt(logits, labels)
+    assert fit["scale"] == [1.0]
+    calibrated = expit(logits[:, 0] + fit["bias"][0])
+    assert roc_auc_score(labels[:, 0], calibrated) == roc_auc_score(labels[:, 0], logits[:, 0]) < 0.5
+    assert abs(calibrated.mean() - labels.mean()) < 0.01  # the bias-only fit matches the base rate
+
+
 def test_temperature_recovers_the_generating_temperature():
     rng = np.random.default_rng(1)
     logits = rng.normal(0, 3, size=(20000, 4))

@@ -144,7 +144,7 @@ def test_calibrate_subset_fits_the_labelled_outputs_only(setup, calibrated):
         if name in LABELLED:  # the fit of the full manifest, for the same logits and labels
             assert platt["scale"][i] == pytest.approx(full["calibration"]["scale"][i], rel=1e-6)
             assert platt["bias"][i] == pytest.approx(full["calibration"]["bias"][i], rel=1e-6, abs=1e-9)
-            assert platt["scale"][i] != 1.0
+            assert (platt["scale"][i], platt["bias"][i]) != (1.0, 0.0)  # fitted (a slope <= 0 keeps scale 1)
         else:  # exactly the identity: the score unchanged
             assert platt["scale"][i] == 1.0 and platt["bias"][i] == 0.0
     assert list(subset["thresholds"]) == LABELLED

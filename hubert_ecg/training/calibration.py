@@ -45,22 +45,37 @@ def fit_platt(logits: np.ndarray, labels: np.ndarray) -> dict:
     ``sigmoid(a_j * logit_j + b_j)`` maximises the likelihood of ``labels`` (unregularised logistic regression on
     the one logit). A label with one class only in ``labels`` keeps ``a = 1, b = 0``.
 
+    The map stays increasing, so that no label's ranking of the records (its AUROC, AUPRC) changes: where the best
+    fit has ``a <= 0`` (the label's scores rank the records against its labels on this split), ``a`` stays 1 and
+    only ``b`` is fitted, with a warning naming the label.
+
     Args:
         logits: ``(records, num_labels)``; labels: multi-hot ``(records, num_labels)``.
     """
+    from scipy.optimize import minimize_scalar
+    from scipy.special import log_expit
     from sklearn.linear_model import LogisticRegression
+    from transformers.utils import logging
 
     logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels, dtype=np.float64)
     scale, bias = [], []
     for j in range(logits.shape[1]):
-        y = labels[:, j]
+        x, y = logits[:, j], labels[:, j]
         if not 0 < y.sum() < len(y):
             scale.append(1.0)
             bias.append(0.0)
             continue
-        fit = LogisticRegression(C=np.inf).fit(logits[:, j:j + 1], y.astype(int))
-        scale.append(float(fit.coef_[0, 0]))
-        bias.append(float(fit.intercept_[0]))
+        fit = LogisticRegression(C=np.inf).fit(x[:, None], y.astype(int))
+        if fit.coef_[0, 0] > 0:
+            scale.append(float(fit.coef_[0, 0]))
+            bias.append(float(fit.intercept_[0]))
+            continue
+        logging.get_logger(__name__).warning(
+            f"label {j}: its scores rank the records against their labels on this split (Platt slope "
+            f"{fit.coef_[0, 0]:.3g} <= 0); kept the ranking (scale 1) and fitted the bias only")
+        nll = lambda b: -(y * log_expit(x + b) + (1 - y) * log_expit(-(x + b))).mean()  # noqa: E731
+        scale.append(1.0)
+        bias.append(float(minimize_scalar(nll, bounds=(-50.0, 50.0), method="bounded").x))
     return {"method": "platt", "scale": scale, "bias": bias}
 
 
