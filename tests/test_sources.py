@@ -229,6 +229,7 @@ def test_parquet_shards_stream_split_across_processes(two_sources):
     assert order[0] == order[1] and order[0] != [v.tobytes() for v in arrow["ptbxl"].with_format("numpy")["input_values"]]
 
 
+@pytest.mark.slow  # ~18 s: several training processes; CI runs the slow tests too
 def test_streamed_run_resumes_after_kill_with_the_same_losses(two_sources, tmp_path):
     """simclr streamed from Parquet shards (one source: a pass ends without the 5 s pause of datasets' interleaving),
     several passes: kill -9 after a checkpoint, the same command resumes and gives the losses of an uninterrupted
@@ -263,6 +264,7 @@ def test_the_multi_source_example_parses(tmp_path):
     assert args.objective == "hubert+cmsc" and args.labels_dirs and args.stopping_strategy == "all_exhausted"
 
 
+@pytest.mark.slow  # ~18 s: several training processes; CI runs the slow tests too
 def test_two_process_streamed_run(two_sources, tmp_path):
     """`accelerate launch` on 2 CPU processes (gloo) streaming two Parquet sources: each process reads its own
     files (split_dataset_by_node), the loss per source is summed over both, and the model loads."""
