@@ -66,6 +66,9 @@ COMMANDS = {
     "plot": Command("hubert_ecg.plotting", "plot_main", "draw a record in the 12-lead layout (PNG, SVG, PDF)", "plot"),
     "explain": Command("hubert_ecg.explain", "explain_main",
                        "attributions for a label, drawn on the 12-lead plot (default: the demo model)", "plot"),
+    "report": Command("hubert_ecg.report", "report_main",
+                      "one page for a clinician: 12-lead plot, predictions, measurements (PDF, PNG, HTML, JSON)",
+                      "plot"),
     "app": Command("hubert_ecg.app", "app_main", "local web app: upload ECGs, see the plot, scores, attributions",
                    "app"),
 }
