@@ -174,7 +174,8 @@ def measure(record, method: str = DEFAULT_METHOD) -> dict[str, Any]:
     over all leads, that up to a quarter of the leads cannot move). PR = QRS onset - P onset, QRS = QRS offset - QRS
     onset, QT = T offset - QRS onset; a value outside the physiological bounds (PR 40-500, QRS 30-250, QT 150-750
     ms) is a failed delineation and is not reported. RR is the mean of the beats' RR intervals (ms) and the heart
-    rate 60000 / RR (bpm), as electrocardiographs report the ventricular rate; QTc: Bazett QT / sqrt(RR in s), Fridericia QT / cbrt(RR in s).
+    rate 60000 / RR (bpm), as electrocardiographs report the ventricular rate; QTc: Bazett QT / sqrt(RR in s),
+    Fridericia QT / cbrt(RR in s).
     The frontal axes are ``atan2(aVF, I)`` of the net amplitudes (largest positive plus largest negative deflection
     from the PR-segment baseline) of the P wave, QRS complex and T wave of the median beat of lead I and aVF (aVF
     from II - I/2 where the record lacks it), within the record's boundaries.
@@ -279,8 +280,8 @@ def measure(record, method: str = DEFAULT_METHOD) -> dict[str, Any]:
                  for key, leads_values in per_lead_fiducials.items()}
     spans = {"pr_interval": ("p_on", "qrs_on"), "qrs_duration": ("qrs_on", "qrs_off"),
              "qt_interval": ("qrs_on", "t_off")}
-    reasons = {"pr_interval": "no P wave onset found (no P waves: atrial fibrillation or flutter, a paced or junctional "
-                              "rhythm, or noise)",
+    reasons = {"pr_interval": "no P wave onset found (no P waves: atrial fibrillation or flutter, a paced or "
+                              "junctional rhythm, or noise)",
                "qrs_duration": f"no QRS onset and offset found by the {method!r} delineation",
                "qt_interval": f"no QRS onset and T wave end found by the {method!r} delineation"}
     for key, (start, stop) in spans.items():
