@@ -36,7 +36,8 @@ EXTRAS = {
     "onnx": ("onnx", "onnxruntime"),
     "plot": ("matplotlib",),
     "app": ("gradio", "matplotlib"),
-    "umap": ("umap",),  # plot-embeddings --method umap (checked there: the command itself needs [train])
+    "umap": ("umap",),
+    "clinical": ("neurokit2",),  # plot-embeddings --method umap (checked there: the command itself needs [train])
 }
 
 COMMANDS = {
@@ -63,6 +64,8 @@ COMMANDS = {
                        "original .pt / hub checkpoint -> save_pretrained directory", None),
     "export-onnx": Command("hubert_ecg.export", "export_onnx_main", "export a classifier to ONNX (dynamic batch)",
                            "onnx"),
+    "measure": Command("hubert_ecg.commands.measure", "main",
+                       "heart rate, PR, QRS, QT, QTc and axes of ECG files, beside the device's", "clinical"),
     "plot": Command("hubert_ecg.plotting", "plot_main", "draw a record in the 12-lead layout (PNG, SVG, PDF)", "plot"),
     "explain": Command("hubert_ecg.explain", "explain_main",
                        "attributions for a label, drawn on the 12-lead plot (default: the demo model)", "plot"),

@@ -61,6 +61,7 @@ if "ecg-feature-extraction" not in PIPELINE_REGISTRY.supported_tasks:  # a class
 _LAZY = {
     "convert_original_checkpoint": ".conversion",
     "demo_model_path": ".demo",
+    "measure": ".measurements",
 }
 
 
@@ -92,4 +93,5 @@ __all__ = [
     "ECGClassificationPipeline",
     "ECGFeatureExtractionPipeline",
     "demo_model_path",
+    "measure",
 ]
