@@ -177,18 +177,20 @@ def _number(value, unit: str = "") -> str:
 
 
 def _measurement_rows(measurements: dict) -> list[tuple[str, str, str, str]]:
-    """(quantity, ours, device, difference) rows of the measurement table."""
+    """(quantity, ours, device, difference) rows of the measurement table: the device's values beside ours, its
+    QTc beside our QTc of the same formula (``difference[...]["compared_with"]`` of
+    :func:`hubert_ecg.measurements.measure`)."""
     device = measurements.get("device") or {}
-    difference = measurements.get("difference") or {}
+    by_ours = {}  # our quantity -> (device value, difference)
+    for name, diff in (measurements.get("difference") or {}).items():
+        by_ours[diff.get("compared_with", name)] = (device.get(name) or {}, diff.get("value"))
     rows = []
     for key, title in _MEASURES:
         ours = measurements.get(key) or {}
-        dev = device.get(key) or (device.get("qtc") if key == "qtc_bazett" else None) or {}
-        if not ours and not dev:
+        dev, diff = by_ours.get(key, (device.get(key) or {}, None))
+        if ours.get("value") is None and dev.get("value") is None:
             continue
         unit = ours.get("unit") or dev.get("unit") or ""
-        diff = difference.get(key)
-        diff = diff.get("value") if isinstance(diff, dict) else diff
         rows.append((title, _number(ours.get("value"), unit), _number(dev.get("value"), unit),
                      "-" if diff is None else f"{diff:+.0f}"))
     return rows

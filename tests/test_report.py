@@ -33,6 +33,12 @@ def test_content_is_the_pipelines_and_the_models(report):
     assert header["sampling_rate"] == 500.0 and header["duration_seconds"] == 10.0 and len(header["leads"]) == 12
     assert header["windows_scored"] == 2 and header["quality_flags"] == []
     assert "not a clinical tool" in report["model"]["note"] and report["model"]["calibrated"]
+    from hubert_ecg import read_ecg
+    from hubert_ecg.measurements import measure
+
+    ours = measure(read_ecg(demo_records()[-1]))
+    assert {k: report["measurements"][k] for k in ("heart_rate", "qrs_duration", "qt_interval")} == {
+        k: ours[k] for k in ("heart_rate", "qrs_duration", "qt_interval")}
     attribution = report["attribution"]
     assert attribution["label"] == report["predictions"][0]["label"] and attribution["method"] == "occlusion"
     importance = list(attribution["lead_importance"].values())
