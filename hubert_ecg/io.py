@@ -8,8 +8,10 @@ Supported sources:
   with gains and baselines); name them without extension, by ``.hea`` or by ``.mat``.
 * NumPy ``.npy`` / ``.npz`` arrays (the format of the original HuBERT-ECG release); the sampling rate and lead
   names come from the caller (or, for ``.npz``, from ``sampling_rate`` / ``fs`` and ``lead_names`` entries).
-* EDF/BDF through the optional ``pyedflib`` package, HDF5 through the optional ``h5py`` package and DICOM
-  waveforms (12-lead ECG IOD) through the optional ``pydicom`` package.
+* EDF/BDF through the optional ``pyedflib`` package and HDF5 through the optional ``h5py`` package.
+* Clinical interchange files, recognised from their content whatever their extension (:mod:`hubert_ecg.clinical_io`,
+  through the optional ``ecgdatakit`` package, ``pip install "hubert-ecg[clinical]"``): GE MUSE XML, Philips Sierra
+  XML, HL7 aECG, SCP-ECG, ISHNE Holter (``.ecg`` + ``.ann``) and DICOM waveforms (12-lead ECG IOD).
 
 Long records (more than :data:`LAZY_SAMPLES` samples per lead) in ``.npy`` files or WFDB format-16 ``.dat`` files
 can be opened lazily (``read_ecg(path, lazy=True)``): the record's ``signal`` is then a :class:`LazySignal` that
@@ -33,6 +35,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .clinical_io import CLINICAL_FORMATS, detect_format, read_clinical
 from .leads import STANDARD_LEADS, check_sampling_rate
 
 __all__ = [
@@ -98,7 +101,10 @@ _DICOM_EXTENSIONS = (".dcm", ".dicom")
 _UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3, "nu": 1.0, "": 1.0}
 #: File extensions that name a record in a directory (:func:`find_records`). WFDB and challenge records are named
 #: by their ``.hea``; ``.mat`` / ``.dat`` files next to a ``.hea`` are the same record and are not listed twice.
-RECORD_EXTENSIONS = (".hea", ".mat", ".npy", ".npz", ".edf", ".bdf", ".h5", ".hdf5", ".dcm")
+#: ``.xml``, ``.scp`` and ``.ecg`` files are records only when their content is a clinical ECG format
+#: (:func:`hubert_ecg.clinical_io.detect_format`): other XML in a folder is left out.
+RECORD_EXTENSIONS = (".hea", ".mat", ".npy", ".npz", ".edf", ".bdf", ".h5", ".hdf5", ".dcm", ".xml", ".scp", ".ecg")
+_SNIFFED_EXTENSIONS = (".xml", ".scp", ".ecg")
 _MANIFEST_EXTENSIONS = (".csv", ".tsv", ".txt", ".jsonl")
 _PATH_COLUMNS = ("path", "record", "filename", "file", "record_path")
 #: bytes per sample of the WFDB signal formats whose size is fixed (for the truncated-file message)
@@ -240,6 +246,11 @@ def _resolve(path: Path) -> tuple[str, Path]:
         kind = "hdf5"
     elif suffix in _DICOM_EXTENSIONS:
         kind = "dicom"
+    elif suffix in _SNIFFED_EXTENSIONS and path.is_file():
+        raise ValueError(
+            f"{str(path)!r} is not a clinical ECG file this package reads: its content is none of "
+            + ", ".join(CLINICAL_FORMATS.values())
+        )
     elif suffix in (".hea", ".mat") or suffix in _WFDB_SIGNAL_EXTENSIONS:
         base = path.with_suffix("")
         if not path.is_file():
@@ -262,7 +273,7 @@ def _resolve(path: Path) -> tuple[str, Path]:
         raise ValueError(
             f"unknown ECG file extension {path.suffix!r} for {str(path)!r}: expected a WFDB record (name, .hea "
             "or .dat), a challenge record (.mat + .hea), .npy, .npz, .edf/.bdf (pyedflib), .h5/.hdf5 (h5py) "
-            "or .dcm (pydicom)"
+            "or a clinical file recognised from its content: " + ", ".join(CLINICAL_FORMATS.values())
         )
     else:
         raise ValueError(
@@ -336,7 +347,8 @@ def find_records(sources: str | os.PathLike | Sequence[str | os.PathLike], exclu
     for source in sources:
         path = Path(source)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in RECORD_EXTENSIONS and p.is_file())
+            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in RECORD_EXTENSIONS and p.is_file()
+                           and (p.suffix.lower() not in _SNIFFED_EXTENSIONS or detect_format(p) is not None))
             headers = {p.with_suffix("") for p in files if p.suffix.lower() == ".hea"}
             found += [str(p) for p in files if p.suffix.lower() == ".hea" or p.with_suffix("") not in headers]
         elif path.suffix.lower() in _MANIFEST_EXTENSIONS and path.is_file():
@@ -368,8 +380,10 @@ def read_ecg(
             ``(leads, samples)`` (``(samples, leads)`` is transposed when only that reading fits the lead count),
             an ``.edf``/``.bdf`` file (needs ``pip install pyedflib``) or an ``.h5``/``.hdf5`` file (needs
             ``pip install h5py``; dataset ``signal``/``ecg``/``data`` or the only dataset, rate from the
-            ``sampling_rate``/``fs`` attribute) or a DICOM ECG waveform ``.dcm`` (needs ``pip install pydicom``;
-            the ``RHYTHM`` multiplex group, else the first).
+            ``sampling_rate``/``fs`` attribute), or a clinical file recognised from its content whatever its
+            extension (needs ``pip install "hubert-ecg[clinical]"``): GE MUSE XML, Philips Sierra XML (1.03
+            XLI-compressed, 1.04.x), HL7 aECG, SCP-ECG, ISHNE Holter (beat annotations from a ``.ann`` beside it)
+            or a DICOM 12-lead waveform; see :func:`hubert_ecg.clinical_io.read_clinical` for their metadata.
         sampling_rate: rate in Hz; required for ``.npy`` files (and files that do not store it). For files that
             store a rate it must agree with the stored one.
         lead_names: one name per lead. Defaults to the names stored in the file, or to :data:`STANDARD_LEADS`
@@ -378,16 +392,22 @@ def read_ecg(
     Returns:
         ECGRecord with ``metadata`` holding ``age`` (float or None), ``sex`` ("M"/"F"/None), ``diagnoses``
         (list of str; SNOMED-CT codes from ``# Dx:`` for challenge records; empty for PTB-XL WFDB headers),
-        ``source_format`` and, for WFDB/challenge headers, ``comments``, ``header_fields`` and ``units``.
+        ``source_format`` and, for WFDB/challenge headers, ``comments``, ``header_fields`` and ``units``; clinical
+        files add ``acquisition_time``, ``device``, ``statements``, ``measurements``, ``derived_leads`` and, where
+        the file has them, ``median_beat`` and (ISHNE) ``annotations`` (age and sex stay None).
 
     Raises:
         ValueError: naming the file, when it is missing, unreadable or corrupt, when the header does not match
             the signal (lead count or length), for an unknown extension, when a required sampling rate is missing
             or disagrees with the file, or when ``lead_names`` does not match the number of leads.
-        ImportError: for EDF, HDF5 or DICOM files when the optional reader package is not installed (names it).
+        ImportError: for EDF, HDF5 or clinical files when the optional reader package is not installed (names
+            the extra to install).
     """
     path = Path(os.fspath(path)).expanduser()
-    kind, resolved = _resolve(path)
+    clinical = detect_format(path) if path.is_file() else None
+    kind, resolved = ("clinical", path) if clinical is not None else _resolve(path)
+    if kind == "dicom":  # a .dcm file without the 'DICM' preamble: read as DICOM, which names what is wrong
+        kind, clinical = "clinical", "dicom"
     if sampling_rate is not None:
         sampling_rate = _check_rate(sampling_rate, f"sampling_rate={sampling_rate!r} given for {str(path)!r}")
     record = None
@@ -403,8 +423,11 @@ def read_ecg(
         record = _read_numpy(resolved, sampling_rate, lead_names)
     elif kind == "edf":
         record = _read_edf(resolved)
-    elif kind == "dicom":
-        record = _read_dicom(resolved)
+    elif kind == "clinical":
+        data = read_clinical(resolved, clinical)
+        data["metadata"]["path"] = str(path)
+        record = ECGRecord(data["signal"], data["sampling_rate"], data["lead_names"], data["metadata"],
+                           record_name=path.stem)
     else:
         record = _read_hdf5(resolved, sampling_rate)
 
@@ -843,46 +866,4 @@ def _read_hdf5(path: Path, sampling_rate: float | None) -> ECGRecord:
         lead_names=names,
         metadata={"source_format": "hdf5", "path": str(path)},
         record_name=path.stem,
-    )
-
-
-def _read_dicom(path: Path) -> ECGRecord:
-    try:
-        import pydicom
-    except ImportError as err:
-        raise ImportError(
-            f"reading DICOM files such as {str(path)!r} needs the optional 'pydicom' package: pip install pydicom"
-        ) from err
-    try:
-        dataset = pydicom.dcmread(str(path))
-        groups = list(dataset.WaveformSequence)
-    except Exception as err:
-        raise ValueError(f"cannot read the DICOM file {str(path)!r}: {type(err).__name__}: {err}") from None
-    if not groups:
-        raise ValueError(f"DICOM file {str(path)!r} holds no waveform (expected a 12-lead ECG waveform IOD)")
-    labels = [str(group.get("MultiplexGroupLabel", "")).upper() for group in groups]
-    index = labels.index("RHYTHM") if "RHYTHM" in labels else 0
-    group = groups[index]
-    try:
-        signal = np.asarray(dataset.waveform_array(index), dtype=np.float64).T  # scaled to the sensitivity units
-        names, units = [], []
-        for channel in group.ChannelDefinitionSequence:
-            names.append(str(channel.ChannelSourceSequence[0].CodeMeaning))
-            unit_items = channel.get("ChannelSensitivityUnitsSequence")
-            units.append(str(unit_items[0].CodeValue) if unit_items else "mV")
-        rate = float(group.SamplingFrequency)
-    except Exception as err:
-        raise ValueError(f"cannot read the ECG waveform in {str(path)!r}: {type(err).__name__}: {err}") from None
-    signal = signal * _units_to_mv(units, path)[:, None]
-    metadata = {
-        "age": _parse_age(dataset.get("PatientAge")),
-        "sex": _parse_sex(dataset.get("PatientSex")),
-        "diagnoses": [],
-        "units": units,
-        "multiplex_group": labels[index] or None,
-        "source_format": "dicom",
-        "path": str(path),
-    }
-    return ECGRecord(
-        signal=signal.astype(np.float32), sampling_rate=rate, lead_names=names, metadata=metadata, record_name=path.stem
     )
