@@ -37,7 +37,7 @@ EXTRAS = {
     "plot": ("matplotlib",),
     "app": ("gradio", "matplotlib"),
     "umap": ("umap",),
-    "clinical": ("neurokit2",),  # plot-embeddings --method umap (checked there: the command itself needs [train])
+    "clinical": ("neurokit2",),  # measure (the clinical readers are checked by read_ecg itself)
 }
 
 COMMANDS = {

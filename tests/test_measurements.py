@@ -13,12 +13,10 @@ the lead switches this test to ``read_ecg`` after the merge).
 """
 
 import ast
-import base64
 import csv
 import json
 import math
 import sys
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -33,36 +31,16 @@ from hubert_ecg_cli import main as cli_main  # noqa: E402
 TOLERANCE_MS = {"pr_interval": math.hypot(10.2, 6.5), "qrs_duration": math.hypot(6.5, 11.6),
                 "qt_interval": math.hypot(6.5, 30.6)}
 TOLERANCE_DEG = 15.0
-MUSE_FIELDS = {"heart_rate": ("VentricularRate", "bpm"), "atrial_rate": ("AtrialRate", "bpm"),
-               "pr_interval": ("PRInterval", "ms"), "qrs_duration": ("QRSDuration", "ms"),
-               "qt_interval": ("QTInterval", "ms"), "qtc": ("QTCorrected", "ms"), "p_axis": ("PAxis", "deg"),
-               "qrs_axis": ("RAxis", "deg"), "t_axis": ("TAxis", "deg")}
-
-
 def heart_rate_tolerance(bpm: float) -> float:
     return max(5.0, 0.1 * bpm)
 
 
-def read_muse(path: Path) -> ECGRecord:
-    """The MUSE file's 10 s rhythm (its 8 stored leads, uV -> mV) with its RestingECGMeasurements in the readers'
-    schema (``metadata["measurements"]``)."""
-    root = ET.parse(path).getroot()
-    wave = next(w for w in root.findall("Waveform") if w.findtext("WaveformType") == "Rhythm")
-    names, rows = [], []
-    for lead in wave.findall("LeadData"):
-        raw = np.frombuffer(base64.b64decode(lead.findtext("WaveFormData")), "<i2").astype(float)
-        rows.append(raw * float(lead.findtext("LeadAmplitudeUnitsPerBit")) / 1000.0)
-        names.append(lead.findtext("LeadID"))
-    device = root.find("RestingECGMeasurements")
-    measurements = {key: {"value": float(device.findtext(tag)), "unit": unit}
-                    for key, (tag, unit) in MUSE_FIELDS.items()}
-    return ECGRecord(np.stack(rows), float(wave.findtext("SampleBase")), names, {"measurements": measurements},
-                     "muse_ecg1")
-
-
 @pytest.fixture(scope="module")
 def muse(data_dir):
-    return read_muse(data_dir / "clinical" / "muse" / "muse_ecg1.xml")
+    """The MUSE fixture as read_ecg reads it: 12 leads (4 limb leads derived), its RestingECGMeasurements in
+    ``metadata["measurements"]``."""
+    pytest.importorskip("ecgdatakit")
+    return read_ecg(data_dir / "clinical" / "muse" / "muse_ecg1.xml")
 
 
 @pytest.fixture(scope="module")
