@@ -192,7 +192,7 @@ def _measurement_rows(measurements: dict) -> list[tuple[str, str, str, str]]:
             continue
         unit = ours.get("unit") or dev.get("unit") or ""
         rows.append((title, _number(ours.get("value"), unit), _number(dev.get("value"), unit),
-                     "-" if diff is None else f"{diff:+.0f}"))
+                     "-" if diff is None else f"{int(round(diff)):+d}"))
     return rows
 
 

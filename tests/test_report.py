@@ -84,3 +84,28 @@ def test_cli(tmp_path, capsys, data_dir):
     with pytest.raises(SystemExit) as usage:
         cli_main(["report", demo_records()[0], "--out", str(tmp_path / "r.docx")])
     assert usage.value.code == 2
+
+
+def test_readme_report_command_draws_the_readme_image(tmp_path, monkeypatch, data_dir):
+    """The README's `hubert-ecg report` command on the MUSE fixture, run as written but into tmp_path: it reads the
+    clinical file (derived limb leads flagged), measures it beside the device, and draws a page of the README
+    image's size (the image in docs/images comes from this command)."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    pytest.importorskip("ecgdatakit")
+    pytest.importorskip("neurokit2")
+    from matplotlib.image import imread
+
+    root = Path(__file__).resolve().parents[1]
+    command = re.search(r"```bash\n(hubert-ecg report [^\n]*)\n```", (root / "README.md").read_text()).group(1)
+    argv = shlex.split(command)
+    shown = root / argv[argv.index("--out") + 1]
+    argv[argv.index("--out") + 1] = str(tmp_path / "report.png")
+    argv = [str(data_dir.parent / a[len("../shared/"):]) if a.startswith("../shared/") else a for a in argv]
+    assert cli_main(argv[1:]) == 0
+    assert imread(tmp_path / "report.png").shape == imread(shown).shape
+    report = build_report(argv[2], attribution=False)
+    assert report["header"]["derived_leads"] == ["III", "aVR", "aVL", "aVF"] and report["header"]["device"]
+    assert report["statements"] and report["measurements"]["difference"]["heart_rate"]["value"] is not None
