@@ -352,6 +352,7 @@ def explain(
     occlusion_seconds: float = 0.5,
     batch_size: int = 64,
     baseline: str = "blur",
+    lead_set: Any = None,
 ) -> Explanation:
     """Attributions of one record for one label, on the record's time axis (see the module docstring).
 
@@ -369,13 +370,17 @@ def explain(
         stride_seconds: between windows (default 5 s: consecutive windows, as the pipeline).
         sampling_rate, lead_names: for arrays and ``.npy`` files.
         n_steps, occlusion_seconds, batch_size, baseline: as :func:`attribute`.
+        lead_set: explain the record as the pipeline's ``lead_set=`` scores it: a name of
+            :data:`hubert_ecg.leads.LEAD_SETS` or a list of lead names; the other leads are zero-filled as missing
+            (their ``values`` NaN).
 
     Returns:
         :class:`Explanation`.
 
     Raises:
         ValueError: naming the record, for an unreadable or too short record, every lead flat, ``start`` outside
-            the record; or an unknown ``label`` / ``method``, a model that cannot be loaded.
+            the record, none of the leads of ``lead_set``; or an unknown ``label`` / ``method`` / ``lead_set``, a
+            model that cannot be loaded.
         ImportError: for integrated gradients without captum.
     """
     from .windows import record_windows
@@ -384,8 +389,12 @@ def explain(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     model, default_fe = _load_model(model)
     fe = feature_extractor or default_fe
+    if lead_set is not None:
+        from .leads import lead_set as _lead_set
+
+        lead_set = _lead_set(lead_set)
     plan = record_windows(source, fe, window="all", stride_seconds=stride_seconds, missing_leads="zero",
-                          sampling_rate=sampling_rate, lead_names=lead_names)
+                          sampling_rate=sampling_rate, lead_names=lead_names, lead_set=lead_set)
     if not 0.0 <= float(start) < plan.duration:
         raise ValueError(f"{plan.name}: start must lie in [0, {plan.duration:g}) s (the record's duration), got {start!r}")
     starts = plan.window_starts

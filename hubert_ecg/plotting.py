@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["LAYOUT", "RHYTHM_LEAD", "PAPER_SPEED", "GAIN", "plot_ecg", "save_figure", "plot_main"]
+__all__ = ["LAYOUT", "RHYTHM_LEAD", "PAPER_SPEED", "GAIN", "attribution_scale", "plot_ecg", "save_figure", "plot_main"]
 
 #: the 3 x 4 layout of a standard 12-lead printout, by rows; column ``c`` shows 2.5 s from ``start + 2.5 c``.
 LAYOUT = (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"))
@@ -81,6 +81,29 @@ def _grid(ax, width: float, height: float) -> None:
         ax.add_collection(LineCollection(segments, colors=color, linewidths=lw, zorder=0))
 
 
+def attribution_scale(attribution: np.ndarray, rate: float, start: float = 0.0,
+                      smoothing: float = 0.1) -> tuple[np.ndarray, float]:
+    """The overlay's colour scale, as :func:`plot_ecg` draws it: the attribution ``(leads, samples)`` at ``rate`` Hz
+    averaged over ``smoothing`` seconds (NaN kept), and the value drawn darkest: the 99.5th percentile of its
+    positive values in the 10 s from ``start`` (1.0 where none is positive). Zero and negative values are not drawn.
+
+    Returns:
+        ``(smoothed, scale)``: float64 ``(leads, samples)`` and a float in the attribution's unit.
+    """
+    heat = np.asarray(attribution, dtype=np.float64)
+    width_samples = int(round(float(smoothing) * float(rate)))
+    if width_samples > 1:
+        from scipy.ndimage import uniform_filter1d
+
+        finite = np.isfinite(heat)
+        heat = np.where(finite, uniform_filter1d(np.where(finite, heat, 0.0), width_samples, axis=1,
+                                                 mode="nearest"), np.nan)
+    a0, a1 = int(start * rate), int(np.ceil((start + STRIP_SECONDS) * rate))
+    shown = heat[:, a0:a1]
+    positive = shown[np.isfinite(shown) & (shown > 0)]
+    return heat, float(np.percentile(positive, 99.5)) if positive.size else 1.0
+
+
 def plot_ecg(
     source: Any,
     *,
@@ -93,6 +116,7 @@ def plot_ecg(
     attribution_leads: Sequence[str] | None = None,
     attribution_label: str | None = None,
     attribution_smoothing: float = 0.1,
+    lead_set: Sequence[str] | None = None,
     dpi: int = 100,
 ):
     """Draw a record in the standard 12-lead layout (see the module docstring) and return the matplotlib Figure.
@@ -114,6 +138,8 @@ def plot_ecg(
         attribution_leads: names of the rows of ``attribution`` (default: the 12 standard leads in order).
         attribution_label: what the overlay attributes (e.g. ``"MI, integrated gradients"``), shown in the title.
         attribution_smoothing: seconds of the moving average applied to the overlay (0: none).
+        lead_set: draw only these leads (standard names, e.g. :data:`hubert_ecg.leads.LEAD_SETS` ``["6"]``), as the
+            pipeline's ``lead_set=`` scores them; the record's other leads are labelled ``(not in lead set)``.
         dpi: pixels per inch of raster output (a PNG of a 10 s record is 11.8 x 6.8 in).
 
     Returns:
@@ -121,8 +147,8 @@ def plot_ecg(
 
     Raises:
         ValueError: naming the input, for an unreadable record (as :func:`hubert_ecg.read_ecg`), ``start`` outside
-            the record, a record without any standard lead, or an ``attribution`` whose shape does not match
-            ``attribution_leads`` or that comes without ``attribution_rate``.
+            the record, a record without any standard lead (or none of ``lead_set``), or an ``attribution`` whose
+            shape does not match ``attribution_leads`` or that comes without ``attribution_rate``.
     """
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
@@ -134,6 +160,15 @@ def plot_ecg(
     rows_of = {lead: i for i, lead in enumerate(standard) if lead is not None}
     if not rows_of:
         raise ValueError(f"{name} has none of the standard leads {list(STANDARD_LEADS)} (its leads: {standard})")
+    left_out = set()
+    if lead_set is not None:
+        from .leads import lead_set as _lead_set
+
+        chosen = _lead_set(lead_set)
+        left_out = {lead for lead in rows_of if lead not in chosen}
+        rows_of = {lead: i for lead, i in rows_of.items() if lead in chosen}
+        if not rows_of:
+            raise ValueError(f"{name} has none of the leads of the lead set {list(chosen)} (its leads: {standard})")
     heat = None
     if attribution is not None:
         heat = np.asarray(attribution, dtype=np.float64)
@@ -143,17 +178,7 @@ def plot_ecg(
         if attribution_rate is None or not float(attribution_rate) > 0:
             raise ValueError(f"attribution_rate must be a positive number of Hz with attribution, got {attribution_rate!r}")
         heat_rows = {lead: i for i, lead in enumerate(names)}
-        width_samples = int(round(float(attribution_smoothing) * float(attribution_rate)))
-        if width_samples > 1:
-            from scipy.ndimage import uniform_filter1d
-
-            finite = np.isfinite(heat)
-            heat = np.where(finite, uniform_filter1d(np.where(finite, heat, 0.0), width_samples, axis=1,
-                                                     mode="nearest"), np.nan)
-        a0, a1 = int(start * attribution_rate), int(np.ceil((start + STRIP_SECONDS) * attribution_rate))
-        shown = heat[:, a0:a1]
-        positive = shown[np.isfinite(shown) & (shown > 0)]
-        scale = float(np.percentile(positive, 99.5)) if positive.size else 1.0
+        heat, scale = attribution_scale(heat, attribution_rate, start, attribution_smoothing)
 
     width = _LEFT_MM + STRIP_SECONDS * PAPER_SPEED
     n_rows = len(LAYOUT) + 1
@@ -171,7 +196,8 @@ def plot_ecg(
 
     def draw(lead: str, row: int, t0: float, seconds: float, x0: float) -> None:
         y0 = baseline_of(row)
-        ax.text(x0 + 1.0, y0 + ROW_HEIGHT_MM * 0.33, lead if lead in rows_of else f"{lead} (absent)", fontsize=8,
+        text = lead if lead in rows_of else f"{lead} (not in lead set)" if lead in left_out else f"{lead} (absent)"
+        ax.text(x0 + 1.0, y0 + ROW_HEIGHT_MM * 0.33, text, fontsize=8,
                 fontweight="bold", color="black" if lead in rows_of else "#888888", zorder=4)
         if lead not in rows_of:
             return

@@ -87,16 +87,23 @@ def build_report(
     label: str | None = None,
     attribution: bool = True,
     device: str | None = None,
+    start: float | None = None,
+    lead_set: Any = None,
 ) -> dict:
     """The content of a report of one record, as JSON-able data (see the module docstring).
 
     Args:
         source: a file path (any format :func:`hubert_ecg.read_ecg` reads, the clinical ones included) or an
             :class:`~hubert_ecg.ECGRecord`.
-        model: None (the bundled demo model), a hub id or ``save_pretrained`` directory of a classifier.
+        model: None (the bundled demo model), a hub id or ``save_pretrained`` directory of a classifier, or an
+            ``ECGClassificationPipeline`` already loaded (the web app's).
         label: the label whose attribution is drawn (default: the highest score).
         attribution: False to skip the attribution (faster).
         device: torch device of the model.
+        start: seconds into the record of the 10 s drawn and explained (default None: the plot from 0 s and the
+            attribution over the whole record).
+        lead_set: score, explain and draw with these leads only, the others zero-filled as missing: a name of
+            :data:`hubert_ecg.leads.LEAD_SETS` or a list of lead names (the pipeline's ``lead_set=``).
 
     Returns:
         dict with ``file``, ``header``, ``model``, ``predictions``, ``measurements``, ``statements``,
@@ -107,13 +114,20 @@ def build_report(
         ValueError: naming the file, for an unreadable record or one the model cannot score (too short, every lead
             flat), or a model that cannot be loaded.
     """
+    from .demo import demo_model_path
     from .io import ECGRecord, read_ecg
-    from .pipelines import load_pipeline
+    from .leads import lead_set as _lead_set
+    from .pipelines import ECGClassificationPipeline, load_pipeline
 
     record = source if isinstance(source, ECGRecord) else read_ecg(source)
     name = str(source) if not isinstance(source, ECGRecord) else (record.record_name or "record")
-    pipe = load_pipeline(model, device, None)
-    details = pipe(record, return_details=True)
+    leads = None if lead_set is None else _lead_set(lead_set)
+    if isinstance(model, ECGClassificationPipeline):
+        pipe = model
+        is_demo = Path(str(getattr(pipe.model, "name_or_path", "") or "")).resolve() == Path(demo_model_path()).resolve()
+    else:
+        pipe, is_demo = load_pipeline(model, device, None), model is None
+    details = pipe(record, return_details=True, lead_set=leads)
     if details["error"] is not None:
         raise ValueError(f"{name}: {details['error']}")
     config = pipe.model.config
@@ -139,6 +153,8 @@ def build_report(
             "duration_seconds": round(float(duration), 3),
             "leads": list(record.lead_names),
             "derived_leads": list(meta.get("derived_leads") or []),
+            "lead_set": None if leads is None else list(leads),
+            "start_seconds": None if start is None else float(start),
             "windows_scored": details["windows"],
             "quality_flags": list(details["flags"]),
         },
@@ -147,20 +163,22 @@ def build_report(
             "problem_type": problem_type,
             "calibrated": config.score_calibration is not None,
             "thresholds": bool(thresholds),
-            "note": _model_note(pipe, model is None),
+            "note": _model_note(pipe, is_demo),
         },
         "predictions": predictions,
         "measurements": _measurements(record),
         "statements": list(meta.get("statements") or []),
         "attribution": None,
-        "_plot": {"record": record, "values": None, "rate": None, "leads": None},
+        "_plot": {"record": record, "values": None, "rate": None, "leads": None, "start": float(start or 0.0),
+                  "lead_set": leads},
     }
     if attribution and problem_type != "regression":
         from .explain import explain
 
         target = label if label is not None else predictions[0]["label"]
-        exp = explain(record, pipe, label=target, method=ATTRIBUTION_METHOD)
-        order = np.argsort(-exp.lead_importance, kind="stable")
+        exp = explain(record, pipe, label=target, method=ATTRIBUTION_METHOD, start=float(start or 0.0),
+                      duration=None if start is None else 10.0, lead_set=leads)
+        order = [i for i in np.argsort(-exp.lead_importance, kind="stable") if exp.lead_mask[i]]
         report["attribution"] = {
             "label": exp.label,
             "method": exp.method,
@@ -222,7 +240,9 @@ def render_figure(report: dict, dpi: int = 100):
     attribution = report.get("attribution")
     fig = plot_ecg(
         plot["record"],
-        title=f"{report['file']}",
+        title=f"{report['file']}" + (f", from {plot.get('start', 0.0):g} s" if plot.get("start") else ""),
+        start=plot.get("start", 0.0),
+        lead_set=plot.get("lead_set"),
         attribution=plot["values"],
         attribution_rate=plot["rate"],
         attribution_leads=plot["leads"],
@@ -234,9 +254,11 @@ def render_figure(report: dict, dpi: int = 100):
     derived = f" (derived: {', '.join(h['derived_leads'])})" if h["derived_leads"] else ""
     header = [
         f"{report['file']}",
-        f"acquired {h['acquisition_time'] or 'unknown'}   device {h['device'] or 'unknown'}   format "
-        f"{h['source_format'] or 'unknown'}   {h['sampling_rate']:g} Hz   {h['duration_seconds']:g} s   "
-        f"{len(h['leads'])} leads{derived}   quality flags: {flags}",
+        *textwrap.wrap(
+            f"acquired {h['acquisition_time'] or 'unknown'}   device {h['device'] or 'unknown'}   format "
+            f"{h['source_format'] or 'unknown'}   {h['sampling_rate']:g} Hz   {h['duration_seconds']:g} s   "
+            f"{len(h['leads'])} leads{derived}   quality flags: {flags}"
+            + (f"   lead set: {', '.join(h['lead_set'])} (others zero-filled)" if h.get("lead_set") else ""), 125),
         *textwrap.wrap(f"model: {report['model']['name_or_path'] or 'demo'}.  {report['model']['note']}", 125),
     ]
 
