@@ -6,11 +6,16 @@ hubert-ecg app --model path/or/hub-id --port 8080 --max-file-size 200mb
 ```
 
 Upload one or several ECG files (any format :func:`hubert_ecg.read_ecg` reads; a WFDB record as its ``.hea`` and
-``.dat`` together, a challenge record as ``.hea`` and ``.mat``), pick a model (empty: the bundled demo model; a
-local ``save_pretrained`` directory or a Hub id), press **Score**: the ranked labels with their scores, one block of
-rows per file, and for a chosen file the 12-lead plot, with the attribution overlay of a chosen label and method
-(:mod:`hubert_ecg.explain`). Files that cannot be scored are listed with the same message as ``hubert-ecg
-predict`` gives. Uploads are limited to :data:`MAX_FILE_SIZE` per file (``--max-file-size``).
+``.dat`` together, a challenge record as ``.hea`` and ``.mat``; an XML, SCP, ISHNE (with its ``.ann``), DICOM, EDF or
+``.npy`` file on its own), pick a model (empty: the bundled demo model; a local ``save_pretrained`` directory or a
+Hub id) and a lead set (:data:`hubert_ecg.leads.LEAD_SETS`: the other leads zero-filled), press **Score**: the ranked
+labels with their descriptions, scores and thresholds, one block of rows per file, and what the thresholds mean for
+this model (:func:`threshold_note`: "no threshold: this model was not calibrated (hubert-ecg calibrate)" where
+``positive`` is blank). For a chosen file: the 12-lead plot from a chosen start time, with the attribution overlay of
+a chosen label and method (:mod:`hubert_ecg.explain`), its legend (colour scale, unit, leads by importance), and on
+request the page of ``hubert-ecg report`` (:mod:`hubert_ecg.report`) with its tables and the PDF to download. Files
+that cannot be scored are listed with the same message as ``hubert-ecg predict`` gives; Score without a file says
+so. Uploads are limited to :data:`MAX_FILE_SIZE` per file (``--max-file-size``).
 
 The server binds to 127.0.0.1 unless ``--host`` says otherwise. Its first endpoint, ``/predict``, serves
 ``gradio_client`` too: given only the files it returns the table of ranked labels and the messages::
@@ -18,7 +23,7 @@ The server binds to 127.0.0.1 unless ``--host`` says otherwise. Its first endpoi
     from gradio_client import Client, handle_file
     table, messages = Client("http://127.0.0.1:7860/").predict(
         [handle_file("00010_hr.hea"), handle_file("00010_hr.dat")], api_name="/predict")
-    table["data"]   # [["00010_hr", 1, "NORM", 0.93], ["00010_hr", 2, "CD", 0.05], ...]
+    table["data"]   # [["00010_hr", 1, "NORM", "", 0.9469, 0.262, "yes"], ["00010_hr", 2, "CD", "", 0.0427, ...], ...]
 
 gradio is imported when the app is built, not when this module is imported.
 """
@@ -471,7 +476,7 @@ def build_app(model: str | None = None):
                               info="seconds into the record of the 10 s drawn")
         plot = gr.Image(label="12-lead plot", show_label=False, type="filepath", elem_id="plot", interactive=False)
         legend = gr.HTML(elem_id="legend")
-        with gr.Accordion("Report (the page of hubert-ecg report)", open=True):
+        with gr.Accordion("Report (the page of hubert-ecg report)", open=True, elem_id="report"):
             report_button = gr.Button("Report of this record", elem_id="report_button")
             report_pdf = gr.DownloadButton("Download the report (PDF)", visible=False, elem_id="report_pdf")
             report_image = gr.Image(label="report", show_label=False, type="filepath", elem_id="report_image",

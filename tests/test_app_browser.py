@@ -10,6 +10,7 @@ Chromium is launched from ``shutil.which("chromium")``.
 """
 
 import os
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -118,6 +119,11 @@ def test_upload_score_and_plot_in_a_real_browser(browser, app_url, data_dir, tmp
         pick(page, "method", "saliency")
         expect(page.locator("#legend")).to_contain_text("Leads by importance", timeout=60_000)
         expect(page.locator("#legend")).to_contain_text("Blue bands behind the leads")
+        start = page.locator("#start input")
+        start.fill("2")
+        start.press("Enter")  # the 10 s from 2 s, explained there
+        expect(page.locator("#legend")).to_contain_text("1 window(s) of 5 s from 5 s", timeout=60_000)
+        expect(page.locator("#plot img")).to_have_attribute("src", re.compile(r"-2s-all\.png"))
         open_report_and_download(page, tmp_path, "00010_hr", top["label"])
         page.screenshot(path=str(screenshot), full_page=True)
     finally:

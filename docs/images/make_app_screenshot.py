@@ -1,5 +1,7 @@
-"""Regenerate ``docs/images/app.png``: the app in headless Chromium, a bundled record scored with the demo model and
-the integrated-gradients overlay for MI.
+"""Regenerate ``docs/images/app.png`` and ``docs/images/app_report.png``: the app in headless Chromium, a bundled
+record scored with the demo model, the integrated-gradients overlay for MI with its legend (``app.png``: the top of
+the page), and the record's report (``app_report.png``: ``hubert-ecg report``'s page, its tables and the PDF
+download).
 
     python docs/images/make_app_screenshot.py            # needs the [app] extra, playwright and chromium
 
@@ -17,6 +19,7 @@ from hubert_ecg.app import build_app
 from hubert_ecg.demo import demo_records
 
 OUT = Path(__file__).resolve().parent / "app.png"
+REPORT_OUT = Path(__file__).resolve().parent / "app_report.png"
 
 
 def pick(page, elem_id: str, value: str) -> None:
@@ -41,7 +44,7 @@ def main() -> int:
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1280, "height": 1500})
+            page = browser.new_page(viewport={"width": 1280, "height": 1640})
             page.goto(f"http://127.0.0.1:{port}/")
             page.locator("#files input[type=file]").set_input_files([f"{record}.hea", f"{record}.dat"])
             expect(page.locator("#files tbody tr")).to_have_count(2, timeout=30_000)
@@ -52,12 +55,18 @@ def main() -> int:
             pick(page, "method", "integrated_gradients")
             expect(page.locator("#plot img")).to_have_attribute("src", __import__("re").compile("integrated"),
                                                                 timeout=120_000)
+            expect(page.locator("#legend")).to_contain_text("Leads by importance", timeout=60_000)
             page.wait_for_timeout(1000)
-            page.screenshot(path=str(OUT), full_page=True)
+            page.screenshot(path=str(OUT))  # the top of the page: upload, scores, plot and legend
+            page.locator("#report_button").click()
+            expect(page.locator("#report_image img")).to_be_visible(timeout=120_000)
+            expect(page.locator("#report_pdf")).to_be_visible(timeout=30_000)
+            page.wait_for_timeout(1000)
+            page.locator("#report").screenshot(path=str(REPORT_OUT))
             browser.close()
     finally:
         app.close()
-    print(f"wrote {OUT}")
+    print(f"wrote {OUT} and {REPORT_OUT}")
     return 0
 
 
