@@ -124,7 +124,8 @@ def build_report(
     leads = None if lead_set is None else _lead_set(lead_set)
     if isinstance(model, ECGClassificationPipeline):
         pipe = model
-        is_demo = Path(str(getattr(pipe.model, "name_or_path", "") or "")).resolve() == Path(demo_model_path()).resolve()
+        source = Path(str(getattr(pipe.model, "name_or_path", "") or ""))
+        is_demo = source.resolve() == Path(demo_model_path()).resolve()
     else:
         pipe, is_demo = load_pipeline(model, device, None), model is None
     details = pipe(record, return_details=True, lead_set=leads)
