@@ -259,7 +259,8 @@ def render_figure(report: dict, dpi: int = 100):
             f"acquired {h['acquisition_time'] or 'unknown'}   device {h['device'] or 'unknown'}   format "
             f"{h['source_format'] or 'unknown'}   {h['sampling_rate']:g} Hz   {h['duration_seconds']:g} s   "
             f"{len(h['leads'])} leads{derived}   quality flags: {flags}"
-            + (f"   lead set: {', '.join(h['lead_set'])} (others zero-filled)" if h.get("lead_set") else ""), 125),
+            + (f"   lead set: {', '.join(h['lead_set'])} (others zero-filled)" if h.get("lead_set") else ""),
+            150),  # 8 pt monospace: about 153 characters across the 260 mm page
         *textwrap.wrap(f"model: {report['model']['name_or_path'] or 'demo'}.  {report['model']['note']}", 125),
     ]
 
