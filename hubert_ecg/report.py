@@ -161,6 +161,7 @@ def build_report(
         },
         "model": {
             "name_or_path": str(getattr(pipe.model, "name_or_path", "") or ""),
+            "is_demo": is_demo,
             "problem_type": problem_type,
             "calibrated": config.score_calibration is not None,
             "thresholds": bool(thresholds),
@@ -261,7 +262,8 @@ def render_figure(report: dict, dpi: int = 100):
             f"{len(h['leads'])} leads{derived}   quality flags: {flags}"
             + (f"   lead set: {', '.join(h['lead_set'])} (others zero-filled)" if h.get("lead_set") else ""),
             150),  # 8 pt monospace: about 153 characters across the 260 mm page
-        *textwrap.wrap(f"model: {report['model']['name_or_path'] or 'demo'}.  {report['model']['note']}", 125),
+        *textwrap.wrap(("" if report["model"].get("is_demo") else f"model: {report['model']['name_or_path']}.  ")
+                       + report["model"]["note"], 150),
     ]
 
     columns = [["Predictions (calibrated score, threshold)"] + _prediction_lines(report)]
