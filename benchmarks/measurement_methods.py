@@ -3,9 +3,9 @@
 For each method (``prominence``, ``dwt``, ``cwt``, ``peak``) and each way of combining the leads' boundaries (the
 quartile rule of ``hubert_ecg.measurements.ONSET_QUANTILE`` = 0.25, or the median lead, 0.5):
 
-* against the device's own measurements of the clinical fixtures in ``../shared/data/clinical`` (GE MUSE
-  ``muse_ecg1.xml``, read here with the standard library; the two Philips files when the ``sierraecg`` package is
-  installed): the median absolute difference, ours - device, of PR, QRS, QT and the QRS axis over those records;
+* against the device's own measurements of the clinical fixtures in ``../shared/data/clinical`` that carry them
+  (read by ``hubert_ecg.read_ecg``: GE MUSE, the two Philips files, HL7 aECG, DICOM): the median absolute
+  difference, ours - device, of PR, QRS, QT and the QRS axis over those records;
 * on the 81 PTB-XL fold-9 records at 500 Hz (original mV, ``../shared/data/ptbxl/records500``; PTB-XL has no
   interval annotations): the share of records where PR, QRS and QT are all reported, and the share of the NORM
   records whose PR (120-220 ms), QRS (60-120 ms) and QTc Bazett (340-470 ms) are all within normal limits.
@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import argparse
 import ast
-import base64
 import csv
 import statistics
 import sys
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -33,55 +31,19 @@ sys.path.insert(0, str(ROOT))
 from hubert_ecg import measurements  # noqa: E402
 from hubert_ecg.io import ECGRecord, read_ecg  # noqa: E402
 
-MUSE_FIELDS = {"heart_rate": "VentricularRate", "pr_interval": "PRInterval", "qrs_duration": "QRSDuration",
-               "qt_interval": "QTInterval", "qtc": "QTCorrected", "p_axis": "PAxis", "qrs_axis": "RAxis",
-               "t_axis": "TAxis"}
-PHILIPS_FIELDS = {"heart_rate": "meanventrate", "pr_interval": "meanprint", "qrs_duration": "meanqrsdur",
-                  "qt_interval": "meanqtint", "qtc": "meanqtc", "p_axis": "pfrontaxis", "qrs_axis": "qrsfrontaxis",
-                  "t_axis": "tfrontaxis"}
-UNITS = {"heart_rate": "bpm", "p_axis": "deg", "qrs_axis": "deg", "t_axis": "deg"}
-
-
-def read_muse(path: Path) -> ECGRecord:
-    """A GE MUSE XML file's 10 s rhythm (8 stored leads, mV) and its ``RestingECGMeasurements``."""
-    root = ET.parse(path).getroot()
-    wave = next(w for w in root.findall("Waveform") if w.findtext("WaveformType") == "Rhythm")
-    names, rows = [], []
-    for lead in wave.findall("LeadData"):
-        raw = np.frombuffer(base64.b64decode(lead.findtext("WaveFormData")), "<i2").astype(float)
-        rows.append(raw * float(lead.findtext("LeadAmplitudeUnitsPerBit")) / 1000.0)
-        names.append(lead.findtext("LeadID"))
-    device = root.find("RestingECGMeasurements")
-    found = {key: {"value": float(device.findtext(tag)), "unit": UNITS.get(key, "ms")}
-             for key, tag in MUSE_FIELDS.items() if device.findtext(tag)}
-    return ECGRecord(np.stack(rows), float(wave.findtext("SampleBase")), names, {"measurements": found}, path.stem)
-
-
-def read_philips(path: Path) -> ECGRecord:
-    """A Philips Sierra XML file through ``sierraecg`` (its leads at the file's resolution, uV -> mV) and the first
-    ``globalmeasurements`` values."""
-    import sierraecg
-
-    ecg = sierraecg.read_file(str(path))
-    first = {}
-    for element in ET.parse(path).getroot().iter():
-        first.setdefault(element.tag.split("}")[-1], element.text)
-    resolution = float(first.get("signalresolution") or 5.0)
-    signal = np.stack([np.asarray(lead.samples, float) * resolution / 1000.0 for lead in ecg.leads])
-    found = {key: {"value": float(first[tag]), "unit": UNITS.get(key, "ms")}
-             for key, tag in PHILIPS_FIELDS.items() if first.get(tag)}
-    return ECGRecord(signal, float(ecg.leads[0].sampling_freq), [lead.label for lead in ecg.leads],
-                     {"measurements": found}, path.stem)
-
-
 def device_records(data: Path) -> list[ECGRecord]:
-    records = [read_muse(data / "clinical" / "muse" / "muse_ecg1.xml")]
-    try:
-        import sierraecg  # noqa: F401
-    except ImportError:
-        print("(sierraecg not installed: the Philips files are left out)", file=sys.stderr)
-        return records
-    return records + [read_philips(p) for p in sorted((data / "clinical" / "sierra").glob("*.[xX][mM][lL]"))]
+    """Every clinical fixture whose file carries the device's own measurements, read by ``hubert_ecg.read_ecg``
+    (the ``[clinical]`` extra): GE MUSE, the two Philips Sierra files, HL7 aECG, DICOM."""
+    records = []
+    for path in sorted(p for p in (data / "clinical").rglob("*") if p.is_file() and p.suffix.lower() != ".ann"):
+        try:
+            record = read_ecg(path)
+        except ValueError:
+            continue
+        if record.metadata.get("measurements"):
+            record.record_name = path.name
+            records.append(record)
+    return records
 
 
 def ptbxl_records(data: Path, limit: int | None) -> list[tuple[str, bool]]:
@@ -96,13 +58,38 @@ def ptbxl_records(data: Path, limit: int | None) -> list[tuple[str, bool]]:
     return out[:limit]
 
 
+AGREEMENT = (("heart_rate", "heart rate (bpm)"), ("pr_interval", "PR (ms)"), ("qrs_duration", "QRS (ms)"),
+             ("qt_interval", "QT (ms)"), ("qtc", "QTc (ms, the device's formula or Bazett)"), ("p_axis", "P axis (deg)"),
+             ("qrs_axis", "QRS axis (deg)"), ("t_axis", "T axis (deg)"))
+
+
+def agreement_table(devices: list[ECGRecord]) -> None:
+    """Ours - device per quantity and record with the default method, and the median and 90th percentile of the
+    absolute differences (the agreement table of docs/measurements.md)."""
+    outs = [measurements.measure(record) for record in devices]
+    print("| quantity | " + " / ".join(r.record_name for r in devices) + " | records | median abs | 90th pct abs |")
+    print("|---|---|---|---|---|")
+    for key, title in AGREEMENT:
+        diffs = [out["difference"].get(key, {}).get("value") for out in outs]
+        cells = " / ".join("-" if d is None else f"{d:+.1f}" for d in diffs)
+        got = [abs(d) for d in diffs if d is not None]
+        if got:
+            print(f"| {title} | {cells} | {len(got)} | {statistics.median(got):.1f} | "
+                  f"{float(np.percentile(got, 90)):.1f} |")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--limit", type=int, default=None, help="PTB-XL records (default: all of fold 9)")
+    parser.add_argument("--agreement", action="store_true",
+                        help="only the agreement table with the devices (default method; a few seconds)")
     args = parser.parse_args(argv)
     data = Path(args.data)
     devices = device_records(data)
+    if args.agreement:
+        agreement_table(devices)
+        return 0
     ptbxl = [(read_ecg(path), norm) for path, norm in ptbxl_records(data, args.limit)]
     configs = [(m, 0.25) for m in ("prominence", "dwt", "cwt", "peak")] + [("prominence", 0.5), ("dwt", 0.5)]
     keys = ("pr_interval", "qrs_duration", "qt_interval", "qrs_axis")
