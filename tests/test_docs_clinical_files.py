@@ -47,7 +47,7 @@ def test_predict_prints_the_table_shown(workdir, capsys):
         hubert_ecg.demo_model_path()
     except ValueError:
         pytest.skip("demo model not trained yet")
-    (command,), shown = _blocks("bash"), _blocks("")
+    command, shown = _blocks("bash")[0], _blocks("")
     argv = shlex.split(command.strip())
     assert argv[0] == "hubert-ecg" and cli_main(argv[1:]) == 0
     assert capsys.readouterr().out.rstrip() == shown[1].rstrip()  # shown[0] is the install line
@@ -59,4 +59,15 @@ def test_python_example_prints_what_the_page_shows(workdir):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(code, str(DOC), "exec"), {})
-    assert out.getvalue().rstrip() == _blocks("")[-1].rstrip()
+    assert out.getvalue().rstrip() == _blocks("")[2].rstrip()
+
+
+def test_measure_and_report_print_what_the_page_shows(workdir, capsys):
+    pytest.importorskip("neurokit2")
+    printed = []
+    for line in _blocks("bash")[1].strip().splitlines():
+        argv = shlex.split(line)
+        assert argv[0] == "hubert-ecg" and cli_main(argv[1:]) == 0, line
+        printed.append(capsys.readouterr().out)
+    assert "".join(printed).rstrip() == _blocks("")[3].rstrip()
+    assert (workdir / "report.pdf").read_bytes().startswith(b"%PDF")

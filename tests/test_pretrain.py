@@ -247,6 +247,7 @@ def test_bad_arguments_exit_2(iteration1, tmp_path, capsys):
         assert "pip install tensorboard" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # ~9 s: two training processes; CI runs the slow tests too
 def test_two_process_gloo_run(iteration1, tmp_path):
     """`accelerate launch --multi_gpu --num_processes 2` on a CPU-only machine (gloo): sharded clustering (same
     labels as one process) and the Trainer under DDP."""
@@ -404,6 +405,7 @@ def test_contrastive_arguments(iteration1, tmp_path, capsys):
     assert args.objective == "cmsc" and args.data and not args.labels_dirs
 
 
+@pytest.mark.slow  # ~9 s: two training processes; CI runs the slow tests too
 def test_two_process_contrastive_run(iteration1, tmp_path):
     """2 gloo processes (`accelerate launch`): (1) with 3 samples per process, the gathered CMSC / NT-Xent loss of
     every process equals the single-process loss of the 6 samples, and each process's rows get the gradient of

@@ -109,3 +109,23 @@ def test_readme_report_command_draws_the_readme_image(tmp_path, monkeypatch, dat
     report = build_report(argv[2], attribution=False)
     assert report["header"]["derived_leads"] == ["III", "aVR", "aVL", "aVF"] and report["header"]["device"]
     assert report["statements"] and report["measurements"]["difference"]["heart_rate"]["value"] is not None
+
+
+CLINICAL = ["muse/muse_ecg1.xml", "sierra/129DYPRG.XML", "sierra/2020-5-18_15-48-11.xml", "aecg/Example_aECG.xml",
+            "dicom/waveform_ecg.dcm", "ishne/ECG_P28.01.ecg"]
+
+
+@pytest.mark.parametrize("fixture", CLINICAL)
+def test_every_clinical_fixture_gets_a_report(data_dir, fixture):
+    """Each clinical export of ../shared is read, scored, measured (beside the device where the file has its
+    values) and drawn on one page."""
+    pytest.importorskip("ecgdatakit")
+    pytest.importorskip("neurokit2")
+    report = build_report(data_dir / "clinical" / fixture, attribution=False)
+    assert len(report["header"]["leads"]) == 12 and report["predictions"]
+    measurements = report["measurements"]
+    assert "error" not in measurements and measurements["heart_rate"]["value"] > 20
+    if report["_plot"]["record"].metadata.get("measurements"):
+        assert measurements["difference"]
+    fig = render_figure(report)
+    assert "Measurements" in "\n".join(t.get_text() for t in fig.texts)
