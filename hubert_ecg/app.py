@@ -352,7 +352,7 @@ def report_upload(path: str, model: str | None = None, label: str | None = None,
     Raises:
         ValueError: as :func:`hubert_ecg.report.build_report` (naming the file).
     """
-    from .report import _measurement_rows, build_report, write_report
+    from .report import measurement_rows, build_report, write_report
 
     leads = _lead_set(lead_set)
     report = build_report(path, _pipeline(model), label=None if not label or label == _TOP_LABEL else label,
@@ -368,7 +368,7 @@ def report_upload(path: str, model: str | None = None, label: str | None = None,
                     "" if p.get("threshold") is None else round(float(p["threshold"]), 4),
                     {True: "yes", False: "no"}.get(p.get("positive"), "")] for p in report["predictions"]]
     m = report["measurements"]
-    measurements = [] if "error" in m else [list(row) for row in _measurement_rows(m)]
+    measurements = [] if "error" in m else [list(row) for row in measurement_rows(m)]
     h = report["header"]
     lines = [f"**{name}**: acquired {h['acquisition_time'] or 'unknown'}, device {h['device'] or 'unknown'}, format "
              f"{h['source_format'] or 'unknown'}, {h['sampling_rate']:g} Hz, {h['duration_seconds']:g} s, "

@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["REPORT_FORMATS", "DISCLAIMER", "build_report", "render_figure", "write_report", "report_main"]
+__all__ = ["REPORT_FORMATS", "DISCLAIMER", "build_report", "measurement_rows", "render_figure", "write_report",
+           "report_main"]
 
 #: what ``write_report`` writes, by file extension
 REPORT_FORMATS = (".pdf", ".png", ".html", ".json")
@@ -196,7 +197,7 @@ def _number(value, unit: str = "") -> str:
     return f"{value:.0f}{(' ' + unit) if unit else ''}" if abs(value) >= 10 else f"{value:.2f}{(' ' + unit) if unit else ''}"
 
 
-def _measurement_rows(measurements: dict) -> list[tuple[str, str, str, str]]:
+def measurement_rows(measurements: dict) -> list[tuple[str, str, str, str]]:
     """(quantity, ours, device, difference) rows of the measurement table: the device's values beside ours, its
     QTc beside our QTc of the same formula (``difference[...]["compared_with"]`` of
     :func:`hubert_ecg.measurements.measure`)."""
@@ -272,7 +273,7 @@ def render_figure(report: dict, dpi: int = 100):
         table = textwrap.wrap(f"not measured: {m['error']}", 44)
     else:
         table = [f"{'':<15}{'ours':>9}{'device':>9}{'diff':>7}"]
-        table += [f"{q:<15}{o:>9}{d:>9}{x:>7}" for q, o, d, x in _measurement_rows(m)]
+        table += [f"{q:<15}{o:>9}{d:>9}{x:>7}" for q, o, d, x in measurement_rows(m)]
     columns.append(["Measurements (ms, bpm, degrees)"] + table)
     side = ["Device statements"]
     for statement in report["statements"][:8] or ["none in the file"]:
