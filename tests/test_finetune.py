@@ -402,3 +402,54 @@ def test_training_sources_are_mixed_with_their_probabilities_and_scored_per_sour
         finetune.load_data(finetune.DataArguments(train_csv=str(a), train_sources=[str(b)], validation_csv=str(va)))
     with pytest.raises(ValueError, match="probability to every source or to none"):
         finetune.load_data(finetune.DataArguments(train_sources=[f"{a}@1", str(b)], validation_csv=str(va)))
+
+
+NOTE = "no GPU found"  # the one line of hubert_ecg.training.arguments.PrecisionOnAnyMachine
+
+
+def test_bf16_on_a_machine_without_a_gpu_trains_on_the_cpu(tmp_path, data_dir, capsys, caplog):
+    """`hubert-ecg finetune --bf16 true` without --use_cpu: on a machine without a GPU it trains on the CPU (bf16 where
+    the CPU has bf16 units, else fp32) and says so once, instead of transformers' "doesn't support bf16/gpu"."""
+    from hubert_ecg.inference import cpu_has_bf16
+    from hubert_ecg.training.arguments import accelerator_available
+
+    if accelerator_available():
+        pytest.skip("a GPU is present: --bf16 goes to transformers unchanged")
+    i = FAST.index("--use_cpu")
+    fast = FAST[:i] + FAST[i + 2:]
+    argv = ["--ptbxl_dir", str(data_dir / "ptbxl"), "--preset", "small", "--config_overrides", TINY,
+            "--max_train_records", "8", "--max_eval_records", "8", "--output_dir", str(tmp_path / "m"), *fast,
+            "--bf16", "true"]
+    caplog.set_level("WARNING", logger="hubert_ecg")
+    assert finetune.main(argv) == 0
+    notes = [r.getMessage() for r in caplog.records if r.getMessage().startswith(NOTE)]
+    assert len(notes) == 1, notes
+    precision = "bf16 mixed precision" if cpu_has_bf16() else "fp32"
+    assert f"device: cpu, precision: {precision}" in capsys.readouterr().err
+    assert (tmp_path / "m" / "model.safetensors").is_file()
+
+
+def test_bf16_without_a_gpu_the_rule(monkeypatch, caplog):
+    """The rule, both branches, on any machine: bf16 kept on a CPU with bf16 units, fp32 on one without; nothing
+    changed where an accelerator is present (transformers checks the flags itself)."""
+    import hubert_ecg.inference
+    from hubert_ecg.training import arguments
+
+    monkeypatch.setattr(arguments, "accelerator_available", lambda: False)
+    for has_bf16, precision in ((True, "bf16 mixed precision"), (False, "fp32")):
+        monkeypatch.setattr(hubert_ecg.inference, "cpu_has_bf16", lambda: has_bf16)
+        caplog.clear()
+        _, _, training = finetune.parse_args(["--output_dir", "x", "--bf16", "true"])
+        assert training.use_cpu and training.bf16 is has_bf16 and training.mixed_precision == ("bf16" if has_bf16 else "no")
+        [note] = [r.getMessage() for r in caplog.records]
+        assert note.startswith(NOTE) and precision in note
+    caplog.clear()  # --use_cpu given on a CPU with bf16 units: nothing to say
+    monkeypatch.setattr(hubert_ecg.inference, "cpu_has_bf16", lambda: True)
+    _, _, training = finetune.parse_args(["--output_dir", "x", "--bf16", "true", "--use_cpu", "true"])
+    assert training.bf16 and not caplog.records
+    _, _, training = finetune.parse_args(["--output_dir", "x"])  # no bf16: untouched
+    assert not training.use_cpu and not caplog.records
+    monkeypatch.setattr(arguments, "accelerator_available", lambda: True)  # a GPU machine: the flags as given
+    if not __import__("torch").cuda.is_available():
+        with pytest.raises(ValueError, match="support bf16/gpu"):
+            finetune.parse_args(["--output_dir", "x", "--bf16", "true"])

@@ -235,6 +235,31 @@ def test_help_and_the_example_configuration(capsys):
     assert args.eval_strategy == "steps" and args.eval_steps == 5000 and args.hub_strategy == "end"
 
 
+def test_a_shipped_bf16_configuration_runs_on_a_machine_without_a_gpu(iteration1, tmp_path):
+    """examples/pretrain/cmsc.yaml (bf16: true) as shipped, without --use_cpu, on a tiny run: on a machine without a
+    GPU `hubert-ecg pretrain` trains on the CPU (bf16 where it has bf16 units, else fp32) with one line on stderr,
+    instead of transformers' "Your setup doesn't support bf16/gpu"."""
+    from hubert_ecg.inference import cpu_has_bf16
+    from hubert_ecg.training.arguments import accelerator_available
+
+    if accelerator_available():
+        pytest.skip("a GPU is present: --bf16 goes to transformers unchanged")
+    out = tmp_path / "cmsc"
+    overrides = json.dumps({**json.loads(TINY), "contrastive_projection_sizes": [32, 16]})
+    args = [str(REPO / "examples" / "pretrain" / "cmsc.yaml"), "--data", str(iteration1 / "data"), "--windows_dir",
+            str(iteration1 / "windows"), "--output_dir", str(out), "--config_overrides", overrides, "--max_steps", "2",
+            "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4", "--dataloader_num_workers", "0",
+            "--validation_fraction", "0", "--logging_steps", "1", "--report_to", "none", "--disable_tqdm", "true",
+            "--dataloader_pin_memory", "false"]
+    proc = subprocess.run([sys.executable, "-m", "hubert_ecg_cli", "pretrain", *args], env=_env(), cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    notes = [line for line in proc.stderr.splitlines() if "no GPU found" in line]
+    assert len(notes) == 1, proc.stderr[-3000:]
+    assert ("in bf16 mixed precision" if cpu_has_bf16() else "in fp32") in notes[0]
+    assert json.loads((out / "pretrain_results.json").read_text())["step"] == 2
+
+
 def test_bad_arguments_exit_2(iteration1, tmp_path, capsys):
     assert cli_main(["pretrain", *_pretrain_args(iteration1, tmp_path / "x", config_overrides="{oops")]) == 2
     assert "--config_overrides is not valid JSON" in capsys.readouterr().err

@@ -2,15 +2,71 @@
 
 Every command takes its arguments as the fields of dataclasses through ``transformers.HfArgumentParser``: an
 optional leading YAML or JSON file of ``field: value`` pairs, then ``--field value`` flags that override it.
+The ``TrainingArguments`` of ``finetune`` and ``pretrain`` share :class:`PrecisionOnAnyMachine`: ``--bf16`` works
+on a machine without a GPU.
 """
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from transformers import HfArgumentParser
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+
+def accelerator_available() -> bool:
+    """True when torch sees a GPU or another accelerator (CUDA / ROCm, MPS, XPU, ...: ``torch.accelerator``) or an
+    XLA device (TPU): where transformers' ``TrainingArguments`` picks its device and checks bf16 itself."""
+    import torch
+    from transformers.utils import is_torch_xla_available
+
+    if is_torch_xla_available():
+        return True
+    accelerator = getattr(torch, "accelerator", None)
+    return bool(accelerator.is_available()) if accelerator is not None else torch.cuda.is_available()
+
+
+class PrecisionOnAnyMachine:
+    """Mixin placed before ``TrainingArguments`` in the training commands' argument dataclasses: ``--bf16`` (and
+    ``--bf16_full_eval``) on a machine without a GPU or other accelerator, where transformers would raise "Your setup
+    doesn't support bf16/gpu", trains on the CPU instead:
+
+    * a CPU with bf16 units (AVX512-BF16 / AMX-BF16: :func:`hubert_ecg.inference.cpu_has_bf16`) keeps bf16 (CPU
+      autocast) and ``use_cpu`` is set;
+    * a CPU without them trains in fp32 (bf16 there is emulated: slower than fp32), ``use_cpu`` set.
+
+    Either way one line on stderr says so (from the first process of a multi-process run). With an accelerator
+    present nothing changes: the flags go to transformers as given.
+    """
+
+    def __post_init__(self):
+        if self.bf16 or self.bf16_full_eval:
+            note = _bf16_without_accelerator(self)
+            if note and int(os.environ.get("RANK", "0") or 0) == 0:
+                logger.warning(note)
+        super().__post_init__()
+
+
+def _bf16_without_accelerator(args) -> str | None:
+    """Apply :class:`PrecisionOnAnyMachine`'s rule to ``args`` (bf16 asked for); returns the note, or None when
+    nothing was changed (an accelerator present, or ``use_cpu`` given on a CPU with bf16 units)."""
+    if accelerator_available():
+        return None
+    from ..inference import cpu_has_bf16
+
+    if cpu_has_bf16():
+        if args.use_cpu:
+            return None
+        args.use_cpu = True
+        return "no GPU found: training on the CPU in bf16 mixed precision (this CPU has bf16 units)"
+    args.use_cpu = True
+    args.bf16 = args.bf16_full_eval = False
+    return "no GPU found and this CPU has no bf16 units: --bf16 ignored, training on the CPU in fp32"
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -83,7 +139,7 @@ def parse_args(argv: Sequence[str], dataclass_types: tuple, prog: str) -> tuple:
     return tuple(parser.parse_args_into_dataclasses(args=argv))
 
 
-__all__ = ["parse_args", "build_parser", "HelpFormatter"]
+__all__ = ["parse_args", "build_parser", "HelpFormatter", "PrecisionOnAnyMachine", "accelerator_available"]
 
 
 def run_command(argv: Sequence[str] | None, arguments_class: type, prog: str, run: Callable) -> int:

@@ -45,7 +45,7 @@ from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_
 from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
 from transformers.utils import logging
 
-from .arguments import build_parser
+from .arguments import PrecisionOnAnyMachine, build_parser
 from .arguments import parse_args as _parse_args
 from .data import BAD_RECORDS_RULE
 from .sources import STOPPING_STRATEGIES, parse_sources
@@ -181,8 +181,9 @@ class DataArguments:
 
 
 @dataclass
-class FinetuneTrainingArguments(TrainingArguments):
-    """transformers ``TrainingArguments`` with the release's fine-tuning defaults."""
+class FinetuneTrainingArguments(PrecisionOnAnyMachine, TrainingArguments):
+    """transformers ``TrainingArguments`` with the release's fine-tuning defaults; ``--bf16`` on a machine without a
+    GPU trains on the CPU (:class:`~hubert_ecg.training.arguments.PrecisionOnAnyMachine`)."""
 
     output_dir: str | None = field(default="hubert-ecg-finetuned", metadata={"help": "output directory"})
     learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate (release: 1e-5)"})

@@ -13,7 +13,8 @@ weight decay 0.01 off biases and norms, 8 % linear warmup then linear decay); th
 :class:`~hubert_ecg.training.collators.DataCollatorForHuBERTECGPretraining`; the loss is the model's, in training
 and in evaluation (``eval_loss`` is the training loss on held-out records); the masked-frame accuracy comes from
 ``compute_metrics``. The same command runs on one CPU, ``accelerate launch`` / ``torchrun`` over N GPUs or nodes,
-or N CPU processes (gloo); ``--bf16`` / ``--fp16`` select mixed precision.
+or N CPU processes (gloo); ``--bf16`` / ``--fp16`` select mixed precision (``--bf16`` on a machine without a GPU:
+the CPU, in bf16 where it has bf16 units, else fp32: :class:`~hubert_ecg.training.arguments.PrecisionOnAnyMachine`).
 
 Reproducibility and resumption: the data order of epoch ``e`` is a permutation seeded by ``seed + e``, and the
 mask of every window is drawn from ``(seed, e * num_training_windows + row)``, so it depends neither on the
@@ -63,7 +64,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, IntervalStrategy
 from transformers.utils import logging
 
-from .arguments import run_command
+from .arguments import PrecisionOnAnyMachine, run_command
 from .clustering import load_labels
 from .collators import (
     DataCollatorForContrastivePretraining,
@@ -118,7 +119,7 @@ def _tensorboard_available() -> bool:
 
 
 @dataclass
-class PretrainArguments(TrainingArguments):
+class PretrainArguments(PrecisionOnAnyMachine, TrainingArguments):
     """Arguments of ``hubert-ecg pretrain``: transformers ``TrainingArguments`` (with the paper's optimiser defaults)
     plus the objective, data and model of one pretraining run (one HuBERT iteration). Command line, or a YAML / JSON file first.
 
