@@ -39,7 +39,7 @@ def _rows(paths):
     return header, sorted(rows)
 
 
-def test_one_process_stand_in_splits_nothing():
+def test_my_shard_is_this_process_block():
     class Two:  # the PartialState interface for 2 processes
         num_processes, process_index = 2, 1
 
