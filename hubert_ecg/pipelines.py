@@ -498,6 +498,56 @@ def _value_text(value: float) -> str:
     return f"{value:.5g}"
 
 
+def _csv_kinds(described: bool, thresholded: bool) -> tuple[str, ...]:
+    return ("label",) + (("description",) if described else ()) + ("score",) + (("positive",) if thresholded else ())
+
+
+def _csv_header(layout) -> list[str]:
+    """The header of ``predict --format csv`` for ``layout``: ``("regression", output names)`` or ``("labels",
+    ranks, kinds)`` (kinds: ``label``, optional ``description``, ``score``, optional ``positive``)."""
+    if layout[0] == "regression":
+        return ["file", "windows", *layout[1], "flags", "error"]
+    _, ranks, kinds = layout
+    return ["file", "windows"] + [f"{kind}_{r}" for r in range(1, ranks + 1) for kind in kinds] + ["flags", "error"]
+
+
+def _csv_row(d: dict, layout) -> list:
+    """One input's cells in ``predict --format csv`` (see :func:`_csv_header`)."""
+    if layout[0] == "regression":
+        values = {p["label"]: repr(p["value"]) for p in (d["predictions"] or [])}
+        return [d["name"], d["windows"], *[values.get(n, "") for n in layout[1]], _flag_text(d["flags"]),
+                d["error"] or ""]
+    _, ranks, kinds = layout
+    cells = []
+    for p in d["predictions"] or []:
+        cell = {"label": p["label"], "description": p.get("description", ""), "score": f"{p['score']:.4f}",
+                "positive": int(p["positive"]) if "positive" in p else ""}  # "": no threshold
+        cells += [cell[kind] for kind in kinds]
+    cells += [""] * (len(kinds) * ranks - len(cells))
+    return [d["name"], d["windows"], *cells, _flag_text(d["flags"]), d["error"] or ""]
+
+
+def _csv_line(cells: list) -> str:
+    buffer = _io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(cells)
+    return buffer.getvalue().rstrip("\n")
+
+
+def _model_csv_layout(config, top_k: int | None):
+    """The csv layout (:func:`_csv_header`) of a model's rows, from its config (not from rows: a shard of
+    ``predict --output-dir`` may hold no scored row): ``top_k`` (or every) label, a description column when the
+    config describes any label, a positive column for a single-label model or one with label thresholds."""
+    problem_type = config.problem_type_of()
+    names = [config.id2label[i] for i in range(config.num_labels)]
+    if problem_type == "regression":
+        return ("regression", names)
+    described = any(n in (getattr(config, "label_descriptions", None) or {}) for n in names)
+    thresholded = problem_type == "single_label_classification" or any(
+        n in (config.label_thresholds or {}) for n in names)
+    ranks = config.num_labels if top_k is None else min(top_k, config.num_labels)
+    return ("labels", ranks, _csv_kinds(described, thresholded))
+
+
 def _format(details: list[dict], fmt: str, problem_type: str = "multi_label_classification",
             table_top_k: int | None = None) -> str:
     """The rows of ``hubert-ecg predict``: one per input (see :func:`predict_main`).
@@ -514,30 +564,12 @@ def _format(details: list[dict], fmt: str, problem_type: str = "multi_label_clas
     thresholded = any("positive" in p for p in predictions)
     described = any("description" in p for p in predictions)
     if fmt == "csv":
-        buffer = _io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
         if regression:  # one column per output, named by id2label
-            names = list(dict.fromkeys(p["label"] for p in predictions))
-            writer.writerow(["file", "windows", *names, "flags", "error"])
-            for d in details:
-                values = {p["label"]: repr(p["value"]) for p in (d["predictions"] or [])}
-                writer.writerow([d["name"], d["windows"], *[values.get(n, "") for n in names], _flag_text(d["flags"]),
-                                 d["error"] or ""])
-            return buffer.getvalue().rstrip("\n")
-        ranks = max([len(d["predictions"] or []) for d in details] + [0])
-        kinds = ("label",) + (("description",) if described else ()) + ("score",) + (
-            ("positive",) if thresholded else ())
-        writer.writerow(["file", "windows"] + [f"{kind}_{r}" for r in range(1, ranks + 1) for kind in kinds]
-                        + ["flags", "error"])
-        for d in details:
-            cells = []
-            for p in d["predictions"] or []:
-                cell = {"label": p["label"], "description": p.get("description", ""), "score": f"{p['score']:.4f}",
-                        "positive": int(p["positive"]) if "positive" in p else ""}  # "": no threshold
-                cells += [cell[kind] for kind in kinds]
-            cells += [""] * (len(kinds) * ranks - len(cells))
-            writer.writerow([d["name"], d["windows"], *cells, _flag_text(d["flags"]), d["error"] or ""])
-        return buffer.getvalue().rstrip("\n")
+            layout = ("regression", list(dict.fromkeys(p["label"] for p in predictions)))
+        else:
+            ranks = max([len(d["predictions"] or []) for d in details] + [0])
+            layout = ("labels", ranks, _csv_kinds(described, thresholded))
+        return "\n".join([_csv_line(_csv_header(layout))] + [_csv_line(_csv_row(d, layout)) for d in details])
 
     def shown(items):
         if table_top_k is None or regression:
@@ -653,6 +685,11 @@ def predict_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "auto"), default=None,
                         help="model precision (default float32; auto: bfloat16 where the hardware has bf16 units, "
                         "probabilities within 0.01)")
+    parser.add_argument("--output-dir", "--output_dir", dest="output_dir", default=None, metavar="OUT",
+                        help="write the rows as CSV files to this folder instead of stdout, sharded over the "
+                        "processes of `accelerate launch` (one predictions-<rank>-of-<N>.csv each, flushed per "
+                        "batch, and index.json); a rerun with the same folder skips the inputs already written "
+                        "(see docs/performance.md); --format does not apply")
     args = parser.parse_args(argv)
     if args.top_k is not None and args.top_k < 1:
         parser.error("--top-k must be a positive integer")
@@ -683,6 +720,8 @@ def predict_main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # keep stderr for the notice, the warnings and the skipped files
+    if args.output_dir is not None:
+        return _predict_to_dir(args, inputs, lead_names)
     try:
         if args.model is None:
             from .demo import demo_model_path
@@ -723,3 +762,91 @@ def predict_main(argv: list[str] | None = None) -> int:
             print("hubert-ecg predict: no input could be scored", file=sys.stderr)
         return 1
     return 0
+
+
+def _read_csv_rows(path: Path) -> list[list[str]]:
+    """The complete rows (header first) of a csv shard; a last line cut short by a kill is left out."""
+    with open(path, encoding="utf-8", newline="") as f:
+        text = f.read()
+    return list(csv.reader(_io.StringIO(text[: text.rfind("\n") + 1])))
+
+
+def _predict_to_dir(args, inputs: list[tuple[str, str | None]], lead_names) -> int:
+    """``hubert-ecg predict ... --output-dir OUT`` on every process of a launch (see :mod:`hubert_ecg.sharding`):
+    this process's shard of the sorted inputs not yet in OUT, scored one batch of ``--batch-size`` inputs at a
+    time, each batch's rows appended to ``predictions-<rank>-of-<N>.csv`` (the columns of ``--format csv``) and
+    flushed. Exit status: 2 for a usage error; else 1 when an input of this process's shard (process 0: of the
+    whole folder) was not scored, 0 otherwise."""
+    import os
+
+    from .sharding import ShardedRun, chunks, process_state
+
+    settings = {"model": args.model or "demo", "top_k": args.top_k, "aggregation": args.aggregation,
+                "stride": args.stride, "min_duration": args.min_duration, "sampling_rate": args.sampling_rate,
+                "lead_names": lead_names, "dtype": args.dtype}
+    try:
+        state = process_state()
+        run = ShardedRun(args.output_dir, "predict", settings, state)
+        run.dir.mkdir(parents=True, exist_ok=True)
+        if args.model is None and state.is_main_process:
+            from .demo import demo_model_path
+
+            print(f"hubert-ecg predict: using the bundled demo model ({demo_model_path()}): a demonstration, not a "
+                  "clinical tool.", file=sys.stderr)
+        device = args.device if args.device is not None else state.device
+        clf = load_pipeline(args.model, device, args.dtype)
+    except ValueError as err:
+        print(f"hubert-ecg predict: error: {err}", file=sys.stderr)
+        return 2
+    inputs = sorted(inputs, key=lambda pair: pair[0])
+    names = [item for item, _ in inputs]
+    done = {row[0] for path in run.shard_files() for row in _read_csv_rows(path)[1:] if row}
+    if state.is_main_process:  # resume: drop the last lines cut short by a kill (no process writes yet)
+        for path in run.shard_files():
+            text = path.read_bytes()
+            if not text.endswith(b"\n"):
+                with open(path, "r+b") as f:
+                    f.truncate(text.rfind(b"\n") + 1)
+    mine = [inputs[i] for i in run.start(names, done)]
+    layout = _model_csv_layout(clf.model.config, args.top_k)
+    path = run.shard_path
+    skipped = []
+    with open(path, "a", encoding="utf-8", newline="") as f, run.progress(len(mine)) as bar:
+        if f.tell() == 0:
+            f.write(_csv_line(_csv_header(layout)) + "\n")
+        for chunk in chunks(mine, args.batch_size):
+            readable = [item for item, error in chunk if error is None]
+            try:
+                scored = iter(clf.predict_details(
+                    readable, batch_size=args.batch_size, top_k=args.top_k, aggregation=args.aggregation,
+                    stride_seconds=args.stride, min_duration=args.min_duration, sampling_rate=args.sampling_rate,
+                    lead_names=lead_names,
+                ))
+            except ValueError as err:  # an option the model refuses
+                print(f"hubert-ecg predict: error: {err}", file=sys.stderr)
+                return 2
+            details = [next(scored) if error is None else
+                       {"name": item, "predictions": None, "windows": 0, "flags": [], "error": error}
+                       for item, error in chunk]
+            f.write("".join(_csv_line(_csv_row(d, layout)) + "\n" for d in details))
+            f.flush()
+            os.fsync(f.fileno())
+            skipped += [d for d in details if d["error"] is not None]
+            bar.update(len(chunk))
+    if skipped:
+        print(f"hubert-ecg predict: process {run.rank} of {run.world}: skipped {len(skipped)} of {len(mine)} "
+              "input(s):", file=sys.stderr)
+        for d in skipped:
+            print(f"  {d['name']}: {d['error']}", file=sys.stderr)
+    state.wait_for_everyone()
+    status = 1 if skipped else 0
+    if state.is_main_process:
+        rows = [row for p in run.shard_files() for row in _read_csv_rows(p)[1:] if row]
+        errors = [{"name": row[0], "error": row[-1]} for row in rows if row[-1]]
+        written = {row[0] for row in rows}
+        run.write_index(names, finished=all(n in written for n in names), rows=len(rows), skipped=errors)
+        print(f"hubert-ecg predict: {len(rows)} row(s) in {len(run.shard_files())} file(s) under {run.dir} "
+              f"({len(errors)} not scored; index.json lists them)", file=sys.stderr)
+        status = 1 if errors else 0
+    state.wait_for_everyone()
+    return status

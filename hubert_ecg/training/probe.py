@@ -325,7 +325,12 @@ def embed_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layer", type=int, default=None,
                         help="hidden state to average: 0 (after the feature projection) to num_hidden_layers, or "
                         "negative from the end (default: the last)")
-    parser.add_argument("--output", required=True, help="the Parquet file to write (e.g. emb.parquet)")
+    parser.add_argument("--output", default=None, help="the Parquet file to write (e.g. emb.parquet)")
+    parser.add_argument("--output-dir", "--output_dir", dest="output_dir", default=None, metavar="OUT",
+                        help="instead of --output: write one Parquet file per process of `accelerate launch` "
+                        "(embeddings-<rank>-of-<N>.parquet, each batch saved as it finishes) and index.json to this "
+                        "folder; a rerun with the same folder skips the records already written (see "
+                        "docs/performance.md)")
     parser.add_argument("--source", action="append", default=None,
                         help="name of the source column: once for every input, or once per input in order "
                         "(default: the input argument each record came from)")
@@ -342,6 +347,8 @@ def embed_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "auto"), default=None,
                         help="model precision (default float32)")
     args = parser.parse_args(argv)
+    if (args.output is None) == (args.output_dir is None):
+        parser.error("give one of --output FILE or --output-dir OUT")
     if args.batch_size < 1:
         parser.error("--batch-size must be a positive integer")
     if args.min_duration is not None and args.min_duration < 0:
@@ -352,6 +359,8 @@ def embed_main(argv: list[str] | None = None) -> int:
     from ..embeddings import load_feature_pipeline
 
     hf_logging.disable_progress_bar()
+    if args.output_dir is not None:
+        return _embed_to_dir(args)
     try:
         items, label_names, problem_type = _gather_inputs(args.inputs, args.source, args.data_dir)
         pipe = load_feature_pipeline(args.model, args.device, args.dtype)
@@ -378,6 +387,101 @@ def embed_main(argv: list[str] | None = None) -> int:
     write_embeddings(args.output, embeddings)
     print(f"wrote {len(embeddings)} embeddings of size {embeddings.vectors.shape[1]} to {args.output}")
     return 1 if skipped else 0
+
+
+def _merge_parquet(paths: Sequence[Path], out: Path) -> None:
+    """Concatenate Parquet files of one schema into ``out`` (written to a temporary name and renamed)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = [pq.read_table(str(p)) for p in paths]
+    table = pa.concat_tables(tables)
+    tmp = out.with_name(f".{out.name}.tmp")
+    pq.write_table(table, str(tmp))
+    tmp.replace(out)
+
+
+def _embed_to_dir(args) -> int:
+    """``hubert-ecg embed ... --output-dir OUT`` on every process of a launch (see :mod:`hubert_ecg.sharding`):
+    this process's shard of the records (sorted by path) not yet in OUT, embedded one batch of ``--batch-size``
+    records at a time, each batch saved as a Parquet part file (the columns and metadata of ``--output``), merged
+    into ``embeddings-<rank>-of-<N>.parquet`` at the end (by process 0, every part in the folder, so parts a killed
+    run left are merged too); skipped records go to ``skipped-<rank>-of-<N>.jsonl``. Exit status: 2 for a usage
+    error; else 1 when a record of this process's shard (process 0: of the whole folder) was skipped, 0 otherwise."""
+    import pyarrow.parquet as pq
+
+    from ..embeddings import load_feature_pipeline
+    from ..sharding import ShardedRun, chunks, process_state
+
+    settings = {"model": args.model or "demo", "layer": args.layer, "window": args.window, "stride": args.stride,
+                "min_duration": args.min_duration, "dtype": args.dtype}
+    try:
+        state = process_state()
+        run = ShardedRun(args.output_dir, "embed", settings, state)
+        run.dir.mkdir(parents=True, exist_ok=True)
+        items, label_names, problem_type = _gather_inputs(args.inputs, args.source, args.data_dir)
+        device = args.device if args.device is not None else state.device
+        pipe = load_feature_pipeline(args.model, device, args.dtype)
+        if args.layer is not None:
+            pipe.check_layer(args.layer)
+    except ValueError as err:
+        print(f"hubert-ecg embed: error: {err}", file=sys.stderr)
+        return 2
+    kwargs = {"window": args.window}
+    if args.stride is not None:
+        kwargs["stride_seconds"] = args.stride
+    if args.min_duration is not None:
+        kwargs["min_duration"] = args.min_duration
+    items = sorted(items, key=lambda item: item[0])
+    names = [item[0] for item in items]
+    done = {e["name"] for e in run.skipped()}
+    for path in run.shard_files() + run.part_files():
+        done.update(str(p) for p in pq.read_table(str(path), columns=["path"]).column("path").to_pylist())
+    mine = [items[i] for i in run.start(names, done)]
+    first_part = len(list(run.dir.glob(f"{run.shard_path.stem}.part-*.parquet")))
+    metadata = {"model": args.model or "demo", "layer": args.layer, "window": args.window,
+                "stride_seconds": args.stride}
+    skipped = []
+    with run.progress(len(mine)) as bar:
+        for k, chunk in enumerate(chunks(mine, args.batch_size)):
+            embeddings, chunk_skipped = embed_records(pipe, chunk, label_names, problem_type, args.batch_size,
+                                                      args.layer, **kwargs)
+            if len(embeddings):
+                embeddings.metadata = metadata
+                part = run.dir / f"{run.shard_path.stem}.part-{first_part + k:06d}.parquet"
+                tmp = part.with_name(f".{part.name}.tmp")
+                write_embeddings(tmp, embeddings)
+                tmp.replace(part)
+            run.record_skipped(chunk_skipped)
+            skipped += chunk_skipped
+            bar.update(len(chunk))
+    if skipped:
+        print(f"hubert-ecg embed: process {run.rank} of {run.world}: skipped {len(skipped)} of {len(mine)} "
+              "record(s):", file=sys.stderr)
+        for path, reason in skipped:
+            print(f"  {path}: {reason}", file=sys.stderr)
+    state.wait_for_everyone()
+    status = 1 if skipped else 0
+    if state.is_main_process:
+        groups: dict[str, list[Path]] = {}
+        for part in run.part_files():
+            groups.setdefault(part.name.split(".part-")[0], []).append(part)
+        for stem, parts in groups.items():
+            shard = run.dir / f"{stem}.parquet"
+            _merge_parquet(([shard] if shard.exists() else []) + parts, shard)
+            for part in parts:
+                part.unlink()
+        rows = sum(pq.read_metadata(str(p)).num_rows for p in run.shard_files())
+        errors = run.skipped()
+        written = {e["name"] for e in errors}
+        for path in run.shard_files():
+            written.update(str(p) for p in pq.read_table(str(path), columns=["path"]).column("path").to_pylist())
+        run.write_index(names, finished=all(n in written for n in names), rows=rows, skipped=errors)
+        print(f"hubert-ecg embed: {rows} embedding(s) in {len(run.shard_files())} file(s) under {run.dir} "
+              f"({len(errors)} skipped; index.json lists them)", file=sys.stderr)
+        status = 1 if errors else 0
+    state.wait_for_everyone()
+    return status
 
 
 # ----------------------------------------------------------------------------------------------------------------

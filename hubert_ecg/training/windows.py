@@ -48,6 +48,7 @@ from transformers.utils import logging
 
 from ..processing import HuBERTECGFeatureExtractor
 from ..io import find_records
+from ..sharding import distributed_on_cpu  # noqa: F401  (re-exported: pretrain imports it from here)
 from ..windows import record_windows
 
 logger = logging.get_logger(__name__)
@@ -100,21 +101,6 @@ def shard_range(num_items: int, num_shards: int, shard_index: int) -> tuple[int,
     base, extra = divmod(num_items, num_shards)
     start = shard_index * base + min(shard_index, extra)
     return start, start + base + (1 if shard_index < extra else 0)
-
-
-def distributed_on_cpu() -> bool:
-    """True when this process is one of several (``WORLD_SIZE`` > 1, set by ``accelerate launch`` / ``torchrun``)
-    on a machine without an accelerator: accelerate then needs ``cpu=True`` to use gloo (``accelerate launch
-    --multi_gpu --num_processes N`` on a CPU-only machine, or ``--cpu`` with ``ACCELERATE_USE_CPU``)."""
-    import torch
-
-    if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
-        return True
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return False
-    available = getattr(torch, "accelerator", None)
-    has_accelerator = available.is_available() if available is not None else torch.cuda.is_available()
-    return not has_accelerator
 
 
 def _record_roots(sources: Sequence[str | os.PathLike], records: Sequence[str]) -> list[Path]:
