@@ -235,6 +235,7 @@ def test_help_and_the_example_configuration(capsys):
     assert args.eval_strategy == "steps" and args.eval_steps == 5000 and args.hub_strategy == "end"
 
 
+@pytest.mark.slow  # several seconds of training processes; CI runs the slow tests too
 def test_a_shipped_bf16_configuration_runs_on_a_machine_without_a_gpu(iteration1, tmp_path):
     """examples/pretrain/cmsc.yaml (bf16: true) as shipped, without --use_cpu, on a tiny run: on a machine without a
     GPU `hubert-ecg pretrain` trains on the CPU (bf16 where it has bf16 units, else fp32) with one line on stderr,
@@ -299,6 +300,7 @@ def test_two_process_gloo_run(iteration1, tmp_path):
     HuBERTECGForSequenceClassification.from_pretrained(tmp_path / "ddp", num_labels=3)
 
 
+@pytest.mark.slow  # several seconds of training processes; CI runs the slow tests too
 def test_sigkill_and_resume_give_the_same_losses(iteration1, tmp_path):
     """A real kill -9 after a checkpoint, then the same command: the losses continue as if nothing happened, over
     several epochs (new masks each epoch), with gradient accumulation, with or without DataLoader workers, and with

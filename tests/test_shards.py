@@ -51,6 +51,7 @@ def test_my_shard_is_this_process_block():
     assert my_shard(Two(), [1, 2, 3]) == [3]
 
 
+@pytest.mark.slow  # several seconds of training processes; CI runs the slow tests too
 def test_two_processes_write_the_rows_of_one_and_a_rerun_finishes_the_rest(inputs, tmp_path, capsys):
     # one process, today's commands: the reference rows
     assert cli_main(["predict", *inputs, "--format", "csv"]) == 1

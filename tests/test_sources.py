@@ -198,6 +198,7 @@ def test_bad_source_arguments_exit_2(two_sources, tmp_path, capsys):
     assert "--format parquet" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # several seconds of training processes; CI runs the slow tests too
 def test_parquet_shards_stream_split_across_processes(two_sources):
     """The stream of two processes (split_dataset_by_node) holds disjoint windows that together are every window of
     the Parquet shards once; the held-out records (per source) are exactly those of the record-level hash split;
