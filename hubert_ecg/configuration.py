@@ -497,7 +497,7 @@ def implied_label_set(config_dict: dict, origin: str | None = None) -> str | Non
         return None
     if not all(str(name) in (f"LABEL_{key}", str(key)) for key, name in id2label.items()):
         return None  # named labels: the checkpoint's own
-    names = (origin, config_dict.get("_name_or_path"))  # the last part of a path or Hub id, e.g. "...-CardioLearning-small"
+    names = (origin, config_dict.get("_name_or_path"))  # the last part of a path or Hub id
     names = [str(n).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1].replace("-", "_").lower() for n in names if n]
     by_name = any("cardio_learning" in n or "cardiolearning" in n for n in names)
     if by_name or config_dict.get("model_type") == HuBERTECGClassificationConfig.model_type:
