@@ -8,6 +8,11 @@ report["max_abs_diff"]                                            # max |logit(o
 
 or ``hubert-ecg export-onnx MODEL OUT.onnx [--opset 17] [--samples 6000] [--no-check]``.
 
+An output path that does not end in ``.onnx`` is an exported model DIRECTORY: ``OUT/model.onnx`` beside the
+classifier's ``config.json`` (labels, problem type, calibration, thresholds, label descriptions) and
+``preprocessor_config.json``, which ``pipeline``/``hubert-ecg predict --model OUT`` run with onnxruntime
+(:mod:`hubert_ecg.onnx_backend`).
+
 The graph has one input ``input_values``: float32 ``(batch, samples)``, the 12 leads concatenated at 100 Hz after
 the released preprocessing (``HuBERTECGFeatureExtractor``; 6000 samples for a 5 s window), and one output
 ``logits``: float32 ``(batch, num_labels)``. The batch dimension is dynamic (``"batch"``); the number of samples is
@@ -105,7 +110,9 @@ def export_onnx(
         model_or_path: a :class:`~hubert_ecg.HuBERTECGForSequenceClassification`, or a ``save_pretrained``
             directory / hub id of one. A model is copied (its attention set to eager, float32, CPU); the
             caller's model is left as it is.
-        out_path: the ``.onnx`` file to write (parent folders are created).
+        out_path: the ``.onnx`` file to write (parent folders are created), or, when it does not end in ``.onnx``,
+            a directory to write ``model.onnx``, ``config.json`` and ``preprocessor_config.json`` to (an exported
+            model directory that :func:`hubert_ecg.pipelines.load_pipeline` runs with onnxruntime).
         opset: ONNX opset version (default 17, the first with a native LayerNormalization).
         samples: input length in samples at 100 Hz, fixed in the graph: 6000 (5 s of 12 concatenated leads) as
             released.
@@ -116,7 +123,8 @@ def export_onnx(
             that the batch dimension is dynamic).
 
     Returns:
-        ``{"path": str, "opset": int, "samples": int, "num_labels": int, "export_seconds": float,
+        ``{"path": str (the .onnx file), "directory": str or None (an exported model directory), "opset": int,
+        "samples": int, "num_labels": int, "export_seconds": float,
         "max_abs_diff": float or None (None without check), "checked_batch_sizes": list[int]}``.
 
     Raises:
@@ -134,6 +142,9 @@ def export_onnx(
         raise ValueError(f"samples must be at least {min_samples} for this feature encoder, got {samples}.")
     wrapper = _LogitsOnly(model).eval()
     out_path = Path(out_path)
+    directory = None if out_path.suffix.lower() == ".onnx" else out_path
+    if directory is not None:
+        out_path = directory / "model.onnx"
     out_path.parent.mkdir(parents=True, exist_ok=True)
 
     example = torch.randn(2, int(samples), generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
@@ -154,8 +165,12 @@ def export_onnx(
     export_seconds = time.perf_counter() - start
     onnx.checker.check_model(str(out_path))
 
+    if directory is not None:
+        _save_config_and_preprocessor(model, model_or_path, directory)
+
     report = {
         "path": str(out_path),
+        "directory": None if directory is None else str(directory),
         "opset": int(opset),
         "samples": int(samples),
         "num_labels": int(model.config.num_labels),
@@ -216,8 +231,23 @@ def check_onnx(
     return diffs
 
 
+def _save_config_and_preprocessor(model, model_or_path, directory: Path) -> None:
+    """Write the classifier's ``config.json`` and its ``preprocessor_config.json`` (the saved one of the source,
+    else ``HuBERTECGFeatureExtractor()``: the released preprocessing) to ``directory``."""
+    from .pipelines import load_feature_extractor
+    from .processing import HuBERTECGFeatureExtractor
+
+    model.config.save_pretrained(str(directory))
+    source = model_or_path if isinstance(model_or_path, (str, os.PathLike)) else getattr(model, "name_or_path", "")
+    try:
+        extractor = load_feature_extractor(str(source), model.config) if source else HuBERTECGFeatureExtractor()
+    except (OSError, ValueError):
+        extractor = HuBERTECGFeatureExtractor()
+    extractor.save_pretrained(str(directory))
+
+
 def export_onnx_main(argv: list[str] | None = None) -> int:
-    """``hubert-ecg export-onnx MODEL OUT.onnx [--opset N] [--samples N] [--atol X] [--no-check]``.
+    """``hubert-ecg export-onnx MODEL OUT.onnx|OUT_DIR [--opset N] [--samples N] [--atol X] [--no-check]``.
 
     Returns 0 on success; 2 when the model cannot be loaded, the optional dependencies are missing, or the
     onnxruntime check fails (the reason on stderr).
@@ -226,10 +256,13 @@ def export_onnx_main(argv: list[str] | None = None) -> int:
         prog="hubert-ecg export-onnx",
         description="Export a HuBERT-ECG classifier (save_pretrained directory or hub id) to ONNX with a dynamic "
         "batch dimension: input 'input_values' float32 (batch, samples), output 'logits' (batch, num_labels). "
-        "The graph is checked against PyTorch with onnxruntime. Needs: pip install \"hubert-ecg[onnx]\".",
+        "The graph is checked against PyTorch with onnxruntime. An OUT that does not end in .onnx is a directory: "
+        "model.onnx with the classifier's config.json and preprocessor_config.json, which `hubert-ecg predict "
+        "--model OUT` and pipeline() run with onnxruntime. Needs: pip install \"hubert-ecg[onnx]\".",
     )
     parser.add_argument("model", help="classifier directory (save_pretrained / hubert-ecg convert) or hub id")
-    parser.add_argument("out", help="output .onnx file")
+    parser.add_argument("out", help="output .onnx file, or a directory (model.onnx + config.json + "
+                        "preprocessor_config.json) for predict / pipeline()")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     parser.add_argument("--samples", type=int, default=6000, help="input samples at 100 Hz (default 6000 = 5 s)")
     parser.add_argument("--atol", type=float, default=1e-4, help="max |logit difference| of the check (1e-4)")
