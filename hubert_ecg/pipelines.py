@@ -34,6 +34,7 @@ from transformers.utils import logging
 
 from .leads import lead_set as _lead_set
 from .modeling import scores_from_logits
+from .onnx_backend import is_onnx_model
 from .windows import MIN_DURATION, WINDOW_CHOICES, RecordWindows, describe, record_windows
 
 logger = logging.get_logger(__name__)
@@ -461,6 +462,11 @@ def load_pipeline(
 ) -> ECGClassificationPipeline:
     """``pipeline("ecg-classification")`` for ``model`` (hub id or directory; None: the bundled demo model).
 
+    An exported model directory (``model.onnx`` beside ``config.json`` and ``preprocessor_config.json``: ``hubert-ecg
+    export-onnx MODEL DIR``) or a ``.onnx`` file with those files beside it runs with onnxruntime on the CPU
+    (:class:`hubert_ecg.onnx_backend.ONNXClassifier`); ``device`` must then be None or the CPU, ``dtype`` None or
+    float32.
+
     ``dtype``: None or ``"float32"`` (exact), ``"bfloat16"``, or ``"auto"`` (bfloat16 where the CPU or GPU has bf16
     units; probabilities within 0.01 of float32): the model is loaded in that dtype (``pipeline(..., dtype=)``).
 
@@ -474,6 +480,8 @@ def load_pipeline(
     from .inference import resolve_dtype
 
     source = model or demo_model_path()
+    if is_onnx_model(source):
+        return _load_onnx_pipeline(source, device, dtype)
     torch_dtype = resolve_dtype(dtype, device if isinstance(device, str) else ("cuda" if device is not None else None))
     try:
         clf = pipeline("ecg-classification", model=source, device=device, dtype=torch_dtype)
@@ -481,6 +489,27 @@ def load_pipeline(
         where = "directory" if Path(source).exists() else "hub id (or missing directory)"
         raise ValueError(f"cannot load the model {source!r} ({where}): {type(err).__name__}: {err}") from None
     return clf
+
+
+def _load_onnx_pipeline(source, device=None, dtype=None) -> ECGClassificationPipeline:
+    """The pipeline over an exported ONNX model (see :func:`load_pipeline`)."""
+    from .onnx_backend import ONNXClassifier, resolve_onnx_model
+
+    if device is not None and not (device == -1 or str(device) == "cpu"):
+        raise ValueError(f"{source}: an ONNX model runs on the CPU with onnxruntime; --device {device} is not supported.")
+    if dtype not in (None, "float32"):
+        raise ValueError(f"{source}: an ONNX model runs in float32; --dtype {dtype} is not supported.")
+    graph, folder = resolve_onnx_model(source)
+    try:
+        model = ONNXClassifier.from_pretrained(graph)
+        extractor = load_feature_extractor(str(folder), model.config)
+    except (OSError, KeyError) as err:
+        raise ValueError(f"cannot load the ONNX model {str(source)!r}: {type(err).__name__}: {err}") from None
+    except Exception as err:  # onnxruntime's own errors (an unreadable graph) are not ValueErrors
+        if isinstance(err, (ValueError, ImportError)):
+            raise ValueError(str(err)) from None
+        raise ValueError(f"cannot load the ONNX graph {str(graph)!r}: {type(err).__name__}: {err}") from None
+    return ECGClassificationPipeline(model=model, feature_extractor=extractor, device=-1, task="ecg-classification")
 
 
 def _flag_text(flags) -> str:
@@ -665,7 +694,10 @@ def predict_main(argv: list[str] | None = None) -> int:
     parser.add_argument("files", nargs="+", metavar="INPUT",
                         help="ECG files (WFDB record names or .hea/.dat, .mat, .npy, ...), directories (every "
                         "record under them) or manifests (.csv with a filename column, .txt one path a line)")
-    parser.add_argument("--model", default=None, help="hub id or save_pretrained directory (default: demo model)")
+    parser.add_argument("--model", default=None,
+                        help="hub id or save_pretrained directory (default: demo model), or an ONNX model: a "
+                        "directory of `hubert-ecg export-onnx MODEL DIR` or a .onnx file with its config.json "
+                        "beside it (run with onnxruntime on the CPU)")
     parser.add_argument("--top-k", type=int, default=None,
                         help=f"labels per file, highest first (default: all; the table of a model with more than "
                         f"{MANY_LABELS} labels shows the {TABLE_TOP_K} highest and the positives); regression models "
@@ -702,15 +734,6 @@ def predict_main(argv: list[str] | None = None) -> int:
         lead_names = [n.strip() for n in args.lead_names.split(",") if n.strip()]
         if not lead_names:
             parser.error("--lead-names must list lead names separated by commas, e.g. I,II,V1")
-    if args.model is not None and args.model.lower().endswith(".onnx"):
-        print(
-            f"hubert-ecg predict: error: {args.model!r} is an ONNX graph (logits only: no preprocessing, no label "
-            "names); predict takes the save_pretrained directory it was exported from (or a hub id). To run the "
-            "graph yourself: HuBERTECGFeatureExtractor()(record)['input_values'] -> onnxruntime.InferenceSession("
-            "path).run(None, {'input_values': x}) (see hubert-ecg export-onnx --help)",
-            file=sys.stderr,
-        )
-        return 2
     try:
         inputs = expand_inputs(args.files)
     except ValueError as err:

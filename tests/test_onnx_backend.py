@@ -1,0 +1,75 @@
+"""Exported model directories run with onnxruntime through the pipeline and ``hubert-ecg predict``: the bundled demo
+model on the bundled records, against PyTorch float32."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+import hubert_ecg  # noqa: E402
+from hubert_ecg.export import export_onnx_main  # noqa: E402
+from hubert_ecg.onnx_backend import ONNXClassifier  # noqa: E402
+from hubert_ecg.pipelines import load_pipeline, predict_main  # noqa: E402
+
+RECORDS = sorted(str(p.with_suffix("")) for p in (Path(hubert_ecg.demo_model_path()).parent / "records").glob("*.hea"))
+
+
+@pytest.fixture(scope="module")
+def onnx_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx") / "demo-onnx"
+    assert export_onnx_main([str(hubert_ecg.demo_model_path()), str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def pipelines(onnx_dir):
+    return load_pipeline(str(onnx_dir)), load_pipeline(None)
+
+
+def test_export_writes_a_model_directory(onnx_dir, pipelines):
+    assert {"model.onnx", "config.json", "preprocessor_config.json"} <= {p.name for p in onnx_dir.iterdir()}
+    onnx_clf, torch_clf = pipelines
+    assert isinstance(onnx_clf.model, ONNXClassifier)
+    for name in ("id2label", "problem_type", "score_calibration", "label_thresholds", "label_descriptions"):
+        assert getattr(onnx_clf.model.config, name) == getattr(torch_clf.model.config, name), name
+    saved, bundled = onnx_clf.feature_extractor.to_dict(), torch_clf.feature_extractor.to_dict()
+    saved.pop("auto_map", None), bundled.pop("auto_map", None)  # save_pretrained adds the remote-code map
+    assert saved == bundled
+
+
+def test_logits_and_scores_match_pytorch_on_every_record(pipelines):
+    assert len(RECORDS) == 6
+    onnx_clf, torch_clf = pipelines
+    # function_to_apply="none": the mean of the window logits of each record
+    for onnx_out, torch_out in zip(onnx_clf(RECORDS, batch_size=4, function_to_apply="none"),
+                                   torch_clf(RECORDS, batch_size=4, function_to_apply="none")):
+        got, expected = {p["label"]: p["score"] for p in onnx_out}, {p["label"]: p["score"] for p in torch_out}
+        assert got.keys() == expected.keys() and max(abs(got[k] - expected[k]) for k in got) < 1e-4
+    # the model's own scores: calibrated, thresholded, same order
+    for onnx_out, torch_out in zip(onnx_clf(RECORDS), torch_clf(RECORDS)):
+        assert [(p["label"], p.get("positive")) for p in onnx_out] == [(p["label"], p.get("positive")) for p in torch_out]
+        assert max(abs(p["score"] - q["score"]) for p, q in zip(onnx_out, torch_out)) < 1e-5
+
+
+def test_predict_table_identical(onnx_dir, capsys):
+    assert predict_main([*RECORDS, "--model", str(onnx_dir / "model.onnx")]) == 0
+    from_file = capsys.readouterr().out
+    assert predict_main([*RECORDS, "--model", str(onnx_dir)]) == 0
+    from_dir = capsys.readouterr().out
+    assert predict_main([*RECORDS]) == 0
+    from_torch = capsys.readouterr().out
+    assert from_file == from_dir == from_torch and "NORM" in from_torch
+
+
+def test_bare_onnx_without_config_is_a_clear_error(onnx_dir, tmp_path, capsys):
+    shutil.copy(onnx_dir / "model.onnx", tmp_path / "bare.onnx")
+    with pytest.raises(ValueError, match=r"no config\.json beside the graph"):
+        load_pipeline(str(tmp_path / "bare.onnx"))
+    assert predict_main([RECORDS[0], "--model", str(tmp_path / "bare.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "config.json" in err and "hubert-ecg export-onnx MODEL OUT_DIR" in err
+    with pytest.raises(ValueError, match="CPU"):
+        load_pipeline(str(onnx_dir), device="cuda:0")
