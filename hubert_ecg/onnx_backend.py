@@ -129,6 +129,9 @@ class ONNXClassifier:
     def eval(self):
         return self
 
+    #: the graph has no attention_mask input: the pipeline refuses zero-padded records (one per-record error)
+    accepts_padding = False
+
     def can_generate(self) -> bool:
         return False
 

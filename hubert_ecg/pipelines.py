@@ -320,6 +320,11 @@ class ECGClassificationPipeline(ChunkPipeline):
             flags = tuple(plan.flags) + ((f"missing leads {', '.join(missing)}: zero-filled",) if missing else ())
             blocks = plan.features(self.feature_extractor, batch_windows=PREPROCESS_BLOCK, return_tensors="pt")
             block = next(blocks)
+            if not getattr(self.model, "accepts_padding", True) and not bool(block["attention_mask"].all()):
+                raise ValueError(  # a record shorter than the window is zero-padded: a graph without a mask input
+                    f"{name}: shorter than the {self.feature_extractor.window_seconds:g} s window, so zero-padded; "
+                    "this model (an ONNX graph) takes no attention mask and cannot ignore the padding: score it "
+                    "with the PyTorch model")
         except ValueError as err:
             message = str(err)
             if not skip_errors:

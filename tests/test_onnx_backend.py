@@ -73,3 +73,19 @@ def test_bare_onnx_without_config_is_a_clear_error(onnx_dir, tmp_path, capsys):
     assert "config.json" in err and "hubert-ecg export-onnx MODEL OUT_DIR" in err
     with pytest.raises(ValueError, match="CPU"):
         load_pipeline(str(onnx_dir), device="cuda:0")
+
+
+def test_a_record_shorter_than_the_window_is_one_skipped_record(onnx_dir, tmp_path, capsys):
+    """The graph takes no attention mask: a 3 s record (zero-padded to the 5 s window) is listed as not scored, with
+    the reason, and the other records of the run are scored (exit 1, the package's bad-record rule)."""
+    import numpy as np
+
+    from hubert_ecg import read_ecg
+
+    record = read_ecg(RECORDS[0])
+    short = tmp_path / "short.npy"
+    np.save(short, record.signal[:, : int(3 * record.sampling_rate)])
+    argv = [RECORDS[1], str(short), "--sampling-rate", str(record.sampling_rate), "--model", str(onnx_dir)]
+    assert predict_main(argv) == 1
+    captured = capsys.readouterr()
+    assert RECORDS[1] in captured.out and "attention mask" in captured.out + captured.err
