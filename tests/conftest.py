@@ -52,3 +52,14 @@ def finetuned_dir(reference_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return _shared(DATA)
+
+
+@pytest.fixture
+def docs_workdir(tmp_path, data_dir, monkeypatch):
+    """A working directory beside a ``shared`` link to ../shared, so the docs' ``../shared/...`` paths resolve as
+    they do from a clone's root."""
+    (tmp_path / "shared").symlink_to(data_dir.parent, target_is_directory=True)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return work

@@ -2,63 +2,23 @@
 output shown is this run's), and its Hub commands against a pre-seeded Hub cache holding a synthesized checkpoint
 in the layout of the authors' Cardio-Learning classifiers (tests never touch the network)."""
 
-import shlex
-from pathlib import Path
-
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from hubert_ecg_cli import main as cli_main
-
+from doc_pages import fenced_blocks, run_commands
 from test_checkpoint_formats import HEADS, _backbone, _seed_hub_cache, write_2026_classifier
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "checkpoints.md"
+PAGE = "checkpoints.md"
 CARDIO_ID = "Edoardo-BS/HuBERT-ECG-SFT-CardioLearning-small"
 
 
-def _blocks(kind: str) -> list[str]:
-    """The page's fenced blocks of language ``kind`` ("" for the untagged output blocks), in order."""
-    blocks, language, lines = [], None, []
-    for line in DOC.read_text(encoding="utf-8").splitlines():
-        if line.startswith("```"):
-            if language is None:
-                language, lines = line[3:].strip(), []
-            else:
-                if language == kind:
-                    blocks.append("\n".join(lines) + "\n")
-                language = None
-        elif language is not None:
-            lines.append(line)
-    return blocks
+def test_convert_and_predict_print_what_the_page_shows(docs_workdir, capsys):
+    command, shown = fenced_blocks(PAGE, "bash")[0], fenced_blocks(PAGE, "")[0]
+    assert run_commands(command, capsys).rstrip() == shown.rstrip()
 
 
-@pytest.fixture
-def workdir(tmp_path, data_dir, monkeypatch):
-    """A folder beside a ``shared`` link, so the documented ``../shared/...`` paths resolve."""
-    (tmp_path / "shared").symlink_to(data_dir.parent, target_is_directory=True)
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    return work
-
-
-def _run(block: str, capsys) -> str:
-    out = []
-    for line in block.strip().splitlines():
-        argv = shlex.split(line)
-        assert argv[0] == "hubert-ecg", line
-        assert cli_main(argv[1:]) == 0, line
-        out.append(capsys.readouterr().out)
-    return "".join(out)
-
-
-def test_convert_and_predict_print_what_the_page_shows(workdir, capsys):
-    command, shown = _blocks("bash")[0], _blocks("")[0]
-    assert _run(command, capsys).rstrip() == shown.rstrip()
-
-
-def test_cardio_learning_commands_and_pipeline(workdir, tmp_path, monkeypatch, capsys):
+def test_cardio_learning_commands_and_pipeline(docs_workdir, tmp_path, monkeypatch, capsys):
     import huggingface_hub.constants as hub_constants
 
     authors = tmp_path / "authors"
@@ -74,11 +34,11 @@ def test_cardio_learning_commands_and_pipeline(workdir, tmp_path, monkeypatch, c
     from hubert_ecg.label_sets import load_label_set
 
     label_set = load_label_set("cardio-learning")
-    table = _run(_blocks("bash")[1], capsys)
-    assert CARDIO_ID in table and "Edoardo-BS" in _blocks("bash")[1]
+    table = run_commands(fenced_blocks(PAGE, "bash")[1], capsys)
+    assert CARDIO_ID in table and "Edoardo-BS" in fenced_blocks(PAGE, "bash")[1]
     assert any(f"{code} " in table and label_set.descriptions[code] in table for code in label_set.labels)
 
-    code = _blocks("python")[0]
+    code = fenced_blocks(PAGE, "python")[0]
     namespace = {}
     exec(compile(code.replace("clf(", "result = clf("), "docs/checkpoints.md", "exec"), namespace)
     result = namespace["result"]
