@@ -304,6 +304,17 @@ def embed_records(
     return embeddings, skipped
 
 
+def _window_kwargs(args) -> dict:
+    """The pipeline's window options of ``embed`` (``--window``, ``--stride``, ``--min-duration``), one process or
+    many."""
+    kwargs = {"window": args.window}
+    if args.stride is not None:
+        kwargs["stride_seconds"] = args.stride
+    if args.min_duration is not None:
+        kwargs["min_duration"] = args.min_duration
+    return kwargs
+
+
 def embed_main(argv: list[str] | None = None) -> int:
     """``hubert-ecg embed INPUTS... [--model M] [--layer L] --output emb.parquet``; returns 0 when every record was
     embedded, 1 when some were skipped (listed on stderr), 2 for usage errors or when none could be embedded."""
@@ -369,11 +380,7 @@ def embed_main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"hubert-ecg embed: error: {err}", file=sys.stderr)
         return 2
-    kwargs = {"window": args.window}
-    if args.stride is not None:
-        kwargs["stride_seconds"] = args.stride
-    if args.min_duration is not None:
-        kwargs["min_duration"] = args.min_duration
+    kwargs = _window_kwargs(args)
     embeddings, skipped = embed_records(pipe, items, label_names, problem_type, args.batch_size, args.layer, **kwargs)
     if skipped:
         print(f"hubert-ecg embed: skipped {len(skipped)} of {len(items)} record(s):", file=sys.stderr)
@@ -427,11 +434,7 @@ def _embed_to_dir(args) -> int:
     except ValueError as err:
         print(f"hubert-ecg embed: error: {err}", file=sys.stderr)
         return 2
-    kwargs = {"window": args.window}
-    if args.stride is not None:
-        kwargs["stride_seconds"] = args.stride
-    if args.min_duration is not None:
-        kwargs["min_duration"] = args.min_duration
+    kwargs = _window_kwargs(args)
     items = sorted(items, key=lambda item: item[0])
     names = [item[0] for item in items]
     done = {e["name"] for e in run.skipped()}
