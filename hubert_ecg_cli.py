@@ -66,6 +66,8 @@ COMMANDS = {
                            "onnx"),
     "measure": Command("hubert_ecg.commands.measure", "main",
                        "heart rate, PR, QRS, QT, QTc and axes of ECG files, beside the device's", "clinical"),
+    "tune": Command("hubert_ecg.commands.tune", "main",
+                    "measure the fastest inference settings for a model on this machine (cached)", None),
     "plot": Command("hubert_ecg.plotting", "plot_main", "draw a record in the 12-lead layout (PNG, SVG, PDF)", "plot"),
     "explain": Command("hubert_ecg.explain", "explain_main",
                        "attributions for a label, drawn on the 12-lead plot (default: the demo model)", "plot"),

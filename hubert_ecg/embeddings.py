@@ -184,7 +184,7 @@ def load_feature_pipeline(
     source = model or demo_model_path()
     torch_dtype = resolve_dtype(dtype, device if isinstance(device, str) else ("cuda" if device is not None else None))
     try:
-        return pipeline("ecg-feature-extraction", model=source, device=device, dtype=torch_dtype)
+        return pipeline("ecg-feature-extraction", model=source, device=device, dtype=torch_dtype or "auto")
     except (OSError, ValueError, KeyError) as err:
         where = "directory" if Path(source).exists() else "hub id (or missing directory)"
         raise ValueError(f"cannot load the model {source!r} ({where}): {type(err).__name__}: {err}") from None

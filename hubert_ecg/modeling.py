@@ -68,13 +68,22 @@ class HuBERTECGInputConv(nn.Conv1d):
     batch item, the windows a strided view of the input (``Tensor.unfold``): the same sums as the convolution, in
     float32 equal to it to rounding (1e-6 on the reference inputs). Other layouts use the convolution.
 
+    ``implementation`` (an instance attribute, not saved): ``"matmul"`` (the default) or ``"conv"`` (the generic
+    convolution kernel). Which is faster depends on the CPU and the dtype: :func:`hubert_ecg.inference.tuned_settings`
+    measures both on the user's machine (the matrix product: 120 -> 29 ms in bfloat16 on a CPU with AMX; the
+    figures of other machines are in docs/performance.md).
+
     Shapes: input (batch, 1, samples) -> output (batch, out_channels, frames), frames =
     ``(samples - kernel_size) // stride + 1``.
     """
 
+    #: "matmul" (batched matrix product over strided windows) or "conv" (nn.Conv1d's kernel); same numbers
+    implementation = "matmul"
+
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if (
-            self.in_channels != 1
+            self.implementation != "matmul"
+            or self.in_channels != 1
             or self.groups != 1
             or self.padding != (0,)
             or self.dilation != (1,)

@@ -219,7 +219,18 @@ class ECGClassificationPipeline(ChunkPipeline):
                 from .processing import HuBERTECGFeatureExtractor
 
                 kwargs["feature_extractor"] = HuBERTECGFeatureExtractor()
+        dtype = kwargs.get("dtype", "auto")  # pipeline() passes "auto" when the caller named no dtype
         super().__init__(model, *args, **kwargs)
+        #: the inference settings in use (:class:`hubert_ecg.inference.InferenceSettings`); None for an ONNX model
+        self.inference_settings = None
+        if isinstance(self.model, torch.nn.Module):
+            from .inference import InferenceSettings, tune_model
+
+            measure = dtype is None or (isinstance(dtype, str) and dtype == "auto")
+            self.inference_settings = tune_model(self.model) if measure else InferenceSettings(
+                dtype=str(self.model.dtype).removeprefix("torch."),
+                attn_implementation=getattr(self.model.config, "_attn_implementation", None) or "sdpa",
+            )
 
     def _sanitize_parameters(
         self,
@@ -472,8 +483,9 @@ def load_pipeline(
     (:class:`hubert_ecg.onnx_backend.ONNXClassifier`); ``device`` must then be None or the CPU, ``dtype`` None or
     float32.
 
-    ``dtype``: None or ``"float32"`` (exact), ``"bfloat16"``, or ``"auto"`` (bfloat16 where the CPU or GPU has bf16
-    units; probabilities within 0.01 of float32): the model is loaded in that dtype (``pipeline(..., dtype=)``).
+    ``dtype``: None or ``"auto"`` (the default): the settings measured fastest on this machine for this model shape,
+    scores within 0.02 of float32 (:func:`hubert_ecg.inference.tuned_settings`, cached); ``"float32"`` (exact) or
+    ``"bfloat16"``: the model is loaded in that dtype (``pipeline(..., dtype=)``).
 
     Raises:
         ValueError: if the model cannot be loaded (names it), or for an unknown ``dtype``.
@@ -489,7 +501,7 @@ def load_pipeline(
         return _load_onnx_pipeline(source, device, dtype)
     torch_dtype = resolve_dtype(dtype, device if isinstance(device, str) else ("cuda" if device is not None else None))
     try:
-        clf = pipeline("ecg-classification", model=source, device=device, dtype=torch_dtype)
+        clf = pipeline("ecg-classification", model=source, device=device, dtype=torch_dtype or "auto")
     except (OSError, ValueError, KeyError) as err:
         where = "directory" if Path(source).exists() else "hub id (or missing directory)"
         raise ValueError(f"cannot load the model {source!r} ({where}): {type(err).__name__}: {err}") from None
@@ -502,7 +514,7 @@ def _load_onnx_pipeline(source, device=None, dtype=None) -> ECGClassificationPip
 
     if device is not None and not (device == -1 or str(device) == "cpu"):
         raise ValueError(f"{source}: an ONNX model runs on the CPU with onnxruntime; --device {device} is not supported.")
-    if dtype not in (None, "float32"):
+    if dtype not in (None, "auto", "float32"):
         raise ValueError(f"{source}: an ONNX model runs in float32; --dtype {dtype} is not supported.")
     graph, folder = resolve_onnx_model(source)
     try:
@@ -719,9 +731,9 @@ def predict_main(argv: list[str] | None = None) -> int:
                         help="comma-separated lead names of .npy inputs (default: the 12 standard leads in order)")
     parser.add_argument("--batch-size", type=int, default=16, help="windows per model call (across files)")
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16", "auto"), default=None,
-                        help="model precision (default float32; auto: bfloat16 where the hardware has bf16 units, "
-                        "probabilities within 0.01)")
+    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
+                        help="model precision (default auto: the fastest measured on this machine, scores within "
+                        "0.02 of float32; see `hubert-ecg tune`)")
     parser.add_argument("--output-dir", "--output_dir", dest="output_dir", default=None, metavar="OUT",
                         help="write the rows as CSV files to this folder instead of stdout, sharded over the "
                         "processes of `accelerate launch` (one predictions-<rank>-of-<N>.csv each, flushed per "

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hubert_ecg import HuBERTECGConfig, HuBERTECGForSequenceClassification, HuBERTECGModel
-from hubert_ecg.inference import cast_model, cpu_has_bf16, optimize_for_inference, resolve_dtype, run_model
+from hubert_ecg.inference import cast_model, optimize_for_inference, resolve_dtype, run_model
 
 
 def _sigmoid(x):
@@ -92,10 +92,10 @@ def test_sdpa_matches_eager_small_preset_with_padding():
 
 
 def test_resolve_dtype():
-    assert resolve_dtype(None) == torch.float32
     assert resolve_dtype("bf16") == torch.bfloat16
     assert resolve_dtype(torch.float32) == torch.float32
-    assert resolve_dtype("auto", "cpu") == (torch.bfloat16 if cpu_has_bf16() else torch.float32)
+    # not fixed: the caller measures (hubert_ecg.inference.tuned_settings), see tests/test_tuning.py
+    assert resolve_dtype(None) is None and resolve_dtype("auto", "cpu") is None
     with pytest.raises(ValueError, match="float16"):
         resolve_dtype("float16", "cpu")
     with pytest.raises(ValueError, match="dtype must be"):
