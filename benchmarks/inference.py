@@ -5,8 +5,16 @@ random weights, for the small / base / large presets at several batch sizes. Eve
 once, in a rotating order (so that a neighbour's load falls on all of them alike); the table gives the median of
 the rounds and the ratio to the reference.
 
+Before the table, per preset: the FLOPs of one 5 s window (:func:`window_flops`, from the config: the five
+convolutions, the feature projection, the positional convolution, and per encoder layer the four attention
+projections, the attention products and the feed-forward layers; multiply-add = 2 FLOPs), and the machine's
+measured matrix-product rate in float32 and bfloat16 (:func:`gemm_rate`: ``torch.nn.functional.linear`` of the
+model's feed-forward shape, ``(batch * frames, hidden) @ (hidden, intermediate)``, median of 5).
+
 Paths (rows):
 * ``reference``: transformers' ``HubertModel``, eager attention, float32, under ``torch.no_grad``.
+* ``default (measured: ...)``: ``HuBERTECGModel`` with the settings ``pipeline()`` uses when given no dtype
+  (:func:`hubert_ecg.inference.tuned_settings`, measured on this machine now, not read from the cache).
 * ``sdpa fp32``: ``HuBERTECGModel`` (SDPA) through ``hubert_ecg.inference.run_model`` (``inference_mode``).
 * ``bf16``: the same with ``optimize_for_inference(dtype="bfloat16")``: weights in bf16 but the positional
   convolution, which the model keeps in float32 (``_keep_in_fp32_modules_strict``), as
@@ -19,7 +27,9 @@ Paths (rows):
 * ``onnxruntime fp32`` (CPU only; ``--no-onnx`` to skip): the classifier exported by ``hubert_ecg.export``
   (same backbone plus mean pooling and a 5-label linear head, a negligible cost).
 
-Columns: ECGs/s (median over rounds), x reference, peak memory (CPU: peak resident memory of the process above
+Columns: ECGs/s (median over rounds), x reference, GFLOP/s (FLOPs per window x ECGs/s), the fraction of the
+measured matrix-product rate of the path's dtype (float32 paths against the float32 rate, bfloat16 ones against the
+bfloat16 rate), peak memory (CPU: peak resident memory of the process above
 the level before the call, MiB, from /proc/self/status VmHWM after resetting it, measured in a child process whose
 allocator returns freed memory at once; not measured for compiled paths; GPU: ``max_memory_allocated`` above the
 weights, MiB) and max |difference| to the reference (``last_hidden_state``; for onnxruntime, logits against the
@@ -27,6 +37,9 @@ PyTorch classifier in float32).
 
 Absolute figures from a CPU shared with other jobs are noisy; compare ratios. On a GPU (``--device cuda``) the
 figures are absolute and the device's name is printed.
+
+Presets: ``small``, ``base``, ``large`` (:data:`hubert_ecg.configuration.PRESETS`) and ``demo`` (the bundled demo
+model's architecture).
 
 Usage: ``python benchmarks/inference.py [--quick] [--presets small,base] [--batch-sizes 1,8,64] [--runs 5]
 [--threads N] [--compile] [--no-onnx] [--device cpu|cuda]``
@@ -61,7 +74,13 @@ from transformers import HubertConfig, HubertModel  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 from hubert_ecg import HuBERTECGConfig, HuBERTECGForSequenceClassification, HuBERTECGModel  # noqa: E402
-from hubert_ecg.inference import cpu_has_bf16, optimize_for_inference, run_model  # noqa: E402
+from hubert_ecg.inference import (  # noqa: E402
+    InferenceSettings,
+    apply_settings,
+    measure_settings,
+    optimize_for_inference,
+    run_model,
+)
 
 hf_logging.set_verbosity_error()
 
@@ -121,6 +140,58 @@ class PeakMemory:
         return None if before is None or peak is None else max(0, peak - before) / 2**20
 
 
+def preset_config(preset: str) -> HuBERTECGConfig:
+    """The config of a preset, or of the bundled demo model for ``"demo"``."""
+    if preset == "demo":
+        from hubert_ecg import demo_model_path
+
+        return HuBERTECGConfig.from_pretrained(demo_model_path())
+    return HuBERTECGConfig.from_preset(preset, num_labels=5)
+
+
+def frames_per_window(config: HuBERTECGConfig, samples: int = 6000) -> list[int]:
+    """Output lengths of the feature encoder's convolutions for ``samples`` inputs (no padding)."""
+    lengths, length = [], samples
+    for kernel, stride in zip(config.conv_kernel, config.conv_stride):
+        length = (length - kernel) // stride + 1
+        lengths.append(length)
+    return lengths
+
+
+def window_flops(config: HuBERTECGConfig, samples: int = 6000) -> float:
+    """FLOPs of one forward pass of the backbone on one window of ``samples`` (multiply-add = 2 FLOPs; norms,
+    activations and softmax left out: under 1 % here)."""
+    lengths = frames_per_window(config, samples)
+    channels = [1] + list(config.conv_dim)
+    flops = sum(2 * n * c_out * c_in * k for n, c_in, c_out, k in
+                zip(lengths, channels[:-1], channels[1:], config.conv_kernel))
+    frames, hidden = lengths[-1], config.hidden_size
+    flops += 2 * frames * config.conv_dim[-1] * hidden  # feature projection
+    flops += 2 * frames * hidden * (hidden // config.num_conv_pos_embedding_groups) * config.num_conv_pos_embeddings
+    per_layer = 2 * frames * (4 * hidden * hidden + 2 * hidden * config.intermediate_size)
+    per_layer += 2 * 2 * frames * frames * hidden  # scores and weighted sum
+    return flops + config.num_hidden_layers * per_layer
+
+
+def gemm_rate(config: HuBERTECGConfig, dtype: torch.dtype, device: str, batch: int = 32, runs: int = 5) -> float:
+    """GFLOP/s of ``F.linear`` of the model's feed-forward shape: ``(batch * frames, hidden) @ (hidden,
+    intermediate)``, median of ``runs`` after a warm-up."""
+    rows = batch * frames_per_window(config)[-1]
+    a = torch.randn(rows, config.hidden_size, device=device, dtype=dtype)
+    w = torch.randn(config.intermediate_size, config.hidden_size, device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    times = []
+    with torch.inference_mode():
+        for i in range(runs + 1):
+            sync()
+            start = time.perf_counter()
+            torch.nn.functional.linear(a, w)
+            sync()
+            if i:
+                times.append(time.perf_counter() - start)
+    return 2 * rows * config.hidden_size * config.intermediate_size / statistics.median(times) / 1e9
+
+
 def reference_model(config: HuBERTECGConfig) -> HubertModel:
     """transformers' HubertModel, eager attention, float32, with the same architecture as ``config``."""
     fields = {k: v for k, v in config.to_dict().items() if k not in ("model_type", "auto_map", "architectures")}
@@ -129,10 +200,11 @@ def reference_model(config: HuBERTECGConfig) -> HubertModel:
     return HubertModel(ref_config).eval()
 
 
-def build_paths(preset: str, device: str, use_compile: bool, use_onnx: bool, tmp: Path) -> dict:
+def build_paths(preset: str, device: str, use_compile: bool, use_onnx: bool, tmp: Path,
+                default_settings: InferenceSettings | None = None) -> dict:
     """name -> (callable(x) -> output tensor on the CPU in float32, kind) for one preset, same weights."""
     torch.manual_seed(0)
-    config = HuBERTECGConfig.from_preset(preset, num_labels=5)
+    config = preset_config(preset)
     ref = reference_model(config).to(device)
     state = ref.state_dict()
 
@@ -151,9 +223,14 @@ def build_paths(preset: str, device: str, use_compile: bool, use_onnx: bool, tmp
             return ref(x).last_hidden_state
 
     paths = {"reference (HubertModel eager fp32)": (call_ref, "hidden")}
+    default = ours()
+    settings = default_settings or measure_settings(default)
+    print(f"# {preset}: default settings measured on this machine: {settings.describe()}", file=sys.stderr)
+    apply_settings(default, settings)
+    paths[f"default ({settings.name})"] = (lambda x, m=default: run_model(m, x), "hidden")
     fp32 = ours()
     paths["sdpa fp32"] = (lambda x, m=fp32: run_model(m, x), "hidden")
-    bf16_ok = device.startswith("cuda") or cpu_has_bf16()
+    bf16_ok = not device.startswith("cuda") or torch.cuda.is_bf16_supported()
     if bf16_ok:
         bf16 = ours(dtype="bfloat16")
         paths["bf16"] = (lambda x, m=bf16: run_model(m, x), "hidden")
@@ -199,7 +276,9 @@ def memory_child(args) -> int:
     memory = PeakMemory(args.device)
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.presets.split(","):
-            paths = build_paths(preset, args.device, False, not args.no_onnx, Path(tmp))
+            dtype, attention, first_conv = args.default_settings.split("/")
+            settings = InferenceSettings(dtype=dtype, attn_implementation=attention, input_conv=first_conv)
+            paths = build_paths(preset, args.device, False, not args.no_onnx, Path(tmp), settings)
             for batch in [int(b) for b in args.batch_sizes.split(",")]:
                 x = _inputs(batch, args.device)
                 peaks = {}
@@ -210,13 +289,13 @@ def memory_child(args) -> int:
     return 0
 
 
-def peak_memory_in_child(args, preset: str) -> dict:
+def peak_memory_in_child(args, preset: str, default_settings: str) -> dict:
     """(batch, path) -> peak MiB for one preset, from a ``--memory-child`` process; {} if it fails."""
     import json
     import subprocess
 
     command = [sys.executable, __file__, MEMORY_CHILD, "--presets", preset, "--batch-sizes", args.batch_sizes,
-               "--device", args.device] + (["--no-onnx"] if args.no_onnx else [])
+               "--device", args.device, "--default-settings", default_settings] + (["--no-onnx"] if args.no_onnx else [])
     if args.threads:
         command += ["--threads", str(args.threads)]
     done = subprocess.run(command, capture_output=True, text=True)
@@ -241,6 +320,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime row")
     parser.add_argument("--quick", action="store_true", help="small preset, batch 1 and 8, 3 rounds")
     parser.add_argument(MEMORY_CHILD, action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--default-settings", default="float32/sdpa/matmul", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.presets, args.batch_sizes, args.runs = "small", "1,8", 3
@@ -255,11 +335,19 @@ def main(argv=None) -> int:
 
     print(f"# machine: {machine_name(args.device)}")
     print(f"# inputs: random (batch, 6000) = 5 s of 12 leads at 100 Hz; random weights; {args.runs} rounds, median")
-    header = "| preset | batch | path | ECGs/s | x reference | peak memory (MiB) | max abs diff |"
-    rows = [header, "|---|---:|---|---:|---:|---:|---:|"]
+    header = ("| preset | batch | path | ECGs/s | x reference | GFLOP/s | of GEMM rate | peak memory (MiB) "
+              "| max abs diff |")
+    rows = [header, "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.presets.split(","):
+            config = preset_config(preset)
+            flops = window_flops(config)
+            rates = {"fp32": gemm_rate(config, torch.float32, args.device),
+                     "bf16": gemm_rate(config, torch.bfloat16, args.device)}
+            print(f"# {preset}: {flops / 1e9:.2f} GFLOP per 5 s window; measured GEMM rate "
+                  f"{rates['fp32']:.0f} GFLOP/s fp32, {rates['bf16']:.0f} GFLOP/s bf16", flush=True)
             paths = build_paths(preset, args.device, args.compile, not args.no_onnx, Path(tmp))
+            default_name = next(name for name in paths if name.startswith("default ("))
             results = []
             for batch in [int(b) for b in args.batch_sizes.split(",")]:
                 x = _inputs(batch, args.device)
@@ -297,11 +385,15 @@ def main(argv=None) -> int:
                     print(f"# {preset} batch {batch} {name}: {batch / median:.2f} ECGs/s", flush=True)
             del paths
             if not cuda:
-                child = peak_memory_in_child(args, preset)
+                child = peak_memory_in_child(args, preset, default_name[len("default ("):-1])
                 results = [(b, n, e, r, child.get((b, n)), d) for b, n, e, r, _, d in results]
             for batch, name, ecgs, ratio, peak, diff in results:
                 peak = "-" if peak is None else f"{peak:.0f}"
-                rows.append(f"| {preset} | {batch} | {name} | {ecgs:.2f} | {ratio:.2f} | {peak} | {diff:.1e} |")
+                gflops = flops * ecgs / 1e9
+                low = "bf16" in name or "bfloat16" in name
+                fraction = gflops / rates["bf16" if low else "fp32"]
+                rows.append(f"| {preset} | {batch} | {name} | {ecgs:.2f} | {ratio:.2f} | {gflops:.1f} | "
+                            f"{fraction:.0%} {'bf16' if low else 'fp32'} | {peak} | {diff:.1e} |")
                 print(rows[-1], flush=True)
     print()
     print("\n".join(rows))

@@ -48,7 +48,7 @@ logger = logging.get_logger(__name__)
 
 __all__ = [
     "cpu_has_bf16", "resolve_dtype", "cast_model", "optimize_for_inference", "run_model",
-    "InferenceSettings", "measure_settings", "tuned_settings", "tune_model", "apply_settings",
+    "InferenceSettings", "measure_settings", "choose_settings", "tuned_settings", "tune_model", "apply_settings",
     "clear_tuning_cache", "tuning_cache_path", "tuning_enabled",
 ]
 
@@ -351,69 +351,81 @@ def measure_settings(
     """Time the variants of ``model`` on its device and return the fastest that keeps scores within
     ``SCORE_TOLERANCE`` (0.02) of float32.
 
-    Tried, on random 5 s windows (``(batch_size, samples)``, the weights of ``model`` itself): float32 and (where
-    the device runs it) bfloat16; for each, SDPA and eager attention and the two implementations of the first
-    convolution. A bfloat16 variant wins only when at least ``LOWER_PRECISION_MIN_SPEEDUP`` (1.15x) faster than
-    the best float32 one, an exact variant only when ``EXACT_MIN_SPEEDUP`` (1.03x) faster than the default, so
-    that noise does not flip the choice. ``model`` is left as it was (a bfloat16 copy is timed, not ``model``).
-    Takes about ``2 * 3 * (rounds + 1)`` forward passes.
+    Tried, on random 5 s windows (``(batch_size, samples)`` uniform in [-1, 1], the weights of ``model`` itself): float32 and (where
+    the device runs it) bfloat16, each with SDPA and eager attention and with both implementations of the first
+    convolution (8 variants). After one warm-up pass each, every round times every variant once, in a rotating
+    order (so that a neighbour's load falls on all of them alike); a variant's speed is its median over
+    ``rounds``. The fastest float32 variant replaces the default (SDPA, matmul) only when at least
+    ``EXACT_MIN_SPEEDUP`` (1.03x) faster, and bfloat16 wins only when at least ``LOWER_PRECISION_MIN_SPEEDUP``
+    (1.15x) faster than that, so that noise does not flip the choice. ``model`` is left as it was (a bfloat16 copy
+    is timed, not ``model``). Takes ``8 * (rounds + 1)`` forward passes.
     """
     import copy
 
     device = _input_parameter(model).device
     generator = torch.Generator().manual_seed(0)
-    inputs = torch.randn(batch_size, samples, generator=generator).to(device)
+    # uniform in [-1, 1]: the range of the feature extractor's output (each lead scaled to its maximum)
+    inputs = (torch.rand(batch_size, samples, generator=generator) * 2 - 1).to(device)
     was_training = model.training
     model.eval()
-    original = InferenceSettings(
-        dtype="float32",
-        attn_implementation=getattr(model.config, "_attn_implementation", None) or "sdpa",
-        input_conv="matmul",
-    )
-    speeds: dict[str, float] = {}
+    original = InferenceSettings(attn_implementation=getattr(model.config, "_attn_implementation", None) or "sdpa")
+    models = {"float32": model}
+    if device.type == "cpu" or (device.type == "cuda" and torch.cuda.is_bf16_supported()):
+        models["bfloat16"] = cast_model(copy.deepcopy(model), torch.bfloat16)
+    variants = [InferenceSettings(dtype=dtype, attn_implementation=attention, input_conv=conv)
+                for dtype in models for attention in ("sdpa", "eager") for conv in ("matmul", "conv")]
+    times: dict[str, list[float]] = {v.name: [] for v in variants}
+    outputs: dict[str, torch.Tensor] = {}
 
-    def timed(candidate: torch.nn.Module, settings: InferenceSettings) -> torch.Tensor:
-        apply_settings(candidate, settings)
-        times = []
-        for i in range(rounds + 1):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            out = run_model(candidate, inputs)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            if i:  # the first pass warms up
-                times.append(time.perf_counter() - start)
-        speeds[settings.name] = batch_size / float(np.median(times))
-        return out
-
-    def best_exact(candidate, dtype):
-        """The fastest attention and first-convolution variant of ``candidate`` in ``dtype``."""
-        chosen = InferenceSettings(dtype=dtype)
-        out = timed(candidate, chosen)
-        for change in ({"attn_implementation": "eager"}, {"input_conv": "conv"}):
-            trial = replace(chosen, **change)
-            trial_out = timed(candidate, trial)
-            if speeds[trial.name] >= EXACT_MIN_SPEEDUP * speeds[chosen.name]:
-                chosen, out = trial, trial_out
-        return chosen, out
+    def run(settings: InferenceSettings) -> tuple[float, torch.Tensor]:
+        candidate = apply_settings(models[settings.dtype], settings)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        out = run_model(candidate, inputs)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start, out
 
     try:
-        fp32, reference = best_exact(model, "float32")
-        chosen = fp32
-        supports_bf16 = device.type == "cpu" or (device.type == "cuda" and torch.cuda.is_bf16_supported())
-        if supports_bf16:
-            low = cast_model(copy.deepcopy(model), torch.bfloat16)
-            bf16, out = best_exact(low, "bfloat16")
-            del low
-            error = _agreement(reference, out, model)
-            if error > SCORE_TOLERANCE:
-                logger.info(f"hubert_ecg: bfloat16 left aside: scores differ from float32 by {error:.3f}")
-            elif speeds[bf16.name] >= LOWER_PRECISION_MIN_SPEEDUP * speeds[fp32.name]:
-                chosen = bf16
+        for settings in variants:  # warm-up; the outputs for the agreement check
+            outputs[settings.name] = run(settings)[1]
+        for round_ in range(rounds):
+            shift = round_ % len(variants)
+            for settings in variants[shift:] + variants[:shift]:
+                times[settings.name].append(run(settings)[0])
     finally:
         apply_settings(model, original)
         model.train(was_training)
+    has_bf16 = models.pop("bfloat16", None) is not None
+    speeds = {name: batch_size / float(np.median(t)) for name, t in times.items()}
+    error = None
+    if has_bf16:
+        reference = outputs[InferenceSettings().name]
+        error = max(_agreement(reference, outputs[v.name], model) for v in variants if v.dtype == "bfloat16")
+    return choose_settings(speeds, error)
+
+
+def choose_settings(speeds: dict[str, float], bfloat16_error: float | None = None) -> InferenceSettings:
+    """The rule of :func:`measure_settings`: ``speeds`` maps variant names (``"float32/sdpa/matmul"``, ...) to
+    windows per second; ``bfloat16_error`` is the largest score difference of a bfloat16 variant from float32
+    (None: bfloat16 not tried). The fastest float32 variant if ``EXACT_MIN_SPEEDUP`` x the default's speed, else the
+    default; the fastest bfloat16 one (by the same rule) instead if ``LOWER_PRECISION_MIN_SPEEDUP`` x that and
+    ``bfloat16_error <= SCORE_TOLERANCE``."""
+
+    def fastest(dtype: str) -> InferenceSettings:
+        default = InferenceSettings(dtype=dtype)
+        names = [name for name in speeds if name.startswith(dtype + "/")]
+        best = InferenceSettings(*max(names, key=speeds.__getitem__).split("/"))
+        return best if speeds[best.name] >= EXACT_MIN_SPEEDUP * speeds.get(default.name, 0.0) else default
+
+    chosen = fastest("float32")
+    if bfloat16_error is not None:
+        low = fastest("bfloat16")
+        if bfloat16_error > SCORE_TOLERANCE:
+            logger.info(f"hubert_ecg: bfloat16 left aside: scores differ from float32 by up to {bfloat16_error:.3f}")
+        elif speeds[low.name] >= LOWER_PRECISION_MIN_SPEEDUP * speeds[chosen.name]:
+            chosen = low
     return replace(chosen, measured={k: round(v, 2) for k, v in speeds.items()})
 
 

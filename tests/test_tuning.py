@@ -15,6 +15,7 @@ import hubert_ecg
 from hubert_ecg.inference import (
     InferenceSettings,
     apply_settings,
+    choose_settings,
     clear_tuning_cache,
     measure_settings,
     tuned_settings,
@@ -77,7 +78,7 @@ def test_measure_settings_times_every_variant_and_leaves_the_model_as_it_was(dem
     assert all(m.implementation == "matmul" for m in demo_model.modules() if isinstance(m, HuBERTECGInputConv))
     # float32 SDPA / matmul always timed; the chosen one among the timed, all speeds positive
     assert "float32/sdpa/matmul" in settings.measured and settings.name in settings.measured
-    assert len(settings.measured) == 6 and min(settings.measured.values()) > 0
+    assert len(settings.measured) == 8 and min(settings.measured.values()) > 0
     fastest_fp32 = max(v for k, v in settings.measured.items() if k.startswith("float32"))
     if settings.dtype == "bfloat16":  # only when clearly faster than the best float32 variant
         assert settings.measured[settings.name] >= 1.15 * fastest_fp32
@@ -157,3 +158,27 @@ def test_tune_command_measures_shows_and_resets(tuning_on, capsys):
     assert "removed" in capsys.readouterr().out and not tuning_on.exists()
     assert main(["tune", "--model", str(tuning_on.parent / "missing")]) == 2
     assert "cannot load the model" in capsys.readouterr().err
+
+
+def _speeds(**by_name):
+    base = {f"{d}/{a}/{c}": 100.0 for d in ("float32", "bfloat16") for a in ("sdpa", "eager") for c in ("matmul", "conv")}
+    base.update({k.replace("__", "/"): v for k, v in by_name.items()})
+    return base
+
+
+def test_the_choice_rule():
+    # bfloat16 clearly faster and close to float32: chosen, with its fastest attention / convolution
+    chosen = choose_settings(_speeds(bfloat16__eager__conv=190.0, bfloat16__sdpa__matmul=150.0), 0.003)
+    assert chosen.name == "bfloat16/eager/conv" and chosen.measured["bfloat16/eager/conv"] == 190.0
+    # only 10 % faster: float32 stays (noise must not flip the numbers users get)
+    assert choose_settings(_speeds(bfloat16__sdpa__matmul=110.0), 0.003).name == "float32/sdpa/matmul"
+    # faster but scores off by more than 0.02: float32
+    assert choose_settings(_speeds(bfloat16__sdpa__matmul=300.0), 0.05).name == "float32/sdpa/matmul"
+    # bfloat16 not tried (a GPU without it)
+    speeds = {k: v for k, v in _speeds(float32__eager__matmul=120.0).items() if k.startswith("float32")}
+    assert choose_settings(speeds, None).name == "float32/eager/matmul"
+    # an exact variant 2 % faster is noise: the default stays
+    assert choose_settings(_speeds(float32__eager__conv=102.0), None).name == "float32/sdpa/matmul"
+    # bfloat16 is compared with the fastest float32 variant, not with the default
+    assert choose_settings(_speeds(float32__sdpa__conv=150.0, bfloat16__sdpa__matmul=160.0), 0.0).name == \
+        "float32/sdpa/conv"
