@@ -344,7 +344,7 @@ def main(argv=None) -> int:
             flops = window_flops(config)
             rates = {"fp32": gemm_rate(config, torch.float32, args.device),
                      "bf16": gemm_rate(config, torch.bfloat16, args.device)}
-            print(f"# {preset}: {flops / 1e9:.2f} GFLOP per 5 s window; measured GEMM rate "
+            print(f"# {preset}: {flops / 1e9:.3f} GFLOP per 5 s window; measured GEMM rate "
                   f"{rates['fp32']:.0f} GFLOP/s fp32, {rates['bf16']:.0f} GFLOP/s bf16", flush=True)
             paths = build_paths(preset, args.device, args.compile, not args.no_onnx, Path(tmp))
             default_name = next(name for name in paths if name.startswith("default ("))
