@@ -49,7 +49,7 @@ logger = logging.get_logger(__name__)
 __all__ = [
     "cpu_has_bf16", "resolve_dtype", "cast_model", "optimize_for_inference", "run_model",
     "InferenceSettings", "measure_settings", "choose_settings", "tuned_settings", "tune_model", "apply_settings",
-    "clear_tuning_cache", "tuning_cache_path", "tuning_enabled",
+    "clear_tuning_cache", "tuning_cache_path", "tuning_enabled", "bf16_matmul_speedup",
 ]
 
 _DTYPES = {
@@ -301,9 +301,13 @@ def _load_cache() -> dict:
 
 
 def _save_cache(key: str, settings: InferenceSettings) -> None:
-    path = tuning_cache_path()
     data = _load_cache()
     data[key] = {**asdict(settings), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    _write_cache(data)
+
+
+def _write_cache(data: dict) -> None:
+    path = tuning_cache_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -427,6 +431,34 @@ def choose_settings(speeds: dict[str, float], bfloat16_error: float | None = Non
         elif speeds[low.name] >= LOWER_PRECISION_MIN_SPEEDUP * speeds[chosen.name]:
             chosen = low
     return replace(chosen, measured={k: round(v, 2) for k, v in speeds.items()})
+
+
+def bf16_matmul_speedup(refresh: bool = False) -> float:
+    """How much faster this CPU multiplies matrices in bfloat16 than in float32: the ratio of the medians of 5
+    ``(4096, 512) @ (512, 2048)`` products (the feed-forward shape of the small model at batch 44), measured once per
+    machine and torch version and cached with the inference settings (:func:`tuning_cache_path`). Training uses it
+    to decide whether ``--bf16`` on a CPU pays (:class:`hubert_ecg.training.arguments.PrecisionOnAnyMachine`): a
+    bf16 flag alone does not tell (0.73x on a CPU with AVX512-BF16 but no AMX, 2-3x on others)."""
+    key = f"{_machine_key(torch.device('cpu'))}|bf16_matmul_speedup"
+    entry = None if refresh else _load_cache().get(key)
+    if entry is not None and "speedup" in entry:
+        return float(entry["speedup"])
+    rates = {}
+    with torch.inference_mode():
+        for dtype in (torch.float32, torch.bfloat16):
+            a, w = torch.randn(4096, 512, dtype=dtype), torch.randn(2048, 512, dtype=dtype)
+            times = []
+            for i in range(6):
+                start = time.perf_counter()
+                torch.nn.functional.linear(a, w)
+                if i:
+                    times.append(time.perf_counter() - start)
+            rates[dtype] = 1.0 / float(np.median(times))
+    speedup = rates[torch.bfloat16] / rates[torch.float32]
+    data = _load_cache()
+    data[key] = {"speedup": round(speedup, 3), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    _write_cache(data)
+    return speedup
 
 
 _announced: set[str] = set()

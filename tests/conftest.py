@@ -5,6 +5,7 @@ models in float32 (``HUBERT_ECG_TUNING=0``) except where a test measures setting
 """
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Models run as loaded (float32, SDPA) unless a test turns measured settings on (tests/test_tuning.py): scores
 # compared with reference values and the outputs the docs show must not depend on what this machine measures.
 os.environ["HUBERT_ECG_TUNING"] = "0"
+# measurements the package caches (bf16 speed-up for training, settings of tests that turn tuning on) go to a cache
+# of the test session, not the user's
+os.environ["HUBERT_ECG_CACHE"] = tempfile.mkdtemp(prefix="hubert_ecg_test_cache_")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("HUBERT_ECG_SHARED", REPO_ROOT.parent / "shared"))

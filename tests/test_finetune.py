@@ -409,8 +409,9 @@ NOTE = "no GPU found"  # the one line of hubert_ecg.training.arguments.Precision
 
 def test_bf16_on_a_machine_without_a_gpu_trains_on_the_cpu(tmp_path, data_dir, capsys, caplog):
     """`hubert-ecg finetune --bf16 true` without --use_cpu: on a machine without a GPU it trains on the CPU (bf16 where
-    the CPU has bf16 units, else fp32) and says so once, instead of transformers' "doesn't support bf16/gpu"."""
-    from hubert_ecg.inference import cpu_has_bf16
+    bf16 products are measured faster there, else fp32) and says so once, instead of transformers' "doesn't support
+    bf16/gpu"."""
+    from hubert_ecg.inference import LOWER_PRECISION_MIN_SPEEDUP, bf16_matmul_speedup
     from hubert_ecg.training.arguments import accelerator_available
 
     if accelerator_available():
@@ -424,27 +425,28 @@ def test_bf16_on_a_machine_without_a_gpu_trains_on_the_cpu(tmp_path, data_dir, c
     assert finetune.main(argv) == 0
     notes = [r.getMessage() for r in caplog.records if r.getMessage().startswith(NOTE)]
     assert len(notes) == 1, notes
-    precision = "bf16 mixed precision" if cpu_has_bf16() else "fp32"
+    precision = "bf16 mixed precision" if bf16_matmul_speedup() >= LOWER_PRECISION_MIN_SPEEDUP else "fp32"
     assert f"device: cpu, precision: {precision}" in capsys.readouterr().err
     assert (tmp_path / "m" / "model.safetensors").is_file()
 
 
 def test_bf16_without_a_gpu_the_rule(monkeypatch, caplog):
-    """The rule, both branches, on any machine: bf16 kept on a CPU with bf16 units, fp32 on one without; nothing
-    changed where an accelerator is present (transformers checks the flags itself)."""
+    """The rule, both branches, on any machine: bf16 kept on a CPU where bf16 matrix products are measured faster,
+    fp32 on one where they are not; nothing changed where an accelerator is present (transformers checks the flags
+    itself)."""
     import hubert_ecg.inference
     from hubert_ecg.training import arguments
 
     monkeypatch.setattr(arguments, "accelerator_available", lambda: False)
-    for has_bf16, precision in ((True, "bf16 mixed precision"), (False, "fp32")):
-        monkeypatch.setattr(hubert_ecg.inference, "cpu_has_bf16", lambda: has_bf16)
+    for speedup, has_bf16, precision in ((2.4, True, "bf16 mixed precision"), (0.73, False, "fp32")):
+        monkeypatch.setattr(hubert_ecg.inference, "bf16_matmul_speedup", lambda: speedup)
         caplog.clear()
         _, _, training = finetune.parse_args(["--output_dir", "x", "--bf16", "true"])
         assert training.use_cpu and training.bf16 is has_bf16 and training.mixed_precision == ("bf16" if has_bf16 else "no")
         [note] = [r.getMessage() for r in caplog.records]
-        assert note.startswith(NOTE) and precision in note
-    caplog.clear()  # --use_cpu given on a CPU with bf16 units: nothing to say
-    monkeypatch.setattr(hubert_ecg.inference, "cpu_has_bf16", lambda: True)
+        assert note.startswith(NOTE) and precision in note and f"measured {speedup:.2f}x fp32" in note
+    caplog.clear()  # --use_cpu given on a CPU where bf16 is faster: nothing to say
+    monkeypatch.setattr(hubert_ecg.inference, "bf16_matmul_speedup", lambda: 2.4)
     _, _, training = finetune.parse_args(["--output_dir", "x", "--bf16", "true", "--use_cpu", "true"])
     assert training.bf16 and not caplog.records
     _, _, training = finetune.parse_args(["--output_dir", "x"])  # no bf16: untouched

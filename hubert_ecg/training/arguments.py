@@ -36,9 +36,11 @@ class PrecisionOnAnyMachine:
     ``--bf16_full_eval``) on a machine without a GPU or other accelerator, where transformers would raise "Your setup
     doesn't support bf16/gpu", trains on the CPU instead:
 
-    * a CPU with bf16 units (AVX512-BF16 / AMX-BF16: :func:`hubert_ecg.inference.cpu_has_bf16`) keeps bf16 (CPU
+    * a CPU on which bfloat16 matrix products are measured at least 1.15x faster than float32
+      (:func:`hubert_ecg.inference.bf16_matmul_speedup`, measured once per machine and cached) keeps bf16 (CPU
       autocast) and ``use_cpu`` is set;
-    * a CPU without them trains in fp32 (bf16 there is emulated: slower than fp32), ``use_cpu`` set.
+    * on another CPU it trains in fp32, ``use_cpu`` set: a bf16 flag does not tell (bf16 was 0.73x fp32 on an
+      Intel CPU with AVX512-BF16 but no AMX, and is emulated, slower still, on CPUs without bf16 units).
 
     Either way one line on stderr says so (from the first process of a multi-process run). With an accelerator
     present nothing changes: the flags go to transformers as given.
@@ -57,16 +59,19 @@ def _bf16_without_accelerator(args) -> str | None:
     nothing was changed (an accelerator present, or ``use_cpu`` given on a CPU with bf16 units)."""
     if accelerator_available():
         return None
-    from ..inference import cpu_has_bf16
+    from ..inference import LOWER_PRECISION_MIN_SPEEDUP, bf16_matmul_speedup
 
-    if cpu_has_bf16():
+    speedup = bf16_matmul_speedup()
+    if speedup >= LOWER_PRECISION_MIN_SPEEDUP:
         if args.use_cpu:
             return None
         args.use_cpu = True
-        return "no GPU found: training on the CPU in bf16 mixed precision (this CPU has bf16 units)"
+        return (f"no GPU found: training on the CPU in bf16 mixed precision (bf16 matrix products measured "
+                f"{speedup:.2f}x fp32 on this CPU)")
     args.use_cpu = True
     args.bf16 = args.bf16_full_eval = False
-    return "no GPU found and this CPU has no bf16 units: --bf16 ignored, training on the CPU in fp32"
+    return (f"no GPU found and bf16 matrix products are not faster on this CPU (measured {speedup:.2f}x fp32): "
+            "--bf16 ignored, training on the CPU in fp32")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
