@@ -174,7 +174,6 @@ def calibrate(args: CalibrateArguments) -> dict:
             ``--method temperature`` on a manifest that labels a subset of the outputs, or no record that could be
             scored.
     """
-    import hubert_ecg  # noqa: F401  (registers the model type)
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     from ..modeling import scores_from_logits

@@ -258,7 +258,6 @@ def evaluate(args: EvaluateArguments) -> dict:
             or when no record could be scored (the message lists the skipped records); for an unknown lead set in
             ``args.lead_sets`` (names it).
     """
-    import hubert_ecg  # noqa: F401  (registers the model type)
     from ..leads import LEAD_SETS, parse_lead_sets
     from transformers import AutoModelForSequenceClassification
 
