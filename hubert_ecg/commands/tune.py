@@ -53,8 +53,6 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoModel, AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
-    import hubert_ecg  # noqa: F401  (the entry point registers the model type)
-
     from ..demo import demo_model_path
     from ..inference import measure_settings, tuned_settings, tuning_enabled
 
