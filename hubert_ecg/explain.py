@@ -42,6 +42,7 @@ zeroed, against as many random samples.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
@@ -511,6 +512,7 @@ def explain_main(argv: list[str] | None = None) -> int:
     delta. ``--save`` writes the arrays (``.npz``). Returns 0, 1 when the record cannot be read or explained (one
     line naming it, as ``hubert-ecg predict`` says it), 2 for usage errors (a bad model, label or output name).
     """
+    from .commands.records import RECORD_ERRORS, record_error, usage_error
     from .plotting import STRIP_SECONDS, plot_ecg, save_figure
 
     parser = argparse.ArgumentParser(
@@ -536,9 +538,12 @@ def explain_main(argv: list[str] | None = None) -> int:
         usage = f"--out {args.out!r}: expected a file name ending in {', '.join(_FORMATS)}"
     elif args.steps < 1:
         usage = f"--steps must be a positive integer, got {args.steps}"
+    elif args.method == "integrated_gradients" and importlib.util.find_spec("captum") is None:
+        # said before the model loads
+        usage = ('--method integrated_gradients needs captum: pip install "hubert-ecg[explain]" (or choose '
+                 f"--method {' / '.join(m for m in METHODS if m != 'integrated_gradients')})")
     if usage:
-        print(f"hubert-ecg explain: error: {usage}", file=sys.stderr)
-        return 2
+        return usage_error("hubert-ecg explain", usage)
 
     from transformers.utils import logging as hf_logging
 
@@ -553,21 +558,17 @@ def explain_main(argv: list[str] | None = None) -> int:
         if args.label is not None:
             _label_index(model.config, args.label)
     except (ValueError, ImportError) as err:
-        print(f"hubert-ecg explain: error: {err}", file=sys.stderr)
-        return 2
+        return usage_error("hubert-ecg explain", err)
     try:
         exp = explain(args.file, model, args.label, args.method, start=args.start, duration=STRIP_SECONDS,
                       feature_extractor=fe, n_steps=args.steps)
         fig = plot_ecg(args.file, start=args.start, attribution=exp.values, attribution_rate=exp.sampling_rate,
                        attribution_leads=exp.lead_names, attribution_label=f"{exp.label}, {exp.method}",
                        dpi=args.dpi)
-    except ValueError as err:
-        message = str(err)
-        print(f"hubert-ecg explain: {message if args.file in message else f'{args.file}: {message}'}", file=sys.stderr)
-        return 1
+    except RECORD_ERRORS as err:
+        return record_error("hubert-ecg explain", args.file, err)
     except ImportError as err:
-        print(f"hubert-ecg explain: error: {err}", file=sys.stderr)
-        return 2
+        return usage_error("hubert-ecg explain", err)
     out = save_figure(fig, args.out)
     ranked = np.argsort(-exp.lead_importance, kind="stable")
     print(f"{exp.name}: {exp.label} score {exp.score:.3f} ({len(exp.window_starts)} window(s) from "

@@ -40,7 +40,7 @@ from .leads import STANDARD_LEADS, check_sampling_rate
 
 __all__ = [
     "STANDARD_LEADS", "ECGRecord", "LazySignal", "LAZY_SAMPLES", "RECORD_EXTENSIONS", "SAMPLING_RATE_RANGE",
-    "find_records", "read_ecg",
+    "find_records", "read_ecg", "NoUsableRecords",
 ]
 
 logger = logging.getLogger(__name__)
@@ -52,6 +52,16 @@ SAMPLING_RATE_RANGE = (50.0, 10_000.0)
 #: ``read_ecg(path, lazy=True)`` opens records with more samples per lead than this lazily (2**20 samples are about
 #: 35 minutes at 500 Hz); shorter ones are read at once.
 LAZY_SAMPLES = 2**20
+
+
+class NoUsableRecords(ValueError):
+    """None of a set of records could be used: ``skipped`` lists ``(name, reason)`` for each, ``total`` how many
+    there were. A ``ValueError``; the commands list the records and exit 1 (:mod:`hubert_ecg.commands.records`)."""
+
+    def __init__(self, message: str, skipped, total: int | None = None):
+        super().__init__(message)
+        self.skipped = [(str(name), str(reason)) for name, reason in skipped]
+        self.total = len(self.skipped) if total is None else total
 
 
 class LazySignal:

@@ -260,8 +260,8 @@ def save_figure(fig, path: str | Path) -> Path:
 
 def plot_main(argv: list[str] | None = None) -> int:
     """``hubert-ecg plot FILE --out ecg.png [--start S] [--title T] [--dpi D]``: draw a record in the standard
-    12-lead layout. Returns 0, or 2 (with one line on stderr) for a record that cannot be read or a bad output
-    name."""
+    12-lead layout. Returns 0; 1 (one line on stderr) for a record that cannot be read or drawn from ``--start``;
+    2 for a usage error (a bad output name)."""
     parser = argparse.ArgumentParser(
         prog="hubert-ecg plot",
         description="Draw an ECG record in the standard 12-lead layout (3 x 4 columns of 2.5 s and a 10 s lead II "
@@ -276,15 +276,16 @@ def plot_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sampling-rate", type=float, default=None, help="rate in Hz of .npy inputs")
     parser.add_argument("--lead-names", default=None, help="comma-separated lead names of .npy inputs")
     args = parser.parse_args(argv)
+    from .commands.records import RECORD_ERRORS, record_error
+
+    if Path(args.out).suffix.lower() not in _FORMATS:
+        parser.error(f"--out {args.out!r}: expected a file name ending in {', '.join(_FORMATS)}")
     lead_names = [n.strip() for n in args.lead_names.split(",")] if args.lead_names else None
     try:
-        if Path(args.out).suffix.lower() not in _FORMATS:
-            raise ValueError(f"--out {args.out!r}: expected a file name ending in {', '.join(_FORMATS)}")
         fig = plot_ecg(args.file, sampling_rate=args.sampling_rate, lead_names=lead_names, start=args.start,
                        title=args.title, dpi=args.dpi)
-        out = save_figure(fig, args.out)
-    except ValueError as err:
-        print(f"hubert-ecg plot: error: {err}", file=sys.stderr)
-        return 2
+    except RECORD_ERRORS as err:  # the record: unreadable, or --start past its end
+        return record_error("hubert-ecg plot", args.file, err)
+    out = save_figure(fig, args.out)
     print(f"wrote {out}")
     return 0

@@ -367,14 +367,14 @@ def report_main(argv: list[str] | None = None) -> int:
 
     from transformers.utils import logging as hf_logging
 
+    from .commands.records import RECORD_ERRORS, record_error
+
     hf_logging.disable_progress_bar()
     try:
         report = build_report(args.file, args.model, label=args.label, attribution=not args.no_attribution,
                               device=args.device)
-    except (ValueError, OSError) as err:
-        message = str(err)
-        print(f"hubert-ecg report: {message if args.file in message else f'{args.file}: {message}'}", file=sys.stderr)
-        return 1
+    except RECORD_ERRORS as err:
+        return record_error("hubert-ecg report", args.file, err)
     out = write_report(report, args.out)
     top = report["predictions"][0]
     print(f"{report['file']}: {top['label']} {top.get('score', top.get('value')):.3f}; wrote {out}")

@@ -138,8 +138,10 @@ def test_evaluate_clear_errors(tiny_dir, manifest, tmp_path, capsys):
     (tmp_path / "bad.hea").write_text("garbage\n")
     allbad = tmp_path / "allbad.csv"
     allbad.write_text(f"filename,NORM,MI,STTC,CD,HYP\n{tmp_path}/bad,1,0,0,0,0\n")
-    assert evaluate.main(["--model", str(tiny_dir), "--test_csv", str(allbad)]) == 2
-    assert "none of the 1 records could be scored" in capsys.readouterr().err
+    # nothing scorable: the records listed, exit 1 (the one bad-record rule, as predict, embed and measure)
+    assert evaluate.main(["--model", str(tiny_dir), "--test_csv", str(allbad)]) == 1
+    err = capsys.readouterr().err
+    assert "skipped 1 of 1 record(s)" in err and f"{tmp_path}/bad" in err and "no record could be scored" in err
     assert evaluate.main(["--model", str(tmp_path / "nope"), "--test_csv", str(csv)]) == 2
     assert "cannot load the model" in capsys.readouterr().err
 

@@ -104,9 +104,14 @@ def test_plot_command(ptbxl_record, tmp_path, capsys):
     out = tmp_path / "ecg.svg"
     assert main(["plot", ptbxl_record, "--out", str(out)]) == 0
     assert out.read_bytes().startswith(b"<?xml")
-    assert main(["plot", str(tmp_path / "missing"), "--out", str(tmp_path / "x.png")]) == 2
+    # the one rule (hubert_ecg.commands.records): a record that cannot be used is 1, as in explain and predict
+    assert main(["plot", str(tmp_path / "missing"), "--out", str(tmp_path / "x.png")]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("hubert-ecg plot: error:") and "missing" in err
+    assert err.startswith("hubert-ecg plot: ") and "missing" in err and "error:" not in err
     assert not (tmp_path / "x.png").exists()
-    assert main(["plot", ptbxl_record, "--out", str(tmp_path / "x.gif")]) == 2
+    assert main(["plot", ptbxl_record, "--start", "12", "--out", str(tmp_path / "x.png")]) == 1
+    assert "start must lie in" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:  # a wrong output name is a usage error: 2
+        main(["plot", ptbxl_record, "--out", str(tmp_path / "x.gif")])
+    assert usage.value.code == 2
     assert Path(ptbxl_record + ".hea").exists()

@@ -14,6 +14,7 @@ import json
 import sys
 
 from ..measurements import DEFAULT_METHOD, METHODS, QUANTITIES
+from .records import RECORD_ERRORS, BadRecords, usage_error
 
 PROG = "hubert-ecg measure"
 # table columns: quantity -> heading
@@ -105,9 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         inputs = expand_inputs(args.files)
     except ValueError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-    results, skipped = [], []
+        return usage_error(PROG, err)
+    results, bad = [], BadRecords(PROG, noun="file")
     for item, error in inputs:
         if error is None:
             try:
@@ -115,14 +115,9 @@ def main(argv: list[str] | None = None) -> int:
                 record.record_name = item
                 results.append(measure(record, method=args.method))
                 continue
-            except (ValueError, OSError) as err:
-                error = str(err)
-        skipped.append((item, error))
+            except RECORD_ERRORS as err:
+                error = err
+        bad.add(item, error)
     if results:
         print(format_results(results, args.format))
-    if skipped:
-        print(f"{PROG}: skipped {len(skipped)} of {len(inputs)} file(s):", file=sys.stderr)
-        for item, error in skipped:
-            print(f"  {item}: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return bad.report(len(inputs), verb="measured")

@@ -155,13 +155,19 @@ def run_command(argv: Sequence[str] | None, arguments_class: type, prog: str, ru
 
     Returns:
         The exit code: the one ``run`` returns when it returns an int (e.g. 1: some records were skipped), else 0;
-        2 when parsing or ``run`` raised ``ValueError`` (bad arguments or data), whose message is printed on
+        1 when ``run`` raised :class:`~hubert_ecg.io.NoUsableRecords` (the records listed on stderr); 2 when
+        parsing or ``run`` raised another ``ValueError`` (bad arguments or data), whose message is printed on
         stderr as ``"{prog}: error: ..."``.
     """
+    from ..commands.records import BadRecords, NoUsableRecords, usage_error
+
     try:
         (args,) = parse_args(list(sys.argv[1:] if argv is None else argv), (arguments_class,), prog)
         code = run(args)
+    except NoUsableRecords as error:  # the one bad-record rule: listed, exit 1
+        bad = BadRecords(prog, noun="record")
+        bad.extend(error.skipped)
+        return bad.report(error.total)
     except ValueError as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 2
+        return usage_error(prog, error)
     return code if isinstance(code, int) else 0

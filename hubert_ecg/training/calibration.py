@@ -218,8 +218,10 @@ def calibrate(args: CalibrateArguments) -> dict:
     if skipped and not args.skip_bad_records:
         raise ValueError(f"cannot use record {skipped[0][0]!r}: {skipped[0][1]}")
     if not kept:
-        raise ValueError(f"none of the {len(records)} records could be scored: "
-                         + "; ".join(f"{p}: {r}" for p, r in skipped))
+        from ..io import NoUsableRecords
+
+        raise NoUsableRecords(f"none of the {len(records)} records could be scored: "
+                              + "; ".join(f"{p}: {r}" for p, r in skipped), skipped, len(records))
     labels = records.labels[kept]
     if method == "platt" and problem_type != "multi_label_classification":
         raise ValueError("--method platt is per label: for a multi-label model; use temperature for single-label")
@@ -290,8 +292,8 @@ def format_report(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``hubert-ecg calibrate``: 0 when every record was used, 1 when some were skipped (listed on stderr), 2 for
-    bad arguments or data."""
+    """``hubert-ecg calibrate``: 0 when every record was used, 1 when some or all were skipped (listed on stderr), 2
+    for bad arguments or data."""
     out = {}
 
     def run(args):
@@ -305,12 +307,11 @@ def main(argv: list[str] | None = None) -> int:
     print(format_report(result))
     print(f"\nsaved to {args.output_dir or args.model}: config.json (score_calibration, label_thresholds), "
           "calibration.json")
-    if result["skipped"]:
-        print(f"hubert-ecg calibrate: skipped {len(result['skipped'])} record(s):", file=sys.stderr)
-        for path, reason in result["skipped"]:
-            print(f"  {path}: {reason}", file=sys.stderr)
-        return 1
-    return 0
+    from ..commands.records import BadRecords
+
+    bad = BadRecords("hubert-ecg calibrate", noun="record")
+    bad.extend(result["skipped"])
+    return bad.report()
 
 
 if __name__ == "__main__":

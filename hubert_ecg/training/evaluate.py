@@ -289,8 +289,10 @@ def evaluate(args: EvaluateArguments) -> dict:
         path, reason = skipped[0]
         raise ValueError(f"cannot use record {path!r}: {reason}")
     if not kept:
+        from ..io import NoUsableRecords
+
         lines = "\n".join(f"  {p}: {r}" for p, r in skipped)
-        raise ValueError(f"none of the {len(records)} records could be scored:\n{lines}")
+        raise NoUsableRecords(f"none of the {len(records)} records could be scored:\n{lines}", skipped, len(records))
     labels = records.labels[kept]
     n_outputs = len(label_names)
     subset = records.label_indices  # None: every output is labelled
@@ -505,32 +507,31 @@ def evaluate_models(args: EvaluateArguments) -> dict[str, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     """``hubert-ecg evaluate``; prints the report (one per model), lists skipped records on stderr; returns 0 when
-    every record was scored, 1 when some were skipped, 2 when nothing could be scored or the arguments / files are
-    wrong."""
+    every record was scored, 1 when some or all were skipped (:mod:`hubert_ecg.commands.records`), 2 when the
+    arguments or files are wrong."""
+    from ..commands.records import BadRecords, NoUsableRecords, usage_error
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    bad = BadRecords("hubert-ecg evaluate", noun="record")
     try:
         args = parse_args(argv)
         if args.model and "," in args.model:
             results = evaluate_models(args)
         else:
             results = {None: evaluate(args)}
+    except NoUsableRecords as err:
+        bad.extend(err.skipped)
+        return bad.report(err.total)
     except ValueError as err:
-        print(f"hubert-ecg evaluate: error: {err}", file=sys.stderr)
-        return 2
-    skipped = []
+        return usage_error("hubert-ecg evaluate", err)
     for name, result in results.items():
         if name is not None:
             print(f"== {name}")
         print(format_report(result, args.confidence))
-        skipped += [item for item in result["skipped"] if item not in skipped]
+        bad.extend(result["skipped"])
     if args.output_dir:
         print(f"\nwritten to {args.output_dir}")
-    if skipped:
-        print(f"hubert-ecg evaluate: skipped {len(skipped)} record(s):", file=sys.stderr)
-        for path, reason in skipped:
-            print(f"  {path}: {reason}", file=sys.stderr)
-        return 1
-    return 0
+    return bad.report()
 
 
 if __name__ == "__main__":
