@@ -187,22 +187,30 @@ class HuBERTECGTrainer(Trainer):
         return EpochShuffleSampler(len(dataset), seed)
 
     def get_train_dataloader(self):
-        """The Trainer's training DataLoader (:class:`EpochShuffleSampler` order); a dataset without length (a stream
-        already split across the processes) gets a plain DataLoader in the main process."""
-        from torch.utils.data import IterableDataset
+        """The Trainer's training DataLoader (:class:`EpochShuffleSampler` order); a
+        :class:`~hubert_ecg.training.sources.StreamingWindows` (already split across the processes) gets a plain
+        DataLoader in the main process that accelerate does not shard again."""
+        from .sources import StreamingWindows
 
-        if isinstance(self.train_dataset, IterableDataset) or not hasattr(self.train_dataset, "__len__"):
+        if isinstance(self.train_dataset, StreamingWindows):
             return torch.utils.data.DataLoader(self.train_dataset, batch_size=self._train_batch_size,
                                                collate_fn=self.data_collator, num_workers=0,
                                                pin_memory=self.args.dataloader_pin_memory)
         return super().get_train_dataloader()
 
     def get_eval_dataloader(self, eval_dataset=None):
-        """Evaluation batches, collated by ``eval_data_collator``; one DataLoader per named dataset is kept with
-        persistent workers, as the Trainer does."""
+        """Evaluation batches of ``eval_dataset`` (a dataset, the name of an entry of the Trainer's dict, or None: the
+        Trainer's ``eval_dataset``), collated by ``eval_data_collator``. With persistent workers the DataLoader of
+        each of the Trainer's own datasets is kept for the next evaluation, as the Trainer does; one given here is
+        not.
+
+        Raises:
+            ValueError: when there is no evaluation dataset.
+        """
+        own = eval_dataset is None or isinstance(eval_dataset, str)
         key = eval_dataset if isinstance(eval_dataset, str) else "eval"
         cached = getattr(self, "_eval_dataloaders", {})
-        if self.args.dataloader_persistent_workers and key in cached:
+        if own and self.args.dataloader_persistent_workers and key in cached:
             return cached[key]
         if isinstance(eval_dataset, str):
             eval_dataset = self.eval_dataset[eval_dataset]
@@ -211,7 +219,7 @@ class HuBERTECGTrainer(Trainer):
         if eval_dataset is None:
             raise ValueError("Trainer: evaluation requires an eval_dataset.")
         loader = self._evaluation_dataloader(eval_dataset, "Evaluation")
-        if self.args.dataloader_persistent_workers:
+        if own and self.args.dataloader_persistent_workers:
             self._eval_dataloaders = {**cached, key: loader}
         return loader
 
@@ -231,7 +239,8 @@ class HuBERTECGTrainer(Trainer):
                       num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory,
                       persistent_workers=self.args.dataloader_persistent_workers,
                       prefetch_factor=self.args.dataloader_prefetch_factor,
-                      multiprocessing_context=self.args.dataloader_multiprocessing_context)
+                      multiprocessing_context=self.args.dataloader_multiprocessing_context,
+                      in_order=self.args.dataloader_in_order)
         if not isinstance(dataset, torch.utils.data.IterableDataset):
             params.update(sampler=self._get_eval_sampler(dataset), drop_last=self.args.dataloader_drop_last)
         return self.accelerator.prepare(torch.utils.data.DataLoader(dataset, **params))
