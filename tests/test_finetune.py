@@ -400,6 +400,12 @@ def test_training_sources_are_mixed_with_their_probabilities_and_scored_per_sour
                           "--output_dir", str(out), *FAST]) == 0
     saved = json.loads((out / "metrics.json").read_text())
     assert {"eval_macro_auroc", "eval_ptbxl_macro_auroc", "eval_extra_macro_auroc"} <= set(saved)
+    # Trainer.evaluate with a dict of datasets: the pooled records, then each source's, one prefix (and log) each
+    history = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
+    evaluations = [sorted({k.split("_")[1] for k in e if k.endswith("_loss")}) for e in history if e["step"] == 2
+                   and any(k.startswith("eval_") for k in e)]
+    assert evaluations == [["loss"], ["ptbxl"], ["extra"]]
+    assert {"eval_ptbxl_loss", "eval_extra_loss"} <= set(saved)
     assert "`ptbxl` (`" in (out / "README.md").read_text() and "probability 0.70" in (out / "README.md").read_text()
     with pytest.raises(ValueError, match="exactly one data source"):
         finetune.load_data(finetune.DataArguments(train_csv=str(a), train_sources=[str(b)], validation_csv=str(va)))
