@@ -9,7 +9,8 @@ evaluation collator, the pretraining objective, the names of the data sources); 
   (persistent or not) and after a resume.
 * Metrics per data source come from ``Trainer.evaluate`` with a dict of evaluation datasets, one prefix each: the
   entry under ``""`` (:data:`POOLED`) is scored as ``eval_...`` (the metrics that choose the model), an entry
-  ``NAME`` as ``eval_NAME_...``, as transformers names them.
+  ``NAME`` as ``eval_NAME_...``, as transformers names them (:class:`EarlyStoppingOnPooledMetric` watches the
+  pooled entry only).
 * One rule finds the checkpoint to resume from (:func:`resolve_checkpoint`): the highest ``checkpoint-N`` that is
   complete (:func:`is_complete_checkpoint`), so a run killed while writing a checkpoint resumes from the one before.
 * Checkpoints are rotated by the Trainer itself (``save_total_limit`` with ``load_best_model_at_end``: the best and
