@@ -158,7 +158,7 @@ class DataCollatorForHuBERTECGPretraining:
         augmentations: optional :mod:`hubert_ecg.augmentations` chain (see :func:`parse_augmentations`) applied to
             the stacked ``input_values`` (the 100 Hz model view, [-1, 1] units), each sample seeded from
             ``(seed, 0, sample_index)`` (``sample_index`` already names the epoch). Give it to the training
-            collator only; the evaluation collator must have none (``PretrainingTrainer`` does this).
+            collator only; the evaluation collator must have none (``hubert-ecg pretrain`` gives the Trainer one).
 
     Returns (``__call__``):
         dict of tensors: ``input_values`` float32 (batch, samples), ``mask_time_indices`` bool (batch, frames),
@@ -352,6 +352,9 @@ class DataCollatorForECGClassification:
     * ``window_start`` (optional): the window's start in seconds; default: drawn by ``window``;
     * ``sample_index`` (optional): int >= 0, the record's index in the training set; seeds its window and
       augmentations;
+    * ``epoch`` (optional): int >= 0, the epoch the record is drawn in (default: the collator's ``epoch``); with
+      ``sample_index`` it seeds the window and augmentations (:class:`~hubert_ecg.training.data.EpochRecords` gives
+      both);
     * ``labels`` (optional): multi-hot floats, a class index, or a regression target.
 
     Records shorter than 5 s are zero-padded (``attention_mask`` marks the padding); leads that are absent are
@@ -369,8 +372,7 @@ class DataCollatorForECGClassification:
             augments. The right padding of short records (``attention_mask`` 0) is left as it was. Sample ``i`` is
             seeded from ``(seed, epoch, sample_index)`` when every feature has a ``sample_index``, else from torch's
             global generator.
-        epoch: the epoch that seeds the windows and augmentations (set it at each epoch, e.g. from a
-            ``TrainerCallback``).
+        epoch: the epoch that seeds the windows and augmentations of features without an ``epoch`` of their own.
 
     Returns (``__call__``):
         dict of tensors: ``input_values`` float32 ``(batch, 6000)``, ``attention_mask`` int ``(batch, 6000)`` and
@@ -409,7 +411,9 @@ class DataCollatorForECGClassification:
         index = feature.get("sample_index")
         if index is None:
             return rng
-        return np.random.default_rng([int(self.seed or 0) & 0xFFFFFFFF, int(self.epoch), int(index)])
+        epoch = feature.get("epoch")
+        epoch = self.epoch if epoch is None else epoch
+        return np.random.default_rng([int(self.seed or 0) & 0xFFFFFFFF, int(epoch), int(index)])
 
     def __call__(self, features: Sequence[dict]) -> dict[str, torch.Tensor]:
         from ..leads import STANDARD_LEADS
@@ -444,7 +448,12 @@ class DataCollatorForECGClassification:
         )
         out = {"input_values": batch["input_values"], "attention_mask": batch["attention_mask"]}
         if self.augmentations is not None and self.window == "random":
-            augmented = _augment(self.augmentations, out["input_values"], features, self.seed or 0, self.epoch)
+            epochs = np.asarray([self.epoch if f.get("epoch") is None else int(f["epoch"]) for f in features])
+            augmented = out["input_values"].clone()
+            for epoch in np.unique(epochs):  # each sample's stream depends on its epoch, not on its batch-mates
+                rows = np.flatnonzero(epochs == epoch)
+                augmented[rows] = _augment(self.augmentations, out["input_values"][rows],
+                                           [features[i] for i in rows], self.seed or 0, int(epoch))
             keep = out["attention_mask"].bool()  # padding of short records stays as the feature extractor made it
             out["input_values"] = torch.where(keep, augmented, out["input_values"])
         if features[0].get("labels") is not None:

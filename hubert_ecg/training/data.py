@@ -30,6 +30,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 from datasets import Array2D, Dataset, Features, Sequence as HFSequence, Value
 from transformers.utils import logging
 
@@ -660,7 +661,8 @@ class ECGTransform:
         seed: seed of the random windows (and of the augmentations).
         augmentations: optional :mod:`hubert_ecg.augmentations` chain applied by the collator after the feature
             extractor, only with ``window="random"``; rows with a ``sample_index`` column are seeded from
-            ``(seed, collator.epoch, sample_index)``.
+            ``(seed, epoch, sample_index)``, the epoch from the rows' ``epoch`` column (:class:`EpochRecords`)
+            when they have one.
     """
 
     def __init__(self, feature_extractor, window: str = "random", seed: int | None = None, augmentations=None):
@@ -675,6 +677,49 @@ class ECGTransform:
         keys = [key for key in batch if key not in ("record_name", "source")]
         rows = [dict(zip(keys, values)) for values in zip(*(batch[key] for key in keys))]
         return self.collator(rows)
+
+
+class EpochRecords(torch.utils.data.Dataset):
+    """The training records of fine-tuning, indexed by epoch: item ``i`` (any ``i >= 0``) is record
+    ``i % len(records)`` of epoch ``i // len(records)``, through ``transform`` (an :class:`ECGTransform`).
+
+    The Trainer's :class:`~hubert_ecg.training.trainer.EpochShuffleSampler` asks for ``epoch * len(records) +
+    position``; each row reaches the transform with its ``sample_index`` (the record's index) and its ``epoch``, which
+    seed its random window and augmentations (:class:`~hubert_ecg.training.collators.DataCollatorForECGClassification`).
+    The epoch thus travels with the index, into DataLoader workers too (persistent or not), and a resumed run sees
+    the windows of an uninterrupted one.
+
+    Args:
+        records: ``datasets.Dataset`` of raw records (:func:`build_dataset`), without a transform.
+        transform: called on a batch dict of columns (plus ``sample_index`` and ``epoch``), returns a dict of
+            tensors with the batch first (``input_values`` (batch, 6000), ``attention_mask``, ``labels``).
+
+    Raises:
+        ValueError: for empty ``records`` or a negative index.
+    """
+
+    def __init__(self, records: Dataset, transform):
+        if len(records) == 0:
+            raise ValueError("EpochRecords needs at least one record")
+        self.records = records
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitems__(self, indices) -> list[dict]:
+        keys = [int(i) for i in indices]
+        if any(key < 0 for key in keys):
+            raise ValueError(f"EpochRecords: indices must be >= 0, got {min(keys)}")
+        n = len(self.records)
+        batch = dict(self.records[[key % n for key in keys]])
+        batch["sample_index"] = [key % n for key in keys]
+        batch["epoch"] = [key // n for key in keys]
+        out = self.transform(batch)
+        return [{name: value[j] for name, value in out.items()} for j in range(len(keys))]
+
+    def __getitem__(self, index) -> dict:
+        return self.__getitems__([index])[0]
 
 
 def with_preprocessing(dataset: Dataset, feature_extractor, window: str = "random", seed: int | None = None,
@@ -702,5 +747,6 @@ __all__ = [
     "load_manifest",
     "load_ptbxl",
     "ECGTransform",
+    "EpochRecords",
     "with_preprocessing",
 ]

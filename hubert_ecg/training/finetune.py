@@ -25,7 +25,13 @@ release); a checkpoint keeps its own setting (0.33 for the released weights) unl
 What it says: a start-up summary (records read per split, labels, problem type, initialisation, device, precision,
 trainable parameters) and a last ``saved to DIR`` line through the package's logger (stderr; ``--log_level warning``
 hides them); the Trainer's log lines as JSON numbers; a final block of the saved model's metrics titled with the
-epoch and step they come from (the best checkpoint's). Exactly the best and the last checkpoint are kept.
+epoch and step they come from (the best checkpoint's). Transformers' rotation keeps ``--save_total_limit``
+checkpoints (2), among them always the best and the last; ``--resume_from_checkpoint auto`` continues from the last
+complete one (:func:`~hubert_ecg.training.trainer.resolve_checkpoint`), with the windows and augmentations of an
+uninterrupted run: record ``i`` of epoch ``e`` is seeded by ``(seed, e, i)``, the epoch carried by the training
+sampler's indices (:class:`~hubert_ecg.training.data.EpochRecords`), also into DataLoader workers.
+With ``--validation_sources`` the validation metrics come pooled (``eval_...``) and per source (``eval_NAME_...``),
+one ``Trainer.evaluate`` entry each.
 Unusable records follow :data:`~hubert_ecg.training.data.BAD_RECORDS_RULE` (skipped and listed, exit status 1).
 """
 
@@ -41,14 +47,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
-from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
+from transformers import TrainingArguments, set_seed
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.utils import logging
 
 from .arguments import PrecisionOnAnyMachine, build_parser
 from .arguments import parse_args as _parse_args
 from .data import BAD_RECORDS_RULE
 from .sources import STOPPING_STRATEGIES, parse_sources
+from .trainer import POOLED, EarlyStoppingOnPooledMetric, HuBERTECGTrainer, checkpoints, resolve_checkpoint
 
 logger = logging.get_logger(__name__)
 
@@ -201,16 +208,16 @@ class FinetuneTrainingArguments(PrecisionOnAnyMachine, TrainingArguments):
     greater_is_better: bool | None = field(default=True, metadata={"help": "whether larger is better"})
     save_total_limit: int | None = field(
         default=2,
-        metadata={"help": "checkpoints kept: 2 with load_best_model_at_end keeps exactly the best and the last (one "
-                          "when they are the same: the last to resume from, the best that output_dir also holds); "
-                          "other values: transformers' rotation"},
+        metadata={"help": "checkpoints kept by transformers' rotation: with load_best_model_at_end the best and the "
+                          "last (to resume from) are always among them"},
     )
     remove_unused_columns: bool = field(default=False, metadata={"help": "must stay False (on-the-fly transform)"})
     per_device_train_batch_size: int = field(default=16, metadata={"help": "batch size"})
     per_device_eval_batch_size: int = field(default=32, metadata={"help": "evaluation batch size"})
     resume_from_checkpoint: str | None = field(
         default=None,
-        metadata={"help": "checkpoint directory to resume from, or 'auto': the last checkpoint-N in output_dir"},
+        metadata={"help": "checkpoint directory to resume from, or 'auto': the last complete checkpoint-N in "
+                          "output_dir (none yet: a fresh run)"},
     )
     hub_strategy: str = field(
         default="end",
@@ -435,7 +442,7 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
             (unless ``skip_bad_records``).
     """
     from ..model_card import EvalResult, card_license, create_model_card
-    from .data import ECGTransform, parse_fold_splits, with_preprocessing
+    from .data import ECGTransform, EpochRecords, parse_fold_splits, with_preprocessing
     from .metrics import make_compute_metrics
 
     from .collators import lead_mask_prob, parse_augmentations
@@ -466,19 +473,18 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
     if problem_type == "regression" and training_args.metric_for_best_model == "macro_auroc":
         training_args.metric_for_best_model, training_args.greater_is_better = "loss", False
 
-    seed = training_args.seed
-    train_records = datasets["train"]
-    # the record's index seeds its random window and augmentations with (seed, epoch): a resume sees the same ones
-    train_records = train_records.add_column("sample_index", list(range(len(train_records))))
-    train_transform = ECGTransform(feature_extractor, window="random", seed=seed, augmentations=augmentations)
-    train = train_records.with_transform(train_transform)
-    evaluation = {name: with_preprocessing(ds, feature_extractor, window="first") for name, ds in datasets.items()
-                  if name != "train"}
+    # record i of epoch e (the sampler's item e * N + i) gets its random window and augmentations from (seed, e, i):
+    # the same with DataLoader workers and after a resume
+    train = EpochRecords(datasets["train"], ECGTransform(feature_extractor, window="random", seed=training_args.seed,
+                                                         augmentations=augmentations))
+    evaluation = {"validation": _evaluation_datasets(datasets["validation"], feature_extractor)}
+    if "test" in datasets:
+        evaluation["test"] = with_preprocessing(datasets["test"], feature_extractor, window="first")
     callbacks = []
     if data_args.early_stopping_patience and training_args.load_best_model_at_end and \
             training_args.eval_strategy != "no":
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=data_args.early_stopping_patience))
-    trainer = _FinetuneTrainer(
+        callbacks.append(EarlyStoppingOnPooledMetric(early_stopping_patience=data_args.early_stopping_patience))
+    trainer = HuBERTECGTrainer(
         model=model,
         args=training_args,
         train_dataset=train,
@@ -487,20 +493,17 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
         compute_metrics=make_compute_metrics(problem_type, data_args.threshold),
         callbacks=callbacks,
     )
-    trainer.metric_settings = (problem_type, data_args.threshold)
-    trainer.eval_sources = {prefix: datasets[split]["source"] for prefix, split in (("eval", "validation"),
-                            ("test", "test")) if split in datasets and "source" in datasets[split].column_names}
-    trainer.add_callback(_CollatorEpoch(train_transform.collator))  # windows, augmentations: (seed, epoch, record)
     for plain, numeric in ((ProgressCallback, _NumericProgressCallback), (PrinterCallback, _NumericPrinterCallback)):
         if trainer.pop_callback(plain) is not None:  # the Trainer's log lines with numbers as numbers
             trainer.add_callback(numeric)
-    if training_args.load_best_model_at_end and training_args.save_total_limit == 2:
-        trainer.add_callback(_KeepBestAndLastCheckpoint)
     if training_args.disable_tqdm:
         logging.disable_progress_bar()  # transformers' own bars (writing the model shards) as well
     if trainer.is_world_process_zero():
         logger.info(_startup_summary(datasets, skipped, label_names, problem_type, source, trainer))
-    trainer.train(resume_from_checkpoint=_resume_point(training_args))
+    checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    if checkpoint:
+        logger.warning(f"resuming from {checkpoint}")
+    trainer.train(resume_from_checkpoint=checkpoint)
     metrics, title = _final_metrics(trainer, evaluation)
     n_skipped = sum(len(s) for s in skipped.values())
     metrics.update({f"{split}_records": len(ds) for split, ds in datasets.items()}, skipped_records=n_skipped)
@@ -540,7 +543,7 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
         split_text += (f"; the training records are a random {data_args.train_fraction:g} of the training split "
                        f"(seed {training_args.seed})")
     masking = model.config.finetune_mask_time_prob
-    trainer.card = create_model_card(
+    card = create_model_card(
         model,
         license=card_license(base_model, model_args.model_license),
         title=f"HuBERT-ECG classifier ({', '.join(label_names)})",
@@ -563,10 +566,10 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
             {**{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()},
              "skipped": listed}, indent=2))
     if training_args.push_to_hub:  # saves model, feature extractor and card, then uploads output_dir (no checkpoints)
-        trainer.push_to_hub(commit_message="Upload fine-tuned HuBERT-ECG classifier")
+        trainer.push_to_hub(commit_message="Upload fine-tuned HuBERT-ECG classifier", card=card)
     else:
         trainer.save_model(training_args.output_dir)  # model and feature extractor (the processing_class)
-        trainer.create_model_card()
+        trainer.create_model_card(card=card)
     if trainer.is_world_process_zero():
         logger.info(_saved_line(out, trainer))
         if n_skipped:
@@ -614,20 +617,38 @@ def _startup_summary(datasets, skipped, label_names, problem_type, source, train
     ])
 
 
-def _final_metrics(trainer: Trainer, evaluation: dict) -> tuple[dict, str]:
+def _evaluation_datasets(records, feature_extractor):
+    """The first 5 s of every record, preprocessed on access; with a ``source`` column, a dict: all the records under
+    :data:`~hubert_ecg.training.trainer.POOLED` (``eval_...``, the metrics that choose the model) and each source's
+    under its name (``eval_NAME_...``)."""
+    from .data import with_preprocessing
+
+    pooled = with_preprocessing(records, feature_extractor, window="first")
+    if "source" not in records.column_names:
+        return pooled
+    sources = np.asarray(records["source"])
+    return {POOLED: pooled, **{
+        str(name): with_preprocessing(records.select(np.flatnonzero(sources == name)), feature_extractor,
+                                      window="first")
+        for name in dict.fromkeys(sources.tolist())}}
+
+
+def _final_metrics(trainer: HuBERTECGTrainer, evaluation: dict) -> tuple[dict, str]:
     """The metrics of the model that is saved, and a title naming the epoch and step it comes from.
 
     With ``load_best_model_at_end`` the saved model is the best checkpoint: its validation metrics are the ones logged
     when it was evaluated during training (first windows, so the same numbers), labelled with its epoch and step;
     otherwise the last model is evaluated. A test split is scored with ``Trainer.predict`` (no log line that would
-    carry the last epoch)."""
+    carry the last epoch). With several validation sources, the best checkpoint's evaluation has one log entry per
+    source besides the pooled one: their metrics are merged."""
     state = trainer.state
-    history = [e for e in state.log_history if "eval_loss" in e]
     best_step = state.best_global_step if trainer.args.load_best_model_at_end and state.best_model_checkpoint else None
-    entry = next((e for e in history if e.get("step") == best_step), None) if best_step else None
-    if entry is not None:
-        metrics = {k: v for k, v in entry.items() if k.startswith("eval_") and isinstance(v, (int, float))}
-        epoch, step, which = float(entry["epoch"]), int(best_step), "best checkpoint"
+    entries = [e for e in state.log_history if best_step and e.get("step") == best_step
+               and any(k.startswith("eval_") for k in e)]
+    if any("eval_loss" in e for e in entries):
+        metrics = {k: v for e in entries for k, v in e.items() if k.startswith("eval_") and isinstance(v, (int, float))}
+        epoch = float(next(e for e in entries if "eval_loss" in e)["epoch"])
+        step, which = int(best_step), "best checkpoint"
     else:
         metrics = {k: v for k, v in trainer.evaluate(evaluation["validation"], metric_key_prefix="eval").items()
                    if k.startswith("eval_") and isinstance(v, (int, float))}
@@ -652,41 +673,19 @@ def _print_metrics(title: str, metrics: dict) -> None:
         print(f"  {key:<{width}} = {value!s:>{value_width}}")
 
 
-def _checkpoints(output_dir: Path) -> list[Path]:
-    """The Trainer's ``checkpoint-N`` folders in ``output_dir``, by step."""
-    found = [p for p in output_dir.glob("checkpoint-*") if p.is_dir() and p.name.rsplit("-", 1)[-1].isdigit()]
-    return sorted(found, key=lambda p: int(p.name.rsplit("-", 1)[-1]))
-
-
-def _saved_line(out: Path, trainer: Trainer) -> str:
+def _saved_line(out: Path, trainer: HuBERTECGTrainer) -> str:
     """``saved to DIR`` with what is in it and the checkpoints kept."""
     files = [name for name in ("model.safetensors", "config.json", "preprocessor_config.json", "README.md",
                                "metrics.json") if (out / name).is_file()]
     best = Path(trainer.state.best_model_checkpoint).name if trainer.state.best_model_checkpoint else None
-    checkpoints = [path.name for path in _checkpoints(out)]
-    kept = ", ".join(
-        name + (" (best, last)" if name == best and name == checkpoints[-1] else " (best)" if name == best
-                else " (last)" if name == checkpoints[-1] else "")
-        for name in checkpoints
+    kept = [path.name for path in checkpoints(out)]
+    text = ", ".join(
+        name + (" (best, last)" if name == best and name == kept[-1] else " (best)" if name == best
+                else " (last)" if name == kept[-1] else "")
+        for name in kept
     )
     line = f"saved to {out}: {', '.join(files)}"
-    return line + (f"; checkpoints kept: {kept}" if checkpoints else "")
-
-
-class _KeepBestAndLastCheckpoint(TrainerCallback):
-    """After each save, delete every ``checkpoint-N`` but the best and the last (transformers' rotation with
-    ``save_total_limit=2`` keeps an older one besides the last when the last is the best)."""
-
-    def on_save(self, args, state, control, **kwargs):
-        if not state.is_world_process_zero or not state.best_model_checkpoint:
-            return
-        import shutil
-
-        checkpoints = _checkpoints(Path(args.output_dir))
-        keep = {Path(state.best_model_checkpoint).name, checkpoints[-1].name} if checkpoints else set()
-        for path in checkpoints:
-            if path.name not in keep:
-                shutil.rmtree(path, ignore_errors=True)
+    return line + (f"; checkpoints kept: {text}" if kept else "")
 
 
 def _numbers(logs: dict) -> dict:
@@ -708,56 +707,6 @@ class _NumericPrinterCallback(PrinterCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_local_process_zero and logs is not None:
             print(json.dumps(_numbers(logs)))
-
-
-class _CollatorEpoch(TrainerCallback):
-    """Tells the training collator the epoch at each epoch's start: it seeds each record's random window and
-    augmentations with ``(seed, epoch, sample_index)``, so a resumed run sees the windows of an uninterrupted one."""
-
-    def __init__(self, collator):
-        self.collator = collator
-
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        self.collator.epoch = int(state.epoch or 0)
-
-
-class _FinetuneTrainer(Trainer):
-    """The Trainer with this package's model card: ``create_model_card`` (called by ``Trainer.push_to_hub`` before
-    the upload) writes ``self.card`` (a ``huggingface_hub.ModelCard`` from :mod:`hubert_ecg.model_card`) as
-    ``README.md`` in the output directory instead of transformers' generic card."""
-
-    card = None
-    metric_settings: tuple | None = None  # (problem_type, threshold) of make_compute_metrics
-    eval_sources: dict = {}  # metric_key_prefix ("eval", "test") -> the source of every record of that split
-
-    def create_model_card(self, *args, **kwargs) -> None:
-        if self.is_world_process_zero() and self.card is not None:
-            self.card.save(Path(self.args.output_dir) / "README.md")
-
-    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
-                        metric_key_prefix="eval"):
-        """The Trainer's loop, with the metrics of the split being evaluated: per source when it has several."""
-        if self.metric_settings is not None:
-            from .metrics import make_compute_metrics
-
-            self.compute_metrics = make_compute_metrics(*self.metric_settings,
-                                                        sources=self.eval_sources.get(metric_key_prefix))
-        return super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
-
-
-def _resume_point(training_args) -> str | None:
-    """``--resume_from_checkpoint``: a checkpoint directory, or ``auto`` for the last ``checkpoint-N`` in
-    ``output_dir`` (None when there is none yet, so the same command starts or resumes a run)."""
-    resume = training_args.resume_from_checkpoint
-    if resume != "auto":
-        return resume
-    from transformers.trainer_utils import get_last_checkpoint
-
-    output_dir = Path(training_args.output_dir)
-    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
-    if last:
-        logger.warning(f"resuming from {last}")
-    return last
 
 
 def _show_info_messages(level: str = "passive") -> None:

@@ -37,7 +37,7 @@ Several sources (``--sources NAME=PATH@PROBABILITY ...`` or a YAML ``sources:`` 
 records, window datasets, Parquet folders or Hub datasets, combined in ``--windows_dir`` with a ``source`` column,
 held out per source by record, mixed per epoch by ``datasets.interleave_datasets`` (``--stopping_strategy``, default
 ``all_exhausted``); the log then has ``loss/<source>`` and ``eval_loss/<source>`` (per-sample losses computed from the
-model's outputs in :meth:`PretrainingTrainer.compute_loss`). ``--streaming`` (not CMSC) streams Parquet sources,
+model's outputs in :meth:`~hubert_ecg.training.trainer.HuBERTECGTrainer.compute_loss`). ``--streaming`` (not CMSC) streams Parquet sources,
 split across processes, buffer-shuffled, endless (``--max_steps``), resumed by skipping the consumed batches.
 
 Outputs in ``--output_dir``: the final ``HuBERTECGForPreTraining`` (``model.safetensors``, ``config.json``, model
@@ -49,10 +49,8 @@ card ``README.md``) and ``preprocessor_config.json``; ``log_history.jsonl`` (one
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,8 +58,8 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, IntervalStrategy
+from transformers import TrainerCallback, TrainingArguments
+from transformers.trainer_utils import IntervalStrategy
 from transformers.utils import logging
 
 from .arguments import PrecisionOnAnyMachine, run_command
@@ -72,7 +70,7 @@ from .collators import (
     default_simclr_chain,
     lead_mask_prob,
 )
-from .objectives import OBJECTIVES, Objective, contrastive_loss, gather_with_grad
+from .objectives import OBJECTIVES, Objective, gather_with_grad
 from .sources import (
     DEFAULT_STOPPING_STRATEGY,
     STOPPING_STRATEGIES,
@@ -83,6 +81,7 @@ from .sources import (
     prepare_sources,
     record_position,
 )
+from .trainer import EpochShuffleSampler, HuBERTECGTrainer, last_checkpoint, resolve_checkpoint
 from .windows import build_windows_on_all_processes, distributed_on_cpu, is_window_dataset, load_window_dataset
 
 logger = logging.get_logger(__name__)
@@ -90,7 +89,6 @@ logger = logging.get_logger(__name__)
 __all__ = [
     "EpochShuffleSampler",
     "PretrainArguments",
-    "PretrainingTrainer",
     "WindowLabelDataset",
     "WindowPairDataset",
     "adjacent_window_pairs",
@@ -107,7 +105,6 @@ __all__ = [
 
 LOG_FILE = "log_history.jsonl"
 RESULTS_FILE = "pretrain_results.json"
-TRAINER_STATE = "trainer_state.json"
 
 
 def _tensorboard_available() -> bool:
@@ -478,28 +475,6 @@ class WindowPairDataset(torch.utils.data.Dataset):
         return self.__getitems__([index])[0]
 
 
-class EpochShuffleSampler(torch.utils.data.Sampler):
-    """Epoch ``e`` yields ``e * num_samples + p`` for a permutation ``p`` of ``range(num_samples)`` seeded by
-    ``seed + e``: the same order on every process and after a resume. The Trainer sets the epoch (``set_epoch``)."""
-
-    def __init__(self, num_samples: int, seed: int):
-        self.num_samples = int(num_samples)
-        self.seed = int(seed)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int):
-        """The epoch whose permutation (seeded by ``seed + epoch``) the next iteration yields."""
-        self.epoch = int(epoch)
-
-    def __len__(self):
-        return self.num_samples
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        order = torch.randperm(self.num_samples, generator=generator)
-        yield from (order + self.epoch * self.num_samples).tolist()
-
-
 def preprocess_logits_for_metrics(logits, labels) -> torch.Tensor:
     """Keep what the accuracy needs of an evaluation batch: int64 (batch, num_codebooks + 1, frames), the predicted
     cluster of every frame and codebook, then the time mask (1 = masked)."""
@@ -643,166 +618,6 @@ class _LogFileCallback(TrainerCallback):
                 handle.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
 
-class PretrainingTrainer(Trainer):
-    """The ``Trainer`` for masked prediction.
-
-    Four differences from the plain Trainer: the training data come in :class:`EpochShuffleSampler` order (so a
-    window's ``sample_index`` names its epoch); the loss is the ``objective``'s (:meth:`compute_loss`); the model's
-    masked-prediction loss is used as it is (a mean over each batch's masked
-    frames, not a sum to be divided by the number of labels, so ``num_items_in_batch`` is not passed); and
-    ``create_model_card`` (which ``Trainer.push_to_hub`` calls before the upload) writes ``self.card``, the
-    package's card (:mod:`hubert_ecg.model_card`), as ``README.md`` instead of transformers' generic card.
-    """
-
-    card = None
-
-    def __init__(self, *args, objective: Objective | None = None, source_names: Sequence[str] | None = None,
-                 **kwargs):
-        super().__init__(*args, **kwargs)
-        self.model_accepts_loss_kwargs = False
-        self.objective = objective or Objective()
-        self._loss_parts: dict[str, list[torch.Tensor]] = {}
-        self.source_names = list(source_names or [])
-        self._source_losses: dict[str, torch.Tensor] = {}  # "train" / "eval": (2, num_sources) sums and counts
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """The objective's loss (:class:`~hubert_ecg.training.objectives.Objective`): the model's masked-prediction
-        loss for ``hubert``; for the contrastive objectives, the contrastive loss of the ``contrastive_embeddings``
-        gathered over processes (batch key ``contrastive_groups``), plus ``contrastive_weight`` times it to the
-        masked-prediction loss for ``hubert+...``. The parts are logged (``hubert_loss``, ``cmsc_loss`` ...).
-
-        With several sources (batch key ``source_ids``), every sample's loss (:func:`per_sample_masked_loss`, plus
-        ``contrastive_weight`` times its :func:`per_sample_contrastive_loss` share) is added to its source's tally,
-        logged as ``loss/<source>`` (training) and ``eval_loss/<source>`` (evaluation)."""
-        inputs = dict(inputs)
-        source_ids = inputs.pop("source_ids", None)
-        if self.objective.contrastive is None:
-            if source_ids is None:
-                return super().compute_loss(model, inputs, return_outputs=return_outputs,
-                                            num_items_in_batch=num_items_in_batch)
-            loss, outputs = super().compute_loss(model, inputs, return_outputs=True)
-            self._add_source_losses(model, source_ids, self._per_sample_hubert(model, inputs, outputs, 1))
-            return (loss, outputs) if return_outputs else loss
-        groups = inputs.pop("contrastive_groups")
-        outputs = model(**inputs)
-        temperature = self.accelerator.unwrap_model(model).config.contrastive_temperature
-        contrastive = contrastive_loss(self.objective.contrastive, outputs.contrastive_embeddings, groups,
-                                       temperature)
-        loss = self.objective.combine(outputs.loss, contrastive)
-        if model.training:
-            if self.objective.hubert:
-                self._loss_parts.setdefault("hubert_loss", []).append(outputs.loss.detach().float())
-            self._loss_parts.setdefault(f"{self.objective.contrastive}_loss", []).append(contrastive.detach().float())
-        if source_ids is not None:
-            shares = per_sample_contrastive_loss(self.objective.contrastive, outputs.contrastive_embeddings, groups,
-                                                 temperature)
-            hubert = self._per_sample_hubert(model, inputs, outputs, 2) if self.objective.hubert else None
-            self._add_source_losses(model, source_ids, self.objective.combine(hubert, shares))
-        return (loss, outputs) if return_outputs else loss
-
-    def _per_sample_hubert(self, model, inputs, outputs, segments: int) -> torch.Tensor:
-        """Per-sample masked-prediction losses; with ``segments=2`` (contrastive batches of 2B segments), the mean
-        of each sample's two segments."""
-        config = self.accelerator.unwrap_model(model).config
-        frame_mask = None
-        if inputs.get("attention_mask") is not None:
-            frame_mask = self.accelerator.unwrap_model(model).frame_mask(inputs["attention_mask"],
-                                                                         outputs.logits[0].shape[1])
-        losses = per_sample_masked_loss(outputs.logits, inputs["labels"], outputs.mask_time_indices,
-                                        config.unmasked_loss_weight, frame_mask)
-        return losses.reshape(segments, -1).mean(0)
-
-    def _add_source_losses(self, model, source_ids: torch.Tensor, losses: torch.Tensor) -> None:
-        key = "train" if model.training else "eval"
-        count = len(self.source_names)
-        tally = self._source_losses.get(key)
-        if tally is None:
-            tally = self._source_losses[key] = torch.zeros(2, count, dtype=torch.float64, device=losses.device)
-        ids = source_ids.to(losses.device).long()
-        tally[0].index_add_(0, ids, losses.detach().double())
-        tally[1].index_add_(0, ids, torch.ones_like(losses, dtype=torch.float64))
-
-    def _source_means(self, key: str, prefix: str) -> dict[str, float]:
-        """``{prefix<source>: mean loss}`` of the tally ``key`` since its last reset, summed over processes (every
-        process calls it at the same point), then reset; sources without a sample are left out."""
-        if not self.source_names:
-            return {}
-        tally = self._source_losses.pop(key, None)
-        if tally is None:
-            tally = torch.zeros(2, len(self.source_names), dtype=torch.float64, device=self.args.device)
-        if self.args.world_size > 1:
-            tally = self.accelerator.reduce(tally.to(self.args.device), reduction="sum")
-        sums, counts = tally.cpu().tolist()
-        return {f"{prefix}{name}": s / c for name, s, c in zip(self.source_names, sums, counts) if c > 0}
-
-    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
-        """The Trainer's log, with the loss parts added to a training log: their means since the last one, averaged
-        over processes like ``loss`` (so that ``loss = hubert_loss + contrastive_weight * cmsc_loss``), and with
-        several sources ``loss/<source>``: the mean per-sample loss of that source's samples since the last log, over
-        all processes."""
-        if "loss" in logs and self._loss_parts:
-            names = sorted(self._loss_parts)
-            means = torch.stack([torch.stack(self._loss_parts[k]).mean() for k in names])
-            if self.args.world_size > 1:  # every process logs at the same steps
-                means = self.accelerator.reduce(means, reduction="mean")
-            logs = {**logs, **dict(zip(names, means.tolist()))}
-            self._loss_parts = {}
-        if "loss" in logs and self.source_names:
-            logs = {**logs, **self._source_means("train", "loss/")}
-        super().log(logs, *args, **kwargs)
-
-    def evaluation_loop(self, *args, **kwargs):
-        """The Trainer's evaluation loop; with several sources its metrics get ``<prefix>_loss/<source>``."""
-        self._source_losses.pop("eval", None)
-        output = super().evaluation_loop(*args, **kwargs)
-        prefix = kwargs.get("metric_key_prefix", args[4] if len(args) > 4 else "eval")
-        output.metrics.update(self._source_means("eval", f"{prefix}_loss/"))
-        return output
-
-    def get_train_dataloader(self):
-        """A streamed training set (:class:`~hubert_ecg.training.sources.StreamingWindows`, already split across
-        the processes) gets a plain DataLoader that accelerate does not shard again; other datasets the Trainer's."""
-        if isinstance(self.train_dataset, StreamingWindows):
-            return torch.utils.data.DataLoader(self.train_dataset, batch_size=self._train_batch_size,
-                                               collate_fn=self.data_collator, num_workers=0,
-                                               pin_memory=self.args.dataloader_pin_memory)
-        return super().get_train_dataloader()
-
-    @contextlib.contextmanager
-    def _collator_without_augmentations(self):
-        collator = self.data_collator
-        if getattr(collator, "views", None) == "augment":  # SimCLR: the augmentations make the two views
-            yield
-            return
-        if getattr(collator, "augmentations", None) is not None:
-            self.data_collator = dataclasses.replace(collator, augmentations=None)
-        try:
-            yield
-        finally:
-            self.data_collator = collator
-
-    def get_eval_dataloader(self, eval_dataset=None):
-        """Evaluation batches come from the training collator without its augmentations (SimCLR keeps them: they
-        make its two views, seeded by ``sample_index``, hence the same at every evaluation)."""
-        with self._collator_without_augmentations():
-            return super().get_eval_dataloader(eval_dataset)
-
-    def get_test_dataloader(self, test_dataset):
-        """Test batches, like evaluation ones, are not augmented."""
-        with self._collator_without_augmentations():
-            return super().get_test_dataloader(test_dataset)
-
-    def _get_train_sampler(self, train_dataset=None):
-        dataset = train_dataset if train_dataset is not None else self.train_dataset
-        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        return EpochShuffleSampler(len(dataset), seed)
-
-    def create_model_card(self, *args, **kwargs) -> None:
-        """Write this package's card (``self.card``) as ``README.md`` instead of transformers' generic one."""
-        if self.is_world_process_zero() and self.card is not None:
-            self.card.save(Path(self.args.output_dir) / "README.md")
-
-
 DEFAULT_CONTRASTIVE_PROJECTION = [256, 128]
 
 
@@ -827,27 +642,6 @@ def _build_model(args: PretrainArguments, vocab_sizes: list[int]):
     config = HuBERTECGConfig.from_preset(args.preset, **{**overrides, "vocab_sizes": vocab_sizes,
                                                         "ensemble_length": len(vocab_sizes)})
     return HuBERTECGForPreTraining(config)
-
-
-def last_checkpoint(output_dir: str | os.PathLike) -> str | None:
-    """The ``checkpoint-{step}`` folder of ``output_dir`` with the highest step that is complete (the Trainer writes
-    ``trainer_state.json`` last), or None."""
-    found = []
-    for path in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
-        if (path / TRAINER_STATE).is_file() and path.name.split("-")[-1].isdigit():
-            found.append((int(path.name.split("-")[-1]), path))
-    return str(max(found)[1]) if found else None
-
-
-def _resume_checkpoint(args: PretrainArguments) -> str | None:
-    resume = args.resume_from_checkpoint
-    if not resume or str(resume).lower() in ("none", "no", "false"):
-        return None
-    if resume == "auto":
-        return last_checkpoint(args.output_dir)
-    if not (Path(resume) / TRAINER_STATE).is_file():
-        raise ValueError(f"--resume_from_checkpoint {resume} is not a complete checkpoint folder (no {TRAINER_STATE})")
-    return str(resume)
 
 
 def _ensure_windows(args: PretrainArguments) -> None:
@@ -951,8 +745,10 @@ def _streamed_vocab_sizes(specs: list[SourceSpec]) -> list[int]:
     return next(iter(found.values()))
 
 
-def build_trainer(args: PretrainArguments) -> PretrainingTrainer:
-    """The model, data, collator and :class:`PretrainingTrainer` of one pretraining run (nothing is trained yet).
+def build_trainer(args: PretrainArguments) -> HuBERTECGTrainer:
+    """The model, data, collators and :class:`~hubert_ecg.training.trainer.HuBERTECGTrainer` of one pretraining run
+    (nothing is trained yet). Evaluation batches come from the training collator without its augmentations (SimCLR
+    keeps them: they make its two views, seeded by ``sample_index``, hence the same at every evaluation).
 
     Builds the window dataset from ``--data`` first when ``--windows_dir`` does not hold one.
 
@@ -1034,6 +830,9 @@ def build_trainer(args: PretrainArguments) -> PretrainingTrainer:
         )
     else:
         collator = DataCollatorForHuBERTECGPretraining(model.config, seed=args.seed, augmentations=augmentations)
+    eval_collator = collator
+    if collator.augmentations is not None and getattr(collator, "views", None) != "augment":
+        eval_collator = dataclasses.replace(collator, augmentations=None)
     metrics = {}
     if objective.hubert:
         metrics = dict(compute_metrics=compute_masked_accuracy,
@@ -1041,10 +840,11 @@ def build_trainer(args: PretrainArguments) -> PretrainingTrainer:
     else:  # no labels: the evaluation loss comes from the groups, and there is nothing else to evaluate
         args.label_names = ["contrastive_groups"]
         args.prediction_loss_only = True
-    trainer = PretrainingTrainer(
+    trainer = HuBERTECGTrainer(
         model=model,
         args=args,
         data_collator=collator,
+        eval_data_collator=eval_collator,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=feature_extractor,
@@ -1075,7 +875,7 @@ def run_pretraining(args: PretrainArguments) -> dict:
     trainer = build_trainer(args)
     if trainer.is_world_process_zero():
         output_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint = _resume_checkpoint(args)
+    checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
     if checkpoint:
         logger.info(f"resuming from {checkpoint}")
     train_output = trainer.train(resume_from_checkpoint=checkpoint)
@@ -1110,14 +910,14 @@ def run_pretraining(args: PretrainArguments) -> dict:
         if not args.streaming:  # windows (pairs) of each source in one epoch of the mixture
             drawn = np.bincount(_item_sources(trainer.train_dataset), minlength=len(specs))
             results["epoch_samples_per_source"] = dict(zip(trainer.source_names, drawn.tolist()))
-    trainer.card = _model_card(trainer, args, metrics, results)
+    card = _model_card(trainer, args, metrics, results)
     if trainer.is_world_process_zero():
         (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
     if args.push_to_hub:  # saves the model, feature extractor and card, then one upload without the checkpoints
-        trainer.push_to_hub(commit_message="Upload pretrained HuBERT-ECG")
+        trainer.push_to_hub(commit_message="Upload pretrained HuBERT-ECG", card=card)
     else:
         trainer.save_model()  # the model and the feature extractor (the processing_class)
-        trainer.create_model_card()
+        trainer.create_model_card(card=card)
     if trainer.is_world_process_zero():
         logger.info(f"pretraining done: {json.dumps(results)}")
     return results
@@ -1138,7 +938,7 @@ _OBJECTIVE_NOTES = {
 }
 
 
-def _model_card(trainer: PretrainingTrainer, args: PretrainArguments, metrics: dict, results: dict):
+def _model_card(trainer: HuBERTECGTrainer, args: PretrainArguments, metrics: dict, results: dict):
     """The package's card of the pretrained model: licence (:func:`~hubert_ecg.model_card.card_license`: the
     package's from a preset, the previous model's when continuing one), validation loss and masked accuracy."""
     from ..model_card import EvalResult, card_license, create_model_card
