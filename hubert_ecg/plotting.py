@@ -22,7 +22,6 @@ was considered and not used: it draws through pyplot's global state, has no rhyt
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 

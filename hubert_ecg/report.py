@@ -25,7 +25,6 @@ import base64
 import html
 import io
 import json
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any

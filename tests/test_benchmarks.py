@@ -39,6 +39,7 @@ def test_inference_benchmark_prints_flops_gemm_rates_and_the_measured_default():
     assert {"sdpa fp32", "bf16", "autocast bf16"} <= set(paths)
     for row in rows:
         ecgs, ratio, gflops = float(row[3]), float(row[4]), float(row[5])
+        assert ratio > 0
         assert ecgs > 0 and gflops == pytest.approx(flops * ecgs, rel=0.02, abs=0.06)
         assert row[6].endswith(("fp32", "bf16")) and row[6].split("%")[0].isdigit()
         assert float(row[8]) < (1e-3 if "fp32" in row[6] else 0.5)  # bf16 hidden states: rounding, not wrong

@@ -2,7 +2,6 @@
 output shown is this run's), and its Hub commands against a pre-seeded Hub cache holding a synthesized checkpoint
 in the layout of the authors' Cardio-Learning classifiers (tests never touch the network)."""
 
-import pytest
 import torch
 from safetensors.torch import load_file, save_file
 

@@ -274,3 +274,11 @@ def test_evaluate_regression(tmp_path, data_dir, capsys):
     assert result["per_label"][0]["pearson_r"] == pytest.approx(pearsonr(ages, p)[0], rel=1e-5)
     assert evaluate.main(["--model", str(tmp_path / "age"), "--ptbxl_dir", str(data_dir / "ptbxl")]) == 2
     assert "--test_csv" in capsys.readouterr().err
+
+
+def test_evaluate_without_a_model_says_it_uses_the_demo_model(manifest, capsys):
+    csv, folder = manifest
+    assert evaluate.main(["--test_csv", str(csv), "--data_dir", str(folder), "--n_bootstrap", "0",
+                          "--plot_roc", "false"]) == 0
+    captured = capsys.readouterr()
+    assert "using the bundled demo model" in captured.err and "8 records scored" in captured.out

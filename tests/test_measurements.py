@@ -17,7 +17,6 @@ import csv
 import json
 import math
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest

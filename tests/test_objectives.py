@@ -14,7 +14,7 @@ from hubert_ecg import (
     HuBERTECGModel,
 )
 from hubert_ecg.training.collators import DataCollatorForContrastivePretraining, default_simclr_chain
-from hubert_ecg.training.objectives import Objective, cmsc_loss, contrastive_loss, gather_with_grad, nt_xent_loss
+from hubert_ecg.training.objectives import Objective, cmsc_loss, gather_with_grad, nt_xent_loss
 from hubert_ecg.training.pretrain import WindowPairDataset, adjacent_window_pairs
 
 TINY = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, conv_dim=[32] * 5,

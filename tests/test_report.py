@@ -4,12 +4,10 @@ every output format; bad input is one clear line and exit 1."""
 
 import json
 
-import numpy as np
 import pytest
 
 pytest.importorskip("matplotlib")
 
-from hubert_ecg import demo_model_path  # noqa: E402
 from hubert_ecg.demo import demo_records  # noqa: E402
 from hubert_ecg.pipelines import load_pipeline  # noqa: E402
 from hubert_ecg.report import build_report, render_figure, write_report  # noqa: E402

@@ -1,6 +1,5 @@
 """Augmentations in the training collators: on the 100 Hz model view, training batches only, seeded per sample."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -11,7 +11,6 @@ import argparse
 import csv
 import io
 import json
-import sys
 
 from ..measurements import DEFAULT_METHOD, METHODS, QUANTITIES
 from .records import RECORD_ERRORS, BadRecords, usage_error

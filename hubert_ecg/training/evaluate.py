@@ -261,6 +261,7 @@ def evaluate(args: EvaluateArguments) -> dict:
     from ..leads import LEAD_SETS, parse_lead_sets
     from transformers import AutoModelForSequenceClassification
 
+    from ..demo import demo_model_path
     from ..pipelines import load_feature_extractor
     from .metrics import classification_metrics, metrics_with_ci, per_label_metrics, regression_metrics
 
@@ -271,7 +272,7 @@ def evaluate(args: EvaluateArguments) -> dict:
     if args.missing_leads not in ("raise", "zero"):
         raise ValueError(f"--missing_leads must be 'raise' or 'zero', got {args.missing_leads!r}")
     lead_set_names = parse_lead_sets(args.lead_sets) if args.lead_sets else []
-    source = args.model or hubert_ecg.demo_model_path()
+    source = args.model or demo_model_path()
     try:
         model = AutoModelForSequenceClassification.from_pretrained(source)
         feature_extractor = load_feature_extractor(source, model.config)
@@ -515,6 +516,11 @@ def main(argv: list[str] | None = None) -> int:
     bad = BadRecords("hubert-ecg evaluate", noun="record")
     try:
         args = parse_args(argv)
+        if not args.model:
+            from ..demo import demo_model_path
+
+            print(f"hubert-ecg evaluate: using the bundled demo model ({demo_model_path()}): a demonstration, not a "
+                  "clinical tool.", file=sys.stderr)
         if args.model and "," in args.model:
             results = evaluate_models(args)
         else:

@@ -70,7 +70,13 @@ from .collators import (
     default_simclr_chain,
     lead_mask_prob,
 )
-from .objectives import OBJECTIVES, Objective, gather_with_grad
+from .objectives import (  # noqa: F401  (the per-sample losses: re-exported, their home is objectives)
+    OBJECTIVES,
+    Objective,
+    gather_with_grad,
+    per_sample_contrastive_loss,
+    per_sample_masked_loss,
+)
 from .sources import (
     DEFAULT_STOPPING_STRATEGY,
     STOPPING_STRATEGIES,
@@ -506,94 +512,6 @@ def compute_masked_accuracy(eval_prediction) -> dict[str, float]:
         hits = (correct & where).sum(axis=(0, 2))
         result[name] = float(np.mean(hits / counts)) if counts.all() else float("nan")
     return result
-
-
-def per_sample_masked_loss(
-    logits: Sequence[torch.Tensor], labels: torch.Tensor, mask_time_indices: torch.Tensor | None,
-    unmasked_loss_weight: float = 0.0, frame_mask: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The masked-prediction loss of every window alone: the loss of
-    :meth:`~hubert_ecg.HuBERTECGForPreTraining.compute_loss` (per codebook, the mean cross-entropy over the window's
-    masked valid frames plus ``unmasked_loss_weight`` times the mean over its unmasked ones, summed over codebooks)
-    with the means taken per window instead of over the batch.
-
-    Args:
-        logits: one (batch, frames, vocab) tensor per codebook (the model's ``logits``).
-        labels: int (batch, num_codebooks, frames) or (batch, frames); -100 frames are ignored.
-        mask_time_indices: bool (batch, frames), True where masked (None: every frame).
-        unmasked_loss_weight: ``config.unmasked_loss_weight``.
-        frame_mask: optional bool (batch, frames), False on padding.
-
-    Returns:
-        float32 (batch,), detached. (Its mean equals the batch loss when every window has the same number of masked
-        frames.)
-    """
-    with torch.no_grad():
-        if labels.dim() == 2:
-            labels = labels.unsqueeze(1)
-        valid = labels != -100
-        if frame_mask is not None:
-            valid = valid & frame_mask.unsqueeze(1)
-        masked = torch.ones_like(valid[:, 0]) if mask_time_indices is None else mask_time_indices.to(valid.device).bool()
-        loss = torch.zeros(labels.shape[0], device=labels.device)
-        for i, codebook_logits in enumerate(logits):
-            per_frame = torch.nn.functional.cross_entropy(
-                codebook_logits.float().transpose(1, 2), labels[:, i].clamp(min=0), reduction="none")
-            on_masked = (valid[:, i] & masked).float()
-            loss = loss + (per_frame * on_masked).sum(1) / on_masked.sum(1).clamp(min=1)
-            if unmasked_loss_weight > 0:
-                on_unmasked = (valid[:, i] & ~masked).float()
-                loss = loss + unmasked_loss_weight * (per_frame * on_unmasked).sum(1) / on_unmasked.sum(1).clamp(min=1)
-        return loss
-
-
-def per_sample_contrastive_loss(kind: str, embeddings: torch.Tensor, groups: torch.Tensor,
-                                temperature: float) -> torch.Tensor:
-    """Each sample's share of the contrastive loss of :func:`~hubert_ecg.training.objectives.contrastive_loss`, over
-    the global batch (the embeddings of every process are gathered, without gradient).
-
-    SimCLR: the mean of the NT-Xent terms of the sample's two views (their mean over the samples is the loss).
-    CMSC: the mean of the sample's first-segment term (its row of the similarity matrix, averaged over its positives)
-    and its second-segment term (its column); their mean over the samples is the loss when every record has one
-    pair in the global batch, a close share of it otherwise.
-
-    Args:
-        kind: ``"cmsc"`` or ``"simclr"``.
-        embeddings: (2B, dim) this process's ``contrastive_embeddings``: first segments (views) then second ones.
-        groups: int (B,) the samples' groups (records).
-        temperature: > 0.
-
-    Returns:
-        float32 (B,), detached: the shares of this process's samples.
-    """
-    import torch.distributed as dist
-    import torch.nn.functional as F
-
-    with torch.no_grad():
-        half = int(groups.shape[0])
-        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-        first, second = gather_with_grad(embeddings[:half].detach()), gather_with_grad(embeddings[half:].detach())
-        groups = gather_with_grad(groups.to(embeddings.device))
-        mine = gather_with_grad(torch.full((half,), rank, device=embeddings.device, dtype=torch.long)) == rank
-        a = F.normalize(first.float(), dim=-1, eps=1e-8)
-        b = F.normalize(second.float(), dim=-1, eps=1e-8)
-        if kind == "cmsc":
-            logits = a @ b.T / float(temperature)
-            target = (groups.reshape(-1, 1) == groups.reshape(1, -1)).float()
-            rows = (-F.log_softmax(logits, dim=1) * target).sum(1) / target.sum(1).clamp(min=1)
-            cols = (-F.log_softmax(logits.T, dim=1) * target.T).sum(1) / target.T.sum(1).clamp(min=1)
-            share = (rows + cols) / 2
-        elif kind == "simclr":
-            n = a.shape[0]
-            z = torch.cat([a, b])
-            logits = (z @ z.T / float(temperature)).masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device),
-                                                               float("-inf"))
-            positives = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
-            terms = F.cross_entropy(logits, positives, reduction="none")
-            share = (terms[:n] + terms[n:]) / 2
-        else:
-            raise ValueError(f"unknown contrastive objective {kind!r}")
-        return share[mine]
 
 
 class _LogFileCallback(TrainerCallback):

@@ -287,8 +287,8 @@ class HuBERTECGTrainer(Trainer):
         ``hubert+...``. The parts are logged (``hubert_loss``, ``cmsc_loss`` ...).
 
         With several sources (batch key ``source_ids``), every sample's loss
-        (:func:`~hubert_ecg.training.pretrain.per_sample_masked_loss`, plus ``contrastive_weight`` times its
-        :func:`~hubert_ecg.training.pretrain.per_sample_contrastive_loss` share) is added to its source's tally,
+        (:func:`~hubert_ecg.training.objectives.per_sample_masked_loss`, plus ``contrastive_weight`` times its
+        :func:`~hubert_ecg.training.objectives.per_sample_contrastive_loss` share) is added to its source's tally,
         logged as ``loss/<source>`` (training) and ``eval_loss/<source>`` (evaluation)."""
         if self.objective is None:
             return super().compute_loss(model, inputs, return_outputs=return_outputs,
@@ -302,7 +302,7 @@ class HuBERTECGTrainer(Trainer):
             loss, outputs = super().compute_loss(model, inputs, return_outputs=True)
             self._add_source_losses(model, source_ids, self._per_sample_hubert(model, inputs, outputs, 1))
             return (loss, outputs) if return_outputs else loss
-        from .pretrain import per_sample_contrastive_loss
+        from .objectives import per_sample_contrastive_loss
 
         groups = inputs.pop("contrastive_groups")
         outputs = model(**inputs)
@@ -324,7 +324,7 @@ class HuBERTECGTrainer(Trainer):
     def _per_sample_hubert(self, model, inputs, outputs, segments: int) -> torch.Tensor:
         """Per-sample masked-prediction losses; with ``segments=2`` (contrastive batches of 2B segments), the mean
         of each sample's two segments."""
-        from .pretrain import per_sample_masked_loss
+        from .objectives import per_sample_masked_loss
 
         config = self.accelerator.unwrap_model(model).config
         frame_mask = None
