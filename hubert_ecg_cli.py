@@ -48,7 +48,7 @@ COMMANDS = {
                         "AUROC, AUPRC, F1 with bootstrap CIs on a labelled set", "train"),
     "calibrate": Command("hubert_ecg.training.calibration", "main",
                          "fit score calibration and per-label thresholds on a validation split", "train"),
-    "windows": Command("hubert_ecg.training.windows", "windows_main",
+    "windows": Command("hubert_ecg.commands.windows", "main",
                        "preprocess records into 5 s window shards (Arrow, or Parquet to stream)", "train"),
     "cluster": Command("hubert_ecg.training.clustering", "main",
                        "k-means pretraining targets for a HuBERT iteration", "train"),

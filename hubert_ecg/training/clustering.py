@@ -39,7 +39,10 @@ import numpy as np
 from transformers.utils import logging
 
 from .arguments import run_command
-from .windows import (
+from .windows import (  # noqa: F401  (LABELS_FILE, LABELS_INFO_FILE, load_labels: re-exported)
+    LABELS_FILE,
+    LABELS_INFO_FILE,
+    load_labels,
     build_windows_on_all_processes,
     distributed_on_cpu,
     is_window_dataset,
@@ -62,8 +65,6 @@ __all__ = [
     "run_clustering",
 ]
 
-LABELS_FILE = "labels.npy"
-LABELS_INFO_FILE = "labels.json"
 KMEANS_FILE = "kmeans.npz"
 KMEANS_INFO_FILE = "kmeans.json"
 STATS_FILE = "cluster_stats.json"
@@ -381,21 +382,6 @@ def cluster_statistics(labels: np.ndarray, num_clusters: int) -> dict:
         "cluster_size_max": int(counts.max()),
         "cluster_sizes": counts.tolist(),
     }
-
-
-def load_labels(labels_dir: str | os.PathLike) -> tuple[np.ndarray, dict]:
-    """Memory-mapped labels of an iteration and their description.
-
-    Returns:
-        (labels int (num_windows, frames) memmap, info dict with ``num_clusters``, ``num_windows``, ``windows_dir``...).
-
-    Raises:
-        ValueError: if ``labels_dir`` has no ``labels.npy`` / ``labels.json``.
-    """
-    labels_dir = Path(labels_dir)
-    if not (labels_dir / LABELS_FILE).exists() or not (labels_dir / LABELS_INFO_FILE).exists():
-        raise ValueError(f"{labels_dir} holds no {LABELS_FILE} / {LABELS_INFO_FILE}; run `hubert-ecg cluster` first")
-    return np.load(labels_dir / LABELS_FILE, mmap_mode="r"), json.loads((labels_dir / LABELS_INFO_FILE).read_text())
 
 
 # ---------------------------------------------------------------------------------------------------------------

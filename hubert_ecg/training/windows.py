@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -55,23 +55,25 @@ logger = logging.get_logger(__name__)
 
 __all__ = [
     "WindowDatasetInfo",
-    "WindowsArguments",
     "build_window_dataset",
     "build_windows_on_all_processes",
     "combine_window_datasets",
     "export_window_dataset",
+    "load_labels",
     "load_window_rows",
     "distributed_on_cpu",
     "load_window_dataset",
     "shard_range",
     "window_features",
-    "windows_main",
 ]
 
 INFO_FILE = "windows.json"
 SKIPPED_FILE = "skipped.jsonl"
 FORMATS = ("arrow", "parquet")
 WINDOW_COLUMNS = ("input_values", "lead_mask", "record_id", "window_start")
+#: the cluster labels of a window dataset (``hubert-ecg cluster`` writes them, :func:`load_labels` reads them)
+LABELS_FILE = "labels.npy"
+LABELS_INFO_FILE = "labels.json"
 
 
 def window_features(input_length: int = 6000, num_leads: int = 12):
@@ -522,6 +524,22 @@ def iter_batches(dataset, start: int, stop: int, batch_size: int) -> Iterable[tu
         yield row, np.asarray(values, dtype=np.float32)
 
 
+def load_labels(labels_dir: str | os.PathLike) -> tuple[np.ndarray, dict]:
+    """Memory-mapped cluster labels of a window dataset (written by ``hubert-ecg cluster``,
+    :mod:`hubert_ecg.training.clustering`) and their description.
+
+    Returns:
+        (labels int (num_windows, frames) memmap, info dict with ``num_clusters``, ``num_windows``, ``windows_dir``...).
+
+    Raises:
+        ValueError: if ``labels_dir`` has no ``labels.npy`` / ``labels.json``.
+    """
+    labels_dir = Path(labels_dir)
+    if not (labels_dir / LABELS_FILE).exists() or not (labels_dir / LABELS_INFO_FILE).exists():
+        raise ValueError(f"{labels_dir} holds no {LABELS_FILE} / {LABELS_INFO_FILE}; run `hubert-ecg cluster` first")
+    return np.load(labels_dir / LABELS_FILE, mmap_mode="r"), json.loads((labels_dir / LABELS_INFO_FILE).read_text())
+
+
 def export_window_dataset(
     windows_dir: str | os.PathLike,
     output_dir: str | os.PathLike,
@@ -550,8 +568,6 @@ def export_window_dataset(
         ValueError: labels whose row count is not the dataset's, or labels of different frame counts.
     """
     from datasets import Features, List, Value
-
-    from .clustering import load_labels
 
     dataset = load_window_dataset(windows_dir)
     labels, vocab_sizes = [], []
@@ -591,112 +607,3 @@ def export_window_dataset(
     if sources == [None]:
         return info
     return combine_window_datasets(output_dir, written)
-
-
-@dataclass
-class WindowsArguments:
-    """Arguments of ``hubert-ecg windows``: records (``DATA...`` or ``--sources``) in, a window dataset out.
-
-    Raises:
-        ValueError: without ``DATA`` nor ``--sources``, with both, or for an unknown ``--format``.
-    """
-
-    output_dir: str = field(metadata={"help": "Folder of the window dataset (created)."})
-    data: list[str] = field(
-        default_factory=list,
-        metadata={"help": "Directories, record files or manifests (also as leading positional arguments)."},
-    )
-    sources: list[str] = field(
-        default_factory=list,
-        metadata={"help": "Instead of DATA: NAME=PATH entries, one window dataset per source in OUTPUT_DIR/NAME and "
-                  "a multi-source dataset (with a `source` column) in OUTPUT_DIR, to cluster and pretrain on."},
-    )
-    format: str = field(
-        default="arrow",
-        metadata={"help": "'arrow' (memory-mapped, for this machine) or 'parquet' (ZSTD files to share and stream)."},
-    )
-    stride_seconds: float | None = field(
-        default=None, metadata={"help": "Seconds between window starts (default 5: non-overlapping)."}
-    )
-    exclude: list[str] = field(default_factory=list, metadata={"help": "Glob patterns of records to leave out."})
-    windows_per_file: int = field(
-        default=2048, metadata={"help": "With --format parquet: windows per file (more files: more parallel readers)."}
-    )
-    windows_dir: str | None = field(
-        default=None,
-        metadata={"help": "Instead of DATA: an existing window dataset to write as Parquet (with --format parquet), "
-                  "with the cluster labels of --labels_dirs as a `labels` column (to stream `hubert`)."},
-    )
-    labels_dirs: list[str] = field(
-        default_factory=list, metadata={"help": "With --windows_dir: `hubert-ecg cluster` outputs of that dataset."}
-    )
-
-    def __post_init__(self):
-        for name in ("data", "sources", "exclude", "labels_dirs"):
-            if isinstance(getattr(self, name), (str, dict)):
-                setattr(self, name, [getattr(self, name)])
-        if sum(map(bool, (self.data, self.sources, self.windows_dir))) != 1:
-            raise ValueError("give the records as DATA... (one dataset) or --sources NAME=PATH ... (several), or an "
-                             "existing --windows_dir to export")
-        if self.labels_dirs and not self.windows_dir:
-            raise ValueError("--labels_dirs goes with --windows_dir (the window dataset they label)")
-        if self.windows_dir and self.format != "parquet":
-            raise ValueError("--windows_dir exports a window dataset as Parquet: add --format parquet")
-        if self.format not in FORMATS:
-            raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {self.format!r}")
-        if self.windows_per_file < 1:
-            raise ValueError(f"--windows_per_file must be >= 1, got {self.windows_per_file}")
-
-
-def _run_windows(args: WindowsArguments) -> dict:
-    from .sources import parse_sources, prepare_sources
-
-    if args.windows_dir:
-        from accelerate import PartialState
-
-        if PartialState(cpu=distributed_on_cpu()).is_main_process:
-            export_window_dataset(args.windows_dir, args.output_dir, args.labels_dirs, args.windows_per_file)
-        PartialState(cpu=distributed_on_cpu()).wait_for_everyone()
-    elif args.sources:
-        specs = parse_sources(args.sources, "--sources")
-        prepare_sources(specs, args.output_dir, args.stride_seconds, args.exclude, format=args.format)
-    else:
-        build_windows_on_all_processes(args.data, args.output_dir, args.stride_seconds, args.exclude,
-                                       format=args.format, windows_per_file=args.windows_per_file)
-    info = json.loads((Path(args.output_dir) / INFO_FILE).read_text())
-    print(json.dumps({k: v for k, v in info.items() if k != "shards"} | {"files": len(info.get("shards", []))}))
-    return info
-
-
-def _windows_command(args: WindowsArguments) -> int:
-    """``_run_windows``, then the records it skipped (every ``skipped.jsonl`` under ``--output_dir``) listed on
-    stderr with their reason: exit status 1 when there are some, 0 otherwise."""
-    import sys
-
-    from accelerate import PartialState
-
-    _run_windows(args)
-    skipped = [json.loads(line) for file in sorted(Path(args.output_dir).rglob(SKIPPED_FILE))
-               for line in file.read_text().splitlines() if line.strip()]
-    if skipped and PartialState(cpu=distributed_on_cpu()).is_main_process:
-        lines = [f"hubert-ecg windows: skipped {len(skipped)} record(s):"]
-        lines += [f"  {entry['path']}: {entry['error']}" for entry in skipped]
-        print("\n".join(lines), file=sys.stderr)
-    return 1 if skipped else 0
-
-
-def windows_main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``hubert-ecg windows DATA... --output_dir DIR [--format parquet]``; returns the exit code (0; 1
-    when records were skipped, listed on stderr; 2 on bad arguments or data). Leading arguments that are not options (nor a YAML / JSON config) are ``--data``."""
-    import sys
-
-    from .arguments import run_command
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    config = [argv.pop(0)] if argv and argv[0].endswith((".yaml", ".yml", ".json")) else []
-    positional = []
-    while argv and not argv[0].startswith("-"):
-        positional.append(argv.pop(0))
-    if positional:
-        argv = ["--data", *positional, *argv]
-    return run_command(config + argv, WindowsArguments, "hubert-ecg windows", _windows_command)
