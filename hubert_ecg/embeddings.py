@@ -175,7 +175,6 @@ def load_feature_pipeline(
     """
     from pathlib import Path
 
-    import hubert_ecg  # noqa: F401  (registers the model type and the task)
     from transformers import pipeline
 
     from .demo import demo_model_path

@@ -490,7 +490,6 @@ def load_pipeline(
     Raises:
         ValueError: if the model cannot be loaded (names it), or for an unknown ``dtype``.
     """
-    import hubert_ecg  # noqa: F401  (registers the model type and the task)
     from transformers import pipeline
 
     from .demo import demo_model_path
