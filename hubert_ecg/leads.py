@@ -12,8 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["STANDARD_LEADS", "LEAD_SETS", "normalize_lead_name", "map_leads", "check_sampling_rate", "lead_set",
-           "parse_lead_sets"]
+__all__ = ["STANDARD_LEADS", "LEAD_SETS", "MISSING_LEADS", "DEFAULT_MISSING_LEADS", "normalize_lead_name", "map_leads",
+           "check_missing_leads", "check_sampling_rate", "lead_set", "parse_lead_sets"]
 
 #: The 12 standard leads in the order the released HuBERT-ECG weights expect them
 #: (medRxiv doi 10.1101/2024.11.14.24317328, and the released preprocessing script).
@@ -43,6 +43,25 @@ _LEAD_ALIASES = {
 _STANDARD_BY_KEY = {lead.lower(): lead for lead in STANDARD_LEADS}
 
 
+#: what a record lacking some of the model's leads gets: ``"zero"`` (the leads zero-filled, a ``lead_mask``, the record
+#: flagged) or ``"raise"`` (an error naming the record and the leads: a command skips and lists it)
+MISSING_LEADS = ("zero", "raise")
+#: the one default of every reader of records (pipelines, the commands, the training collators, the feature
+#: extractor): records with any subset of the 12 leads are used, as the model was pretrained with
+DEFAULT_MISSING_LEADS = "zero"
+
+
+def check_missing_leads(value, name: str = "missing_leads") -> str:
+    """``value`` if it is one of :data:`MISSING_LEADS`.
+
+    Raises:
+        ValueError: naming ``name`` (an argument or option, e.g. ``"--missing_leads"``) and the choices.
+    """
+    if value not in MISSING_LEADS:
+        raise ValueError(f"{name} must be one of {', '.join(repr(v) for v in MISSING_LEADS)}, got {value!r}")
+    return value
+
+
 def normalize_lead_name(name: str) -> str | None:
     """Map a lead name as a source spells it to its standard spelling, or None for a non-standard lead.
 
@@ -63,7 +82,7 @@ def map_leads(
     lead_names: Sequence[str] | None,
     num_rows: int,
     lead_order: Sequence[str] = STANDARD_LEADS,
-    missing_leads: str = "raise",
+    missing_leads: str = DEFAULT_MISSING_LEADS,
     where: str = "ecg",
 ) -> tuple[np.ndarray, np.ndarray]:
     """THE lead-name mapping of the package: which input row feeds each model lead.
@@ -86,8 +105,7 @@ def map_leads(
         ValueError: naming ``where``, for names that do not match the rows, two names mapping to one lead, no
             standard lead at all, or missing leads with ``missing_leads="raise"`` (the message lists them).
     """
-    if missing_leads not in ("raise", "zero"):
-        raise ValueError(f"missing_leads must be 'raise' or 'zero', got {missing_leads!r}")
+    check_missing_leads(missing_leads)
     order = list(lead_order)
     if lead_names is None:
         if num_rows != len(order):

@@ -32,6 +32,7 @@ import torch
 from transformers.pipelines.base import ChunkPipeline
 from transformers.utils import logging
 
+from .leads import DEFAULT_MISSING_LEADS, check_missing_leads
 from .leads import lead_set as _lead_set
 from .modeling import scores_from_logits
 from .onnx_backend import is_onnx_model
@@ -256,8 +257,8 @@ class ECGClassificationPipeline(ChunkPipeline):
         preprocess, postprocess = {}, {}
         if window is not None and window not in WINDOW_CHOICES:
             raise ValueError(f"window must be one of {WINDOW_CHOICES}, got {window!r}")
-        if missing_leads is not None and missing_leads not in ("raise", "zero"):
-            raise ValueError(f"missing_leads must be 'raise' or 'zero', got {missing_leads!r}")
+        if missing_leads is not None:
+            check_missing_leads(missing_leads)
         for name, value in (("window", window), ("stride_seconds", stride_seconds), ("num_windows", num_windows),
                             ("pad_to_window", pad_to_window), ("sampling_rate", sampling_rate),
                             ("lead_names", lead_names), ("missing_leads", missing_leads),
@@ -307,7 +308,7 @@ class ECGClassificationPipeline(ChunkPipeline):
         pad_to_window: bool = False,
         sampling_rate: float | None = None,
         lead_names: Sequence[str] | None = None,
-        missing_leads: str = "zero",
+        missing_leads: str = DEFAULT_MISSING_LEADS,
         lead_set: Sequence[str] | None = None,
         skip_errors: bool = False,
         min_duration: float | None = MIN_DURATION,

@@ -48,7 +48,14 @@ import scipy.signal
 from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
 from transformers.utils import logging
 
-from .leads import STANDARD_LEADS, check_sampling_rate, map_leads, normalize_lead_name
+from .leads import (
+    DEFAULT_MISSING_LEADS,
+    STANDARD_LEADS,
+    check_missing_leads,
+    check_sampling_rate,
+    map_leads,
+    normalize_lead_name,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -727,8 +734,7 @@ class HuBERTECGFeatureExtractor(FeatureExtractionMixin):
 
     @staticmethod
     def _check_options(missing_leads, return_tensors):
-        if missing_leads not in ("raise", "zero"):
-            raise ValueError(f"missing_leads must be 'raise' or 'zero', got {missing_leads!r}")
+        check_missing_leads(missing_leads)
         if return_tensors not in (None, "np", "pt"):
             raise ValueError(f"return_tensors must be None, 'np' or 'pt', got {return_tensors!r}")
 
@@ -740,7 +746,7 @@ class HuBERTECGFeatureExtractor(FeatureExtractionMixin):
         lead_names: Sequence[str] | Sequence[Sequence[str]] | None = None,
         window_starts: Sequence[float] | Sequence[Sequence[float]] | None = None,
         pad_to_window: bool = False,
-        missing_leads: str = "raise",
+        missing_leads: str = DEFAULT_MISSING_LEADS,
         return_tensors: str | None = None,
     ) -> BatchFeature:
         r"""Preprocess one or several ECG arrays into model inputs.
@@ -833,7 +839,7 @@ class HuBERTECGFeatureExtractor(FeatureExtractionMixin):
         sampling_rate: float | None = None,
         lead_names: Sequence[str] | None = None,
         pad_to_window: bool = False,
-        missing_leads: str = "raise",
+        missing_leads: str = DEFAULT_MISSING_LEADS,
         return_tensors: str | None = None,
     ):
         """The windows of ONE ECG, ``batch_windows`` at a time, with memory that does not grow with its length.

@@ -43,7 +43,7 @@ import numpy as np
 from transformers.utils import logging
 
 from .io import ECGRecord, LazySignal, read_ecg
-from .leads import STANDARD_LEADS, map_leads
+from .leads import DEFAULT_MISSING_LEADS, STANDARD_LEADS, map_leads
 
 logger = logging.get_logger(__name__)
 
@@ -291,7 +291,7 @@ class RecordWindows:
     window_starts: np.ndarray
     lead_mask: np.ndarray
     pad_to_window: bool = False
-    missing_leads: str = "raise"
+    missing_leads: str = DEFAULT_MISSING_LEADS
     flat_leads: list[str] = field(default_factory=list)
     saturated_leads: list[str] = field(default_factory=list)
     short: bool = False
@@ -338,7 +338,7 @@ def record_windows(
     stride_seconds: float | None = None,
     num_windows: int = 1,
     pad_to_window: bool = False,
-    missing_leads: str = "raise",
+    missing_leads: str = DEFAULT_MISSING_LEADS,
     rng: np.random.Generator | int | None = None,
     sampling_rate: float | None = None,
     lead_names: Sequence[str] | None = None,

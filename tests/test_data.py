@@ -113,7 +113,7 @@ def test_unreadable_record_raise_or_skip(tmp_path, data_dir):
 
 
 def test_fine_tuning_takes_what_pretraining_takes(tmp_path, data_dir):
-    """A 2-lead record (CPSC2021, 200 Hz): an error naming the leads by default, zero-filled with missing_leads="zero",
+    """A 2-lead record (CPSC2021, 200 Hz): zero-filled by default, an error naming the leads with missing_leads="raise",
     giving the windows the pretraining window builder gives (same lead mapping, same preprocessing)."""
     from hubert_ecg.training.windows import build_window_dataset, load_window_dataset
 
@@ -122,8 +122,8 @@ def test_fine_tuning_takes_what_pretraining_takes(tmp_path, data_dir):
     csv = _write(tmp_path / "two.csv", f"filename,A,B\n{name},1,0\n")
     records = data.read_manifest(csv, folder)
     with pytest.raises(ValueError, match=rf"{name}.*lacks the leads \['III', 'aVR'"):
-        data.build_dataset(records)
-    dataset = data.build_dataset(records, missing_leads="zero")
+        data.build_dataset(records, missing_leads="raise")
+    dataset = data.build_dataset(records)
     mask = np.asarray(dataset[0]["lead_mask"])
     assert mask.sum() == 2
     fe = HuBERTECGFeatureExtractor()

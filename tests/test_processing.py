@@ -136,8 +136,9 @@ def test_normalize_lead_name():
 def test_missing_leads_mitbih(fe, data_dir):
     record = read_ecg(data_dir / "long" / "mitdb_100" / "100")  # MLII, V5 at 360 Hz, 30 min
     with pytest.raises(ValueError, match=r"lacks the leads \['I', 'III', 'aVR'.*missing_leads='zero'"):
-        fe(record)
-    out = fe(record, missing_leads="zero")
+        fe(record, missing_leads="raise")
+    out = fe(record)  # the one default (hubert_ecg.leads.DEFAULT_MISSING_LEADS): zero-filled
+    np.testing.assert_array_equal(out["input_values"], fe(record, missing_leads="zero")["input_values"])
     mask = np.zeros(12, dtype=bool)
     mask[[1, 10]] = True  # II (from MLII) and V5
     rows, present = map_leads(record.lead_names, 2, missing_leads="zero")
@@ -169,8 +170,8 @@ def test_ptb_missing_leads_error_names_them(fe, data_dir):
     record = read_ecg(data_dir / "long" / "ptbdb_s0010_re" / "s0010_re")
     subset = ECGRecord(record.signal[[0, 1, 12]], record.sampling_rate, ["i", "ii", "vx"])
     with pytest.raises(ValueError, match=r"lacks the leads \['III'"):
-        fe(subset)
-    out = fe(subset, missing_leads="zero")["input_values"][0].reshape(12, 500)
+        fe(subset, missing_leads="raise")
+    out = fe(subset)["input_values"][0].reshape(12, 500)
     assert map_leads(subset.lead_names, 3, missing_leads="zero")[1].tolist() == [True, True] + [False] * 10
     assert np.abs(out[3, 50:450]).max() < 1e-6 and np.abs(out[0]).max() > 0.05
 

@@ -34,8 +34,8 @@ def test_window_rules(fe):
 def test_two_lead_record_as_pretraining_takes_it(fe, data_dir):
     path = data_dir / "long" / "mitdb_100" / "100"  # MLII, V5 at 360 Hz, 30 min
     with pytest.raises(ValueError, match=r"^.*100: the record lacks the leads \['I', 'III'.*missing_leads='zero'"):
-        record_windows(str(path), fe, window="all")
-    plan = record_windows(str(path), fe, window="all", missing_leads="zero")
+        record_windows(str(path), fe, window="all", missing_leads="raise")
+    plan = record_windows(str(path), fe, window="all")  # the default: zero-filled
     assert plan.name == str(path) and len(plan) == 361 and plan.lead_mask.sum() == 2  # 1805.6 s
     assert plan.lead_mask[1] and plan.lead_mask[10]  # II (from MLII) and V5
     blocks = list(plan.features(fe, batch_windows=100))

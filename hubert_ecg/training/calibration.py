@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from .arguments import run_command
-from .data import BAD_RECORDS_RULE
+from ..leads import DEFAULT_MISSING_LEADS
+from .data import BAD_RECORDS_RULE, MISSING_LEADS_HELP
 
 __all__ = ["CalibrateArguments", "fit_platt", "fit_temperature", "max_f1_thresholds", "calibrate", "main"]
 
@@ -153,8 +154,7 @@ class CalibrateArguments:
     batch_size: int = field(default=32, metadata={"help": "windows per model call"})
     seed: int = field(default=0, metadata={"help": "seed of the TTA windows"})
     device: str = field(default="cpu", metadata={"help": "torch device"})
-    missing_leads: str = field(default="raise", metadata={
-        "help": "records lacking some of the 12 leads: raise (skipped and listed) or zero (zero-filled)"})
+    missing_leads: str = field(default=DEFAULT_MISSING_LEADS, metadata={"help": MISSING_LEADS_HELP})
     skip_bad_records: bool = field(default=True, metadata={"help": BAD_RECORDS_RULE})
 
 

@@ -25,6 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..leads import DEFAULT_MISSING_LEADS, check_missing_leads
 from ..modeling import compute_time_mask
 
 __all__ = [
@@ -385,7 +386,7 @@ class DataCollatorForECGClassification:
 
     feature_extractor: Any
     window: str = "random"
-    missing_leads: str = "zero"
+    missing_leads: str = DEFAULT_MISSING_LEADS
     seed: int | None = None
     augmentations: Any = None
     epoch: int = 0
@@ -393,8 +394,7 @@ class DataCollatorForECGClassification:
     def __post_init__(self):
         if self.window not in ("random", "first"):
             raise ValueError(f"window must be 'random' or 'first', got {self.window!r}")
-        if self.missing_leads not in ("zero", "raise"):
-            raise ValueError(f"missing_leads must be 'zero' or 'raise', got {self.missing_leads!r}")
+        check_missing_leads(self.missing_leads)
         self._rng = np.random.default_rng(self.seed)
         self._worker = None
 

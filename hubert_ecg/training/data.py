@@ -34,7 +34,7 @@ import torch
 from datasets import Array2D, Dataset, Features, Sequence as HFSequence, Value
 from transformers.utils import logging
 
-from ..leads import STANDARD_LEADS, map_leads
+from ..leads import DEFAULT_MISSING_LEADS, STANDARD_LEADS, map_leads
 from ..windows import record_windows
 
 logger = logging.get_logger(__name__)
@@ -50,6 +50,11 @@ BAD_RECORDS_RULE = (
     "unusable records (unreadable, truncated, lacking leads, ...) are skipped and listed on stderr with the reason, "
     "and the command exits with status 1 after finishing with the rest; false: the first one stops the command "
     "(status 2)"
+)
+#: the help of every command's ``--missing_leads`` (one default: :data:`hubert_ecg.leads.DEFAULT_MISSING_LEADS`)
+MISSING_LEADS_HELP = (
+    "records lacking some of the 12 leads: zero (zero-filled and flagged, as the model was pretrained) or raise "
+    "(unusable: skipped and listed)"
 )
 _META_COLUMNS = ("filename", "age", "sex")
 
@@ -506,7 +511,7 @@ def build_dataset(
     records: LabelledRecords,
     on_error: str = "raise",
     skipped: Skipped | None = None,
-    missing_leads: str = "raise",
+    missing_leads: str = DEFAULT_MISSING_LEADS,
     feature_extractor=None,
 ) -> Dataset:
     """Read every record of ``records`` into a ``datasets.Dataset``.
@@ -617,7 +622,7 @@ def load_manifest(
     label_names: Sequence[str] | None = None,
     on_error: str = "raise",
     skipped: Skipped | None = None,
-    missing_leads: str = "raise",
+    missing_leads: str = DEFAULT_MISSING_LEADS,
 ) -> Dataset:
     """A ``datasets.Dataset`` from a CSV manifest and a folder of ECG files (:func:`read_manifest` then
     :func:`build_dataset`); raises ``ValueError`` as they do."""
@@ -632,7 +637,7 @@ def load_ptbxl(
     splits: dict[str, Sequence[int]] = PTBXL_SPLITS,
     on_error: str = "raise",
     skipped: Skipped | None = None,
-    missing_leads: str = "raise",
+    missing_leads: str = DEFAULT_MISSING_LEADS,
 ) -> dict[str, Dataset]:
     """PTB-XL as ``{"train", "validation", "test"} -> Dataset`` split by ``strat_fold`` (splits without records are
     left out; the shared copy has no fold 10). See :func:`read_ptbxl` and :func:`build_dataset`."""

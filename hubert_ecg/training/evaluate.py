@@ -34,8 +34,8 @@ are reported per lead set: ``metrics.json`` gains ``"lead_sets": {"12": {"leads"
 ...}``, and ``lead_sets.csv`` (one row per lead set) and ``lead_sets.png`` (macro AUROC per lead set, with its CI)
 are written. The ``"12"`` row is the plain evaluation; every lead set scores the records it scored (a record can
 still drop out of a lead set whose leads are all flat in it: ``n_records`` says). Unusable records are handled as in ``predict`` and ``finetune``
-(:data:`hubert_ecg.training.data.BAD_RECORDS_RULE`): skipped and listed on stderr, exit status 1; 2 if no record
-could be scored or with ``--skip_bad_records false`` at the first one.
+(:data:`hubert_ecg.training.data.BAD_RECORDS_RULE`): skipped and listed on stderr, exit status 1 (also when no
+record could be scored); 2 with ``--skip_bad_records false`` at the first one.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ from pathlib import Path
 
 import numpy as np
 from .arguments import parse_args as _parse_args
-from .data import BAD_RECORDS_RULE
+from ..leads import DEFAULT_MISSING_LEADS, check_missing_leads
+from .data import BAD_RECORDS_RULE, MISSING_LEADS_HELP
 from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
@@ -90,9 +91,7 @@ class EvaluateArguments:
     batch_size: int = field(default=32, metadata={"help": "windows per model call"})
     seed: int = field(default=0, metadata={"help": "seed of TTA windows and bootstrap"})
     device: str = field(default="cpu", metadata={"help": "torch device"})
-    missing_leads: str = field(default="raise", metadata={
-        "help": "records lacking some of the 12 leads: raise (skipped and listed, as in finetune) or zero "
-        "(zero-filled)"})
+    missing_leads: str = field(default=DEFAULT_MISSING_LEADS, metadata={"help": MISSING_LEADS_HELP})
     lead_sets: str | None = field(default=None, metadata={
         "help": "comma-separated lead sets (12,6,4,3,2,1: PhysioNet/CinC 2021) to score every record with, the "
         "other leads zero-filled; writes lead_sets.csv and lead_sets.png"})
@@ -140,7 +139,7 @@ def labelled_records(args, label_names, problem_type):
 
 
 def score_records(model, feature_extractor, paths, tta_windows=0, aggregation="mean", batch_size=32, seed=0,
-                  device="cpu", lead_set=None, missing_leads="raise", function_to_apply=None):
+                  device="cpu", lead_set=None, missing_leads=DEFAULT_MISSING_LEADS, function_to_apply=None):
     """Scores of every readable record, through the ``ecg-classification`` pipeline (its window choice, model call
     and aggregation: :class:`hubert_ecg.pipelines.ECGClassificationPipeline`).
 
@@ -269,8 +268,7 @@ def evaluate(args: EvaluateArguments) -> dict:
         raise ValueError(f"--tta_aggregation must be 'mean' or 'max', got {args.tta_aggregation!r}")
     if args.tta_windows < 0:
         raise ValueError(f"--tta_windows must be 0 or positive, got {args.tta_windows}")
-    if args.missing_leads not in ("raise", "zero"):
-        raise ValueError(f"--missing_leads must be 'raise' or 'zero', got {args.missing_leads!r}")
+    check_missing_leads(args.missing_leads, "--missing_leads")
     lead_set_names = parse_lead_sets(args.lead_sets) if args.lead_sets else []
     source = args.model or demo_model_path()
     try:

@@ -53,7 +53,8 @@ from transformers.utils import logging
 
 from .arguments import PrecisionOnAnyMachine, build_parser
 from .arguments import parse_args as _parse_args
-from .data import BAD_RECORDS_RULE
+from ..leads import DEFAULT_MISSING_LEADS
+from .data import BAD_RECORDS_RULE, MISSING_LEADS_HELP
 from .sources import STOPPING_STRATEGIES, parse_sources
 from .trainer import POOLED, EarlyStoppingOnPooledMetric, HuBERTECGTrainer, checkpoints, resolve_checkpoint
 
@@ -170,11 +171,7 @@ class DataArguments:
     )
     max_eval_records: int | None = field(default=None, metadata={"help": "use only the first N validation records"})
     skip_bad_records: bool = field(default=True, metadata={"help": BAD_RECORDS_RULE})
-    missing_leads: str = field(
-        default="raise",
-        metadata={"help": "records lacking some of the 12 leads: raise (an error naming them) or zero (zero-filled, "
-                          "as pretraining does)"},
-    )
+    missing_leads: str = field(default=DEFAULT_MISSING_LEADS, metadata={"help": MISSING_LEADS_HELP})
     threshold: float = field(default=0.5, metadata={"help": "F1 threshold on the probabilities"})
     augmentations: str | None = field(
         default=None,
