@@ -18,18 +18,21 @@ Paths (rows):
 * ``bf16 + compile`` (``--compile``): ``torch.compile`` of the bf16 model (compilation time not counted).
 * ``onnxruntime fp32`` (CPU only; ``--no-onnx`` to skip): the classifier exported by ``hubert_ecg.export``
   (same backbone plus mean pooling and a 5-label linear head, a negligible cost).
+* ``openvino fp32`` (CPU only, when openvino is installed; ``--no-openvino`` to skip): the same ``.onnx`` file
+  compiled by OpenVINO's CPU plugin with ``INFERENCE_PRECISION_HINT="f32"`` and torch's thread count
+  (``hubert_ecg.onnx_backend.ExportedGraph``, what ``backend="openvino"`` runs).
 
 Columns: ECGs/s (median over rounds), x reference, peak memory (CPU: peak resident memory of the process above
 the level before the call, MiB, from /proc/self/status VmHWM after resetting it, measured in a child process whose
 allocator returns freed memory at once; not measured for compiled paths; GPU: ``max_memory_allocated`` above the
-weights, MiB) and max |difference| to the reference (``last_hidden_state``; for onnxruntime, logits against the
-PyTorch classifier in float32).
+weights, MiB) and max |difference| to the reference (``last_hidden_state``; for onnxruntime and openvino, logits
+against the PyTorch classifier in float32).
 
 Absolute figures from a CPU shared with other jobs are noisy; compare ratios. On a GPU (``--device cuda``) the
 figures are absolute and the device's name is printed.
 
 Usage: ``python benchmarks/inference.py [--quick] [--presets small,base] [--batch-sizes 1,8,64] [--runs 5]
-[--threads N] [--compile] [--no-onnx] [--device cpu|cuda]``
+[--threads N] [--compile] [--no-onnx] [--no-openvino] [--device cpu|cuda]``
 """
 
 from __future__ import annotations
@@ -129,7 +132,8 @@ def reference_model(config: HuBERTECGConfig) -> HubertModel:
     return HubertModel(ref_config).eval()
 
 
-def build_paths(preset: str, device: str, use_compile: bool, use_onnx: bool, tmp: Path) -> dict:
+def build_paths(preset: str, device: str, use_compile: bool, use_onnx: bool, tmp: Path,
+                use_openvino: bool = True) -> dict:
     """name -> (callable(x) -> output tensor on the CPU in float32, kind) for one preset, same weights."""
     torch.manual_seed(0)
     config = HuBERTECGConfig.from_preset(preset, num_labels=5)
@@ -185,6 +189,17 @@ def build_paths(preset: str, device: str, use_compile: bool, use_onnx: bool, tmp
                 lambda x, s=session: torch.from_numpy(s.run(["logits"], {"input_values": x.numpy()})[0]),
                 ("logits", classifier),
             )
+            if use_openvino:
+                try:  # the same .onnx file, compiled by OpenVINO's CPU plugin in float32 (as backend="openvino")
+                    from hubert_ecg.onnx_backend import ExportedGraph
+
+                    graph = ExportedGraph(path, "openvino", {"INFERENCE_NUM_THREADS": torch.get_num_threads()})
+                except ImportError as error:
+                    print(f"# openvino row skipped: {error}", file=sys.stderr)
+                else:
+                    paths["openvino fp32 (classifier)"] = (
+                        lambda x, g=graph: torch.from_numpy(g.run("logits", x.numpy())), ("logits", classifier),
+                    )
     return paths
 
 
@@ -199,7 +214,7 @@ def memory_child(args) -> int:
     memory = PeakMemory(args.device)
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.presets.split(","):
-            paths = build_paths(preset, args.device, False, not args.no_onnx, Path(tmp))
+            paths = build_paths(preset, args.device, False, not args.no_onnx, Path(tmp), not args.no_openvino)
             for batch in [int(b) for b in args.batch_sizes.split(",")]:
                 x = _inputs(batch, args.device)
                 peaks = {}
@@ -216,7 +231,8 @@ def peak_memory_in_child(args, preset: str) -> dict:
     import subprocess
 
     command = [sys.executable, __file__, MEMORY_CHILD, "--presets", preset, "--batch-sizes", args.batch_sizes,
-               "--device", args.device] + (["--no-onnx"] if args.no_onnx else [])
+               "--device", args.device] + (["--no-onnx"] if args.no_onnx else []) + \
+              (["--no-openvino"] if args.no_openvino else [])
     if args.threads:
         command += ["--threads", str(args.threads)]
     done = subprocess.run(command, capture_output=True, text=True)
@@ -238,7 +254,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch / onnxruntime threads (default: torch's)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
     parser.add_argument("--compile", action="store_true", help="add torch.compile rows (minutes of compilation)")
-    parser.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime row")
+    parser.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime and openvino rows")
+    parser.add_argument("--no-openvino", action="store_true", help="skip the openvino row")
     parser.add_argument("--quick", action="store_true", help="small preset, batch 1 and 8, 3 rounds")
     parser.add_argument(MEMORY_CHILD, action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -259,7 +276,8 @@ def main(argv=None) -> int:
     rows = [header, "|---|---:|---|---:|---:|---:|---:|"]
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.presets.split(","):
-            paths = build_paths(preset, args.device, args.compile, not args.no_onnx, Path(tmp))
+            paths = build_paths(preset, args.device, args.compile, not args.no_onnx, Path(tmp),
+                                not args.no_openvino)
             results = []
             for batch in [int(b) for b in args.batch_sizes.split(",")]:
                 x = _inputs(batch, args.device)
@@ -287,7 +305,7 @@ def main(argv=None) -> int:
                     kind = paths[name][1]
                     if kind == "hidden":
                         diff = (outputs[name] - outputs[ref_name]).abs().max().item()
-                    else:  # onnxruntime logits against the PyTorch classifier in float32
+                    else:  # onnxruntime / openvino logits against the PyTorch classifier in float32
                         if expected_logits is None:
                             with torch.inference_mode():
                                 expected_logits = kind[1](input_values=x.cpu()).logits
