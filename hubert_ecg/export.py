@@ -30,6 +30,7 @@ float32 with eager attention (the SDPA kernels have no better ONNX form, and the
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -39,9 +40,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["export_onnx", "check_onnx", "export_onnx_main", "DEFAULT_OPSET", "TASKS"]
+__all__ = ["export_onnx", "check_onnx", "export_onnx_main", "DEFAULT_OPSET", "INT8_SCORE_ATOL", "TASKS"]
 
 DEFAULT_OPSET = 17  # LayerNormalization is a native op from opset 17
+#: largest accepted max |score difference| of an int8 graph against PyTorch float32 (issue 21)
+INT8_SCORE_ATOL = 0.02
 _INSTALL_HINT = 'ONNX export needs the optional dependencies: pip install "hubert-ecg[onnx]"'
 
 
@@ -140,6 +143,8 @@ def export_onnx(
     atol: float = 1e-4,
     check_batch_sizes: tuple[int, ...] = (1, 3),
     task: str | None = None,
+    quantize: str | None = None,
+    int8_atol: float = INT8_SCORE_ATOL,
 ) -> dict:
     """Export a classifier (or a backbone) to ONNX with a dynamic batch dimension, and check it against PyTorch.
 
@@ -164,6 +169,12 @@ def export_onnx(
             classifier), ``"feature-extraction"`` (output ``last_hidden_state`` float32 ``(batch, frames,
             hidden_size)`` of the backbone, of any HuBERT-ECG model), or None: a classifier is exported with its
             head, any other model as a backbone.
+        quantize: None, or ``"int8"``: also write a dynamically quantized copy (onnxruntime's ``quantize_dynamic``,
+            int8 weights, activations quantized per call) beside the float32 graph: ``model_int8.onnx`` in an
+            exported model directory (run it with ``--model DIR/model_int8.onnx``), ``OUT_int8.onnx`` beside a file.
+            With ``check`` a classifier's int8 scores (sigmoid / softmax of the logits, with the model's
+            calibration) are compared with PyTorch float32's; a backbone's int8 hidden states are measured only.
+        int8_atol: largest accepted max |score difference| of the int8 check of a classifier (0.02).
 
     Returns:
         ``{"path": str (the .onnx file), "directory": str or None (an exported model directory), "task": str,
@@ -174,12 +185,14 @@ def export_onnx(
     Raises:
         ImportError: when ``onnx`` (or, with ``check``, ``onnxruntime``) is missing, naming the ``onnx`` extra.
         ValueError: for a model or path that is not a HuBERT-ECG model, an original ``.pt`` checkpoint (convert it
-            first), an unknown ``task`` or ``"sequence-classification"`` of a model without a head, ``samples`` too
-            short for the feature encoder, or a check that fails (the message gives the batch size and the
-            difference).
+            first), an unknown ``task`` or ``"sequence-classification"`` of a model without a head, an unknown
+            ``quantize``, ``samples`` too short for the feature encoder, or a check that fails (the message gives
+            the batch size and the difference).
     """
     onnx = _require("onnx")
-    if check:
+    if quantize not in (None, "int8"):
+        raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
+    if check or quantize:
         _require("onnxruntime")
     model, task = _load_model(model_or_path, task)
     output = TASKS[task]
@@ -225,11 +238,28 @@ def export_onnx(
         "export_seconds": export_seconds,
         "max_abs_diff": None,
         "checked_batch_sizes": [],
+        "int8_path": None,
+        "int8_max_abs_diff": None,
     }
     if check:
         diffs = check_onnx(out_path, model, samples=samples, batch_sizes=check_batch_sizes, atol=atol)
         report["max_abs_diff"] = max(diffs.values())
         report["checked_batch_sizes"] = sorted(diffs)
+    if quantize == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        int8_path = out_path.with_name(f"{out_path.stem}_int8.onnx")
+        logging.disable(logging.WARNING)  # its advice to run its pre-processing, logged on the root logger
+        try:
+            quantize_dynamic(str(out_path), str(int8_path), weight_type=QuantType.QInt8)
+        finally:
+            logging.disable(logging.NOTSET)
+        report["int8_path"] = str(int8_path)
+        if check:
+            classifier = output == "logits"
+            diffs = check_onnx(int8_path, model, samples=samples, batch_sizes=check_batch_sizes,
+                               atol=int8_atol if classifier else float("inf"), scores=classifier)
+            report["int8_max_abs_diff"] = max(diffs.values())
     return report
 
 
@@ -241,6 +271,7 @@ def check_onnx(
     atol: float = 1e-4,
     seed: int = 0,
     backend: str = "onnxruntime",
+    scores: bool = False,
 ) -> dict[int, float]:
     """Compare an exported graph with the PyTorch model on random inputs in [-1, 1].
 
@@ -255,6 +286,8 @@ def check_onnx(
         seed: seed of the random inputs.
         backend: the runtime that runs the graph: ``"onnxruntime"`` (default) or ``"openvino"``
             (:class:`hubert_ecg.onnx_backend.ExportedGraph`).
+        scores: compare a classifier's scores (:func:`hubert_ecg.modeling.scores_from_logits` for its problem type,
+            with its ``score_calibration``: what the pipeline reports) instead of its logits (an int8 graph).
 
     Returns:
         ``{batch_size: max |output(onnx) - output(torch)|}``.
@@ -263,6 +296,7 @@ def check_onnx(
         ImportError: without the runtime (names its extra).
         ValueError: if any difference exceeds ``atol``, or for a graph without ``logits`` / ``last_hidden_state``.
     """
+    from .modeling import scores_from_logits
     from .onnx_backend import ExportedGraph
 
     if backend == "onnxruntime":
@@ -278,13 +312,19 @@ def check_onnx(
             out = model(input_values=x.to(model.device, model.dtype), return_dict=True)
             expected = getattr(out, output).float().cpu()
         got = graph.run(output, x.numpy())
+        if scores and output == "logits":
+            config = model.config
+            calibration = getattr(config, "score_calibration", None)
+            got, expected = (torch.as_tensor(scores_from_logits(v, config.problem_type_of(), calibration),
+                                             dtype=torch.float32) for v in (got, expected))
+            got = got.numpy()
         if got.shape != tuple(expected.shape):
             raise ValueError(f"{onnx_path}: {output} of shape {got.shape} for batch {batch}, expected "
                              f"{tuple(expected.shape)}.")
         diffs[int(batch)] = float(np.abs(got - expected.numpy()).max())
         if diffs[int(batch)] > atol:
             raise ValueError(
-                f"{onnx_path}: {backend} and PyTorch {output} differ by {diffs[int(batch)]:.3g} at batch {batch} "
+                f"{onnx_path}: {backend} and PyTorch {'scores' if scores else output} differ by {diffs[int(batch)]:.3g} at batch {batch} "
                 f"(tolerance {atol:g})."
             )
     return diffs
@@ -306,7 +346,8 @@ def _save_config_and_preprocessor(model, model_or_path, directory: Path) -> None
 
 
 def export_onnx_main(argv: list[str] | None = None) -> int:
-    """``hubert-ecg export-onnx MODEL OUT.onnx|OUT_DIR [--task T] [--opset N] [--samples N] [--atol X] [--no-check]``.
+    """``hubert-ecg export-onnx MODEL OUT.onnx|OUT_DIR [--task T] [--quantize int8] [--opset N] [--samples N] [--atol X]
+    [--no-check]``.
 
     Returns 0 on success; 2 when the model cannot be loaded, the optional dependencies are missing, or the
     onnxruntime check fails (the reason on stderr).
@@ -332,11 +373,15 @@ def export_onnx_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=6000, help="input samples at 100 Hz (default 6000 = 5 s)")
     parser.add_argument("--atol", type=float, default=1e-4, help="max |output difference| of the check (1e-4)")
     parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime check")
+    parser.add_argument("--quantize", choices=("int8",), default=None,
+                        help="also write a dynamically quantized int8 copy beside the graph (model_int8.onnx in a "
+                        f"directory; run it with --model DIR/model_int8.onnx); its scores are checked within "
+                        f"{INT8_SCORE_ATOL:g} of PyTorch float32")
     args = parser.parse_args(argv)
     try:
         report = export_onnx(
             args.model, args.out, opset=args.opset, samples=args.samples, check=not args.no_check, atol=args.atol,
-            task=args.task,
+            task=args.task, quantize=args.quantize,
         )
     except (ImportError, ValueError) as error:
         print(f"hubert-ecg export-onnx: error: {error}", file=sys.stderr)
@@ -349,4 +394,10 @@ def export_onnx_main(argv: list[str] | None = None) -> int:
         line += f"; onnxruntime vs PyTorch at batch {report['checked_batch_sizes']}: max |{what} diff| "
         line += f"{report['max_abs_diff']:.2e}"
     print(line)
+    if report["int8_path"] is not None:
+        line = f"int8 (dynamic quantization) -> {report['int8_path']}"
+        if report["int8_max_abs_diff"] is not None:
+            what = "score" if report["output"] == "logits" else "hidden state"
+            line += f"; onnxruntime vs PyTorch float32: max |{what} diff| {report['int8_max_abs_diff']:.2e}"
+        print(line)
     return 0
