@@ -7,7 +7,9 @@ clf = hubert_ecg.pipelines.load_pipeline("demo-onnx")           # or "demo-onnx/
 clf = hubert_ecg.pipelines.load_pipeline("demo-onnx", backend="openvino")   # the same graph with OpenVINO
 ```
 
-or ``hubert-ecg predict RECORDS --model demo-onnx [--backend onnxruntime|openvino]``.
+or ``hubert-ecg predict RECORDS --model demo-onnx [--backend onnxruntime|openvino]``, or transformers' own
+``pipeline("ecg-classification", model="demo-onnx", model_kwargs={"backend": "openvino"})`` (the package registers
+:class:`ONNXClassifier` / :class:`ONNXFeatureModel` after the PyTorch Auto classes of its two tasks).
 
 An exported model directory holds ``model.onnx`` (:func:`hubert_ecg.export.export_onnx`: input ``input_values``
 float32 ``(batch, samples)``, output ``logits`` ``(batch, num_labels)`` for a classifier, or ``last_hidden_state``
@@ -239,11 +241,29 @@ class _ExportedModel:
                              f"{self.graph.outputs}); {self._wrong_graph}")
 
     @classmethod
-    def from_pretrained(cls, source: str | os.PathLike, backend: str | None = None, session_options=None):
+    def from_pretrained(cls, source: str | os.PathLike, backend: str | None = None, session_options=None,
+                        **pipeline_kwargs):
         """Load an exported model directory (or a ``.onnx`` file with ``config.json`` beside it) with ``backend``
-        (None: :func:`default_backend`); ``session_options`` as :class:`ExportedGraph`'s ``options``."""
+        (None: :func:`default_backend`); ``session_options`` as :class:`ExportedGraph`'s ``options``.
+
+        ``pipeline(task, model=DIR)`` calls this after the PyTorch Auto class could not load ``DIR``, with its own
+        keywords (``_from_pipeline``, ``dtype``, ``device_map``, hub options, ...): a ``dtype`` or ``device_map``
+        other than float32 / the CPU is refused, the others (which concern downloading PyTorch weights) are
+        ignored; ``model_kwargs={"backend": "openvino"}`` picks the runtime.
+
+        Raises:
+            ValueError: for a missing graph or ``config.json``, a graph of the other kind, another dtype or
+                device.
+            ImportError: when the runtime is not installed (names the extra).
+        """
         from .configuration import HuBERTECGConfig
 
+        dtype = pipeline_kwargs.pop("dtype", None)
+        if dtype not in (None, "auto", "float32", torch.float32):
+            raise ValueError(f"{source}: an ONNX model runs in float32; dtype {dtype} is not supported.")
+        device_map = pipeline_kwargs.pop("device_map", None)
+        if device_map not in (None, "cpu"):
+            raise ValueError(f"{source}: an ONNX model runs on the CPU; device_map {device_map!r} is not supported.")
         graph, folder = resolve_onnx_model(source)
         return cls(graph, HuBERTECGConfig.from_pretrained(str(folder)), backend=backend,
                    session_options=session_options)

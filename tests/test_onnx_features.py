@@ -93,3 +93,11 @@ def test_the_wrong_kind_of_graph_is_a_clear_error(backbone_dir, tmp_path):
         load_feature_pipeline(str(backbone_dir), backend="torch")
     with pytest.raises(ValueError, match="not one"):  # a PyTorch model with an exported runtime
         load_feature_pipeline(None, backend="onnxruntime")
+
+
+def test_transformers_pipeline_takes_an_exported_backbone(backbone_dir, torch_vectors):
+    from transformers import pipeline
+
+    embed = pipeline("ecg-feature-extraction", model=str(backbone_dir))
+    assert isinstance(embed.model, ONNXFeatureModel) and embed.model.backend == "onnxruntime"
+    assert float(np.abs(embed(RECORDS[0]) - torch_vectors[0]).max()) < 1e-4

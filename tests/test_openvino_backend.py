@@ -82,3 +82,13 @@ def test_no_runtime_installed_names_both_extras(onnx_dir, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(ValueError, match=r"hubert-ecg\[onnx\].*hubert-ecg\[openvino\]"):
         load_pipeline(str(onnx_dir))
+
+
+def test_transformers_pipeline_takes_an_exported_directory(onnx_dir, pipelines):
+    from transformers import pipeline
+
+    clf = pipeline("ecg-classification", model=str(onnx_dir), model_kwargs={"backend": "openvino"})
+    assert isinstance(clf.model, ONNXClassifier) and clf.model.backend == "openvino"
+    assert clf(RECORDS[0]) == pipelines[0](RECORDS[0])
+    with pytest.raises(ValueError, match="float32"):
+        ONNXClassifier.from_pretrained(onnx_dir, dtype="bfloat16")
