@@ -32,9 +32,9 @@ Why not optimum-intel's ``OVModelForSequenceClassification`` / ``OVModelForFeatu
 2.2.0 (the current release) requires ``transformers<5.6,>=4.51``, ``optimum~=2.3.0``, ``nncf>=3.3.0`` and
 ``torchvision``; ``pip install --dry-run "optimum-intel[openvino]"`` (December 2026) would replace transformers
 5.25.0 with 5.5.4 and torch 2.13.0+cpu with 2.14.1 and its CUDA wheels (cuda-toolkit 13.0, 15 ``nvidia-*``
-packages, triton), and its
-exporter registers ``hubert`` (feature-extraction, audio-classification, ASR) but not ``hubert_ecg``; its
-``OVModelForSequenceClassification.forward`` takes ``input_ids``, not ``input_values``. The pipelines need four
+packages, triton); its exporter registers ``hubert`` (feature-extraction, audio-classification, ASR) but not
+``hubert_ecg``; its ``OVModelForSequenceClassification.forward`` takes ``input_ids`` and a required
+``attention_mask``, not ``input_values``. The pipelines need four
 things of a model (``config``, ``device``, ``dtype`` and ``model(input_values=..., attention_mask=...)`` giving
 ``.logits`` or ``.last_hidden_state``), which the classes here give over one session of either runtime
 (:class:`ExportedGraph`).
