@@ -853,6 +853,8 @@ def _predict_to_dir(args, inputs: list[tuple[str, str | None]], lead_names) -> i
             print(f"hubert-ecg predict: using the bundled demo model ({demo_model_path()}): a demonstration, not a "
                   "clinical tool.", file=sys.stderr)
         device = args.device if args.device is not None else state.device
+        if args.device is None and resolve_runtime(args.model, args.backend) != "torch":
+            device = None  # an exported model runs on the CPU whatever the launch's device
         clf = load_pipeline(args.model, device, args.dtype, args.backend)
     except ValueError as err:
         print(f"hubert-ecg predict: error: {err}", file=sys.stderr)

@@ -92,3 +92,11 @@ def test_transformers_pipeline_takes_an_exported_directory(onnx_dir, pipelines):
     assert clf(RECORDS[0]) == pipelines[0](RECORDS[0])
     with pytest.raises(ValueError, match="float32"):
         ONNXClassifier.from_pretrained(onnx_dir, dtype="bfloat16")
+
+
+def test_predict_output_dir_with_openvino(onnx_dir, tmp_path):
+    """The sharded writer (one process here) runs an exported model too, on the CPU whatever the launch's device."""
+    out = tmp_path / "out"
+    assert predict_main([*RECORDS, "--model", str(onnx_dir), "--backend", "openvino", "--output-dir", str(out)]) == 0
+    (csv_file,) = out.glob("predictions-*.csv")
+    assert len(csv_file.read_text().strip().splitlines()) == 1 + len(RECORDS)

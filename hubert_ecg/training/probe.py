@@ -424,6 +424,7 @@ def _embed_to_dir(args) -> int:
     import pyarrow.parquet as pq
 
     from ..embeddings import load_feature_pipeline
+    from ..pipelines import resolve_runtime
     from ..sharding import ShardedRun, chunks, process_state
 
     settings = {"model": args.model or "demo", "layer": args.layer, "window": args.window, "stride": args.stride,
@@ -434,6 +435,8 @@ def _embed_to_dir(args) -> int:
         run.dir.mkdir(parents=True, exist_ok=True)
         items, label_names, problem_type = _gather_inputs(args.inputs, args.source, args.data_dir)
         device = args.device if args.device is not None else state.device
+        if args.device is None and resolve_runtime(args.model, args.backend) != "torch":
+            device = None  # an exported model runs on the CPU whatever the launch's device
         pipe = load_feature_pipeline(args.model, device, args.dtype, args.backend)
         if args.layer is not None:
             pipe.check_layer(args.layer)
