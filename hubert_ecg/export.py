@@ -97,8 +97,9 @@ def _load_model(model_or_path, task: str | None = None):
             model = model_class.from_pretrained(str(model_or_path), attn_implementation="eager", dtype=torch.float32)
         except (OSError, ValueError) as error:
             raise ValueError(
-                f"{model_or_path}: cannot load a HuBERT-ECG {'classifier' if model_class is not HuBERTECGModel else 'model'} "
-                f"(save_pretrained directory or hub id expected): {error}"
+                f"{model_or_path}: cannot load a HuBERT-ECG "
+                f"{'model' if model_class is HuBERTECGModel else 'classifier'} (save_pretrained directory or hub id "
+                f"expected): {error}"
             ) from None
     elif isinstance(model_or_path, HuBERTECGPreTrainedModel):
         import copy
@@ -324,8 +325,8 @@ def check_onnx(
         diffs[int(batch)] = float(np.abs(got - expected.numpy()).max())
         if diffs[int(batch)] > atol:
             raise ValueError(
-                f"{onnx_path}: {backend} and PyTorch {'scores' if scores else output} differ by {diffs[int(batch)]:.3g} at batch {batch} "
-                f"(tolerance {atol:g})."
+                f"{onnx_path}: {backend} and PyTorch {'scores' if scores else output} differ by "
+                f"{diffs[int(batch)]:.3g} at batch {batch} (tolerance {atol:g})."
             )
     return diffs
 

@@ -50,7 +50,8 @@ import numpy as np
 import torch
 
 __all__ = [
-    "BACKENDS", "BACKEND_CHOICES", "ExportedGraph", "ExportedModelOutput", "ONNXClassifier", "ONNXClassifierOutput", "ONNXFeatureModel",
+    "BACKENDS", "BACKEND_CHOICES", "ExportedGraph", "ExportedModelOutput", "ONNXClassifier", "ONNXClassifierOutput",
+    "ONNXFeatureModel",
     "ONNX_WEIGHTS_NAME", "available_backends", "default_backend", "is_onnx_model", "resolve_backend",
     "resolve_onnx_model",
 ]

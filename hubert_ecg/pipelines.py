@@ -515,8 +515,8 @@ def resolve_runtime(model, backend: str | None = None) -> str:
 
 def load_exported_model(source, kind: str, device=None, dtype=None, backend: str | None = None):
     """``(model, feature_extractor)`` of an exported model directory or ``.onnx`` file, run on the CPU with
-    ``backend`` (None: the default runtime); ``kind`` ``"classifier"`` (:class:`~hubert_ecg.onnx_backend.ONNXClassifier`)
-    or ``"backbone"`` (:class:`~hubert_ecg.onnx_backend.ONNXFeatureModel`).
+    ``backend`` (None: the default runtime); ``kind`` ``"classifier"``
+    (:class:`~hubert_ecg.onnx_backend.ONNXClassifier`) or ``"backbone"`` (:class:`~hubert_ecg.onnx_backend.ONNXFeatureModel`).
 
     Raises:
         ValueError: for a ``device`` other than the CPU or a ``dtype`` other than float32, a missing graph or
