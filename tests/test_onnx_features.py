@@ -101,3 +101,19 @@ def test_transformers_pipeline_takes_an_exported_backbone(backbone_dir, torch_ve
     embed = pipeline("ecg-feature-extraction", model=str(backbone_dir))
     assert isinstance(embed.model, ONNXFeatureModel) and embed.model.backend == "onnxruntime"
     assert float(np.abs(embed(RECORDS[0]) - torch_vectors[0]).max()) < 1e-4
+
+
+def test_a_pretraining_checkpoint_exports_its_backbone(tmp_path):
+    """Any checkpoint without a classification head is exported as a backbone (``task`` None); a classification
+    export of it is refused."""
+    from hubert_ecg import HuBERTECGConfig, HuBERTECGForPreTraining
+
+    config = HuBERTECGConfig.from_preset("small")
+    config.num_hidden_layers = 1
+    HuBERTECGForPreTraining(config).save_pretrained(tmp_path / "pretrained")
+    report = export_onnx(tmp_path / "pretrained", tmp_path / "exported", check_batch_sizes=(2,))
+    assert report["task"] == "feature-extraction" and report["output"] == "last_hidden_state"
+    assert report["max_abs_diff"] < 1e-4 and report["num_labels"] is None
+    assert isinstance(load_feature_pipeline(str(tmp_path / "exported")).model, ONNXFeatureModel)
+    with pytest.raises(ValueError, match="HuBERTECGForSequenceClassification"):
+        export_onnx(HuBERTECGForPreTraining(config), tmp_path / "x.onnx", task="sequence-classification")
