@@ -26,14 +26,17 @@ Paths (rows):
 * ``bf16 + compile`` (``--compile``): ``torch.compile`` of the bf16 model (compilation time not counted).
 * ``onnxruntime fp32`` (CPU only; ``--no-onnx`` to skip): the classifier exported by ``hubert_ecg.export``
   (same backbone plus mean pooling and a 5-label linear head, a negligible cost).
+* ``openvino fp32`` (CPU only, when openvino is installed; ``--no-openvino`` to skip): the same ``.onnx`` file
+  compiled by OpenVINO's CPU plugin with ``INFERENCE_PRECISION_HINT="f32"`` and torch's thread count
+  (``hubert_ecg.onnx_backend.ExportedGraph``, what ``backend="openvino"`` runs).
 
 Columns: ECGs/s (median over rounds), x reference, GFLOP/s (FLOPs per window x ECGs/s), the fraction of the
 measured matrix-product rate of the path's dtype (float32 paths against the float32 rate, bfloat16 ones against the
 bfloat16 rate), peak memory (CPU: peak resident memory of the process above
 the level before the call, MiB, from /proc/self/status VmHWM after resetting it, measured in a child process whose
 allocator returns freed memory at once; not measured for compiled paths; GPU: ``max_memory_allocated`` above the
-weights, MiB) and max |difference| to the reference (``last_hidden_state``; for onnxruntime, logits against the
-PyTorch classifier in float32).
+weights, MiB) and max |difference| to the reference (``last_hidden_state``; for onnxruntime and openvino, logits
+against the PyTorch classifier in float32).
 
 Absolute figures from a CPU shared with other jobs are noisy; compare ratios. On a GPU (``--device cuda``) the
 figures are absolute and the device's name is printed.
@@ -42,7 +45,7 @@ Presets: ``small``, ``base``, ``large`` (:data:`hubert_ecg.configuration.PRESETS
 model's architecture).
 
 Usage: ``python benchmarks/inference.py [--quick] [--presets small,base] [--batch-sizes 1,8,64] [--runs 5]
-[--threads N] [--compile] [--no-onnx] [--device cpu|cuda]``
+[--threads N] [--compile] [--no-onnx] [--no-openvino] [--device cpu|cuda]``
 """
 
 from __future__ import annotations
@@ -201,7 +204,7 @@ def reference_model(config: HuBERTECGConfig) -> HubertModel:
 
 
 def build_paths(preset: str, device: str, use_compile: bool, use_onnx: bool, tmp: Path,
-                default_settings: InferenceSettings | None = None) -> dict:
+                default_settings: InferenceSettings | None = None, use_openvino: bool = True) -> dict:
     """name -> (callable(x) -> output tensor on the CPU in float32, kind) for one preset, same weights."""
     torch.manual_seed(0)
     config = preset_config(preset)
@@ -262,6 +265,17 @@ def build_paths(preset: str, device: str, use_compile: bool, use_onnx: bool, tmp
                 lambda x, s=session: torch.from_numpy(s.run(["logits"], {"input_values": x.numpy()})[0]),
                 ("logits", classifier),
             )
+            if use_openvino:
+                try:  # the same .onnx file, compiled by OpenVINO's CPU plugin in float32 (as backend="openvino")
+                    from hubert_ecg.onnx_backend import ExportedGraph
+
+                    graph = ExportedGraph(path, "openvino", {"INFERENCE_NUM_THREADS": torch.get_num_threads()})
+                except ImportError as error:
+                    print(f"# openvino row skipped: {error}", file=sys.stderr)
+                else:
+                    paths["openvino fp32 (classifier)"] = (
+                        lambda x, g=graph: torch.from_numpy(g.run("logits", x.numpy())), ("logits", classifier),
+                    )
     return paths
 
 
@@ -278,7 +292,8 @@ def memory_child(args) -> int:
         for preset in args.presets.split(","):
             dtype, attention, first_conv = args.default_settings.split("/")
             settings = InferenceSettings(dtype=dtype, attn_implementation=attention, input_conv=first_conv)
-            paths = build_paths(preset, args.device, False, not args.no_onnx, Path(tmp), settings)
+            paths = build_paths(preset, args.device, False, not args.no_onnx, Path(tmp), settings,
+                                not args.no_openvino)
             for batch in [int(b) for b in args.batch_sizes.split(",")]:
                 x = _inputs(batch, args.device)
                 peaks = {}
@@ -295,7 +310,8 @@ def peak_memory_in_child(args, preset: str, default_settings: str) -> dict:
     import subprocess
 
     command = [sys.executable, __file__, MEMORY_CHILD, "--presets", preset, "--batch-sizes", args.batch_sizes,
-               "--device", args.device, "--default-settings", default_settings] + (["--no-onnx"] if args.no_onnx else [])
+               "--device", args.device, "--default-settings", default_settings] + \
+              (["--no-onnx"] if args.no_onnx else []) + (["--no-openvino"] if args.no_openvino else [])
     if args.threads:
         command += ["--threads", str(args.threads)]
     done = subprocess.run(command, capture_output=True, text=True)
@@ -317,7 +333,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch / onnxruntime threads (default: torch's)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
     parser.add_argument("--compile", action="store_true", help="add torch.compile rows (minutes of compilation)")
-    parser.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime row")
+    parser.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime and openvino rows")
+    parser.add_argument("--no-openvino", action="store_true", help="skip the openvino row")
     parser.add_argument("--quick", action="store_true", help="small preset, batch 1 and 8, 3 rounds")
     parser.add_argument(MEMORY_CHILD, action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--default-settings", default="float32/sdpa/matmul", help=argparse.SUPPRESS)
@@ -346,7 +363,8 @@ def main(argv=None) -> int:
                      "bf16": gemm_rate(config, torch.bfloat16, args.device)}
             print(f"# {preset}: {flops / 1e9:.3f} GFLOP per 5 s window; measured GEMM rate "
                   f"{rates['fp32']:.0f} GFLOP/s fp32, {rates['bf16']:.0f} GFLOP/s bf16", flush=True)
-            paths = build_paths(preset, args.device, args.compile, not args.no_onnx, Path(tmp))
+            paths = build_paths(preset, args.device, args.compile, not args.no_onnx, Path(tmp),
+                                use_openvino=not args.no_openvino)
             default_name = next(name for name in paths if name.startswith("default ("))
             results = []
             for batch in [int(b) for b in args.batch_sizes.split(",")]:
@@ -375,7 +393,7 @@ def main(argv=None) -> int:
                     kind = paths[name][1]
                     if kind == "hidden":
                         diff = (outputs[name] - outputs[ref_name]).abs().max().item()
-                    else:  # onnxruntime logits against the PyTorch classifier in float32
+                    else:  # onnxruntime / openvino logits against the PyTorch classifier in float32
                         if expected_logits is None:
                             with torch.inference_mode():
                                 expected_logits = kind[1](input_values=x.cpu()).logits

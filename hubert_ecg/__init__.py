@@ -30,6 +30,7 @@ from .modeling import (
     HuBERTECGModel,
     HuBERTECGPreTrainedModel,
 )
+from .onnx_backend import ONNXClassifier, ONNXFeatureModel
 from .pipelines import ECGClassificationPipeline
 from .processing import HuBERTECGFeatureExtractor
 
@@ -48,13 +49,16 @@ for _auto, _model in (
     _model.register_for_auto_class(_auto.__name__)  # save_pretrained copies the code for trust_remote_code
 AutoFeatureExtractor.register(HuBERTECGConfig, HuBERTECGFeatureExtractor, exist_ok=True)
 HuBERTECGFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
+# pipeline() tries the classes in order: a PyTorch checkpoint, then an exported model directory (model.onnx, run with
+# onnxruntime or OpenVINO: pipeline(task, model=DIR, model_kwargs={"backend": "openvino"}))
 if "ecg-classification" not in PIPELINE_REGISTRY.supported_tasks:
     PIPELINE_REGISTRY.register_pipeline(
-        "ecg-classification", pipeline_class=ECGClassificationPipeline, pt_model=AutoModelForSequenceClassification
+        "ecg-classification", pipeline_class=ECGClassificationPipeline,
+        pt_model=(AutoModelForSequenceClassification, ONNXClassifier),
     )
 if "ecg-feature-extraction" not in PIPELINE_REGISTRY.supported_tasks:  # a classifier checkpoint gives its backbone
     PIPELINE_REGISTRY.register_pipeline(
-        "ecg-feature-extraction", pipeline_class=ECGFeatureExtractionPipeline, pt_model=AutoModel
+        "ecg-feature-extraction", pipeline_class=ECGFeatureExtractionPipeline, pt_model=(AutoModel, ONNXFeatureModel)
     )
 
 # name -> module, imported on first access (PEP 562)

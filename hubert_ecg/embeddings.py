@@ -94,17 +94,19 @@ class ECGFeatureExtractionPipeline(ECGClassificationPipeline):
             raise ValueError(f"ecg-feature-extraction pipeline: unknown parameters {unknown}")
         preprocess, _, _ = super()._sanitize_parameters(**kwargs)
         forward, postprocess = {}, {}
-        if layer is not None:
+        if layer is not None and self.check_layer(layer) is not None:
             forward["layer"] = self.check_layer(layer)
         if return_details is not None:
             postprocess["return_details"] = bool(return_details)
         return preprocess, forward, postprocess
 
-    def check_layer(self, layer) -> int:
-        """``layer`` as an index into the backbone's ``hidden_states`` (``num_hidden_layers + 1`` of them).
+    def check_layer(self, layer) -> int | None:
+        """``layer`` as an index into the backbone's ``hidden_states`` (``num_hidden_layers + 1`` of them); for an
+        exported backbone (:class:`~hubert_ecg.onnx_backend.ONNXFeatureModel`) None (its last hidden state).
 
         Raises:
-            ValueError: for a non-integer or a layer outside ``-(num_hidden_layers + 1) .. num_hidden_layers``.
+            ValueError: for a non-integer or a layer outside ``-(num_hidden_layers + 1) .. num_hidden_layers``;
+                for an exported backbone, any layer but the last.
         """
         n = int(self.model.config.num_hidden_layers)
         if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not -(n + 1) <= int(layer) <= n:
@@ -112,6 +114,11 @@ class ECGFeatureExtractionPipeline(ECGClassificationPipeline):
                 f"layer must be an integer from {-(n + 1)} to {n} (hidden states 0..{n} of this model with "
                 f"{n} layers; negative counts from the end), got {layer!r}"
             )
+        if getattr(self.model, "last_layer_only", False):  # an exported backbone: its graph gives last_hidden_state
+            if int(layer) not in (-1, n):
+                raise ValueError(f"layer {layer}: this exported model ({self.model.name_or_path}) gives the last "
+                                 f"hidden state only (layer -1 or {n}); use the PyTorch model for other layers")
+            return None
         return int(layer)
 
     def _forward(self, model_inputs, layer: int | None = None):
@@ -165,13 +172,21 @@ class ECGFeatureExtractionPipeline(ECGClassificationPipeline):
 
 
 def load_feature_pipeline(
-    model: str | None = None, device: str | int | None = None, dtype: str | None = None
+    model: str | None = None, device: str | int | None = None, dtype: str | None = None, backend: str | None = None
 ) -> ECGFeatureExtractionPipeline:
-    """``pipeline("ecg-feature-extraction")`` for ``model`` (hub id or directory of any HuBERT-ECG checkpoint; None:
-    the bundled demo model's backbone); ``dtype`` as :func:`hubert_ecg.pipelines.load_pipeline`.
+    """``pipeline("ecg-feature-extraction")`` for ``model`` (hub id or directory of any HuBERT-ECG checkpoint; None: the
+    bundled demo model's backbone); ``dtype`` as :func:`hubert_ecg.pipelines.load_pipeline`.
+
+    An exported backbone (a directory of ``hubert-ecg export-onnx MODEL DIR --task feature-extraction``, or its
+    ``.onnx`` file with ``config.json`` beside it) runs on the CPU with ``backend`` ``"onnxruntime"`` or
+    ``"openvino"`` (None: onnxruntime when installed, else OpenVINO; :class:`hubert_ecg.onnx_backend.ONNXFeatureModel`):
+    the same vectors as the PyTorch backbone within 1e-4, for the last layer only; a record shorter than the 5 s
+    window (zero-padded) is refused as one bad record (the graph takes no attention mask).
 
     Raises:
-        ValueError: if the model cannot be loaded (names it), or for an unknown ``dtype``.
+        ValueError: if the model cannot be loaded (names it), for an unknown ``dtype`` or ``backend``, an exported
+            backend with a model that is not exported (``"torch"`` with one that is), an exported classifier (logits
+            only: export with ``--task feature-extraction``), a runtime that is not installed (names the extra).
     """
     from pathlib import Path
 
@@ -179,7 +194,12 @@ def load_feature_pipeline(
 
     from .demo import demo_model_path
     from .inference import resolve_dtype
+    from .pipelines import load_exported_model, resolve_runtime
 
+    if resolve_runtime(model, backend) != "torch":
+        backbone, extractor = load_exported_model(model, "backbone", device, dtype, backend)
+        return ECGFeatureExtractionPipeline(model=backbone, feature_extractor=extractor, device=-1,
+                                            task="ecg-feature-extraction")
     source = model or demo_model_path()
     torch_dtype = resolve_dtype(dtype, device if isinstance(device, str) else ("cuda" if device is not None else None))
     try:

@@ -35,7 +35,7 @@ from transformers.utils import logging
 from .leads import DEFAULT_MISSING_LEADS, check_missing_leads
 from .leads import lead_set as _lead_set
 from .modeling import scores_from_logits
-from .onnx_backend import is_onnx_model
+from .onnx_backend import BACKEND_CHOICES, resolve_backend
 from .windows import MIN_DURATION, WINDOW_CHOICES, RecordWindows, describe, record_windows
 
 logger = logging.get_logger(__name__)
@@ -475,30 +475,38 @@ class ECGClassificationPipeline(ChunkPipeline):
 
 
 def load_pipeline(
-    model: str | None = None, device: str | int | None = None, dtype: str | None = None
+    model: str | None = None, device: str | int | None = None, dtype: str | None = None, backend: str | None = None
 ) -> ECGClassificationPipeline:
     """``pipeline("ecg-classification")`` for ``model`` (hub id or directory; None: the bundled demo model).
 
     An exported model directory (``model.onnx`` beside ``config.json`` and ``preprocessor_config.json``: ``hubert-ecg
-    export-onnx MODEL DIR``) or a ``.onnx`` file with those files beside it runs with onnxruntime on the CPU
-    (:class:`hubert_ecg.onnx_backend.ONNXClassifier`); ``device`` must then be None or the CPU, ``dtype`` None or
+    export-onnx MODEL DIR``) or a ``.onnx`` file with those files beside it runs on the CPU with ``backend``
+    ``"onnxruntime"`` or ``"openvino"`` (None: onnxruntime when installed, else OpenVINO;
+    :class:`hubert_ecg.onnx_backend.ONNXClassifier`); ``device`` must then be None or the CPU, ``dtype`` None or
     float32.
 
     ``dtype``: None or ``"auto"`` (the default): the settings measured fastest on this machine for this model shape,
     scores within 0.02 of float32 (:func:`hubert_ecg.inference.tuned_settings`, cached); ``"float32"`` (exact) or
     ``"bfloat16"``: the model is loaded in that dtype (``pipeline(..., dtype=)``).
 
+    ``backend``: None (the model's own: torch for a PyTorch model, see above for an exported one), ``"torch"``,
+    ``"onnxruntime"`` or ``"openvino"`` (:func:`hubert_ecg.onnx_backend.resolve_backend`).
+
     Raises:
-        ValueError: if the model cannot be loaded (names it), or for an unknown ``dtype``.
+        ValueError: if the model cannot be loaded (names it), for an unknown ``dtype`` or ``backend``, for an
+            exported backend with a model that is not exported (and ``"torch"`` with one that is), for a runtime
+            that is not installed (names the extra).
     """
     from transformers import pipeline
 
     from .demo import demo_model_path
     from .inference import resolve_dtype
 
+    if resolve_runtime(model, backend) != "torch":
+        model_, extractor = load_exported_model(model, "classifier", device, dtype, backend)
+        return ECGClassificationPipeline(model=model_, feature_extractor=extractor, device=-1,
+                                         task="ecg-classification")
     source = model or demo_model_path()
-    if is_onnx_model(source):
-        return _load_onnx_pipeline(source, device, dtype)
     torch_dtype = resolve_dtype(dtype, device if isinstance(device, str) else ("cuda" if device is not None else None))
     try:
         clf = pipeline("ecg-classification", model=source, device=device, dtype=torch_dtype or "auto")
@@ -508,25 +516,45 @@ def load_pipeline(
     return clf
 
 
-def _load_onnx_pipeline(source, device=None, dtype=None) -> ECGClassificationPipeline:
-    """The pipeline over an exported ONNX model (see :func:`load_pipeline`)."""
-    from .onnx_backend import ONNXClassifier, resolve_onnx_model
+def resolve_runtime(model, backend: str | None = None) -> str:
+    """``"torch"``, ``"onnxruntime"`` or ``"openvino"``: :func:`hubert_ecg.onnx_backend.resolve_backend` of ``model``
+    (None: the demo model, a PyTorch model), its ``ImportError`` (no runtime installed) as a ``ValueError``."""
+    try:
+        return resolve_backend(model, backend)
+    except ImportError as err:
+        raise ValueError(f"{model}: {err}") from None
 
+
+def load_exported_model(source, kind: str, device=None, dtype=None, backend: str | None = None):
+    """``(model, feature_extractor)`` of an exported model directory or ``.onnx`` file, run on the CPU with
+    ``backend`` (None: the default runtime); ``kind`` ``"classifier"``
+    (:class:`~hubert_ecg.onnx_backend.ONNXClassifier`) or ``"backbone"`` (:class:`~hubert_ecg.onnx_backend.ONNXFeatureModel`).
+
+    Raises:
+        ValueError: for a ``device`` other than the CPU or a ``dtype`` other than float32, a missing graph or
+            ``config.json``, a graph of the other kind, a runtime that is not installed, an unreadable graph (each
+            naming the path).
+    """
+    from .onnx_backend import ONNXClassifier, ONNXFeatureModel, resolve_onnx_model
+
+    backend = resolve_runtime(source, backend)
     if device is not None and not (device == -1 or str(device) == "cpu"):
-        raise ValueError(f"{source}: an ONNX model runs on the CPU with onnxruntime; --device {device} is not supported.")
+        raise ValueError(f"{source}: an ONNX model runs on the CPU with {backend}; --device {device} is not supported.")
     if dtype not in (None, "auto", "float32"):
         raise ValueError(f"{source}: an ONNX model runs in float32; --dtype {dtype} is not supported.")
     graph, folder = resolve_onnx_model(source)
+    model_class = {"classifier": ONNXClassifier, "backbone": ONNXFeatureModel}[kind]
     try:
-        model = ONNXClassifier.from_pretrained(graph)
+        model = model_class.from_pretrained(graph, backend=backend)
         extractor = load_feature_extractor(str(folder), model.config)
     except (OSError, KeyError) as err:
         raise ValueError(f"cannot load the ONNX model {str(source)!r}: {type(err).__name__}: {err}") from None
-    except Exception as err:  # onnxruntime's own errors (an unreadable graph) are not ValueErrors
+    except Exception as err:  # the runtimes' own errors (an unreadable graph) are not ValueErrors
         if isinstance(err, (ValueError, ImportError)):
             raise ValueError(str(err)) from None
-        raise ValueError(f"cannot load the ONNX graph {str(graph)!r}: {type(err).__name__}: {err}") from None
-    return ECGClassificationPipeline(model=model, feature_extractor=extractor, device=-1, task="ecg-classification")
+        raise ValueError(f"cannot load the ONNX graph {str(graph)!r} with {backend}: {type(err).__name__}: "
+                         f"{err}") from None
+    return model, extractor
 
 
 def _flag_text(flags) -> str:
@@ -714,7 +742,10 @@ def predict_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None,
                         help="hub id or save_pretrained directory (default: demo model), or an ONNX model: a "
                         "directory of `hubert-ecg export-onnx MODEL DIR` or a .onnx file with its config.json "
-                        "beside it (run with onnxruntime on the CPU)")
+                        "beside it (run on the CPU with --backend)")
+    parser.add_argument("--backend", choices=BACKEND_CHOICES, default=None,
+                        help="runtime: torch (a save_pretrained directory or hub id), onnxruntime or openvino (an "
+                        "exported model; default: onnxruntime when installed, else openvino)")
     parser.add_argument("--top-k", type=int, default=None,
                         help=f"labels per file, highest first (default: all; the table of a model with more than "
                         f"{MANY_LABELS} labels shows the {TABLE_TOP_K} highest and the positives); regression models "
@@ -772,7 +803,7 @@ def predict_main(argv: list[str] | None = None) -> int:
                 "tool.",
                 file=sys.stderr,
             )
-        clf = load_pipeline(args.model, args.device, args.dtype)
+        clf = load_pipeline(args.model, args.device, args.dtype, args.backend)
     except ValueError as err:
         print(f"hubert-ecg predict: error: {err}", file=sys.stderr)
         return 2
@@ -834,7 +865,9 @@ def _predict_to_dir(args, inputs: list[tuple[str, str | None]], lead_names) -> i
             print(f"hubert-ecg predict: using the bundled demo model ({demo_model_path()}): a demonstration, not a "
                   "clinical tool.", file=sys.stderr)
         device = args.device if args.device is not None else state.device
-        clf = load_pipeline(args.model, device, args.dtype)
+        if args.device is None and resolve_runtime(args.model, args.backend) != "torch":
+            device = None  # an exported model runs on the CPU whatever the launch's device
+        clf = load_pipeline(args.model, device, args.dtype, args.backend)
     except ValueError as err:
         print(f"hubert-ecg predict: error: {err}", file=sys.stderr)
         return 2

@@ -318,6 +318,8 @@ def _window_kwargs(args) -> dict:
 def embed_main(argv: list[str] | None = None) -> int:
     """``hubert-ecg embed INPUTS... [--model M] [--layer L] --output emb.parquet``; returns 0 when every record was
     embedded, 1 when some were skipped (listed on stderr), 2 for usage errors or when none could be embedded."""
+    from ..onnx_backend import BACKEND_CHOICES
+
     parser = argparse.ArgumentParser(
         prog="hubert-ecg embed",
         description="Embed ECG records with a HuBERT-ECG backbone: one vector per record, the mean of the hidden "
@@ -332,7 +334,11 @@ def embed_main(argv: list[str] | None = None) -> int:
                         "column and optional label columns, which become columns of the output; .txt one path a line)")
     parser.add_argument("--model", default=None,
                         help="hub id or save_pretrained directory of any HuBERT-ECG checkpoint (a classifier gives "
-                        "its backbone; default: the bundled demo model)")
+                        "its backbone; default: the bundled demo model), or an exported backbone: a directory of "
+                        "`hubert-ecg export-onnx MODEL DIR --task feature-extraction` (run on the CPU with --backend)")
+    parser.add_argument("--backend", choices=BACKEND_CHOICES, default=None,
+                        help="runtime: torch (a save_pretrained directory or hub id), onnxruntime or openvino (an "
+                        "exported backbone; default: onnxruntime when installed, else openvino)")
     parser.add_argument("--layer", type=int, default=None,
                         help="hidden state to average: 0 (after the feature projection) to num_hidden_layers, or "
                         "negative from the end (default: the last)")
@@ -375,7 +381,7 @@ def embed_main(argv: list[str] | None = None) -> int:
         return _embed_to_dir(args)
     try:
         items, label_names, problem_type = _gather_inputs(args.inputs, args.source, args.data_dir)
-        pipe = load_feature_pipeline(args.model, args.device, args.dtype)
+        pipe = load_feature_pipeline(args.model, args.device, args.dtype, args.backend)
         if args.layer is not None:
             pipe.check_layer(args.layer)
     except ValueError as err:
@@ -419,6 +425,7 @@ def _embed_to_dir(args) -> int:
     import pyarrow.parquet as pq
 
     from ..embeddings import load_feature_pipeline
+    from ..pipelines import resolve_runtime
     from ..sharding import ShardedRun, chunks, process_state
 
     settings = {"model": args.model or "demo", "layer": args.layer, "window": args.window, "stride": args.stride,
@@ -429,7 +436,9 @@ def _embed_to_dir(args) -> int:
         run.dir.mkdir(parents=True, exist_ok=True)
         items, label_names, problem_type = _gather_inputs(args.inputs, args.source, args.data_dir)
         device = args.device if args.device is not None else state.device
-        pipe = load_feature_pipeline(args.model, device, args.dtype)
+        if args.device is None and resolve_runtime(args.model, args.backend) != "torch":
+            device = None  # an exported model runs on the CPU whatever the launch's device
+        pipe = load_feature_pipeline(args.model, device, args.dtype, args.backend)
         if args.layer is not None:
             pipe.check_layer(args.layer)
     except ValueError as err:
