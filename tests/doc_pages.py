@@ -79,3 +79,35 @@ def run_commands(block: str, capsys) -> str:
         assert cli_main(argv[1:]) == 0, line
         out.append(capsys.readouterr().out)
     return "".join(out)
+
+
+def shown_literal(comment: str):
+    """The Python literal a code line's comment starts with (``# {"value": 390.2, "unit": "ms"}; None where ...``
+    gives the dict), or None when it starts with none."""
+    import ast
+
+    text = comment.lstrip("# ").rstrip()
+    if not text or text[0] not in "{[('\"-0123456789":
+        return None
+    for end in range(len(text), 0, -1):
+        try:
+            return ast.literal_eval(text[:end])
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            continue
+    return None
+
+
+def check_shown_values(code: str, namespace: dict) -> int:
+    """After ``exec(code, namespace)``: each expression line of ``code`` whose comment starts with a literal equals
+    it (evaluated again in ``namespace``); return how many were checked."""
+    checked = 0
+    for line in code.splitlines():
+        if "#" not in line or line.lstrip().startswith("#"):
+            continue
+        expression, comment = line.split("#", 1)
+        value = shown_literal(comment)
+        if value is None or "=" in expression.replace("==", "") or not expression.strip():
+            continue
+        assert eval(expression, namespace) == value, line
+        checked += 1
+    return checked
