@@ -38,6 +38,7 @@ RUN_BY = {
     },
     "lead-sets.md": {
         ("python", 0): "test_docs_lead_sets.py::test_fewer_leads_example_scores_every_record",
+        ("bash", 0): "test_docs_lead_sets.py::test_evaluation_per_lead_set_prints_what_the_page_shows",  # slow
     },
     "measurements.md": {
         ("bash", 0): "test_docs_measurements.py::test_measure_prints_what_the_page_shows",
