@@ -68,3 +68,14 @@ def test_bad_record_message_is_the_pages(docs_workdir, capsys):
     head, tail = shown[0].splitlines(), shown[1].splitlines()
     assert err[err.index(head[0]):err.index(head[0]) + len(head)] == head
     assert err[-len(tail):] == tail
+
+
+def test_manifest_lines_shown_are_the_example_manifests():
+    """"The first three lines of examples/ptbxl_train.csv (64 PTB-XL records ...; examples/ptbxl_validation.csv
+    holds 24 ...)"."""
+    from doc_pages import REPO_ROOT
+
+    train = (REPO_ROOT / "examples" / "ptbxl_train.csv").read_text().splitlines()
+    validation = (REPO_ROOT / "examples" / "ptbxl_validation.csv").read_text().splitlines()
+    assert fenced_blocks(PAGE, "")[0].splitlines() == train[:3]
+    assert (len(train) - 1, len(validation) - 1) == (64, 24)
