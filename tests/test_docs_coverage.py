@@ -91,3 +91,14 @@ def test_marks_sit_right_before_a_fence():
         for number, line in enumerate(lines[:-1], 1):
             if "<!-- not run" in line:
                 assert lines[number].startswith("```"), f"{page}:{number}: the mark must be right before a fence"
+
+
+def test_commands_are_in_bash_blocks():
+    """A ``hubert-ecg`` command in an untagged block would escape the check above: commands go in ``bash`` blocks;
+    untagged blocks hold outputs and synopses (``[--option]``, ``A|B``, ``FILES...``)."""
+    for page in PAGES:
+        for block in page_blocks(page):
+            first = block.text.strip().splitlines()[0] if block.text.strip() else ""
+            if block.kind == "" and first.startswith("hubert-ecg ") and len(first.split()) > 2:
+                assert any(sign in first for sign in ("[", "|", "...")), (
+                    f"{page}:{block.line}: a command in an untagged block; make it a bash block")
