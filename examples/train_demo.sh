@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Reproduces the bundled demo model (hubert_ecg/demo/model) on CPU: fine-tuning (about 60 min on 2 shared cores),
-# calibration and thresholds on fold 8, the fold-9 evaluation per lead set, the model card, then the copy into the
-# package. Usage: examples/train_demo.sh [DATA_DIR] [OUTPUT_DIR]   (DATA_DIR holds ptbxl/ and ptbxl_extra/)
+# Reproduces the bundled demo model (hubert_ecg/demo/model) on CPU: fine-tuning (7 min wall on 2 CPU cores; the
+# whole script about 9 min, docs/demo-model.md), calibration and thresholds on fold 8, the fold-9 evaluation per lead
+# set, the model card, then the copy into the package.
+# Usage: examples/train_demo.sh [DATA_DIR] [OUTPUT_DIR]   (DATA_DIR holds ptbxl/ and ptbxl_extra/)
 set -euo pipefail
 DATA=${1:-../shared/data}
 OUT=${2:-/tmp/hubert-ecg-demo}

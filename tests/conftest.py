@@ -64,10 +64,15 @@ def data_dir() -> Path:
 
 @pytest.fixture
 def docs_workdir(tmp_path, data_dir, monkeypatch):
-    """A working directory beside a ``shared`` link to ../shared, so the docs' ``../shared/...`` paths resolve as
-    they do from a clone's root."""
+    """A working directory laid out as a clone's root beside ``../shared``: a ``shared`` link to ../shared beside it,
+    links to the repository's ``examples/`` and ``hubert_ecg/`` in it and an empty ``docs/images/``, so the docs'
+    ``../shared/...``, ``examples/...`` and ``hubert_ecg/demo/...`` paths resolve and what a command writes under
+    ``docs/`` stays in the test's folder."""
     (tmp_path / "shared").symlink_to(data_dir.parent, target_is_directory=True)
     work = tmp_path / "work"
     work.mkdir()
+    for name in ("examples", "hubert_ecg"):
+        (work / name).symlink_to(REPO_ROOT / name, target_is_directory=True)
+    (work / "docs" / "images").mkdir(parents=True)
     monkeypatch.chdir(work)
     return work

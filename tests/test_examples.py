@@ -3,6 +3,7 @@ on real PTB-XL records in ../shared (the notebook through nbclient, from the `de
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +73,11 @@ def test_quickstart_notebook(tmp_path, data_dir):
     )
     assert "torch.Size([3, 6000])" in text  # three 5 s windows of the 10 s record at a 2.5 s stride
     assert "'label': 'NORM'" in text  # the pipeline's scores
+    # the scores of the model called directly say which are raw and which calibrated; the pipeline's are the latter
+    assert "'raw sigmoid': {'NORM'" in text and "'calibrated': {'NORM'" in text
+    calibrated_norm = re.search(r"'calibrated': \{'NORM': ([0-9.]+)", text).group(1)
+    pipeline_norm = re.search(r"'label': 'NORM', 'score': ([0-9.]+)", text).group(1)
+    assert round(float(pipeline_norm), 3) == float(calibrated_norm)
     assert "validation macro AUROC on 32 records" in text  # the Trainer ran
 
 
