@@ -32,6 +32,11 @@ RUN_BY = {
         ("bash", 1): "test_docs_embeddings.py::test_embed_probe_and_plot_print_what_the_page_shows",  # slow
         ("python", 0): "test_docs_embeddings.py::test_pipeline_example_gives_the_vectors_described",
     },
+    "exported-models.md": {
+        ("bash", 0): "test_docs_exported_models.py::test_the_page_runs_as_written",  # slow
+        ("bash", 1): "test_docs_exported_models.py::test_the_page_runs_as_written",  # slow
+        ("python", 0): "test_docs_exported_models.py::test_the_page_runs_as_written",  # slow
+    },
     "fine-tuning.md": {
         ("bash", 1): "test_docs_fine_tuning.py::test_manifest_command_prints_what_the_page_shows",  # slow
         ("python", 0): "test_docs_fine_tuning.py::test_cardio_learning_config_example",
