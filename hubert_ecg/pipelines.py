@@ -149,6 +149,13 @@ class ECGClassificationPipeline(ChunkPipeline):
     masking) was not validated on fewer leads: the pipeline then logs one warning, the first time it scores such a
     record; a lead-agnostic model (``lead_mask_prob > 0``) scores them without one.
 
+    Precision and kernels: built without a ``dtype`` (``pipeline("ecg-classification", model=...)``), the pipeline
+    runs a float32 PyTorch model with the settings measured fastest on this machine for its shape
+    (:func:`hubert_ecg.inference.tune_model`: bfloat16 only where it is clearly faster and keeps every score within
+    0.02 of float32; the attention and first-convolution kernels; measured once, cached), changing the model it was
+    given in place; ``self.inference_settings`` says what it runs. An explicit ``dtype`` (e.g. ``torch.float32``)
+    keeps the model as it is; ``HUBERT_ECG_TUNING=0`` turns measuring off.
+
     Call parameters:
         batch_size: windows per forward pass (batched across records); ``num_workers``: DataLoader workers for
             reading and preprocessing (transformers runs a ChunkPipeline with at most one).
