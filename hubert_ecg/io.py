@@ -421,14 +421,12 @@ def read_ecg(
     if sampling_rate is not None:
         sampling_rate = _check_rate(sampling_rate, f"sampling_rate={sampling_rate!r} given for {str(path)!r}")
     record = None
-    if lazy and kind == "header":
-        record = _open_wfdb_lazily(resolved, path)
-    elif lazy and kind == "numpy" and resolved.suffix.lower() == ".npy":
+    if lazy and kind == "numpy" and resolved.suffix.lower() == ".npy":
         record = _open_npy_lazily(resolved, sampling_rate, lead_names)
     if record is not None:
         pass
     elif kind == "header":
-        record = _read_header_record(resolved, path)
+        record = _read_wfdb(resolved, path, lazy)
     elif kind == "numpy":
         record = _read_numpy(resolved, sampling_rate, lead_names)
     elif kind == "edf":
@@ -535,24 +533,28 @@ def _truncated_signal_file(header, base: Path) -> str | None:
     )
 
 
-def _read_header_record(base: Path, given: Path) -> ECGRecord:
+def _read_wfdb(base: Path, given: Path, lazy: bool = True) -> ECGRecord:
+    """A WFDB record (header ``base.hea``): the header parsed once (wfdb parses a header slowly, ~5 ms, through
+    pandas); a record whose signals all sit in one format-16 ``.dat`` file (PTB-XL, most PhysioNet databases) read
+    from that file directly (:func:`_open_format16`: lazily when longer than :data:`LAZY_SAMPLES` and ``lazy``),
+    any other through ``wfdb.rdrecord`` (:func:`_read_header_record`)."""
     try:
         import wfdb
     except ImportError as err:  # pragma: no cover - wfdb is a hard dependency
         raise ImportError("reading WFDB records needs the 'wfdb' package: pip install wfdb") from err
     _check_header_text(base)
-
-    # wfdb parses a header slowly (~5 ms): parse it once, through rdrecord for WFDB signal files
-    rec = None
-    if not _signal_files_are_mat(base):
-        try:
-            rec = wfdb.rdrecord(str(base), physical=True)
-        except Exception:
-            rec = None  # diagnose below: header first, then the signal file
     try:
-        header = rec if rec is not None else wfdb.rdheader(str(base))
+        header = wfdb.rdheader(str(base))
     except Exception as err:
         raise ValueError(f"cannot read the WFDB header {str(base) + '.hea'!r}: {err}") from None
+    record = _open_format16(base, given, header, lazy)
+    return record if record is not None else _read_header_record(base, given, header)
+
+
+def _read_header_record(base: Path, given: Path, header) -> ECGRecord:
+    """A WFDB or challenge (``.mat``) record of any layout, its header ``header`` already parsed (``wfdb.rdheader``)."""
+    import wfdb
+
     file_names = list(header.file_name or [])
     if not file_names or header.n_sig in (None, 0):
         raise ValueError(f"WFDB header {str(base) + '.hea'!r} lists no signals")
@@ -561,16 +563,15 @@ def _read_header_record(base: Path, given: Path) -> ECGRecord:
         signal, units = _read_challenge_mat(base, header)
         source_format = "challenge_mat"
     else:
-        if rec is None:
-            truncated = _truncated_signal_file(header, base)
-            if truncated is not None:
-                raise ValueError(truncated)
-            try:
-                rec = wfdb.rdrecord(str(base), physical=True)
-            except Exception as err:
-                raise ValueError(
-                    f"cannot read WFDB record {str(base)!r} (given as {str(given)!r}): {type(err).__name__}: {err}"
-                ) from None
+        truncated = _truncated_signal_file(header, base)
+        if truncated is not None:
+            raise ValueError(truncated)
+        try:
+            rec = wfdb.rdrecord(str(base), physical=True)
+        except Exception as err:
+            raise ValueError(
+                f"cannot read WFDB record {str(base)!r} (given as {str(given)!r}): {type(err).__name__}: {err}"
+            ) from None
         signal = rec.p_signal
         if signal is None or signal.ndim != 2:
             raise ValueError(f"WFDB record {str(base)!r} holds no signal")
@@ -597,20 +598,17 @@ def _read_header_record(base: Path, given: Path) -> ECGRecord:
     )
 
 
-def _open_wfdb_lazily(base: Path, given: Path) -> ECGRecord | None:
-    """A long WFDB record whose signals all sit in one format-16 ``.dat`` file, opened as a :class:`LazySignal`;
-    None for any other record (read at once by :func:`_read_header_record`)."""
-    import wfdb
-
-    try:
-        header = wfdb.rdheader(str(base))
-    except Exception:
-        return None  # diagnosed by the full reader
+def _open_format16(base: Path, given: Path, header, lazy: bool = True) -> ECGRecord | None:
+    """A WFDB record whose signals all sit in one format-16 ``.dat`` file (no skew, offset or multiple samples per
+    frame), read from it with numpy as ``wfdb.rdrecord(physical=True)`` reads it (``(digital - baseline) / gain``,
+    the invalid sample -32768 as NaN): opened as a :class:`LazySignal` when longer than :data:`LAZY_SAMPLES` and
+    ``lazy``, else read at once. None for any other record, or a signal file shorter than the header says (read by
+    :func:`_read_header_record`, which names the problem)."""
     n_sig, sig_len = header.n_sig or 0, header.sig_len or 0
     files = set(header.file_name or [])
     if (
         n_sig == 0
-        or sig_len <= LAZY_SAMPLES
+        or sig_len == 0
         or len(files) != 1
         or any(str(f) != "16" for f in (header.fmt or []))
         or any(s not in (None, 0) for s in (header.skew or []))
@@ -636,15 +634,16 @@ def _open_wfdb_lazily(base: Path, given: Path) -> ECGRecord | None:
         values[digital == -32768] = np.nan  # WFDB's invalid sample of format 16
         return values
 
+    is_lazy = lazy and sig_len > LAZY_SAMPLES
     metadata = _parse_comments(header.comments or [])
-    metadata.update(source_format="wfdb", units=units, path=str(given), lazy=True,
-                    warnings=_header_warnings(header, base))
+    metadata.update(source_format="wfdb", units=units, path=str(given), warnings=_header_warnings(header, base))
+    if is_lazy:
+        metadata["lazy"] = True
     names = [str(n) for n in (header.sig_name or [f"lead{i}" for i in range(n_sig)])]
     fs = check_sampling_rate(header.fs, f"sampling frequency in {str(base) + '.hea'!r}")
-    return ECGRecord(
-        signal=LazySignal(read, (n_sig, sig_len), str(dat)), sampling_rate=fs, lead_names=names, metadata=metadata,
-        record_name=header.record_name,
-    )
+    signal = LazySignal(read, (n_sig, sig_len), str(dat)) if is_lazy else read(0, sig_len)
+    return ECGRecord(signal=signal, sampling_rate=fs, lead_names=names, metadata=metadata,
+                     record_name=header.record_name)
 
 
 def _open_npy_lazily(path: Path, sampling_rate, lead_names) -> ECGRecord | None:

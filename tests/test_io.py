@@ -388,3 +388,24 @@ def test_ecg_record_validation():
         ECGRecord(np.zeros((1, 1000)), 0, ["I"])
     with pytest.raises(ValueError, match="real numbers"):
         ECGRecord(np.array([["a"]]), 250, ["I"])
+
+
+def test_format16_records_read_once_and_equal_to_wfdb(data_dir, monkeypatch):
+    """PTB-XL (format 16, one .dat): the header parsed once and the samples read with numpy, equal to
+    wfdb.rdrecord(physical=True) to the last bit, 500 Hz and 100 Hz; other layouts still go through rdrecord."""
+    import wfdb
+
+    records = sorted((data_dir / "ptbxl" / "records500" / "00000").glob("*.hea"))[:5]
+    records += sorted((data_dir / "ptbxl" / "records100" / "00000").glob("*.hea"))[:2]
+    expected = {str(p): wfdb.rdrecord(str(p.with_suffix("")), physical=True).p_signal.T.astype(np.float32)
+                for p in records}
+    calls = {"rdheader": 0, "rdrecord": 0}
+    for name in calls:
+        original = getattr(wfdb, name)
+        monkeypatch.setattr(wfdb, name, lambda *a, _f=original, _n=name, **k: calls.__setitem__(_n, calls[_n] + 1)
+                            or _f(*a, **k))
+    for path in records:
+        record = read_ecg(path)
+        np.testing.assert_array_equal(record.signal, expected[str(path)])
+        assert record.metadata["source_format"] == "wfdb" and "lazy" not in record.metadata
+    assert calls == {"rdheader": len(records), "rdrecord": 0}
