@@ -85,7 +85,6 @@ from hubert_ecg.inference import (  # noqa: E402
     run_model,
 )
 
-hf_logging.set_verbosity_error()
 
 
 def machine_name(device: str) -> str:
@@ -343,6 +342,7 @@ def main(argv=None) -> int:
     parser.add_argument(MEMORY_CHILD, action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--default-settings", default="float32/sdpa/matmul", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    hf_logging.set_verbosity_error()  # here, not at import: importing this module (tests do) changes nothing
     if args.quick:
         args.presets, args.batch_sizes, args.runs = "small", "1,8", 3
     if args.threads:
