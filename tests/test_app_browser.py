@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+# a real browser against the app: 4-5 s a test, run with the slow ones (CI runs both)
+pytestmark = pytest.mark.slow
+
 
 def _need(what: str):
     message = f"{what}; the browser test needs it (Debian/Ubuntu: apt-get install chromium; pip install playwright)"

@@ -21,6 +21,7 @@ def _env() -> dict:
     return {**os.environ, "PYTHONPATH": path, "HF_HUB_OFFLINE": "1", "HUBERT_ECG_SHARED": str(SHARED)}
 
 
+@pytest.mark.slow  # runs a whole example: 7-9 s
 def test_finetune_with_trainer_script(tmp_path, data_dir):
     script = EXAMPLES / "finetune_with_trainer.py"
     assert len(script.read_text().splitlines()) < 100
@@ -46,6 +47,7 @@ def test_finetune_with_trainer_script(tmp_path, data_dir):
     assert sorted(s["label"] for s in scores) == sorted(["NORM", "SR", "IMI", "LVH"])
 
 
+@pytest.mark.slow  # runs a whole example: 7-9 s
 def test_quickstart_notebook(tmp_path, data_dir):
     nbclient = pytest.importorskip(
         "nbclient", reason="the notebook runs through nbclient: pip install -e .[dev] (nbclient, nbformat, ipykernel)"

@@ -109,7 +109,7 @@ def test_attention_rollout_needs_eager_and_restores_it(demo, fold9):
     np.testing.assert_allclose(values, other["values"])
 
 
-@pytest.mark.parametrize("method", ["integrated_gradients", "occlusion"])
+@pytest.mark.parametrize("method", ["integrated_gradients", pytest.param("occlusion", marks=pytest.mark.slow)])
 def test_deleting_the_most_attributed_samples_lowers_the_score_more_than_random_ones(demo, fold9, method):
     """Faithfulness: on 20 real fold-9 records, zeroing the 10 % most attributed samples of each record's top label
     lowers that label's score more than zeroing 10 % random samples, on average (measured with the bundled demo

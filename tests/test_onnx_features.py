@@ -57,6 +57,7 @@ def test_embeddings_match_pytorch(backbone_dir, torch_vectors, backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.slow  # exports or runs a command: several seconds
 def test_embed_command(backbone_dir, torch_vectors, backend, tmp_path, capsys):
     from hubert_ecg.training.probe import embed_main, read_embeddings
 
@@ -82,6 +83,7 @@ def test_a_short_record_is_one_skipped_record(backbone_dir, tmp_path, capsys):
     assert read_embeddings(out).paths == [RECORDS[1]]
 
 
+@pytest.mark.slow  # exports or runs a command: several seconds
 def test_the_wrong_kind_of_graph_is_a_clear_error(backbone_dir, tmp_path):
     with pytest.raises(ValueError, match="last_hidden_state.*feature-extraction|gives embeddings"):
         load_pipeline(str(backbone_dir))
@@ -103,6 +105,7 @@ def test_transformers_pipeline_takes_an_exported_backbone(backbone_dir, torch_ve
     assert float(np.abs(embed(RECORDS[0]) - torch_vectors[0]).max()) < 1e-4
 
 
+@pytest.mark.slow  # exports or runs a command: several seconds
 def test_a_pretraining_checkpoint_exports_its_backbone(tmp_path):
     """Any checkpoint without a classification head is exported as a backbone (``task`` None); a classification
     export of it is refused."""

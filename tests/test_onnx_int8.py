@@ -32,6 +32,7 @@ def torch_scores():
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.slow  # quantizes a graph: several seconds
 def test_int8_scores_within_0_02(int8_dir, torch_scores, backend):
     assert {"model.onnx", "model_int8.onnx"} <= {p.name for p in int8_dir.iterdir()}
     assert (int8_dir / "model_int8.onnx").stat().st_size < (int8_dir / "model.onnx").stat().st_size

@@ -41,6 +41,7 @@ def test_logits_and_scores_match_pytorch_on_every_record(pipelines):
         assert [(p["label"], p.get("positive")) for p in ov_out] == [(p["label"], p.get("positive")) for p in torch_out]
 
 
+@pytest.mark.slow  # several seconds each; the default run keeps the agreement and the table
 def test_check_onnx_with_openvino_at_several_batch_sizes(onnx_dir):
     model = hubert_ecg.HuBERTECGForSequenceClassification.from_pretrained(hubert_ecg.demo_model_path())
     diffs = check_onnx(onnx_dir / "model.onnx", model, batch_sizes=(1, 5), backend="openvino")
@@ -84,6 +85,7 @@ def test_no_runtime_installed_names_both_extras(onnx_dir, monkeypatch):
         load_pipeline(str(onnx_dir))
 
 
+@pytest.mark.slow  # several seconds each; the default run keeps the agreement and the table
 def test_transformers_pipeline_takes_an_exported_directory(onnx_dir, pipelines):
     from transformers import pipeline
 
@@ -94,6 +96,7 @@ def test_transformers_pipeline_takes_an_exported_directory(onnx_dir, pipelines):
         ONNXClassifier.from_pretrained(onnx_dir, dtype="bfloat16")
 
 
+@pytest.mark.slow  # several seconds each; the default run keeps the agreement and the table
 def test_predict_output_dir_with_openvino(onnx_dir, tmp_path):
     """The sharded writer (one process here) runs an exported model too, on the CPU whatever the launch's device."""
     out = tmp_path / "out"
