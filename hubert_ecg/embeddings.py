@@ -188,22 +188,6 @@ def load_feature_pipeline(
             backend with a model that is not exported (``"torch"`` with one that is), an exported classifier (logits
             only: export with ``--task feature-extraction``), a runtime that is not installed (names the extra).
     """
-    from pathlib import Path
+    from .pipelines import load_task_pipeline
 
-    from transformers import pipeline
-
-    from .demo import demo_model_path
-    from .inference import resolve_dtype
-    from .pipelines import load_exported_model, resolve_runtime
-
-    if resolve_runtime(model, backend) != "torch":
-        backbone, extractor = load_exported_model(model, "backbone", device, dtype, backend)
-        return ECGFeatureExtractionPipeline(model=backbone, feature_extractor=extractor, device=-1,
-                                            task="ecg-feature-extraction")
-    source = model or demo_model_path()
-    torch_dtype = resolve_dtype(dtype, device if isinstance(device, str) else ("cuda" if device is not None else None))
-    try:
-        return pipeline("ecg-feature-extraction", model=source, device=device, dtype=torch_dtype or "auto")
-    except (OSError, ValueError, KeyError) as err:
-        where = "directory" if Path(source).exists() else "hub id (or missing directory)"
-        raise ValueError(f"cannot load the model {source!r} ({where}): {type(err).__name__}: {err}") from None
+    return load_task_pipeline("ecg-feature-extraction", ECGFeatureExtractionPipeline, model, device, dtype, backend)

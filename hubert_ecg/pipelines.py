@@ -504,23 +504,30 @@ def load_pipeline(
             exported backend with a model that is not exported (and ``"torch"`` with one that is), for a runtime
             that is not installed (names the extra).
     """
+    return load_task_pipeline("ecg-classification", ECGClassificationPipeline, model, device, dtype, backend)
+
+
+def load_task_pipeline(task: str, pipeline_class, model=None, device=None, dtype=None, backend=None):
+    """THE loader of both tasks (:func:`load_pipeline`, :func:`hubert_ecg.embeddings.load_feature_pipeline`):
+    ``pipeline(task)`` for a PyTorch model (None: the demo model), or ``pipeline_class`` over an exported model
+    (an ``ONNXClassifier`` for ``"ecg-classification"``, an ``ONNXFeatureModel`` otherwise); arguments and errors as
+    :func:`load_pipeline`."""
     from transformers import pipeline
 
     from .demo import demo_model_path
     from .inference import resolve_dtype
 
     if resolve_runtime(model, backend) != "torch":
-        model_, extractor = load_exported_model(model, "classifier", device, dtype, backend)
-        return ECGClassificationPipeline(model=model_, feature_extractor=extractor, device=-1,
-                                         task="ecg-classification")
+        kind = "classifier" if task == "ecg-classification" else "backbone"
+        exported, extractor = load_exported_model(model, kind, device, dtype, backend)
+        return pipeline_class(model=exported, feature_extractor=extractor, device=-1, task=task)
     source = model or demo_model_path()
     torch_dtype = resolve_dtype(dtype, device if isinstance(device, str) else ("cuda" if device is not None else None))
     try:
-        clf = pipeline("ecg-classification", model=source, device=device, dtype=torch_dtype or "auto")
+        return pipeline(task, model=source, device=device, dtype=torch_dtype or "auto")
     except (OSError, ValueError, KeyError) as err:
         where = "directory" if Path(source).exists() else "hub id (or missing directory)"
         raise ValueError(f"cannot load the model {source!r} ({where}): {type(err).__name__}: {err}") from None
-    return clf
 
 
 def resolve_runtime(model, backend: str | None = None) -> str:
