@@ -838,15 +838,11 @@ def predict_main(argv: list[str] | None = None) -> int:
                for item, error in inputs]
     many = args.top_k is None and config.num_labels > MANY_LABELS
     print(_format(details, args.format, problem_type, TABLE_TOP_K if many else None))
-    skipped = [d for d in details if d["error"] is not None]
-    if skipped:
-        print(f"hubert-ecg predict: skipped {len(skipped)} of {len(details)} input(s):", file=sys.stderr)
-        for d in skipped:
-            print(f"  {d['name']}: {d['error']}", file=sys.stderr)
-        if len(skipped) == len(details):
-            print("hubert-ecg predict: no input could be scored", file=sys.stderr)
-        return 1
-    return 0
+    from .commands.records import BadRecords
+
+    bad = BadRecords("hubert-ecg predict", noun="input")
+    bad.extend((d["name"], d["error"]) for d in details if d["error"] is not None)
+    return bad.report(len(details), verb="scored")
 
 
 def _read_csv_rows(path: Path) -> list[list[str]]:

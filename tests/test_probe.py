@@ -68,7 +68,9 @@ def test_embed_skips_and_lists_bad_records_and_takes_directories_and_layers(data
     emb = read_embeddings(output)
     assert len(emb) == 2 and emb.problem_type is None and emb.labels is None
     assert emb.sources == [str(tmp_path / "dir")] * 2 and emb.metadata["layer"] == 1
-    assert main(["embed", str(tmp_path / "broken.npy"), "--output", str(tmp_path / "none.parquet")]) == 2
+    # nothing embeddable: listed, exit 1 (the one bad-record rule), nothing written
+    assert main(["embed", str(tmp_path / "broken.npy"), "--output", str(tmp_path / "none.parquet")]) == 1
+    assert "no record could be embedded (nothing written)" in capsys.readouterr().err
     assert not (tmp_path / "none.parquet").exists()
     assert main(["embed", str(tmp_path / "dir"), "--layer", "9", "--output", str(tmp_path / "x.parquet")]) == 2
     assert "layer must be an integer" in capsys.readouterr().err

@@ -317,7 +317,8 @@ def _window_kwargs(args) -> dict:
 
 def embed_main(argv: list[str] | None = None) -> int:
     """``hubert-ecg embed INPUTS... [--model M] [--layer L] --output emb.parquet``; returns 0 when every record was
-    embedded, 1 when some were skipped (listed on stderr), 2 for usage errors or when none could be embedded."""
+    embedded, 1 when some or all were skipped (listed on stderr; nothing written when none was embedded), 2 for usage
+    errors."""
     from ..onnx_backend import BACKEND_CHOICES
 
     parser = argparse.ArgumentParser(
@@ -326,8 +327,8 @@ def embed_main(argv: list[str] | None = None) -> int:
         "states of the valid frames of all its 5 s windows (padding excluded), written to a Parquet file with the "
         "columns path, source, windows, the label columns of a labelled manifest, and embedding. Unusable records "
         "(unreadable, truncated, too short, every lead flat, ...) are skipped and listed on stderr with the reason. "
-        "Exit status: 0 when every record was embedded, 1 when some were skipped, 2 for usage errors or when none "
-        "could be embedded (nothing is written).",
+        "Exit status: 0 when every record was embedded, 1 when some or all were skipped (nothing is written when none "
+        "was), 2 for usage errors.",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="ECG files, directories (every record under them) or manifests (.csv with a filename "
@@ -389,18 +390,17 @@ def embed_main(argv: list[str] | None = None) -> int:
         return 2
     kwargs = _window_kwargs(args)
     embeddings, skipped = embed_records(pipe, items, label_names, problem_type, args.batch_size, args.layer, **kwargs)
-    if skipped:
-        print(f"hubert-ecg embed: skipped {len(skipped)} of {len(items)} record(s):", file=sys.stderr)
-        for path, reason in skipped:
-            print(f"  {path}: {reason}", file=sys.stderr)
-    if not len(embeddings):
-        print("hubert-ecg embed: error: no record could be embedded; nothing written", file=sys.stderr)
-        return 2
+    from ..commands.records import BadRecords
+
+    bad = BadRecords("hubert-ecg embed", noun="record")
+    bad.extend(skipped)
+    if not len(embeddings):  # the one rule: every record listed, exit 1; nothing written
+        return bad.report(len(items), verb="embedded (nothing written)")
     embeddings.metadata = {"model": args.model or "demo", "layer": args.layer, "window": args.window,
                            "stride_seconds": args.stride}
     write_embeddings(args.output, embeddings)
     print(f"wrote {len(embeddings)} embeddings of size {embeddings.vectors.shape[1]} to {args.output}")
-    return 1 if skipped else 0
+    return bad.report(len(items), verb="embedded")
 
 
 def _merge_parquet(paths: Sequence[Path], out: Path) -> None:
