@@ -282,3 +282,9 @@ def test_evaluate_without_a_model_says_it_uses_the_demo_model(manifest, capsys):
                           "--plot_roc", "false"]) == 0
     captured = capsys.readouterr()
     assert "using the bundled demo model" in captured.err and "8 records scored" in captured.out
+
+
+def test_plot_roc_without_an_output_dir_is_refused_not_ignored(manifest, capsys):
+    csv, folder = manifest
+    assert evaluate.main(["--test_csv", str(csv), "--data_dir", str(folder), "--plot_roc", "true"]) == 2
+    assert "--plot_roc writes roc_curves.png into --output_dir" in capsys.readouterr().err

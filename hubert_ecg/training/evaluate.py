@@ -87,7 +87,9 @@ class EvaluateArguments:
     tta_windows: int = field(default=0, metadata={"help": "0: the first 5 s window; N: N random windows per record"})
     tta_aggregation: str = field(default="mean", metadata={"help": "mean or max over the TTA windows"})
     save_probabilities: bool = field(default=False, metadata={"help": "write probabilities.csv"})
-    plot_roc: bool = field(default=True, metadata={"help": "draw roc_curves.png"})
+    plot_roc: bool | None = field(default=None, metadata={
+        "help": "draw roc_curves.png into --output_dir (default: when --output_dir is given; true without "
+        "--output_dir is refused: there is nowhere to write it)"})
     batch_size: int = field(default=32, metadata={"help": "windows per model call"})
     seed: int = field(default=0, metadata={"help": "seed of TTA windows and bootstrap"})
     device: str = field(default="cpu", metadata={"help": "torch device"})
@@ -374,7 +376,7 @@ def evaluate(args: EvaluateArguments) -> dict:
                 for i, index in enumerate(kept):
                     writer.writerow([records.paths[index]] + [f"{v:.6f}" for v in scores[i]]
                                     + [f"{v:g}" for v in np.atleast_1d(y[i])])
-        if args.plot_roc and problem_type != "regression":
+        if args.plot_roc is not False and problem_type != "regression":
             y = labels if labels.ndim == 2 else np.eye(len(label_names))[labels]
             plot_roc_curves(y, scores, label_names, out / "roc_curves.png")
     return result
@@ -468,7 +470,11 @@ def format_report(result: dict, confidence: float = 0.95) -> str:
 
 def parse_args(argv: list[str]) -> EvaluateArguments:
     """``EvaluateArguments`` from an optional leading YAML / JSON file and ``--field value`` flags."""
-    return _parse_args(argv, (EvaluateArguments,), "hubert-ecg evaluate")[0]
+    args = _parse_args(argv, (EvaluateArguments,), "hubert-ecg evaluate")[0]
+    if args.plot_roc and not args.output_dir:  # no silent no-op: the picture would go nowhere
+        raise ValueError("--plot_roc writes roc_curves.png into --output_dir: give --output_dir OUT (or leave "
+                         "--plot_roc out)")
+    return args
 
 
 def evaluate_models(args: EvaluateArguments) -> dict[str, dict]:
