@@ -125,21 +125,27 @@ def test_finetuning_with_dataloader_workers_gives_the_losses_without(tmp_path, d
     """Two epochs of fine-tuning with random windows and augmentations: 2 DataLoader workers give the losses of 0
     workers, and so do 2 persistent workers (the model's own randomness off: a persistent DataLoader draws its
     workers' base seed from torch's generator once, not every epoch, which shifts dropout)."""
-    from hubert_ecg.training import finetune
-
     epochs = ["--num_train_epochs", "2", "--eval_strategy", "no", "--load_best_model_at_end", "false"]
     runs = {}
-    for name, extra in (("0", []), ("2", ["--dataloader_num_workers", "2"])):
-        assert finetune.main(_finetune_argv(data_dir, tmp_path / name, *epochs, *extra)) == 0
+
+    def run(name, *extra):
+        """In a process of its own (its DataLoader workers forked from it, not from this test process)."""
+        env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
+        done = subprocess.run([sys.executable, "-m", "hubert_ecg_cli", "finetune",
+                               *_finetune_argv(data_dir, tmp_path / name, *epochs, *extra)],
+                              env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
         runs[name] = _losses(tmp_path / name)
+
+    for name, extra in (("0", []), ("2", ["--dataloader_num_workers", "2"])):
+        run(name, *extra)
     assert sorted(runs["0"]) == list(range(1, 7))
     assert runs["2"] == runs["0"]
     still = ["--hidden_dropout", "0", "--attention_dropout", "0", "--activation_dropout", "0", "--final_dropout", "0",
              "--layerdrop", "0"]
     for name, extra in (("0still", []),
                         ("2persistent", ["--dataloader_num_workers", "2", "--dataloader_persistent_workers", "true"])):
-        assert finetune.main(_finetune_argv(data_dir, tmp_path / name, *epochs, *still, *extra)) == 0
-        runs[name] = _losses(tmp_path / name)
+        run(name, *still, *extra)
     assert runs["2persistent"] == runs["0still"]
 
 
