@@ -860,7 +860,7 @@ def _predict_to_dir(args, inputs: list[tuple[str, str | None]], lead_names) -> i
     whole folder) was not scored, 0 otherwise."""
     import os
 
-    from .sharding import ShardedRun, chunks, process_state
+    from .sharding import ShardedRun, chunks, main_process_first, process_state
 
     settings = {"model": args.model or "demo", "top_k": args.top_k, "aggregation": args.aggregation,
                 "stride": args.stride, "min_duration": args.min_duration, "sampling_rate": args.sampling_rate,
@@ -877,7 +877,7 @@ def _predict_to_dir(args, inputs: list[tuple[str, str | None]], lead_names) -> i
         device = args.device if args.device is not None else state.device
         if args.device is None and resolve_runtime(args.model, args.backend) != "torch":
             device = None  # an exported model runs on the CPU whatever the launch's device
-        clf = load_pipeline(args.model, device, args.dtype, args.backend)
+        clf = main_process_first(state, lambda: load_pipeline(args.model, device, args.dtype, args.backend))
     except ValueError as err:
         print(f"hubert-ecg predict: error: {err}", file=sys.stderr)
         return 2

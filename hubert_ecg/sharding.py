@@ -30,7 +30,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 __all__ = ["INDEX_FILE", "distributed_on_cpu", "process_state", "my_shard", "ShardedRun"]
 
@@ -77,6 +77,23 @@ def process_state():
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return _OneProcess()
     return PartialState(cpu=distributed_on_cpu())
+
+
+def main_process_first(state, load: Callable):
+    """``load()`` on the main process, then (after a barrier) on the others, and its result: what the main process
+    caches on the way (the inference settings it measures for the model, :func:`hubert_ecg.inference.tuned_settings`)
+    the others read, so every process runs the same settings and gives the rows one process would. An exception of
+    the main process is raised after the barrier, so no process waits for it forever."""
+    result, error = None, None
+    if state.is_main_process:
+        try:
+            result = load()
+        except Exception as err:  # re-raised below, after the others were released
+            error = err
+    state.wait_for_everyone()
+    if error is not None:
+        raise error
+    return result if state.is_main_process else load()
 
 
 def my_shard(state, items: Sequence) -> list:

@@ -134,3 +134,30 @@ def test_embed_needs_one_output(inputs, capsys):
     with pytest.raises(SystemExit):
         cli_main(["embed", inputs[0]])
     assert "--output FILE or --output-dir" in capsys.readouterr().err
+
+
+def test_main_process_first_loads_on_the_main_process_before_the_others():
+    """What the main process measures and caches while loading (the inference settings) the others read: they load
+    after the barrier; an error of the main process is raised after it, so nobody waits forever."""
+    from hubert_ecg.sharding import main_process_first
+
+    events = []
+
+    class State:
+        def __init__(self, main):
+            self.is_main_process = main
+
+        def wait_for_everyone(self):
+            events.append("barrier")
+
+    assert main_process_first(State(True), lambda: events.append("main") or "m") == "m"
+    assert main_process_first(State(False), lambda: events.append("other") or "o") == "o"
+    assert events == ["main", "barrier", "barrier", "other"]
+    events.clear()
+
+    def fail():
+        raise ValueError("cannot load the model")
+
+    with pytest.raises(ValueError, match="cannot load"):
+        main_process_first(State(True), fail)
+    assert events == ["barrier"]

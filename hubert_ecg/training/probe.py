@@ -426,7 +426,7 @@ def _embed_to_dir(args) -> int:
 
     from ..embeddings import load_feature_pipeline
     from ..pipelines import resolve_runtime
-    from ..sharding import ShardedRun, chunks, process_state
+    from ..sharding import ShardedRun, chunks, main_process_first, process_state
 
     settings = {"model": args.model or "demo", "layer": args.layer, "window": args.window, "stride": args.stride,
                 "min_duration": args.min_duration, "dtype": args.dtype}
@@ -438,7 +438,7 @@ def _embed_to_dir(args) -> int:
         device = args.device if args.device is not None else state.device
         if args.device is None and resolve_runtime(args.model, args.backend) != "torch":
             device = None  # an exported model runs on the CPU whatever the launch's device
-        pipe = load_feature_pipeline(args.model, device, args.dtype, args.backend)
+        pipe = main_process_first(state, lambda: load_feature_pipeline(args.model, device, args.dtype, args.backend))
         if args.layer is not None:
             pipe.check_layer(args.layer)
     except ValueError as err:
