@@ -83,6 +83,7 @@ def test_quickstart_notebook(tmp_path, data_dir):
     assert "validation macro AUROC on 32 records" in text  # the Trainer ran
 
 
+@pytest.mark.slow  # writes every study manifest: 5 s
 def test_label_efficiency_manifests_hold_out_fold_9(tmp_path, data_dir):
     """The study's pretraining records leave out every PTB-XL fold-9 ECG (both folders, 100 and 500 Hz); its labelled
     manifests are folds 1-8 and fold 9 of ptbxl + ptbxl_extra."""

@@ -43,7 +43,7 @@ def test_the_backbone_graph(backbone_dir):
     assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [93, 128]  # demo: hidden_size 128
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ["onnxruntime", pytest.param("openvino", marks=[*BACKENDS[1].marks, pytest.mark.slow])])
 def test_embeddings_match_pytorch(backbone_dir, torch_vectors, backend):
     pipe = load_feature_pipeline(str(backbone_dir), backend=backend)
     assert isinstance(pipe.model, ONNXFeatureModel) and pipe.model.backend == backend

@@ -43,6 +43,7 @@ def test_int8_scores_within_0_02(int8_dir, torch_scores, backend):
         assert max(abs(got[k] - expected[k]) for k in got) < INT8_SCORE_ATOL
 
 
+@pytest.mark.slow  # quantizes a graph: 4 s
 def test_quantize_argument(tmp_path):
     with pytest.raises(ValueError, match="quantize must be None or 'int8'"):
         export_onnx(hubert_ecg.demo_model_path(), tmp_path / "m.onnx", quantize="int4")

@@ -48,6 +48,7 @@ def test_check_onnx_with_openvino_at_several_batch_sizes(onnx_dir):
     assert sorted(diffs) == [1, 5] and max(diffs.values()) < 1e-4
 
 
+@pytest.mark.slow  # a whole predict run: 7 s
 def test_predict_backend_openvino_table_identical(onnx_dir, capsys):
     assert predict_main([*RECORDS, "--model", str(onnx_dir), "--backend", "openvino"]) == 0
     from_openvino = capsys.readouterr().out

@@ -92,6 +92,7 @@ def _save_demo_copy(directory: Path) -> Path:
     return directory
 
 
+@pytest.mark.slow  # 4 s; the classifier case stays in the default run
 def test_saved_demo_model_loads_as_remote_code(tmp_path):
     directory = _save_demo_copy(tmp_path / "demo")
     assert {p.name for p in directory.glob("*.py")} == {"configuration.py", "modeling.py", "processing.py", "leads.py"}
