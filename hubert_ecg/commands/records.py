@@ -48,13 +48,12 @@ class BadRecords:
 
     def __init__(self, prog: str, noun: str = "input"):
         self.prog, self.noun = prog, noun
-        self.items: list[tuple[str, str]] = []
+        #: ``(name, reason)`` pairs in the order noted, each once (a dict keeps the order and finds one in O(1))
+        self._items: dict[tuple[str, str], None] = {}
 
     def add(self, name, error) -> None:
         """Note one record that could not be used: ``error`` an exception or a reason (str)."""
-        reason = str(error)
-        if (str(name), reason) not in self.items:
-            self.items.append((str(name), reason))
+        self._items[(str(name), str(error))] = None
 
     def extend(self, items) -> None:
         """Note several ``(name, reason)`` pairs (e.g. ``NoUsableRecords.skipped``)."""
@@ -62,20 +61,20 @@ class BadRecords:
             self.add(name, reason)
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self._items)
 
     def report(self, total: int | None = None, verb: str = "scored", stream=None) -> int:
         """Print the listing on ``stream`` (stderr) and return the exit status: 0 when nothing was noted, else 1.
 
         ``total``: how many inputs there were (the listing says "K of N"; when all K failed it adds "no <noun>
         could be <verb>"); None: "K <noun>(s)"."""
-        if not self.items:
+        if not self._items:
             return EXIT_OK
         stream = stream or sys.stderr
-        k = len(self.items)
+        k = len(self._items)
         of = f"{k} of {total}" if total is not None else f"{k}"
         print(f"{self.prog}: skipped {of} {self.noun}(s):", file=stream)
-        for name, reason in self.items:
+        for name, reason in self._items:
             print(f"  {name}: {reason}", file=stream)
         if total is not None and k >= total:
             print(f"{self.prog}: no {self.noun} could be {verb}", file=stream)
