@@ -134,7 +134,8 @@ def main(argv=None) -> int:
                 print(f"# {name}: default settings measured on this machine: "
                       f"{clfs['default'].inference_settings.describe()}", flush=True)
             extractor = next(iter(clfs.values())).feature_extractor
-            reference = reference_classifier((clfs.get("float32") or next(iter(clfs.values()))).model)
+            reference = reference_classifier((clfs.get("float32") or next(iter(clfs.values()))).model,
+                                             bench_inference.reference_model)
 
             def read():
                 return [[read_ecg(f) for f in chunk] for chunk in chunks]
@@ -195,20 +196,15 @@ def _preprocess(extractor, records):
     ]
 
 
-def reference_classifier(model):
-    """The original path's model: transformers' ``HubertModel`` (eager, float32) with ``model``'s backbone weights,
-    then the mean over frames and ``model``'s linear head (float32): ``x (windows, 6000) -> logits``."""
+def reference_classifier(model, reference_model):
+    """The original path's model: transformers' ``HubertModel`` (eager, float32; ``reference_model`` of
+    benchmarks/inference.py builds it from the config) with ``model``'s backbone weights, then the mean over frames
+    and ``model``'s head (float32): ``x (windows, 6000) -> logits``."""
     import copy
 
-    from transformers import HubertConfig, HubertModel
-
     head = copy.deepcopy(model).float().eval()
-    backbone = head.base_model
-    fields = {k: v for k, v in backbone.config.to_dict().items() if k in HubertConfig().to_dict()}
-    config = HubertConfig(**{k: v for k, v in fields.items() if k not in ("model_type", "architectures")})
-    config._attn_implementation = "eager"
-    hubert = HubertModel(config).eval()
-    hubert.load_state_dict(backbone.state_dict(), strict=False)
+    hubert = reference_model(head.base_model.config)
+    hubert.load_state_dict(head.base_model.state_dict(), strict=False)
 
     def forward(x):
         with torch.no_grad():
