@@ -76,3 +76,18 @@ def docs_workdir(tmp_path, data_dir, monkeypatch):
     (work / "docs" / "images").mkdir(parents=True)
     monkeypatch.chdir(work)
     return work
+
+
+@pytest.fixture(scope="session")
+def demo_onnx_dir(tmp_path_factory) -> Path:
+    """The bundled demo model exported once per session (`hubert-ecg export-onnx MODEL DIR`: model.onnx, config.json,
+    preprocessor_config.json), for the tests of both runtimes; tests read it and write elsewhere."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    import hubert_ecg
+    from hubert_ecg.export import export_onnx_main
+
+    out = tmp_path_factory.mktemp("onnx") / "demo-onnx"
+    assert export_onnx_main([str(hubert_ecg.demo_model_path()), str(out)]) == 0
+    return out
+

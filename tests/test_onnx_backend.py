@@ -2,35 +2,26 @@
 model on the bundled records, against PyTorch float32."""
 
 import shutil
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-import hubert_ecg  # noqa: E402
-from hubert_ecg.export import export_onnx_main  # noqa: E402
+from hubert_ecg.demo import demo_records  # noqa: E402
 from hubert_ecg.onnx_backend import ONNXClassifier  # noqa: E402
 from hubert_ecg.pipelines import load_pipeline, predict_main  # noqa: E402
 
-RECORDS = sorted(str(p.with_suffix("")) for p in (Path(hubert_ecg.demo_model_path()).parent / "records").glob("*.hea"))
+RECORDS = demo_records()
 
 
 @pytest.fixture(scope="module")
-def onnx_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("onnx") / "demo-onnx"
-    assert export_onnx_main([str(hubert_ecg.demo_model_path()), str(out)]) == 0
-    return out
+def pipelines(demo_onnx_dir):
+    return load_pipeline(str(demo_onnx_dir)), load_pipeline(None)
 
 
-@pytest.fixture(scope="module")
-def pipelines(onnx_dir):
-    return load_pipeline(str(onnx_dir)), load_pipeline(None)
-
-
-def test_export_writes_a_model_directory(onnx_dir, pipelines):
-    assert {"model.onnx", "config.json", "preprocessor_config.json"} <= {p.name for p in onnx_dir.iterdir()}
+def test_export_writes_a_model_directory(demo_onnx_dir, pipelines):
+    assert {"model.onnx", "config.json", "preprocessor_config.json"} <= {p.name for p in demo_onnx_dir.iterdir()}
     onnx_clf, torch_clf = pipelines
     assert isinstance(onnx_clf.model, ONNXClassifier)
     for name in ("id2label", "problem_type", "score_calibration", "label_thresholds", "label_descriptions"):
@@ -54,28 +45,28 @@ def test_logits_and_scores_match_pytorch_on_every_record(pipelines):
         assert max(abs(p["score"] - q["score"]) for p, q in zip(onnx_out, torch_out)) < 1e-5
 
 
-def test_predict_table_identical(onnx_dir, capsys):
-    assert predict_main([*RECORDS, "--model", str(onnx_dir / "model.onnx")]) == 0
+def test_predict_table_identical(demo_onnx_dir, capsys):
+    assert predict_main([*RECORDS, "--model", str(demo_onnx_dir / "model.onnx")]) == 0
     from_file = capsys.readouterr().out
-    assert predict_main([*RECORDS, "--model", str(onnx_dir)]) == 0
+    assert predict_main([*RECORDS, "--model", str(demo_onnx_dir)]) == 0
     from_dir = capsys.readouterr().out
     assert predict_main([*RECORDS]) == 0
     from_torch = capsys.readouterr().out
     assert from_file == from_dir == from_torch and "NORM" in from_torch
 
 
-def test_bare_onnx_without_config_is_a_clear_error(onnx_dir, tmp_path, capsys):
-    shutil.copy(onnx_dir / "model.onnx", tmp_path / "bare.onnx")
+def test_bare_onnx_without_config_is_a_clear_error(demo_onnx_dir, tmp_path, capsys):
+    shutil.copy(demo_onnx_dir / "model.onnx", tmp_path / "bare.onnx")
     with pytest.raises(ValueError, match=r"no config\.json beside the graph"):
         load_pipeline(str(tmp_path / "bare.onnx"))
     assert predict_main([RECORDS[0], "--model", str(tmp_path / "bare.onnx")]) == 2
     err = capsys.readouterr().err
     assert "config.json" in err and "hubert-ecg export-onnx MODEL OUT_DIR" in err
     with pytest.raises(ValueError, match="CPU"):
-        load_pipeline(str(onnx_dir), device="cuda:0")
+        load_pipeline(str(demo_onnx_dir), device="cuda:0")
 
 
-def test_a_record_shorter_than_the_window_is_one_skipped_record(onnx_dir, tmp_path, capsys):
+def test_a_record_shorter_than_the_window_is_one_skipped_record(demo_onnx_dir, tmp_path, capsys):
     """The graph takes no attention mask: a 3 s record (zero-padded to the 5 s window) is listed as not scored, with
     the reason, and the other records of the run are scored (exit 1, the package's bad-record rule)."""
     import numpy as np
@@ -85,7 +76,7 @@ def test_a_record_shorter_than_the_window_is_one_skipped_record(onnx_dir, tmp_pa
     record = read_ecg(RECORDS[0])
     short = tmp_path / "short.npy"
     np.save(short, record.signal[:, : int(3 * record.sampling_rate)])
-    argv = [RECORDS[1], str(short), "--sampling-rate", str(record.sampling_rate), "--model", str(onnx_dir)]
+    argv = [RECORDS[1], str(short), "--sampling-rate", str(record.sampling_rate), "--model", str(demo_onnx_dir)]
     assert predict_main(argv) == 1
     captured = capsys.readouterr()
     assert RECORDS[1] in captured.out and "attention mask" in captured.out + captured.err

@@ -3,7 +3,6 @@
 bundled records of the demo model."""
 
 import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,12 +11,13 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 import hubert_ecg  # noqa: E402
+from hubert_ecg.demo import demo_records  # noqa: E402
 from hubert_ecg.embeddings import load_feature_pipeline  # noqa: E402
 from hubert_ecg.export import export_onnx, export_onnx_main  # noqa: E402
 from hubert_ecg.onnx_backend import ONNXFeatureModel  # noqa: E402
 from hubert_ecg.pipelines import load_pipeline  # noqa: E402
 
-RECORDS = sorted(str(p.with_suffix("")) for p in (Path(hubert_ecg.demo_model_path()).parent / "records").glob("*.hea"))
+RECORDS = demo_records()
 BACKENDS = ["onnxruntime", pytest.param("openvino", marks=pytest.mark.skipif(
     importlib.util.find_spec("openvino") is None, reason="openvino is not installed"))]
 

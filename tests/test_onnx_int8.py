@@ -2,7 +2,6 @@
 records are within 0.02 of PyTorch float32 with onnxruntime and OpenVINO."""
 
 import importlib.util
-from pathlib import Path
 
 import pytest
 
@@ -10,10 +9,11 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 import hubert_ecg  # noqa: E402
+from hubert_ecg.demo import demo_records  # noqa: E402
 from hubert_ecg.export import INT8_SCORE_ATOL, export_onnx, export_onnx_main  # noqa: E402
 from hubert_ecg.pipelines import load_pipeline  # noqa: E402
 
-RECORDS = sorted(str(p.with_suffix("")) for p in (Path(hubert_ecg.demo_model_path()).parent / "records").glob("*.hea"))
+RECORDS = demo_records()
 BACKENDS = ["onnxruntime", pytest.param("openvino", marks=[pytest.mark.skipif(
     importlib.util.find_spec("openvino") is None, reason="openvino is not installed"),
     pytest.mark.slow])]  # ~15 s here: OpenVINO compiles the int8 graph's integer kernels

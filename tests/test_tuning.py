@@ -4,7 +4,6 @@ apply_settings), how the pipeline and the commands use them, and the cache."""
 import copy
 import json
 import logging as std_logging
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, pipeline
 
 import hubert_ecg
+from hubert_ecg.demo import demo_records
 from hubert_ecg.inference import (
     InferenceSettings,
     apply_settings,
@@ -23,7 +23,7 @@ from hubert_ecg.inference import (
 )
 from hubert_ecg.modeling import HuBERTECGInputConv
 
-RECORDS = sorted(str(p) for p in (Path(hubert_ecg.demo_model_path()).parent / "records").glob("*.hea"))
+RECORDS = demo_records()
 VARIANTS = [InferenceSettings(dtype=d, attn_implementation=a, input_conv=c)
             for d in ("float32", "bfloat16") for a in ("sdpa", "eager") for c in ("matmul", "conv")]
 
