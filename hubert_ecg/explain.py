@@ -512,7 +512,7 @@ def explain_main(argv: list[str] | None = None) -> int:
     delta. ``--save`` writes the arrays (``.npz``). Returns 0, 1 when the record cannot be read or explained (one
     line naming it, as ``hubert-ecg predict`` says it), 2 for usage errors (a bad model, label or output name).
     """
-    from .commands.records import RECORD_ERRORS, record_error, usage_error
+    from hubert_ecg_cli.records import RECORD_ERRORS, record_error, usage_error
     from .plotting import STRIP_SECONDS, plot_ecg, save_figure
 
     parser = argparse.ArgumentParser(

@@ -275,7 +275,7 @@ def plot_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sampling-rate", type=float, default=None, help="rate in Hz of .npy inputs")
     parser.add_argument("--lead-names", default=None, help="comma-separated lead names of .npy inputs")
     args = parser.parse_args(argv)
-    from .commands.records import RECORD_ERRORS, record_error
+    from hubert_ecg_cli.records import RECORD_ERRORS, record_error
 
     if Path(args.out).suffix.lower() not in _FORMATS:
         parser.error(f"--out {args.out!r}: expected a file name ending in {', '.join(_FORMATS)}")

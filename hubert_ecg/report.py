@@ -366,7 +366,7 @@ def report_main(argv: list[str] | None = None) -> int:
 
     from transformers.utils import logging as hf_logging
 
-    from .commands.records import RECORD_ERRORS, record_error
+    from hubert_ecg_cli.records import RECORD_ERRORS, record_error
 
     hf_logging.disable_progress_bar()
     try:

@@ -1,5 +1,7 @@
 """The house rules of docs/development.md, checked on the source: data flows one way through the layers, no two
-modules import each other (directly or round a longer cycle), and nothing inside the package imports its root.
+modules import each other (directly or round a longer cycle), nothing inside the package imports its root, the
+package never imports the commands layer (``hubert_ecg_cli``), and the commands import the package only once their
+arguments are parsed.
 
 Every import counts, at module level or inside a function (a lazy import is still a dependency)."""
 
@@ -16,13 +18,14 @@ LAYERS = [
     ("modeling", {"modeling", "inference", "onnx_backend"}),
     ("consumers", {"pipelines", "embeddings", "conversion", "export", "plotting", "explain", "report", "app",
                    "training"}),
-    ("commands", {"commands", "__main__"}),
+    ("entry points", {"__main__"}),
 ]
-# modules that still hold a command's main (issue 20, item 3: they move to commands/); they may use the commands'
-# bad-record reporter, hubert_ecg.commands.records, and nothing else of commands/
+CLI = PACKAGE.parent / "hubert_ecg_cli"
+# modules that still hold a command's main (issue 20, item 3: they move to hubert_ecg_cli/); they may use the
+# commands' bad-record reporter, hubert_ecg_cli.records, and nothing else of the commands layer
 MAINS_NOT_YET_IN_COMMANDS = {
-    "pipelines", "plotting", "explain", "report", "training.arguments", "training.evaluate", "training.calibration",
-    "training.probe",
+    "plotting", "explain", "report", "app", "conversion", "export", "training.arguments", "training.evaluate",
+    "training.calibration", "training.probe", "training.finetune", "training.pretrain", "training.clustering",
 }
 
 
@@ -124,8 +127,6 @@ def test_data_flows_one_way_through_the_layers():
         for target in targets - {""}:
             if _layer(target) <= _layer(name):
                 continue
-            if target == "commands.records" and name in MAINS_NOT_YET_IN_COMMANDS:
-                continue
             upward.append(f"hubert_ecg.{name} ({LAYERS[_layer(name)][0]}) imports hubert_ecg.{target} "
                           f"({LAYERS[_layer(target)][0]})")
     assert sorted(upward) == []
@@ -137,3 +138,40 @@ def test_the_checker_sees_imports():
     assert "configuration" in graph["modeling"] and "io" in graph["windows"]
     assert "training.objectives" in graph["training.trainer"]  # a function-level import
     assert {"modeling", "pipelines"} <= graph[""]  # the root registers the model family
+
+
+def _cli_imports(path: Path, module_level_only: bool) -> set[str]:
+    """The top-level names of what ``path`` imports (``hubert_ecg``, ``torch``, ...), absolute imports only."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    nodes = tree.body if module_level_only else list(ast.walk(tree))
+    found = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            found.add(node.module)
+    return found
+
+
+def test_the_package_never_imports_the_commands():
+    offenders = []
+    for name, path in _modules().items():
+        if name == "__main__":  # `python -m hubert_ecg`: an entry point
+            continue
+        for target in _cli_imports(path, module_level_only=False):
+            if target.split(".")[0] != "hubert_ecg_cli":
+                continue
+            if target == "hubert_ecg_cli.records" and name in MAINS_NOT_YET_IN_COMMANDS:
+                continue
+            offenders.append(f"hubert_ecg.{name} imports {target}")
+    assert offenders == []
+
+
+def test_the_commands_import_the_package_only_after_parsing():
+    """A command module imports neither the package (its import registers the model: torch) nor torch at module
+    level, so that ``--help`` and usage errors are answered without them (tests/test_cli.py runs them)."""
+    heavy = {"hubert_ecg", "torch", "numpy", "accelerate", "datasets"}
+    offenders = sorted(f"{path.name}: {target}" for path in CLI.glob("*.py")
+                       for target in _cli_imports(path, module_level_only=True) if target.split(".")[0] in heavy)
+    assert offenders == []
+    assert "hubert_ecg.pipelines" in _cli_imports(CLI / "predict.py", module_level_only=False)  # the checker sees

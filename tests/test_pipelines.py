@@ -8,7 +8,8 @@ import torch
 
 import hubert_ecg
 from hubert_ecg import HuBERTECGConfig, HuBERTECGFeatureExtractor, HuBERTECGForSequenceClassification, read_ecg
-from hubert_ecg.pipelines import ECGClassificationPipeline, predict_main
+from hubert_ecg.pipelines import ECGClassificationPipeline
+from hubert_ecg_cli.predict import main as predict_main
 from hubert_ecg.windows import choose_window_starts
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=[32] * 5,

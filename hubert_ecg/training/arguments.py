@@ -159,7 +159,9 @@ def run_command(argv: Sequence[str] | None, arguments_class: type, prog: str, ru
         parsing or ``run`` raised another ``ValueError`` (bad arguments or data), whose message is printed on
         stderr as ``"{prog}: error: ..."``.
     """
-    from ..commands.records import BadRecords, NoUsableRecords, usage_error
+    from hubert_ecg_cli.records import BadRecords, usage_error
+
+    from ..io import NoUsableRecords
 
     try:
         (args,) = parse_args(list(sys.argv[1:] if argv is None else argv), (arguments_class,), prog)

@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_report(result))
     print(f"\nsaved to {args.output_dir or args.model}: config.json (score_calibration, label_thresholds), "
           "calibration.json")
-    from ..commands.records import BadRecords
+    from hubert_ecg_cli.records import BadRecords
 
     bad = BadRecords("hubert-ecg calibrate", noun="record")
     bad.extend(result["skipped"])

@@ -514,7 +514,9 @@ def main(argv: list[str] | None = None) -> int:
     """``hubert-ecg evaluate``; prints the report (one per model), lists skipped records on stderr; returns 0 when
     every record was scored, 1 when some or all were skipped (:mod:`hubert_ecg.commands.records`), 2 when the
     arguments or files are wrong."""
-    from ..commands.records import BadRecords, NoUsableRecords, usage_error
+    from hubert_ecg_cli.records import BadRecords, usage_error
+
+    from ..io import NoUsableRecords
 
     argv = list(sys.argv[1:] if argv is None else argv)
     bad = BadRecords("hubert-ecg evaluate", noun="record")

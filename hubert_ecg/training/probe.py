@@ -390,7 +390,7 @@ def embed_main(argv: list[str] | None = None) -> int:
         return 2
     kwargs = _window_kwargs(args)
     embeddings, skipped = embed_records(pipe, items, label_names, problem_type, args.batch_size, args.layer, **kwargs)
-    from ..commands.records import BadRecords
+    from hubert_ecg_cli.records import BadRecords
 
     bad = BadRecords("hubert-ecg embed", noun="record")
     bad.extend(skipped)

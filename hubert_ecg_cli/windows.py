@@ -9,20 +9,12 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Literal
 
-from ..sharding import distributed_on_cpu
-from ..training.arguments import run_command
-from ..training.windows import (
-    FORMATS,
-    INFO_FILE,
-    SKIPPED_FILE,
-    build_windows_on_all_processes,
-    export_window_dataset,
-)
-from .records import EXIT_BAD_RECORDS, EXIT_OK, BadRecords
+from .records import EXIT_BAD_RECORDS, EXIT_OK, BadRecords, run_command
 
 PROG = "hubert-ecg windows"
 
@@ -47,7 +39,7 @@ class WindowsArguments:
         metadata={"help": "Instead of DATA: NAME=PATH entries, one window dataset per source in OUTPUT_DIR/NAME and "
                   "a multi-source dataset (with a `source` column) in OUTPUT_DIR, to cluster and pretrain on."},
     )
-    format: str = field(
+    format: Literal["arrow", "parquet"] = field(
         default="arrow",
         metadata={"help": "'arrow' (memory-mapped, for this machine) or 'parquet' (ZSTD files to share and stream)."},
     )
@@ -78,14 +70,18 @@ class WindowsArguments:
             raise ValueError("--labels_dirs goes with --windows_dir (the window dataset they label)")
         if self.windows_dir and self.format != "parquet":
             raise ValueError("--windows_dir exports a window dataset as Parquet: add --format parquet")
-        if self.format not in FORMATS:
-            raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {self.format!r}")
         if self.windows_per_file < 1:
             raise ValueError(f"--windows_per_file must be >= 1, got {self.windows_per_file}")
 
 
 def _run_windows(args: WindowsArguments) -> dict:
-    from ..training.sources import parse_sources, prepare_sources
+    from hubert_ecg.sharding import distributed_on_cpu
+    from hubert_ecg.training.sources import parse_sources, prepare_sources
+    from hubert_ecg.training.windows import (
+        INFO_FILE,
+        build_windows_on_all_processes,
+        export_window_dataset,
+    )
 
     if args.windows_dir:
         from accelerate import PartialState
@@ -108,6 +104,9 @@ def _windows_command(args: WindowsArguments) -> int:
     """``_run_windows``, then the records it skipped (every ``skipped.jsonl`` under ``--output_dir``) listed on
     stderr with their reason: exit status 1 when there are some, 0 otherwise."""
     from accelerate import PartialState
+
+    from hubert_ecg.sharding import distributed_on_cpu
+    from hubert_ecg.training.windows import SKIPPED_FILE
 
     _run_windows(args)
     skipped = [json.loads(line) for file in sorted(Path(args.output_dir).rglob(SKIPPED_FILE))

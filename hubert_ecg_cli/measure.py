@@ -7,12 +7,13 @@ Heart rate, RR, PR, QRS, QT, QTc (Bazett, Fridericia) and the frontal P / QRS / 
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
+from dataclasses import dataclass, field
+from typing import Literal
 
-from ..measurements import DEFAULT_METHOD, METHODS, QUANTITIES
+from .arguments import parse
 from .records import RECORD_ERRORS, BadRecords, usage_error
 
 PROG = "hubert-ecg measure"
@@ -25,6 +26,8 @@ _HEADINGS = {"heart_rate": "HR", "rr_interval": "RR", "pr_interval": "PR", "qrs_
 def _device_as_ours(result: dict) -> tuple[dict, dict]:
     """The device block and the differences, keyed by our quantity names (the device's qtc under the QTc it was
     compared with)."""
+    from hubert_ecg.measurements import QUANTITIES
+
     device, difference = {}, {}
     for key, entry in (result.get("device") or {}).items():
         diff = result["difference"].get(key, {})
@@ -44,6 +47,8 @@ def format_results(results: list[dict], fmt: str) -> str:
     """The rows of ``hubert-ecg measure`` (see :func:`main`): ``table`` (one row per file, and for a file with the
     device's values a ``device`` and a ``difference`` row; ms, bpm, degrees; notes under it), ``csv`` (one row per
     file and quantity: value, unit, device, difference) or ``json`` (the list of :func:`measure` results)."""
+    from hubert_ecg.measurements import QUANTITIES
+
     if fmt == "json":
         return json.dumps(results, indent=2)
     if fmt == "csv":
@@ -75,6 +80,28 @@ def format_results(results: list[dict], fmt: str) -> str:
     return "\n".join(lines + [units] + notes)
 
 
+DESCRIPTION = (
+    "Heart rate, RR, PR, QRS, QT, QTc (Bazett, Fridericia) and the frontal P/QRS/T axes of ECG files, beside the "
+    "device's own measurements where the file carries them (docs/measurements.md). Needs the [clinical] extra "
+    "(neurokit2). Exit status: 0 when every file was measured, 1 when some were not (listed on stderr), 2 for usage "
+    "errors."
+)
+#: neurokit2's delineation methods (:data:`hubert_ecg.measurements.METHODS`; tests/test_cli.py checks they match)
+METHODS = ("prominence", "dwt", "cwt", "peak")
+
+
+@dataclass
+class MeasureArguments:
+    """What ``measure`` reads and how it prints it."""
+
+    files: list[str] = field(metadata={
+        "positional": True, "nargs": "+", "metavar": "FILE",
+        "help": "ECG files (WFDB record names or .hea/.dat, .mat, ...), directories (every record under them) or "
+                "manifests (.csv with a filename column, .txt one path a line)"})
+    format: Literal["table", "csv", "json"] = field(default="table", metadata={"help": "output format"})
+    method: Literal[METHODS] = field(default="prominence", metadata={"help": "neurokit2 delineation method"})
+
+
 def main(argv: list[str] | None = None) -> int:
     """``hubert-ecg measure FILES... [--format table|csv|json] [--method M]``.
 
@@ -83,24 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     status: 0 when every file was measured, 1 when some (or all) were not (they are listed on stderr with the
     reason: unreadable, flat, too short, no beats), 2 for a usage error.
     """
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Heart rate, RR, PR, QRS, QT, QTc (Bazett, Fridericia) and the frontal P/QRS/T axes of ECG "
-        "files, beside the device's own measurements where the file carries them (docs/measurements.md). Needs "
-        "the [clinical] extra (neurokit2). Exit status: 0 when every file was measured, 1 when some were not "
-        "(listed on stderr), 2 for usage errors.",
-    )
-    parser.add_argument("files", nargs="+", metavar="FILE",
-                        help="ECG files (WFDB record names or .hea/.dat, .mat, ...), directories (every record "
-                        "under them) or manifests (.csv with a filename column, .txt one path a line)")
-    parser.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
-    parser.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
-                        help=f"neurokit2 delineation method (default {DEFAULT_METHOD})")
-    args = parser.parse_args(argv)
-
-    from ..io import read_ecg
-    from ..measurements import measure
-    from ..pipelines import expand_inputs
+    (args,) = parse(argv, (MeasureArguments,), PROG, DESCRIPTION)
+    from hubert_ecg.io import read_ecg
+    from hubert_ecg.measurements import measure
+    from hubert_ecg.pipelines import expand_inputs
 
     try:
         inputs = expand_inputs(args.files)

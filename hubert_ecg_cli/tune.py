@@ -8,33 +8,39 @@ use measures again); ``--show`` prints the cache without measuring.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from dataclasses import dataclass, field
+
+from .arguments import parse
+from .records import usage_error
 
 PROG = "hubert-ecg tune"
+DESCRIPTION = (
+    "Measure the fastest inference settings (dtype, attention, first convolution) for a model on this machine, as "
+    "`predict`, `embed` and pipeline() do at first use, and print them. The choice is cached per machine, torch "
+    "version and model shape. Exit status: 0 on success, 2 for a usage error or a model that cannot be loaded."
+)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Measure the fastest inference settings (dtype, attention, first convolution) for a model on "
-        "this machine, as `predict`, `embed` and pipeline() do at first use, and print them. The choice is cached "
-        "per machine, torch version and model shape. Exit status: 0 on success, 2 for a usage error or a model "
-        "that cannot be loaded.",
-    )
-    parser.add_argument("--model", default=None,
-                        help="hub id or save_pretrained directory (default: the bundled demo model)")
-    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0")
-    parser.add_argument("--reset", action="store_true",
-                        help="forget every cached measurement first; with neither --model nor --device only that")
-    parser.add_argument("--show", action="store_true", help="print the cache file and its entries, measure nothing")
-    return parser
+@dataclass
+class TuneArguments:
+    """The model to measure (default: the demo model) and what to do with the cache."""
+
+    model: str | None = field(default=None, metadata={
+        "help": "hub id or save_pretrained directory (default: the bundled demo model)",
+        "deprecated": ["--model_name_or_path", "--model-name-or-path"]})
+    device: str | None = field(default=None, metadata={"help": "torch device, e.g. cpu or cuda:0"})
+    reset: bool = field(default=False, metadata={
+        "help": "forget every cached measurement first; with neither --model nor --device only that"})
+    show: bool = field(default=False, metadata={"help": "print the cache file and its entries, measure nothing"})
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    from ..inference import clear_tuning_cache, tuning_cache_path
+    """Entry point of ``hubert-ecg tune``; returns the exit status (0; 2 for a usage error or a model that cannot be
+    loaded)."""
+    (args,) = parse(argv, (TuneArguments,), PROG, DESCRIPTION)
+    from hubert_ecg.inference import clear_tuning_cache, tuning_cache_path
 
     path = tuning_cache_path()
     if args.show:
@@ -53,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoModel, AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
-    from ..demo import demo_model_path
-    from ..inference import measure_settings, tuned_settings, tuning_enabled
+    from hubert_ecg.demo import demo_model_path
+    from hubert_ecg.inference import measure_settings, tuned_settings, tuning_enabled
 
     hf_logging.disable_progress_bar()
     source = args.model or demo_model_path()
@@ -66,8 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.device is not None:
             model.to(args.device)
     except (OSError, ValueError, RuntimeError) as err:
-        print(f"{PROG}: error: cannot load the model {source!r}: {type(err).__name__}: {err}", file=sys.stderr)
-        return 2
+        return usage_error(PROG, f"cannot load the model {source!r}: {type(err).__name__}: {err}")
     if not tuning_enabled():
         print(f"{PROG}: HUBERT_ECG_TUNING is off: models run in float32 with SDPA; measured here anyway, not cached",
               file=sys.stderr)
@@ -86,6 +91,3 @@ def main(argv: list[str] | None = None) -> int:
                       "input_conv": settings.input_conv}))
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

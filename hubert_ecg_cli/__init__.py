@@ -1,23 +1,20 @@
-"""The ``hubert-ecg`` console command: a router that starts in a fraction of a second.
+"""The ``hubert-ecg`` console command, and the commands layer: one module per command, its arguments and its ``main``.
 
 ``hubert-ecg COMMAND [ARGS...]``; ``hubert-ecg COMMAND --help`` lists a command's arguments.
 
-This module lives beside the ``hubert_ecg`` package, not inside it, on purpose: importing ``hubert_ecg`` registers the
-model family with transformers' Auto classes and the ``ecg-classification`` pipeline, which imports torch and
-transformers' modelling and pipeline code (about 5 s on a 2-core machine). Listing the commands and printing a
-command's ``--help`` need none of that: the help texts are stored in ``hubert_ecg/cli_help.json``, written from the
-commands' own parsers by ``python -m hubert_ecg_cli --write-help`` (``tests/test_cli.py`` checks that they are up to
-date). Running a command imports its module, and only then the package.
+This package lives beside the ``hubert_ecg`` package, not inside it, on purpose: importing ``hubert_ecg`` registers
+the model family with transformers' Auto classes and the ``ecg-classification`` pipeline, which imports torch and
+transformers' modelling and pipeline code (seconds on a 2-core machine). Listing the commands, a command's
+``--help`` and a usage error need none of that: each command module parses its arguments
+(:mod:`hubert_ecg_cli.arguments`, one dialect for all) before it imports the package. The help is built from the
+command's own parser when asked for, so it always matches the installed transformers.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
-import os
 import sys
-from pathlib import Path
 from typing import NamedTuple
 
 
@@ -41,14 +38,14 @@ EXTRAS = {
 }
 
 COMMANDS = {
-    "predict": Command("hubert_ecg.pipelines", "predict_main",
+    "predict": Command("hubert_ecg_cli.predict", "main",
                        "score ECG files with a classifier (default: the demo model)", None),
     "finetune": Command("hubert_ecg.training.finetune", "main", "fine-tune a classifier with the Trainer", "train"),
     "evaluate": Command("hubert_ecg.training.evaluate", "main",
                         "AUROC, AUPRC, F1 with bootstrap CIs on a labelled set", "train"),
     "calibrate": Command("hubert_ecg.training.calibration", "main",
                          "fit score calibration and per-label thresholds on a validation split", "train"),
-    "windows": Command("hubert_ecg.commands.windows", "main",
+    "windows": Command("hubert_ecg_cli.windows", "main",
                        "preprocess records into 5 s window shards (Arrow, or Parquet to stream)", "train"),
     "cluster": Command("hubert_ecg.training.clustering", "main",
                        "k-means pretraining targets for a HuBERT iteration", "train"),
@@ -64,9 +61,9 @@ COMMANDS = {
                        "original .pt / hub checkpoint -> save_pretrained directory", None),
     "export-onnx": Command("hubert_ecg.export", "export_onnx_main", "export a classifier to ONNX (dynamic batch)",
                            "onnx"),
-    "measure": Command("hubert_ecg.commands.measure", "main",
+    "measure": Command("hubert_ecg_cli.measure", "main",
                        "heart rate, PR, QRS, QT, QTc and axes of ECG files, beside the device's", "clinical"),
-    "tune": Command("hubert_ecg.commands.tune", "main",
+    "tune": Command("hubert_ecg_cli.tune", "main",
                     "measure the fastest inference settings for a model on this machine (cached)", None),
     "plot": Command("hubert_ecg.plotting", "plot_main", "draw a record in the 12-lead layout (PNG, SVG, PDF)", "plot"),
     "explain": Command("hubert_ecg.explain", "explain_main",
@@ -78,9 +75,6 @@ COMMANDS = {
                    "app"),
 }
 
-HELP_FILE = "cli_help.json"
-HELP_COLUMNS = "100"  # the width the stored help texts are formatted for
-
 
 def _usage() -> str:
     lines = [f"  {name:<15} {command.help}" for name, command in COMMANDS.items()]
@@ -88,14 +82,6 @@ def _usage() -> str:
         "usage: hubert-ecg COMMAND [ARGS...]\n\ncommands:\n" + "\n".join(lines)
         + "\n\n`hubert-ecg COMMAND --help` lists a command's arguments."
     )
-
-
-def _help_path() -> Path:
-    """``hubert_ecg/cli_help.json``, found without importing (and so registering) the package."""
-    spec = importlib.util.find_spec("hubert_ecg")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("the hubert_ecg package is not installed")
-    return Path(list(spec.submodule_search_locations)[0]) / HELP_FILE
 
 
 def missing_modules(extra: str | None) -> list[str]:
@@ -109,33 +95,9 @@ def _installed(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def generate_help_texts() -> dict[str, str]:
-    """Every command's ``--help`` output, from its own parser (imports every command module)."""
-    import contextlib
-    import io
-
-    os.environ["COLUMNS"] = HELP_COLUMNS
-    texts = {}
-    for name, command in COMMANDS.items():
-        buffer = io.StringIO()
-        function = getattr(importlib.import_module(command.module), command.function)
-        with contextlib.redirect_stdout(buffer):
-            try:
-                function(["--help"])
-            except SystemExit as exit_:
-                if exit_.code not in (0, None):
-                    raise RuntimeError(f"`hubert-ecg {name} --help` exited with {exit_.code}") from None
-        texts[name] = buffer.getvalue()
-    return texts
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``hubert-ecg`` command; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--write-help"]:
-        _help_path().write_text(json.dumps(generate_help_texts(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        print(f"wrote {_help_path()}")
-        return 0
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0
@@ -144,10 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hubert-ecg: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     command = COMMANDS[name]
-    if "-h" in args or "--help" in args:
-        texts = json.loads(_help_path().read_text(encoding="utf-8"))
-        sys.stdout.write(texts[name])
-        return 0
+    if "-h" in args or "--help" in args:  # the command's own parser, whether or not its extra is installed
+        return _run(getattr(importlib.import_module(command.module), command.function), args)
     missing = missing_modules(command.extra)
     if missing:
         print(
@@ -156,8 +116,16 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    function = getattr(importlib.import_module(command.module), command.function)
-    return int(function(args) or 0)
+    return _run(getattr(importlib.import_module(command.module), command.function), args)
+
+
+def _run(function, args: list[str]) -> int:
+    """A command's exit status: what ``function(args)`` returns, or the code of its ``SystemExit`` (argparse: 0
+    after ``--help``, 2 after a usage error)."""
+    try:
+        return int(function(args) or 0)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 2)
 
 
 if __name__ == "__main__":

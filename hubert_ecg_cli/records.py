@@ -19,11 +19,18 @@ return bad.report(total=len(names), verb="measured")      # 0, or 1 after the li
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
 
-from ..io import NoUsableRecords
-
-__all__ = ["EXIT_OK", "EXIT_BAD_RECORDS", "EXIT_USAGE", "RECORD_ERRORS", "BadRecords", "record_error",
-           "usage_error", "NoUsableRecords"]
+__all__ = [
+    "EXIT_BAD_RECORDS",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "RECORD_ERRORS",
+    "BadRecords",
+    "record_error",
+    "run_command",
+    "usage_error",
+]
 
 EXIT_OK, EXIT_BAD_RECORDS, EXIT_USAGE = 0, 1, 2
 #: what reading, checking and windowing a record raise when the record cannot be used: the readers raise
@@ -91,3 +98,31 @@ def usage_error(prog: str, error, stream=None) -> int:
     """A usage error: one line ``prog: error: message`` on stderr; returns 2."""
     print(f"{prog}: error: {error}", file=stream or sys.stderr)
     return EXIT_USAGE
+
+
+def run_command(argv: Sequence[str] | None, arguments_class: type, prog: str, run: Callable,
+                description: str | None = None) -> int:
+    """The ``main`` of a one-dataclass command (``hubert-ecg cluster``, ``pretrain``, ``windows``, ...).
+
+    Parses ``argv`` (default: ``sys.argv[1:]``) into ``arguments_class`` with :func:`hubert_ecg_cli.arguments.parse`
+    (a usage error exits 2 there, before the package is imported) and calls ``run(arguments)``.
+
+    Returns:
+        The exit code: the one ``run`` returns when it returns an int (e.g. 1: some records were skipped), else 0;
+        1 when ``run`` raised :class:`hubert_ecg.io.NoUsableRecords` (the records listed on stderr); 2 when ``run``
+        raised another ``ValueError`` (bad arguments or data), whose message is printed as ``"{prog}: error: ..."``.
+    """
+    from .arguments import parse
+
+    (args,) = parse(argv, (arguments_class,), prog, description)
+    from hubert_ecg.io import NoUsableRecords
+
+    try:
+        code = run(args)
+    except NoUsableRecords as error:  # the one bad-record rule: listed, exit 1
+        bad = BadRecords(prog, noun="record")
+        bad.extend(error.skipped)
+        return bad.report(error.total)
+    except ValueError as error:
+        return usage_error(prog, error)
+    return code if isinstance(code, int) else 0

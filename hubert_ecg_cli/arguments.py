@@ -1,0 +1,306 @@
+"""The one command-line dialect of every ``hubert-ecg`` command, and the argument groups they share.
+
+Every command declares its arguments as dataclass fields and parses them with :func:`parse`, on
+``transformers.HfArgumentParser``:
+
+* ``--field_name`` and ``--field-name`` are the same option, in every command;
+* an optional leading YAML or JSON file of ``field: value`` pairs, then ``--field value`` flags that override it;
+* a field with ``metadata={"positional": True}`` is a positional argument (``nargs`` and ``metavar`` from its
+  metadata), e.g. the ``INPUT...`` of ``predict``;
+* a field's ``metadata={"deprecated": ["--old"]}`` keeps an old spelling working for one release: it is read as the
+  new one, with one line on stderr saying so;
+* a field's ``__post_init__`` check (a ``ValueError``) is a usage error like an unknown option: the usage, one line
+  ``PROG: error: ...`` on stderr, exit status 2.
+
+Parsing imports neither torch nor the ``hubert_ecg`` package (whose import registers the model with transformers,
+seconds on a small machine): a usage error is answered in about a second (most of it importing transformers). A command whose arguments include
+transformers' ``TrainingArguments`` (which import torch) passes them as ``late_types``: its own fields are checked
+first, before torch is imported.
+
+The shared groups (:class:`ModelArguments`, :class:`BatchingArguments`, :class:`RecordArguments`,
+:class:`WindowingArguments`) give one concept one name everywhere: ``--model``, ``--device``, ``--dtype``,
+``--batch_size``, ``--sampling_rate``, ``--lead_names``, ``--missing_leads``, ``--stride_seconds``; one output
+file is ``--output``, an output folder ``--output_dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import sys
+import types
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from transformers import HfArgumentParser
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_MISSING_LEADS",
+    "DTYPES",
+    "MISSING_LEADS",
+    "BatchingArguments",
+    "ECGArgumentParser",
+    "HelpFormatter",
+    "ModelArguments",
+    "RecordArguments",
+    "WindowingArguments",
+    "build_parser",
+    "config_values",
+    "deprecated_spellings",
+    "parse",
+]
+
+#: ``--dtype`` values: ``auto`` is the fastest measured on this machine (:mod:`hubert_ecg.inference`)
+DTYPES = ("auto", "float32", "bfloat16")
+#: ``--backend`` values (:mod:`hubert_ecg.onnx_backend`); tests/test_cli.py checks they match the package's
+BACKENDS = ("torch", "onnxruntime", "openvino")
+#: ``--missing_leads`` values and default (:data:`hubert_ecg.leads.MISSING_LEADS`); tests/test_cli.py checks they match
+MISSING_LEADS = ("zero", "raise")
+DEFAULT_MISSING_LEADS = "zero"
+#: the release after which the deprecated spellings stop working
+DEPRECATED_UNTIL = "0.3"
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` states each default once: argparse's ``(default: X)`` is added only where the field's own help
+    does not already say what its default is (e.g. ``"(default: the bundled demo model)"`` for a ``None``), and
+    not for positional arguments and switches."""
+
+    def _get_help_string(self, action):
+        help_ = action.help or ""
+        if "default" in help_.lower() or not action.option_strings or action.default in (None, False, []):
+            return help_
+        return super()._get_help_string(action)
+
+
+class ECGArgumentParser(HfArgumentParser):
+    """``HfArgumentParser`` with positional fields (``metadata={"positional": True, "nargs": "+"}``) and deprecated
+    spellings (``metadata={"deprecated": ["--old"]}``, read by :func:`parse`)."""
+
+    @staticmethod
+    def _parse_dataclass_field(parser, field_: dataclasses.Field):
+        metadata = dict(field_.metadata)
+        metadata.pop("deprecated", None)
+        if metadata.pop("positional", False):
+            kwargs = {"help": metadata.get("help"), "metavar": metadata.get("metavar")}
+            if "nargs" in metadata:
+                kwargs["nargs"] = metadata["nargs"]
+            elif field_.default is not dataclasses.MISSING:
+                kwargs["nargs"] = "?"
+                kwargs["default"] = field_.default
+            parser.add_argument(field_.name, **kwargs)
+            return
+        plain = copy.copy(field_)
+        plain.metadata = types.MappingProxyType(metadata)
+        HfArgumentParser._parse_dataclass_field(parser, plain)
+
+
+def deprecated_spellings(dataclass_types: Sequence[type]) -> dict[str, str]:
+    """``{old option: new option}`` from the fields' ``metadata["deprecated"]``."""
+    renamed = {}
+    for dtype in dataclass_types:
+        for field_ in dataclasses.fields(dtype):
+            for old in field_.metadata.get("deprecated", ()):
+                renamed[old] = f"--{field_.name}"
+    return renamed
+
+
+def build_parser(dataclass_types: Sequence[type], prog: str, description: str | None = None) -> ECGArgumentParser:
+    """The parser of a command: :class:`ECGArgumentParser` with :class:`HelpFormatter`, abbreviations off, and a
+    help of its own for every ``--no_FIELD`` complement of a boolean field that defaults to True."""
+    parser = ECGArgumentParser(list(dataclass_types), prog=prog, description=description,
+                               formatter_class=HelpFormatter, allow_abbrev=False)
+    for action in parser._actions:
+        negative = [s for s in action.option_strings if s.startswith("--no_")]
+        if negative and action.const is False:
+            action.help = f"turn off --{negative[0][len('--no_'):]}"
+            action.default = argparse.SUPPRESS
+    return parser
+
+
+def config_values(path: str | Path, known: set[str] | None = None) -> dict:
+    """The ``field: value`` pairs of a YAML or JSON configuration file.
+
+    Raises:
+        ValueError: for a missing or unreadable file, a file that is not a mapping, or fields not in ``known``
+            (None: not checked).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"configuration file not found: {str(path)!r}")
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".json":
+            values = json.loads(text)
+        else:
+            import yaml
+
+            values = yaml.safe_load(text)
+    except Exception as err:
+        raise ValueError(f"cannot read the configuration file {str(path)!r}: {type(err).__name__}: {err}") from None
+    values = values or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"configuration file {str(path)!r} must hold a mapping of argument names to values")
+    unknown = sorted(set(values) - known) if known is not None else []
+    if unknown:
+        raise ValueError(f"configuration file {str(path)!r} has unknown fields {unknown}")
+    # nested mappings (e.g. `config_overrides: {hidden_size: 128}`) are JSON strings on the command line
+    return {key: json.dumps(value) if isinstance(value, dict) else value for key, value in values.items()}
+
+
+def _renamed(argv: list[str], renamed: dict[str, str], prog: str) -> list[str]:
+    out = []
+    for token in argv:
+        option, eq, value = token.partition("=")
+        if option in renamed:
+            print(f"{prog}: {option} is deprecated and goes in {DEPRECATED_UNTIL}: use {renamed[option]}",
+                  file=sys.stderr)
+            token = renamed[option] + eq + value
+        out.append(token)
+    return out
+
+
+def _parse_with(parser: ECGArgumentParser, argv: list[str], values: dict, known_only: bool) -> tuple:
+    if values:
+        parser.set_defaults(**values)
+        for action in parser._actions:  # a field given in the file is no longer required on the command line
+            if action.dest in values:
+                action.required = False
+                if not action.option_strings:
+                    action.nargs = "*" if action.nargs in ("+", "*") else "?"
+    try:
+        return tuple(parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=known_only))
+    except ValueError as err:  # a field's own check (__post_init__)
+        parser.error(str(err))
+
+
+def parse(argv: Sequence[str] | None, dataclass_types: Sequence[type], prog: str, description: str | None = None,
+          late_types: Callable[[], Sequence[type]] | None = None) -> tuple:
+    """Parse a command's ``argv`` into one instance of each of ``dataclass_types``.
+
+    Args:
+        argv: ``[CONFIG.yaml|CONFIG.json] [ARGS...]``; None: ``sys.argv[1:]``.
+        dataclass_types: the command's argument dataclasses, shared groups first.
+        prog: the command's name for ``--help`` and messages, e.g. ``"hubert-ecg predict"``.
+        description: the first paragraph of ``--help``.
+        late_types: called only once ``dataclass_types`` parsed without error (or for ``--help``): more dataclasses
+            whose import is heavy (``TrainingArguments``: torch). Their instances follow in the returned tuple.
+
+    Returns:
+        One dataclass instance per type, in order.
+
+    Raises:
+        SystemExit: 0 after ``--help``; 2 after a usage error (the usage and ``PROG: error: ...`` on stderr): an
+            unknown option, a missing or malformed value, a field's own check, an unreadable configuration file.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    types_ = list(dataclass_types)
+    config = argv.pop(0) if argv and argv[0].endswith((".yaml", ".yml", ".json")) else None
+    wants_help = "-h" in argv or "--help" in argv
+    if late_types is not None and wants_help:
+        types_ += list(late_types())
+        late_types = None
+    parser = build_parser(types_, prog, description)
+    argv = _renamed(argv, deprecated_spellings(types_), prog)
+    values = {}
+    if config is not None:  # the field names are checked once every field is known
+        try:
+            known = {action.dest for action in parser._actions} if late_types is None else None
+            values = config_values(config, known)
+        except ValueError as err:
+            parser.error(str(err))
+    if late_types is None:
+        return _parse_with(parser, argv, values, known_only=False)
+    own = {action.dest for action in parser._actions}
+    _parse_with(parser, argv, {k: v for k, v in values.items() if k in own}, known_only=True)  # before torch
+    types_ += list(late_types())
+    parser = build_parser(types_, prog, description)
+    argv = _renamed(argv, deprecated_spellings(types_), prog)
+    if config is not None:
+        try:
+            values = config_values(config, {action.dest for action in parser._actions})
+        except ValueError as err:
+            parser.error(str(err))
+    return _parse_with(parser, argv, values, known_only=False)
+
+
+# --- the shared argument groups ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelArguments:
+    """Where the model comes from and how it runs: ``--model``, ``--device``, ``--dtype``."""
+
+    _argument_group_name = "model"
+
+    model: str | None = field(default=None, metadata={
+        "help": "hub id or save_pretrained directory (default: the bundled demo model, a demonstration, not a "
+                "clinical tool)",
+        "deprecated": ["--model_name_or_path", "--model-name-or-path"]})
+    device: str | None = field(default=None, metadata={"help": "torch device, e.g. cpu or cuda:0 (default: the "
+                                                                  "GPU when there is one)"})
+    dtype: Literal[DTYPES] = field(default="auto", metadata={
+        "help": "model precision (default auto: the fastest measured on this machine, scores within 0.02 of "
+                "float32; see `hubert-ecg tune`)"})
+
+
+@dataclass
+class BatchingArguments:
+    """How many 5 s windows go through the model at once: ``--batch_size``."""
+
+    _argument_group_name = "batching"
+
+    batch_size: int = field(default=16, metadata={"help": "windows per model call"})
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ValueError(f"--batch_size must be a positive integer, got {self.batch_size}")
+
+
+@dataclass
+class RecordArguments:
+    """How a record is read: ``--sampling_rate`` and ``--lead_names`` of files that do not carry them (.npy), and
+    what to do with leads the model needs but a record lacks (``--missing_leads``)."""
+
+    _argument_group_name = "records"
+
+    sampling_rate: float | None = field(default=None, metadata={
+        "help": "rate in Hz of .npy inputs (files that store a rate must agree)"})
+    lead_names: str | None = field(default=None, metadata={
+        "help": "comma-separated lead names of .npy inputs, e.g. I,II,V1 (default: the 12 standard leads in order)"})
+    missing_leads: Literal[MISSING_LEADS] = field(default=DEFAULT_MISSING_LEADS, metadata={
+        "help": "a lead the model needs that a record lacks: zero (fill with zeros, as the lead masking of "
+                "training does) or raise (skip the record)"})
+
+    def __post_init__(self):
+        if self.sampling_rate is not None and not self.sampling_rate > 0:
+            raise ValueError(f"--sampling_rate must be a positive number of Hz, got {self.sampling_rate}")
+        if self.lead_names is not None and not self.lead_list:
+            raise ValueError("--lead_names must list lead names separated by commas, e.g. I,II,V1")
+
+    @property
+    def lead_list(self) -> list[str] | None:
+        """``--lead_names`` as a list (None when not given)."""
+        if self.lead_names is None:
+            return None
+        return [name.strip() for name in self.lead_names.split(",") if name.strip()]
+
+
+@dataclass
+class WindowingArguments:
+    """Which 5 s windows of a record are used: ``--stride_seconds``."""
+
+    _argument_group_name = "windows"
+
+    stride_seconds: float | None = field(default=None, metadata={
+        "help": "seconds between the starts of consecutive 5 s windows (default 5: windows side by side)",
+        "deprecated": ["--stride"]})
+
+    def __post_init__(self):
+        if self.stride_seconds is not None and not self.stride_seconds > 0:
+            raise ValueError(f"--stride_seconds must be a positive number of seconds, got {self.stride_seconds}")
