@@ -12,7 +12,7 @@ What ``pipeline("feature-extraction")`` is for text, for ECGs: the records are r
 windows exactly as the ``ecg-classification`` pipeline does (:class:`hubert_ecg.pipelines.ECGClassificationPipeline`,
 whose ``preprocess`` this class inherits: :func:`hubert_ecg.windows.record_windows`), the backbone
 (:class:`hubert_ecg.HuBERTECGModel`) encodes each window into frames, and a record's vector is the mean of the
-**valid frames of all its windows** (:func:`pool_frames`): every frame computed from real samples only counts once,
+**valid frames of all its windows** (:func:`hubert_ecg.modeling.pool_frames`): every frame computed from real samples only counts once,
 the frames touched by zero padding (a record shorter than 5 s, a padded last window) count zero
 (:meth:`hubert_ecg.HuBERTECGPreTrainedModel.frame_mask`). With full windows this is the mean over windows of each
 window's mean over frames. ``layer`` picks a hidden state (0: the encoder's input after the feature projection and the
@@ -28,31 +28,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .modeling import pool_frames
 from .pipelines import ECGClassificationPipeline
 
-__all__ = ["ECGFeatureExtractionPipeline", "pool_frames", "load_feature_pipeline"]
-
-
-def pool_frames(
-    hidden_states: torch.Tensor, frame_mask: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """THE pooling of frames: per window, the sum of its valid frames and their number.
-
-    Args:
-        hidden_states: float ``(windows, frames, hidden_size)``.
-        frame_mask: bool ``(windows, frames)``, True for frames computed from real samples only
-            (:meth:`~hubert_ecg.HuBERTECGPreTrainedModel.frame_mask`); None: every frame is valid.
-
-    Returns:
-        ``(sums, counts)``: float64 ``(windows, hidden_size)`` and int64 ``(windows,)``. A record's vector is
-        ``sums.sum(0) / counts.sum()`` over its windows (the mean of its valid frames).
-    """
-    hidden = hidden_states.to(torch.float64)
-    if frame_mask is None:
-        return hidden.sum(dim=1), torch.full((hidden.shape[0],), hidden.shape[1], dtype=torch.int64,
-                                             device=hidden.device)
-    mask = frame_mask.to(device=hidden.device)
-    return (hidden * mask.unsqueeze(-1).to(hidden.dtype)).sum(dim=1), mask.sum(dim=1).to(torch.int64)
+__all__ = ["ECGFeatureExtractionPipeline", "load_feature_pipeline"]
 
 
 class ECGFeatureExtractionPipeline(ECGClassificationPipeline):
@@ -123,7 +102,7 @@ class ECGFeatureExtractionPipeline(ECGClassificationPipeline):
 
     def _forward(self, model_inputs, layer: int | None = None):
         """Windows ``(batch, 6000)`` -> per window the float64 sum of the valid frames' hidden states ``(batch,
-        hidden_size)`` and their number ``(batch,)`` (:func:`pool_frames`); inputs cast to the model's dtype."""
+        hidden_size)`` and their number ``(batch,)`` (:func:`hubert_ecg.modeling.pool_frames`); inputs cast to the model's dtype."""
         usable, values, mask = self._usable_windows(model_inputs)
         backbone = self.model.base_model
         hidden_size = int(self.model.config.hidden_size)
@@ -134,7 +113,7 @@ class ECGFeatureExtractionPipeline(ECGClassificationPipeline):
                            output_hidden_states=layer is not None, return_dict=True)
             hidden = out.last_hidden_state if layer is None else out.hidden_states[layer]
             frames = None if mask is None else backbone.frame_mask(mask, hidden.shape[1])
-            sums[usable], counts[usable] = pool_frames(hidden, frames)
+            sums[usable], counts[usable] = pool_frames(hidden, frames, dtype=torch.float64)
         return {"frame_sum": sums, "frame_count": counts, "is_last": model_inputs["is_last"],
                 "name": model_inputs["name"], "flags": model_inputs["flags"], "missing": model_inputs["missing"],
                 "error": model_inputs["error"]}

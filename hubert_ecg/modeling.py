@@ -195,6 +195,37 @@ def compute_time_mask(
     return torch.from_numpy(np.asarray(mask, dtype=bool)).to(device)
 
 
+def pool_frames(
+    hidden_states: torch.Tensor, frame_mask: torch.Tensor | None = None, dtype: torch.dtype | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """THE pooling of frames, used by the classifier, the contrastive head and the embeddings: per window, the sum
+    of its valid frames and their number.
+
+    Args:
+        hidden_states: float ``(windows, frames, hidden_size)``.
+        frame_mask: bool ``(windows, frames)``, True for frames computed from real samples only
+            (:meth:`HuBERTECGPreTrainedModel.frame_mask`); None: every frame is valid.
+        dtype: the dtype of the sums (default: that of ``hidden_states``); the embeddings sum in float64.
+
+    Returns:
+        ``(sums, counts)``: ``(windows, hidden_size)`` and int64 ``(windows,)``. A window's vector is
+        ``sums / counts`` (:func:`mean_pool`); a record's, over its windows, ``sums.sum(0) / counts.sum()``.
+    """
+    hidden = hidden_states if dtype is None else hidden_states.to(dtype)
+    if frame_mask is None:
+        return hidden.sum(dim=1), torch.full((hidden.shape[0],), hidden.shape[1], dtype=torch.int64,
+                                             device=hidden.device)
+    mask = frame_mask.to(device=hidden.device)
+    return (hidden * mask.unsqueeze(-1).to(hidden.dtype)).sum(dim=1), mask.sum(dim=1).to(torch.int64)
+
+
+def mean_pool(hidden_states: torch.Tensor, frame_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The mean of each window's valid frames, ``(windows, frames, hidden_size)`` -> ``(windows, hidden_size)`` in
+    the dtype of ``hidden_states`` (:func:`pool_frames`; a window without a valid frame gives zeros)."""
+    sums, counts = pool_frames(hidden_states, frame_mask)
+    return sums / counts.clamp(min=1).unsqueeze(-1).to(sums.dtype)
+
+
 class HuBERTECGPreTrainedModel(HubertPreTrainedModel):
     """Base class: the HuBERT-ECG config, the ``hubert_ecg`` prefix of the released fine-tuned checkpoints,
     weight initialisation of every parameter (Hubert's modules plus the heads defined here), and the positional
@@ -491,11 +522,8 @@ class HuBERTECGForSequenceClassification(HuBERTECGPreTrainedModel):
             input_values, attention_mask=attention_mask, mask_time_indices=mask_time_indices, return_dict=True, **kwargs
         )
         hidden_states = outputs.last_hidden_state
-        if attention_mask is None:
-            pooled = hidden_states.mean(dim=1)
-        else:
-            mask = self.frame_mask(attention_mask, hidden_states.shape[1]).unsqueeze(-1).to(hidden_states.dtype)
-            pooled = (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        frame_mask = None if attention_mask is None else self.frame_mask(attention_mask, hidden_states.shape[1])
+        pooled = mean_pool(hidden_states, frame_mask)
         logits = self.head(self.dropout(pooled))
 
         loss = self.compute_loss(logits, labels) if labels is not None else None
@@ -680,13 +708,7 @@ class HuBERTECGForPreTraining(HuBERTECGPreTrainedModel):
         logits = self.codebook_logits(outputs.last_hidden_state)
         contrastive_embeddings = None
         if self.contrastive_head is not None:
-            hidden_states = outputs.last_hidden_state
-            if frame_mask is None:
-                pooled = hidden_states.mean(dim=1)
-            else:
-                weights = frame_mask.unsqueeze(-1).to(hidden_states.dtype)
-                pooled = (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-            contrastive_embeddings = self.contrastive_head(pooled)
+            contrastive_embeddings = self.contrastive_head(mean_pool(outputs.last_hidden_state, frame_mask))
 
         loss = None
         if labels is not None:
@@ -757,6 +779,8 @@ class HuBERTECGForPreTraining(HuBERTECGPreTrainedModel):
 __all__ = [
     "scores_from_logits",
     "compute_time_mask",
+    "pool_frames",
+    "mean_pool",
     "HuBERTECGInputConv",
     "HuBERTECGFeatureEncoder",
     "HuBERTECGPositionalConvEmbedding",

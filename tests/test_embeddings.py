@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import hubert_ecg
-from hubert_ecg.embeddings import ECGFeatureExtractionPipeline, pool_frames
+from hubert_ecg.embeddings import ECGFeatureExtractionPipeline
+from hubert_ecg.modeling import mean_pool, pool_frames
 from hubert_ecg.windows import record_windows
 
 
@@ -127,3 +128,28 @@ def test_pool_frames_sums_the_valid_frames():
     sums, counts = pool_frames(hidden)
     np.testing.assert_array_equal(sums.numpy(), [[6, 9], [24, 27]])
     np.testing.assert_array_equal(counts.numpy(), [3, 3])
+    # the classifier's and the contrastive head's pooling: the mean of the valid frames; none valid gives zeros
+    none_valid = torch.tensor([[True, True, False], [False, False, False]])
+    np.testing.assert_array_equal(mean_pool(hidden, none_valid).numpy(), [[1, 2], [0, 0]])
+    np.testing.assert_array_equal(mean_pool(hidden).numpy(), hidden.mean(dim=1).numpy())
+
+
+def test_the_classifier_pools_its_valid_frames_only():
+    """A padded window's logits are those of the head on the mean of its valid frames (mean_pool), not of all."""
+    from hubert_ecg import HuBERTECGConfig, HuBERTECGForSequenceClassification
+
+    torch.manual_seed(0)
+    config = HuBERTECGConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                             num_labels=3, classifier_proj_size=32)
+    model = HuBERTECGForSequenceClassification(config).eval()
+    values = torch.randn(2, 6000)
+    mask = torch.ones(2, 6000, dtype=torch.long)
+    mask[1, 3000:] = 0
+    with torch.no_grad():
+        out = model(values, attention_mask=mask, output_hidden_states=True)
+        hidden = out.hidden_states[-1]
+        frames = model.frame_mask(mask, hidden.shape[1])
+        expected = model.head(mean_pool(hidden, frames))
+        everything = model.head(hidden.mean(dim=1))
+    torch.testing.assert_close(out.logits, expected)
+    assert not torch.allclose(out.logits[1], everything[1])
