@@ -115,8 +115,13 @@ _UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3, "nu": 
 #: (:func:`hubert_ecg.clinical_io.detect_format`): other XML in a folder is left out.
 RECORD_EXTENSIONS = (".hea", ".mat", ".npy", ".npz", ".edf", ".bdf", ".h5", ".hdf5", ".dcm", ".xml", ".scp", ".ecg")
 _SNIFFED_EXTENSIONS = (".xml", ".scp", ".ecg")
-_MANIFEST_EXTENSIONS = (".csv", ".tsv", ".txt", ".jsonl")
-_PATH_COLUMNS = ("path", "record", "filename", "file", "record_path")
+#: File extensions of manifests (lists of records): ``.txt`` one path a line, ``.csv`` / ``.tsv`` with a path column,
+#: ``.jsonl`` with a path key (:func:`find_records`; the labelled CSV manifests of fine-tuning are read by
+#: :func:`hubert_ecg.training.data.read_manifest` with the same path rule)
+MANIFEST_EXTENSIONS = (".csv", ".tsv", ".txt", ".jsonl")
+#: the columns (or JSON keys) that name a record in a manifest, the first present taken (``filename``: the original
+#: release's manifests)
+PATH_COLUMNS = ("filename", "path", "record", "file", "record_path")
 #: bytes per sample of the WFDB signal formats whose size is fixed (for the truncated-file message)
 _WFDB_BYTES_PER_SAMPLE = {"8": 1, "80": 1, "16": 2, "61": 2, "160": 2, "212": 1.5, "24": 3, "32": 4, "310": 4 / 3,
                           "311": 4 / 3}
@@ -306,6 +311,26 @@ def _check_rate(rate, name: str) -> float:
     return value
 
 
+def manifest_path_column(columns, manifest) -> str:
+    """The column (or JSON key) of ``columns`` that names the records of ``manifest``: the first of
+    :data:`PATH_COLUMNS` present.
+
+    Raises:
+        ValueError: naming the manifest and the columns expected, when there is none.
+    """
+    key = next((k for k in PATH_COLUMNS if k in columns), None)
+    if key is None:
+        raise ValueError(f"manifest {str(manifest)!r} needs a column named one of {PATH_COLUMNS}, got "
+                         f"{sorted(map(str, columns))}")
+    return key
+
+
+def manifest_paths(entries, base: str | os.PathLike) -> list[str]:
+    """The record paths of a manifest's entries: absolute paths as they are, relative ones relative to ``base``
+    (the manifest's folder, or the ``data_dir`` given with it)."""
+    return [str(e) if Path(str(e)).is_absolute() else str(Path(base) / str(e)) for e in entries]
+
+
 def _read_manifest(path: Path) -> list[str]:
     """Record paths from a manifest: .txt (one path a line), .csv/.tsv (a path column), .jsonl (a path key).
     Relative paths are relative to the manifest's folder."""
@@ -318,18 +343,13 @@ def _read_manifest(path: Path) -> list[str]:
             if not line.strip():
                 continue
             row = json.loads(line)
-            key = next((k for k in _PATH_COLUMNS if k in row), None)
-            if key is None:
-                raise ValueError(f"{path}:{number}: expected one of the keys {_PATH_COLUMNS}, got {sorted(row)}")
-            entries.append(str(row[key]))
+            entries.append(str(row[manifest_path_column(row, f"{path}:{number}")]))
     else:
         with open(path, newline="") as handle:
             reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
-            key = next((k for k in _PATH_COLUMNS if k in (reader.fieldnames or [])), None)
-            if key is None:
-                raise ValueError(f"manifest {path} needs a column named one of {_PATH_COLUMNS}, got {reader.fieldnames}")
+            key = manifest_path_column(reader.fieldnames or [], path)
             entries = [row[key] for row in reader if row[key]]
-    return [str(Path(e) if Path(e).is_absolute() else path.parent / e) for e in entries]
+    return manifest_paths(entries, path.parent)
 
 
 def find_records(sources: str | os.PathLike | Sequence[str | os.PathLike], exclude: Sequence[str] = ()) -> list[str]:
@@ -361,7 +381,7 @@ def find_records(sources: str | os.PathLike | Sequence[str | os.PathLike], exclu
                            and (p.suffix.lower() not in _SNIFFED_EXTENSIONS or detect_format(p) is not None))
             headers = {p.with_suffix("") for p in files if p.suffix.lower() == ".hea"}
             found += [str(p) for p in files if p.suffix.lower() == ".hea" or p.with_suffix("") not in headers]
-        elif path.suffix.lower() in _MANIFEST_EXTENSIONS and path.is_file():
+        elif path.suffix.lower() in MANIFEST_EXTENSIONS and path.is_file():
             found += _read_manifest(path)
         elif path.exists() or path.with_suffix(".hea").exists():
             found.append(str(path))

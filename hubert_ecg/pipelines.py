@@ -28,6 +28,7 @@ import torch
 from transformers.pipelines.base import ChunkPipeline
 from transformers.utils import logging
 
+from .io import MANIFEST_EXTENSIONS
 from .leads import DEFAULT_MISSING_LEADS, check_missing_leads
 from .leads import lead_set as _lead_set
 from .modeling import scores_from_logits
@@ -567,7 +568,6 @@ def load_exported_model(source, kind: str, device=None, dtype=None, backend: str
     return model, extractor
 
 
-_MANIFEST_SUFFIXES = (".csv", ".tsv", ".txt", ".jsonl")
 
 
 def expand_inputs(inputs: Sequence[str]) -> list[tuple[str, str | None]]:
@@ -589,7 +589,7 @@ def expand_inputs(inputs: Sequence[str]) -> list[tuple[str, str | None]]:
             if not found:
                 out.append((item, f"no ECG record under the directory {item!r}"))
             out += [(f, None) for f in found]
-        elif path.suffix.lower() in _MANIFEST_SUFFIXES and path.is_file():
+        elif path.suffix.lower() in MANIFEST_EXTENSIONS and path.is_file():
             try:
                 out += [(f, None) for f in find_records(path)]
             except (OSError, ValueError, UnicodeDecodeError, json.JSONDecodeError) as err:

@@ -93,8 +93,11 @@ def test_manifest_errors(tmp_path, data_dir):
         data.read_manifest(csv, folder, num_labels=5)
     with pytest.raises(ValueError, match=r"m\.csv.*model has 3 labels"):
         data.read_manifest(csv, folder, label_names=["X", "Y", "Z"])
-    with pytest.raises(ValueError, match="no 'filename' column"):
-        data.read_manifest(_write(tmp_path / "n.csv", "file,A\nx,1\n"))
+    with pytest.raises(ValueError, match=r"n\.csv.*needs a column named one of \('filename', 'path'"):
+        data.read_manifest(_write(tmp_path / "n.csv", "name,A\nx,1\n"))
+    # the path column of every manifest (hubert_ecg.io.PATH_COLUMNS), the rule of `predict` and `windows` too
+    by_path = data.read_manifest(_write(tmp_path / "p.csv", "path,A,B\n00001_lr,1,0\n"), folder)
+    assert by_path.paths == [str(folder / "00001_lr")] and by_path.label_names == ["A", "B"]
     with pytest.raises(ValueError, match="0 or 1"):
         data.read_manifest(_write(tmp_path / "b.csv", "filename,A,B\nx,2,0\n"))
 

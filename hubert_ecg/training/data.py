@@ -34,6 +34,7 @@ import torch
 from datasets import Array2D, Dataset, Features, Sequence as HFSequence, Value
 from transformers.utils import logging
 
+from ..io import manifest_path_column, manifest_paths
 from ..leads import DEFAULT_MISSING_LEADS, STANDARD_LEADS, map_leads
 from ..windows import record_windows
 
@@ -56,7 +57,7 @@ MISSING_LEADS_HELP = (
     "records lacking some of the 12 leads: zero (zero-filled and flagged, as the model was pretrained) or raise "
     "(unusable: skipped and listed)"
 )
-_META_COLUMNS = ("filename", "age", "sex")
+_META_COLUMNS = ("age", "sex")  # besides the path column (hubert_ecg.io.PATH_COLUMNS): not labels
 
 
 @dataclass
@@ -132,7 +133,8 @@ def read_manifest(
 ) -> LabelledRecords:
     """Read a CSV manifest in the original release's format.
 
-    Columns: ``filename`` (relative to ``data_dir``, default the CSV's folder; absolute paths are kept), optional
+    Columns: ``filename`` (or another of :data:`hubert_ecg.io.PATH_COLUMNS`, the rule of every manifest; relative to
+    ``data_dir``, default the CSV's folder; absolute paths are kept), optional
     ``age`` and ``sex``, then the label columns (for a regression with ``label_names``: the columns of those
     names). The problem type is inferred when not given: one integer column
     -> ``single_label_classification`` (class indices 0..num_labels-1), one float column -> ``regression``,
@@ -168,11 +170,11 @@ def read_manifest(
         frame = pd.read_csv(csv_path)
     except Exception as err:  # pandas raises many types
         raise ValueError(f"cannot read the manifest CSV {str(csv_path)!r}: {type(err).__name__}: {err}") from None
-    if "filename" not in frame.columns:
-        raise ValueError(f"manifest {str(csv_path)!r} has no 'filename' column (columns: {list(frame.columns)})")
+    path_column = manifest_path_column(frame.columns, csv_path)
     if problem_type is not None and problem_type not in PROBLEM_TYPES:
         raise ValueError(f"problem_type must be one of {PROBLEM_TYPES}, got {problem_type!r}")
-    columns = [c for c in frame.columns if c not in _META_COLUMNS and not str(c).startswith("Unnamed:")]
+    columns = [c for c in frame.columns
+               if c != path_column and c not in _META_COLUMNS and not str(c).startswith("Unnamed:")]
     if problem_type == "regression" and label_names is not None and all(n in frame.columns for n in label_names):
         columns = list(label_names)  # the outputs' columns by name, whatever else the manifest holds (even age)
     elif problem_type == "regression" and label_names is not None and len(label_names) == 1 and len(columns) > 1:
@@ -258,8 +260,7 @@ def read_manifest(
         if problem_type == "regression" and labels.shape[1] == 1:
             labels = labels[:, 0]
         names = [str(c) for c in columns]
-    base = Path(data_dir) if data_dir is not None else csv_path.parent
-    paths = [str(f) if Path(str(f)).is_absolute() else str(base / str(f)) for f in frame["filename"]]
+    paths = manifest_paths(frame[path_column], data_dir if data_dir is not None else csv_path.parent)
     return LabelledRecords(paths, labels, names, problem_type, label_indices=label_indices)
 
 
