@@ -788,13 +788,13 @@ def _read_numpy(path: Path, sampling_rate: float | None, lead_names: Sequence[st
     if rate is None:
         raise ValueError(
             f"{str(path)!r}: numpy files do not store a sampling rate; pass sampling_rate= (Hz) to read_ecg "
-            "(hubert-ecg predict: --sampling-rate)"
+            "(hubert-ecg predict: --sampling_rate)"
         )
     if names is None:
         if array.shape[0] != len(STANDARD_LEADS):
             raise ValueError(
                 f"{str(path)!r} holds {array.shape[0]} leads; pass lead_names= (one name per lead) to read_ecg "
-                "(hubert-ecg predict: --lead-names)"
+                "(hubert-ecg predict: --lead_names)"
             )
         names = list(STANDARD_LEADS)
     if len(names) != array.shape[0]:
@@ -879,7 +879,7 @@ def _read_hdf5(path: Path, sampling_rate: float | None) -> ECGRecord:
     rate = sampling_rate if sampling_rate is not None else stored_rate
     if rate is None:
         raise ValueError(f"{str(path)!r} stores no 'sampling_rate' attribute; pass sampling_rate= (Hz) to read_ecg "
-                         "(hubert-ecg predict: --sampling-rate)")
+                         "(hubert-ecg predict: --sampling_rate)")
     if not np.issubdtype(array.dtype, np.number):
         raise ValueError(f"{str(path)!r}: expected a numeric dataset in mV, got dtype {array.dtype}")
     array = _orient(array, len(names) if names is not None else None, path)

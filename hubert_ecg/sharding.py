@@ -1,4 +1,4 @@
-"""Inference over many processes, GPUs and machines: ``hubert-ecg predict|embed ... --output-dir OUT``.
+"""Inference over many processes, GPUs and machines: ``hubert-ecg predict|embed ... --output_dir OUT``.
 
 Run under ``accelerate launch`` (or ``torchrun``), every process calls the same command; :func:`process_state`
 says which process it is, :func:`my_shard` gives it its inputs and :class:`ShardedRun` keeps the output folder:
@@ -128,7 +128,7 @@ class ShardedRun:
     def __init__(self, output_dir: str | Path, command: str, settings: dict, state) -> None:
         self.dir = Path(output_dir)
         if self.dir.exists() and not self.dir.is_dir():
-            raise ValueError(f"--output-dir {str(self.dir)!r} is a file, expected a folder")
+            raise ValueError(f"--output_dir {str(self.dir)!r} is a file, expected a folder")
         self.command, self.settings, self.state = command, dict(settings), state
         self.prefix, self.suffix = self.FILES[command]
         self.rank, self.world = state.process_index, state.num_processes
@@ -140,7 +140,7 @@ class ShardedRun:
                 raise ValueError(f"cannot read {str(index)!r}: {err}") from None
             if old.get("command") != command or old.get("settings") != self.settings:
                 raise ValueError(
-                    f"--output-dir {str(self.dir)!r} holds the output of `{old.get('command')}` with "
+                    f"--output_dir {str(self.dir)!r} holds the output of `{old.get('command')}` with "
                     f"{old.get('settings')}, not `{command}` with {self.settings}: use another folder (or delete it)"
                 )
 

@@ -284,6 +284,9 @@ class RecordWindows:
         duration: seconds.
         flags: one short sentence per finding (reader warnings, flat / saturated leads, a short record), for
             outputs; empty for a clean record.
+        rows: int ``(leads,)``: the row of ``record.signal`` of each model lead (``lead_order``), -1 where it is
+            missing (absent, flat, or outside the lead set): the one lead mapping of the record
+            (:func:`hubert_ecg.leads.map_leads`), made once here.
     """
 
     record: ECGRecord
@@ -297,6 +300,7 @@ class RecordWindows:
     short: bool = False
     duration: float = float("nan")
     flags: list[str] = field(default_factory=list)
+    rows: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.window_starts)
@@ -315,9 +319,13 @@ class RecordWindows:
         )
 
 
-def _without_rows(record: ECGRecord, drop: np.ndarray) -> ECGRecord:
-    """``record`` without the rows ``drop`` (bool per row); a lazy signal stays lazy."""
+def _without_rows(record: ECGRecord, rows: np.ndarray, drop: np.ndarray) -> tuple[ECGRecord, np.ndarray]:
+    """``record`` without the rows ``drop`` (bool per row; a lazy signal stays lazy), and ``rows`` (the row of each
+    model lead, -1 for absent ones: :func:`hubert_ecg.leads.map_leads`) renumbered for it, -1 for the dropped."""
     keep = np.flatnonzero(~drop)
+    renumbered = np.full(len(drop), -1, dtype=rows.dtype)
+    renumbered[keep] = np.arange(len(keep))
+    rows = np.where(rows >= 0, renumbered[np.maximum(rows, 0)], -1)
     signal = record.signal
     if isinstance(signal, LazySignal):
         source = signal
@@ -328,7 +336,7 @@ def _without_rows(record: ECGRecord, drop: np.ndarray) -> ECGRecord:
     metadata["dropped_leads"] = [record.lead_names[i] for i in np.flatnonzero(drop)]
     return ECGRecord(signal=signal, sampling_rate=record.sampling_rate,
                      lead_names=[record.lead_names[i] for i in keep], metadata=metadata,
-                     record_name=record.record_name)
+                     record_name=record.record_name), rows
 
 
 def record_windows(
@@ -386,7 +394,7 @@ def record_windows(
             if duration < float(min_duration):
                 raise ValueError(
                     f"the record lasts {duration:g} s, shorter than the minimum of {float(min_duration):g} s "
-                    f"(min_duration, --min-duration of hubert-ecg predict; records from {float(min_duration):g} s to the "
+                    f"(min_duration, --min_duration of hubert-ecg predict; records from {float(min_duration):g} s to the "
                     f"{feature_extractor.window_seconds:g} s window are scored zero-padded)"
                 )
             pad_to_window = True
@@ -420,7 +428,7 @@ def record_windows(
                 )
                 drop = np.zeros(record.signal.shape[0], dtype=bool)
                 drop[rows[quality.flat]] = True
-                record = _without_rows(record, drop)
+                record, rows = _without_rows(record, rows, drop)
                 present = present & ~quality.flat
                 missing_leads = "zero"
             if saturated_names:
@@ -434,11 +442,10 @@ def record_windows(
                 raise ValueError(
                     f"has none of the leads of the lead set {list(lead_set)} (its leads: {record.lead_names})"
                 )
-            rows, _ = map_leads(record.lead_names, record.signal.shape[0], feature_extractor.lead_order, "zero", name)
             drop = np.zeros(record.signal.shape[0], dtype=bool)
             drop[rows[(rows >= 0) & ~keep]] = True
             if drop.any():
-                record = _without_rows(record, drop)
+                record, rows = _without_rows(record, rows, drop)
             present = present & keep
             missing_leads = "zero"
     except ValueError as err:
@@ -447,4 +454,4 @@ def record_windows(
     for flag in flags:
         logger.warning(f"{name}: {flag}")
     return RecordWindows(record, name, starts, present, pad_to_window, missing_leads, flat_names, saturated_names,
-                         short, duration, flags)
+                         short, duration, flags, rows)

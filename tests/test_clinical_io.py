@@ -189,7 +189,7 @@ def test_missing_extra_names_the_install(clinical, monkeypatch):
 def test_predict_scores_each_fixture_and_skips_a_truncated_one(clinical, scp_file, tmp_path, capsys):
     from test_pipelines import _save_tiny
 
-    from hubert_ecg.pipelines import predict_main
+    from hubert_ecg_cli.predict import main as predict_main
 
     _save_tiny(tmp_path / "tiny")
     files = [str(clinical / name) for name in FIXTURES] + [str(scp_file[0])]

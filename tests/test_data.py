@@ -223,3 +223,30 @@ def test_label_fraction_draws_a_seeded_subset_that_keeps_every_label(ptbxl):
     for bad in (0, -0.1, 1.5):
         with pytest.raises(ValueError, match="fraction must lie in"):
             data.label_fraction(labels, kind, bad)
+
+
+def test_signal_quality_is_checked_on_every_window_training_draws(tmp_path):
+    """A training record's leads are judged over the whole record (every window the collator may draw), not its
+    first 5 s: a lead flat in the first window only is kept; one flat everywhere is zero-filled and masked."""
+    import wfdb
+
+    from hubert_ecg.demo import demo_records
+    from hubert_ecg.io import read_ecg
+
+    record = read_ecg([r for r in demo_records() if "00010_hr" in r][0])
+    signal = np.asarray(record.signal, dtype=np.float64).T.copy()  # (samples, leads) for wfdb
+    rate = int(record.sampling_rate)
+    v1, v2 = record.lead_names.index("V1"), record.lead_names.index("V2")
+    signal[: 5 * rate, v1] = 0.0  # V1 flat in the first window only
+    signal[:, v2] = 0.0  # V2 flat everywhere
+    wfdb.wrsamp("edited", fs=rate, units=["mV"] * 12, sig_name=list(record.lead_names), p_signal=signal,
+                fmt=["16"] * 12, adc_gain=[1000.0] * 12, baseline=[0] * 12, write_dir=str(tmp_path))
+    records = data.LabelledRecords([str(tmp_path / "edited.hea")], np.ones((1, 1), dtype=np.float32), ["A"],
+                                   "multi_label_classification")
+    built = data.build_dataset(records)
+    mask = dict(zip(data.STANDARD_LEADS, built[0]["lead_mask"]))
+    assert mask["V1"] and not mask["V2"] and sum(mask.values()) == 11
+    stored = np.asarray(built[0]["signal"])
+    assert np.abs(stored[data.STANDARD_LEADS.index("V2")]).max() == 0  # zero-filled
+    np.testing.assert_allclose(stored[data.STANDARD_LEADS.index("V1"), 5 * rate:],
+                               signal[5 * rate:, v1], atol=1e-3)  # kept, as read (mV, 1 µV steps)

@@ -85,7 +85,8 @@ def test_descriptions_in_pipeline_and_predict(cardio, data_dir, tmp_path, capsys
     from transformers import pipeline
 
     from hubert_ecg import HuBERTECGConfig, HuBERTECGFeatureExtractor, HuBERTECGForSequenceClassification
-    from hubert_ecg.pipelines import TABLE_TOP_K, predict_main
+    from hubert_ecg_cli.predict import TABLE_TOP_K
+    from hubert_ecg_cli.predict import main as predict_main
 
     torch.manual_seed(0)
     config = HuBERTECGConfig.from_preset(

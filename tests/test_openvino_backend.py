@@ -13,7 +13,8 @@ import hubert_ecg  # noqa: E402
 from hubert_ecg.demo import demo_records  # noqa: E402
 from hubert_ecg.export import check_onnx  # noqa: E402
 from hubert_ecg.onnx_backend import ONNXClassifier, resolve_backend  # noqa: E402
-from hubert_ecg.pipelines import load_pipeline, predict_main  # noqa: E402
+from hubert_ecg.pipelines import load_pipeline  # noqa: E402
+from hubert_ecg_cli.predict import main as predict_main  # noqa: E402
 
 RECORDS = demo_records()
 

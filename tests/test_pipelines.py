@@ -256,12 +256,12 @@ def test_predict_cli_directories_manifests_and_arrays(tiny_dir, records, data_di
     np.testing.assert_allclose([p["score"] for p in out[3]["predictions"]],
                                [p["score"] for p in out[0]["predictions"]], rtol=1e-5)  # the same ECG as .npy
 
-    # a .npy without --sampling-rate: its row says which flag to pass; with 3 leads, --lead-names
+    # a .npy without --sampling_rate: its row says which flag to pass; with 3 leads, --lead_names
     np.save(tmp_path / "three.npy", record.signal[[0, 1, 6]])
     assert predict_main([str(tmp_path / "x.npy"), str(tmp_path / "three.npy"), "--model", str(tiny_dir),
                          "--format", "json"]) == 1
     out = json.loads(capsys.readouterr().out)
-    assert "--sampling-rate" in out[0]["error"] and out[1]["error"] is not None
+    assert "--sampling_rate" in out[0]["error"] and out[1]["error"] is not None
     assert predict_main([str(tmp_path / "three.npy"), "--model", str(tiny_dir), "--format", "json",
                          "--sampling-rate", "500", "--lead-names", "I,II,V1"]) == 0  # 9 leads zero-filled
     row = json.loads(capsys.readouterr().out)[0]

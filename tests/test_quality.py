@@ -12,7 +12,7 @@ import wfdb
 
 import hubert_ecg
 from hubert_ecg import HuBERTECGConfig, HuBERTECGFeatureExtractor, HuBERTECGForSequenceClassification, read_ecg
-from hubert_ecg.pipelines import predict_main
+from hubert_ecg_cli.predict import main as predict_main
 from hubert_ecg.windows import FLAT_PEAK_TO_PEAK_MV, MIN_DURATION, SATURATION_SECONDS, check_leads, record_windows
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=[32] * 5,

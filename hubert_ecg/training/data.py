@@ -35,7 +35,7 @@ from datasets import Array2D, Dataset, Features, Sequence as HFSequence, Value
 from transformers.utils import logging
 
 from ..io import manifest_path_column, manifest_paths
-from ..leads import DEFAULT_MISSING_LEADS, STANDARD_LEADS, map_leads
+from ..leads import DEFAULT_MISSING_LEADS, STANDARD_LEADS
 from ..windows import record_windows
 
 logger = logging.get_logger(__name__)
@@ -550,11 +550,11 @@ def build_dataset(
     signals, masks, rates, names, keep = [], [], [], [], []
     for i, path in enumerate(records.paths):
         try:
-            # the checks every command makes (windows.record_windows): readable, leads, length
-            plan = record_windows(path, feature_extractor, window="first", pad_to_window=True,
+            # the checks every command makes (windows.record_windows): readable, leads, length, and signal quality
+            # over every window training may draw (all of them, the last one padded: the whole record)
+            plan = record_windows(path, feature_extractor, window="all", pad_to_window=True,
                                   missing_leads=missing_leads)
-            record, present = plan.record, np.asarray(plan.lead_mask, dtype=bool)
-            rows, _ = map_leads(record.lead_names, record.signal.shape[0], STANDARD_LEADS, "zero", repr(path))
+            record, present, rows = plan.record, np.asarray(plan.lead_mask, dtype=bool), plan.rows
             signal = np.zeros((len(STANDARD_LEADS), record.signal.shape[1]), dtype=np.float32)
             signal[present] = np.asarray(record.signal, dtype=np.float32)[rows[present]]
             if not np.isfinite(signal[present]).any():
