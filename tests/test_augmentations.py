@@ -144,10 +144,7 @@ def test_lead_subsets_zero_exactly_the_other_leads(name, raw):
     assert torch.equal(y[:, expected], raw[:, expected])
 
 
-def test_lead_sets_and_names():
-    assert LEAD_SETS["6"] == ("I", "II", "III", "aVR", "aVL", "aVF")
-    assert LEAD_SETS["4"] == ("I", "II", "III", "V2") and LEAD_SETS["3"] == ("I", "II", "V2")
-    assert LEAD_SETS["2"] == ("I", "II") and LEAD_SETS["1"] == ("I",) and LEAD_SETS["12"] == STANDARD_LEADS
+def test_lead_subset_names():  # the sets themselves: tests/test_lead_sets.py (the challenge's)
     assert LeadSubset(["lead ii", "AVR"]).leads == ("II", "aVR")
     with pytest.raises(ValueError, match="unknown lead 'vx'"):
         LeadSubset(["I", "vx"])
