@@ -211,6 +211,45 @@ def measure(record, method: str = DEFAULT_METHOD) -> dict[str, Any]:
             f"(measurements need at least {MIN_DURATION:g} s)"
         )
     notes: list[str] = []
+    rows = _usable_leads(record, signal, name, notes)
+    leads = [lead for lead in STANDARD_LEADS if lead in rows]
+
+    nk = _neurokit()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # neurokit2's warnings about short signals and missing waves: see notes
+        cleaned = {lead: np.asarray(nk.ecg_clean(rows[lead], sampling_rate=fs), dtype=float) for lead in leads}
+        rpeaks = _common_beats(nk, cleaned, fs, name, duration)
+        per_lead: dict[str, dict[str, np.ndarray]] = {}
+        for lead in leads:
+            try:
+                _, waves = nk.ecg_delineate(cleaned[lead], rpeaks, sampling_rate=fs, method=method)
+            except (ValueError, IndexError, ZeroDivisionError, KeyError) as err:
+                notes.append(f"lead {lead}: no delineation ({type(err).__name__})")
+                continue
+            per_lead[lead] = _boundaries(waves, rpeaks, fs, signal.shape[1])
+
+    values, fiducials = _intervals(per_lead, rpeaks, fs, method, notes)
+    values.update(_frontal_axes(rows, cleaned, rpeaks, fiducials, fs, notes))
+
+    result: dict[str, Any] = {"record": name, "method": method, "beats": int(len(rpeaks)), "leads": leads}
+    for key, unit in QUANTITIES.items():
+        result[key] = _quantity(values.get(key), unit, digits=0 if unit == "deg" else 1)
+    if fs < 250:
+        notes.append(f"sampled at {fs:g} Hz: boundaries are quantised to {1000 / fs:g} ms")
+    result["notes"] = notes
+    device = (getattr(record, "metadata", None) or {}).get("measurements")
+    if device:
+        result["device"], result["difference"] = _compare(result, device, notes)
+    return result
+
+
+def _usable_leads(record, signal: np.ndarray, name: str, notes: list[str]) -> dict[str, np.ndarray]:
+    """The record's standard leads (first of each name) without missing samples and not flat, by standard name; the
+    leads left out noted.
+
+    Raises:
+        ValueError: for a flat record or one without standard leads.
+    """
     rows: dict[str, np.ndarray] = {}
     for row, lead in zip(signal, record.lead_names):
         standard = normalize_lead_name(lead)
@@ -231,45 +270,47 @@ def measure(record, method: str = DEFAULT_METHOD) -> dict[str, Any]:
             )
         raise ValueError(f"cannot measure {name!r}: none of its leads ({', '.join(record.lead_names)}) is a standard "
                          "lead (I, II, III, aVR, aVL, aVF, V1-V6)")
-    leads = [lead for lead in STANDARD_LEADS if lead in rows]
+    return rows
 
-    nk = _neurokit()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # neurokit2's warnings about short signals and missing waves: see notes
-        cleaned = {lead: np.asarray(nk.ecg_clean(rows[lead], sampling_rate=fs), dtype=float) for lead in leads}
-        peaks = {}
-        for lead in leads:
-            try:
-                _, info = nk.ecg_peaks(cleaned[lead], sampling_rate=fs)
-                peaks[lead] = np.asarray(info["ECG_R_Peaks"], dtype=int)
-            except (ValueError, IndexError, ZeroDivisionError):
-                peaks[lead] = np.zeros(0, dtype=int)
-        # beats only where QRS complexes stand out of the noise (a detector finds "peaks" in noise too)
-        standing = {lead: p for lead, p in peaks.items() if _qrs_to_noise(cleaned[lead], p, fs) >= MIN_QRS_TO_NOISE}
-        if not standing:
-            raise ValueError(
-                f"cannot measure {name!r}: no beat found (no lead has QRS complexes standing out of its noise: "
-                f"peak-to-peak under {MIN_QRS_TO_NOISE:g} times the sample-to-sample noise)"
-            )
-        counts = sorted(len(p) for p in standing.values())
-        median_count = counts[(len(counts) - 1) // 2]
-        preference = ("II", "V5", "I", "V1", "V6", "V4", "aVF", "III", "V2", "V3", "aVL", "aVR")
-        reference = next(lead for lead in preference if lead in standing and len(standing[lead]) == median_count)
-        rpeaks = standing[reference]
-        if len(rpeaks) < 2:
-            raise ValueError(
-                f"cannot measure {name!r}: a single beat found in its {duration:g} s (measurements need at least "
-                "two beats)"
-            )
-        per_lead: dict[str, dict[str, np.ndarray]] = {}
-        for lead in leads:
-            try:
-                _, waves = nk.ecg_delineate(cleaned[lead], rpeaks, sampling_rate=fs, method=method)
-            except (ValueError, IndexError, ZeroDivisionError, KeyError) as err:
-                notes.append(f"lead {lead}: no delineation ({type(err).__name__})")
-                continue
-            per_lead[lead] = _boundaries(waves, rpeaks, fs, signal.shape[1])
 
+def _common_beats(nk, cleaned: dict[str, np.ndarray], fs: float, name: str, duration: float) -> np.ndarray:
+    """The R peaks every lead is delineated on: those of the first lead among II, V5, I, V1, ... whose beat count is
+    the median over the leads whose QRS complexes stand out of their noise.
+
+    Raises:
+        ValueError: when no lead has QRS complexes standing out of its noise, or for a single beat.
+    """
+    peaks = {}
+    for lead, row in cleaned.items():
+        try:
+            _, info = nk.ecg_peaks(row, sampling_rate=fs)
+            peaks[lead] = np.asarray(info["ECG_R_Peaks"], dtype=int)
+        except (ValueError, IndexError, ZeroDivisionError):
+            peaks[lead] = np.zeros(0, dtype=int)
+    # beats only where QRS complexes stand out of the noise (a detector finds "peaks" in noise too)
+    standing = {lead: p for lead, p in peaks.items() if _qrs_to_noise(cleaned[lead], p, fs) >= MIN_QRS_TO_NOISE}
+    if not standing:
+        raise ValueError(
+            f"cannot measure {name!r}: no beat found (no lead has QRS complexes standing out of its noise: "
+            f"peak-to-peak under {MIN_QRS_TO_NOISE:g} times the sample-to-sample noise)"
+        )
+    counts = sorted(len(p) for p in standing.values())
+    median_count = counts[(len(counts) - 1) // 2]
+    preference = ("II", "V5", "I", "V1", "V6", "V4", "aVF", "III", "V2", "V3", "aVL", "aVR")
+    reference = next(lead for lead in preference if lead in standing and len(standing[lead]) == median_count)
+    rpeaks = standing[reference]
+    if len(rpeaks) < 2:
+        raise ValueError(
+            f"cannot measure {name!r}: a single beat found in its {duration:g} s (measurements need at least "
+            "two beats)"
+        )
+    return rpeaks
+
+
+def _intervals(per_lead: dict, rpeaks: np.ndarray, fs: float, method: str,
+               notes: list[str]) -> tuple[dict[str, float], dict[str, float]]:
+    """Heart rate, RR, PR, QRS, QT and QTc (NaN where not derivable, the reason noted), and the record's fiducials
+    (samples from the R peak: each lead's median over beats, then a quartile over the leads)."""
     to_ms = 1000.0 / fs
     rr = float(np.mean(np.diff(rpeaks))) * to_ms
     values: dict[str, float] = {"heart_rate": 60000.0 / rr, "rr_interval": rr}
@@ -298,41 +339,36 @@ def measure(record, method: str = DEFAULT_METHOD) -> dict[str, Any]:
     values["qtc_fridericia"] = values["qt_interval"] / rr_s ** (1 / 3)
     if not np.isfinite(values["qt_interval"]):
         fiducials["t_off"] = np.nan
+    return values, fiducials
 
-    # frontal axes from the median beat of lead I and aVF (or II - I/2) within the record's boundaries
+
+def _frontal_axes(rows, cleaned, rpeaks: np.ndarray, fiducials: dict[str, float], fs: float,
+                  notes: list[str]) -> dict[str, float]:
+    """The P, QRS and T axes (degrees, NaN where not derivable, noted) from the median beat of lead I and aVF (or
+    II - I/2) within the record's boundaries."""
+    values = {key: np.nan for key in ("p_axis", "qrs_axis", "t_axis")}
     axis_rows = _axis_leads(rows, cleaned, notes)
-    for key in ("p_axis", "qrs_axis", "t_axis"):
-        values[key] = np.nan
-    if axis_rows is not None and np.isfinite(fiducials["qrs_on"]):
-        lead_i, avf = (_median_beat(row, rpeaks, fs) for row in axis_rows)
-        before = int(round(0.6 * fs))  # the median beat starts 600 ms before its R peak
-        at = {key: before + int(round(v)) if np.isfinite(v) else None for key, v in fiducials.items()}
-        gap = max(1, int(round(0.010 * fs)))  # baseline: the 10 ms just before the QRS onset (PR segment)
-        windows = {"p_axis": (at["p_on"], at["qrs_on"] - gap if at["qrs_on"] is not None else None),
-                   "qrs_axis": (at["qrs_on"], at["qrs_off"]),
-                   "t_axis": (at["qrs_off"], at["t_off"])}
-        for key, (start, stop) in windows.items():
-            if start is None or stop is None:
-                notes.append(f"{key}: the {key[:-5].upper()} wave was not delineated")
-                continue
-            nets = []
-            for beat in (lead_i, avf):
-                baseline = float(np.median(beat[max(0, at["qrs_on"] - gap):at["qrs_on"] + 1]))
-                nets.append(_net_amplitude(beat, start, stop, baseline))
-            values[key] = _axis(*nets)
-            if not np.isfinite(values[key]):
-                notes.append(f"{key}: no net deflection in lead I or aVF")
-
-    result: dict[str, Any] = {"record": name, "method": method, "beats": int(len(rpeaks)), "leads": leads}
-    for key, unit in QUANTITIES.items():
-        result[key] = _quantity(values.get(key), unit, digits=0 if unit == "deg" else 1)
-    if fs < 250:
-        notes.append(f"sampled at {fs:g} Hz: boundaries are quantised to {1000 / fs:g} ms")
-    result["notes"] = notes
-    device = (getattr(record, "metadata", None) or {}).get("measurements")
-    if device:
-        result["device"], result["difference"] = _compare(result, device, notes)
-    return result
+    if axis_rows is None or not np.isfinite(fiducials["qrs_on"]):
+        return values
+    lead_i, avf = (_median_beat(row, rpeaks, fs) for row in axis_rows)
+    before = int(round(0.6 * fs))  # the median beat starts 600 ms before its R peak
+    at = {key: before + int(round(v)) if np.isfinite(v) else None for key, v in fiducials.items()}
+    gap = max(1, int(round(0.010 * fs)))  # baseline: the 10 ms just before the QRS onset (PR segment)
+    windows = {"p_axis": (at["p_on"], at["qrs_on"] - gap if at["qrs_on"] is not None else None),
+               "qrs_axis": (at["qrs_on"], at["qrs_off"]),
+               "t_axis": (at["qrs_off"], at["t_off"])}
+    for key, (start, stop) in windows.items():
+        if start is None or stop is None:
+            notes.append(f"{key}: the {key[:-5].upper()} wave was not delineated")
+            continue
+        nets = []
+        for beat in (lead_i, avf):
+            baseline = float(np.median(beat[max(0, at["qrs_on"] - gap):at["qrs_on"] + 1]))
+            nets.append(_net_amplitude(beat, start, stop, baseline))
+        values[key] = _axis(*nets)
+        if not np.isfinite(values[key]):
+            notes.append(f"{key}: no net deflection in lead I or aVF")
+    return values
 
 
 def _axis_leads(rows, cleaned, notes) -> tuple[np.ndarray, np.ndarray] | None:
