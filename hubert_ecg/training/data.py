@@ -173,45 +173,8 @@ def read_manifest(
     path_column = manifest_path_column(frame.columns, csv_path)
     if problem_type is not None and problem_type not in PROBLEM_TYPES:
         raise ValueError(f"problem_type must be one of {PROBLEM_TYPES}, got {problem_type!r}")
-    columns = [c for c in frame.columns
-               if c != path_column and c not in _META_COLUMNS and not str(c).startswith("Unnamed:")]
-    if problem_type == "regression" and label_names is not None and all(n in frame.columns for n in label_names):
-        columns = list(label_names)  # the outputs' columns by name, whatever else the manifest holds (even age)
-    elif problem_type == "regression" and label_names is not None and len(label_names) == 1 and len(columns) > 1:
-        raise ValueError(
-            f"manifest {str(csv_path)!r} has no column {label_names[0]!r} (the model's output) and several label "
-            f"columns {columns}: name the target column {label_names[0]!r}"
-        )
-    if not columns:
-        raise ValueError(f"manifest {str(csv_path)!r} has no label columns after filename/age/sex")
-    label_indices = None
-    if label_names is not None and problem_type != "single_label_classification" and len(label_names) > 1:
-        known = [str(name) for name in label_names]
-        unknown = [c for c in columns if str(c) not in known]
-        if not unknown and len(columns) == len(known):
-            columns = list(label_names)  # reorder to the model's labels
-        elif len(columns) == len(known) and len(unknown) == len(columns):
-            logger.warning(
-                f"manifest {str(csv_path)!r}: label columns {columns} are taken in order as {list(label_names)}"
-            )
-        elif unknown:
-            shown = ", ".join(known[:8]) + (", ..." if len(known) > 8 else "")
-            raise ValueError(
-                f"manifest {str(csv_path)!r}: label column(s) {unknown} are not labels of the model; the model has "
-                f"{len(known)} labels ({shown}). Name each label column as one of the model's labels (id2label)"
-                + (", a subset of them to evaluate or calibrate those outputs only" if allow_subset else "")
-                + f", or give {len(known)} label columns, in the model's order"
-            )
-        elif allow_subset:  # some of the model's labels: those outputs only, in the model's order
-            label_indices = [i for i, name in enumerate(known) if name in columns]
-            columns = [known[i] for i in label_indices]
-            problem_type = problem_type or "multi_label_classification"  # even one 0/1 column
-        else:
-            raise ValueError(
-                f"manifest {str(csv_path)!r} has {len(columns)} label column(s) {columns} but the model has "
-                f"{len(label_names)} labels {list(label_names)} (a subset of the labels is accepted by "
-                "hubert-ecg evaluate and calibrate, not here)"
-            )
+    columns, label_indices, problem_type = _label_columns(frame, path_column, csv_path, problem_type, label_names,
+                                                          allow_subset)
     values = frame[columns]
     if problem_type is None:
         if len(columns) > 1:
@@ -262,6 +225,52 @@ def read_manifest(
         names = [str(c) for c in columns]
     paths = manifest_paths(frame[path_column], data_dir if data_dir is not None else csv_path.parent)
     return LabelledRecords(paths, labels, names, problem_type, label_indices=label_indices)
+
+
+def _label_columns(frame, path_column: str, csv_path: Path, problem_type: str | None, label_names, allow_subset: bool):
+    """The label columns of a manifest, in the model's order where ``label_names`` are given; ``label_indices`` for a
+    subset of a multi-label model's outputs (``allow_subset``); the problem type (set for a subset). Raises
+    ``ValueError`` as :func:`read_manifest` documents."""
+    columns = [c for c in frame.columns
+               if c != path_column and c not in _META_COLUMNS and not str(c).startswith("Unnamed:")]
+    if problem_type == "regression" and label_names is not None and all(n in frame.columns for n in label_names):
+        columns = list(label_names)  # the outputs' columns by name, whatever else the manifest holds (even age)
+    elif problem_type == "regression" and label_names is not None and len(label_names) == 1 and len(columns) > 1:
+        raise ValueError(
+            f"manifest {str(csv_path)!r} has no column {label_names[0]!r} (the model's output) and several label "
+            f"columns {columns}: name the target column {label_names[0]!r}"
+        )
+    if not columns:
+        raise ValueError(f"manifest {str(csv_path)!r} has no label columns after filename/age/sex")
+    label_indices = None
+    if label_names is not None and problem_type != "single_label_classification" and len(label_names) > 1:
+        known = [str(name) for name in label_names]
+        unknown = [c for c in columns if str(c) not in known]
+        if not unknown and len(columns) == len(known):
+            columns = list(label_names)  # reorder to the model's labels
+        elif len(columns) == len(known) and len(unknown) == len(columns):
+            logger.warning(
+                f"manifest {str(csv_path)!r}: label columns {columns} are taken in order as {list(label_names)}"
+            )
+        elif unknown:
+            shown = ", ".join(known[:8]) + (", ..." if len(known) > 8 else "")
+            raise ValueError(
+                f"manifest {str(csv_path)!r}: label column(s) {unknown} are not labels of the model; the model has "
+                f"{len(known)} labels ({shown}). Name each label column as one of the model's labels (id2label)"
+                + (", a subset of them to evaluate or calibrate those outputs only" if allow_subset else "")
+                + f", or give {len(known)} label columns, in the model's order"
+            )
+        elif allow_subset:  # some of the model's labels: those outputs only, in the model's order
+            label_indices = [i for i, name in enumerate(known) if name in columns]
+            columns = [known[i] for i in label_indices]
+            problem_type = problem_type or "multi_label_classification"  # even one 0/1 column
+        else:
+            raise ValueError(
+                f"manifest {str(csv_path)!r} has {len(columns)} label column(s) {columns} but the model has "
+                f"{len(label_names)} labels {list(label_names)} (a subset of the labels is accepted by "
+                "hubert-ecg evaluate and calibrate, not here)"
+            )
+    return columns, label_indices, problem_type
 
 
 # ----------------------------------------------------------------------------------------------------------------
