@@ -65,13 +65,13 @@ COMMANDS = {
                        "heart rate, PR, QRS, QT, QTc and axes of ECG files, beside the device's", "clinical"),
     "tune": Command("hubert_ecg_cli.tune", "main",
                     "measure the fastest inference settings for a model on this machine (cached)", None),
-    "plot": Command("hubert_ecg.plotting", "plot_main", "draw a record in the 12-lead layout (PNG, SVG, PDF)", "plot"),
-    "explain": Command("hubert_ecg.explain", "explain_main",
+    "plot": Command("hubert_ecg_cli.plot", "main", "draw a record in the 12-lead layout (PNG, SVG, PDF)", "plot"),
+    "explain": Command("hubert_ecg_cli.explain", "main",
                        "attributions for a label, drawn on the 12-lead plot (default: the demo model)", "plot"),
-    "report": Command("hubert_ecg.report", "report_main",
+    "report": Command("hubert_ecg_cli.report", "main",
                       "one page for a clinician: 12-lead plot, predictions, measurements (PDF, PNG, HTML, JSON)",
                       "plot"),
-    "app": Command("hubert_ecg.app", "app_main", "local web app: upload ECGs, see the plot, scores, attributions",
+    "app": Command("hubert_ecg_cli.app", "main", "local web app: upload ECGs, see the plot, scores, attributions",
                    "app"),
 }
 
