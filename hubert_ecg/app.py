@@ -1,8 +1,8 @@
-"""``hubert-ecg app``: a local web app (Gradio, the optional ``[app]`` extra) to score ECG files and see why.
+"""``hubert-ecg app`` (:mod:`hubert_ecg_cli.app`): a local web app (Gradio, the optional ``[app]`` extra) to score ECG files and see why.
 
 ```
 hubert-ecg app                                   # the demo model, http://127.0.0.1:7860
-hubert-ecg app --model path/or/hub-id --port 8080 --max-file-size 200mb
+hubert-ecg app --model path/or/hub-id --port 8080 --max_file_size 200mb
 ```
 
 Upload one or several ECG files (any format :func:`hubert_ecg.read_ecg` reads; a WFDB record as its ``.hea`` and
@@ -15,7 +15,7 @@ this model (:func:`threshold_note`: "no threshold: this model was not calibrated
 a chosen label and method (:mod:`hubert_ecg.explain`), its legend (colour scale, unit, leads by importance), and on
 request the page of ``hubert-ecg report`` (:mod:`hubert_ecg.report`) with its tables and the PDF to download. Files
 that cannot be scored are listed with the same message as ``hubert-ecg predict`` gives; Score without a file says
-so. Uploads are limited to :data:`MAX_FILE_SIZE` per file (``--max-file-size``).
+so. Uploads are limited to :data:`MAX_FILE_SIZE` per file (``--max_file_size``).
 
 The server binds to 127.0.0.1 unless ``--host`` says otherwise. Its first endpoint, ``/predict``, serves
 ``gradio_client`` too: given only the files it returns the table of ranked labels and the messages::
@@ -30,10 +30,8 @@ gradio is imported when the app is built, not when this module is imported.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -42,7 +40,7 @@ from .leads import LEAD_SETS
 
 __all__ = ["MAX_FILE_SIZE", "TABLE_HEADERS", "NO_FILE_MESSAGE", "LEAD_SET_CHOICES", "group_uploads",
            "score_uploads", "threshold_note", "record_duration", "draw_record", "draw_with_legend",
-           "attribution_legend", "report_upload", "build_app", "app_main"]
+           "attribution_legend", "report_upload", "build_app"]
 
 #: the largest file the app accepts by default (Gradio's ``max_file_size``): a 24-hour 2-lead Holter at 360 Hz in
 #: WFDB format 212 is about 90 MB; a 10 s 12-lead record at 500 Hz, 120 kB.
@@ -505,27 +503,3 @@ def build_app(model: str | None = None):
                             outputs=[report_image, report_pdf, report_predictions, report_measurements, report_text],
                             api_name=False)
     return demo
-
-
-def app_main(argv: list[str] | None = None) -> int:
-    """``hubert-ecg app [--model M] [--host 127.0.0.1] [--port 7860] [--max-file-size 100mb]``: serve the app until
-    interrupted. Returns 2 (one line on stderr) for a model that cannot be loaded."""
-    parser = argparse.ArgumentParser(
-        prog="hubert-ecg app",
-        description="A local web app: upload ECG files, see the ranked labels with scores, the 12-lead plot and the "
-        "attributions of a label. Without --model: the bundled demo model (a demonstration, not a clinical tool).",
-    )
-    parser.add_argument("--model", default=None, help="hub id or save_pretrained directory (default: demo model)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    parser.add_argument("--max-file-size", default=MAX_FILE_SIZE,
-                        help=f"largest upload per file, e.g. 20mb, 1gb (default {MAX_FILE_SIZE})")
-    args = parser.parse_args(argv)
-    try:
-        _pipeline(args.model)  # fail here, not in the page, for a model that cannot be loaded
-    except ValueError as err:
-        print(f"hubert-ecg app: error: {err}", file=sys.stderr)
-        return 2
-    build_app(args.model).launch(server_name=args.host, server_port=args.port, max_file_size=args.max_file_size,
-                                 share=False)
-    return 0

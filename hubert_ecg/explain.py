@@ -1,4 +1,4 @@
-"""Attributions: which samples of which leads made a classifier score a label, and the ``hubert-ecg explain`` command.
+"""Attributions: which samples of which leads made a classifier score a label (``hubert-ecg explain``: :mod:`hubert_ecg_cli.explain`).
 
 ```python
 from hubert_ecg.explain import explain
@@ -41,16 +41,13 @@ zeroed, against as many random samples.
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
-import sys
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["METHODS", "Explanation", "attribute", "explain", "deletion_drop", "explain_main"]
+__all__ = ["METHODS", "Explanation", "attribute", "explain", "deletion_drop"]
 
 METHODS = ("integrated_gradients", "saliency", "occlusion", "attention_rollout")
 _EXTRA_HINT = 'pip install "hubert-ecg[explain]"'
@@ -501,87 +498,3 @@ def deletion_drop(
 
         before, after_top, after_rand = score(x), score(top), score(rand)
     return {"score": before, "drop_top": before - after_top, "drop_random": before - after_rand}
-
-
-def explain_main(argv: list[str] | None = None) -> int:
-    """``hubert-ecg explain FILE [--model M] [--label L] [--method METHOD] --out mi.png [--start S]``.
-
-    Computes the attributions of one record for one label (without ``--label``: the top-scored one), draws them as
-    a heat overlay on the 12-lead plot (PNG, SVG or PDF by the extension of ``--out``; the 10 s from ``--start``)
-    and prints the label's score, the leads ranked by importance and, for integrated gradients, the convergence
-    delta. ``--save`` writes the arrays (``.npz``). Returns 0, 1 when the record cannot be read or explained (one
-    line naming it, as ``hubert-ecg predict`` says it), 2 for usage errors (a bad model, label or output name).
-    """
-    from hubert_ecg_cli.records import RECORD_ERRORS, record_error, usage_error
-    from .plotting import STRIP_SECONDS, plot_ecg, save_figure
-
-    parser = argparse.ArgumentParser(
-        prog="hubert-ecg explain",
-        description="Attributions of an ECG record for one label of a HuBERT-ECG classifier, drawn as a heat overlay "
-        "on the 12-lead plot. Without --model: the bundled demo model (a demonstration, not a clinical tool).",
-    )
-    parser.add_argument("file", metavar="FILE", help="ECG file (WFDB record name or .hea/.dat, .mat, .npy, ...)")
-    parser.add_argument("--out", required=True, help="output picture: .png, .svg or .pdf")
-    parser.add_argument("--model", default=None, help="hub id or save_pretrained directory (default: demo model)")
-    parser.add_argument("--label", default=None, help="label to explain (default: the top-scored label)")
-    parser.add_argument("--method", choices=METHODS, default="integrated_gradients",
-                        help="attribution method (default integrated_gradients, which needs the [explain] extra: captum; the others need only [plot])")
-    parser.add_argument("--start", type=float, default=0.0, help="seconds into the record of the 10 s shown")
-    parser.add_argument("--steps", type=int, default=32, help="integration steps of integrated_gradients")
-    parser.add_argument("--save", default=None, help="also write the arrays to this .npz file")
-    parser.add_argument("--dpi", type=int, default=150, help="pixels per inch of a PNG (default 150)")
-    args = parser.parse_args(argv)
-    from .plotting import _FORMATS
-
-    usage = None
-    if not args.out.lower().endswith(_FORMATS):
-        usage = f"--out {args.out!r}: expected a file name ending in {', '.join(_FORMATS)}"
-    elif args.steps < 1:
-        usage = f"--steps must be a positive integer, got {args.steps}"
-    elif args.method == "integrated_gradients" and importlib.util.find_spec("captum") is None:
-        # said before the model loads
-        usage = ('--method integrated_gradients needs captum: pip install "hubert-ecg[explain]" (or choose '
-                 f"--method {' / '.join(m for m in METHODS if m != 'integrated_gradients')})")
-    if usage:
-        return usage_error("hubert-ecg explain", usage)
-
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    try:
-        if args.model is None:
-            from .demo import demo_model_path
-
-            print(f"hubert-ecg explain: using the bundled demo model ({demo_model_path()}): a demonstration, not a "
-                  "clinical tool.", file=sys.stderr)
-        model, fe = _load_model(args.model)
-        if args.label is not None:
-            _label_index(model.config, args.label)
-    except (ValueError, ImportError) as err:
-        return usage_error("hubert-ecg explain", err)
-    try:
-        exp = explain(args.file, model, args.label, args.method, start=args.start, duration=STRIP_SECONDS,
-                      feature_extractor=fe, n_steps=args.steps)
-        fig = plot_ecg(args.file, start=args.start, attribution=exp.values, attribution_rate=exp.sampling_rate,
-                       attribution_leads=exp.lead_names, attribution_label=f"{exp.label}, {exp.method}",
-                       dpi=args.dpi)
-    except RECORD_ERRORS as err:
-        return record_error("hubert-ecg explain", args.file, err)
-    except ImportError as err:
-        return usage_error("hubert-ecg explain", err)
-    out = save_figure(fig, args.out)
-    ranked = np.argsort(-exp.lead_importance, kind="stable")
-    print(f"{exp.name}: {exp.label} score {exp.score:.3f} ({len(exp.window_starts)} window(s) from "
-          f"{exp.window_starts[0]:g} s), method {exp.method}")
-    print("leads by importance: " + "  ".join(f"{exp.lead_names[i]} {exp.lead_importance[i]:.3f}"
-                                              for i in ranked if exp.lead_mask[i]))
-    if exp.delta is not None:
-        print(f"convergence delta (logits): max |delta| {np.abs(exp.delta).max():.2e}")
-    if args.save:
-        np.savez(args.save, values=exp.values, window_values=exp.window_values, window_starts=exp.window_starts,
-                 lead_names=np.asarray(exp.lead_names), sampling_rate=exp.sampling_rate, label=exp.label,
-                 method=exp.method, scores=exp.scores, lead_importance=exp.lead_importance,
-                 delta=exp.delta if exp.delta is not None else np.array([]))
-        print(f"wrote {args.save}")
-    print(f"wrote {out}")
-    return 0

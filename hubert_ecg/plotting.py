@@ -1,4 +1,4 @@
-"""12-lead ECG plots on ECG paper, with an optional attribution overlay, and the ``hubert-ecg plot`` command.
+"""12-lead ECG plots on ECG paper, with an optional attribution overlay (``hubert-ecg plot``: :mod:`hubert_ecg_cli.plot`).
 
 ```python
 from hubert_ecg.plotting import plot_ecg, save_figure
@@ -21,13 +21,12 @@ was considered and not used: it draws through pyplot's global state, has no rhyt
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["LAYOUT", "RHYTHM_LEAD", "PAPER_SPEED", "GAIN", "attribution_scale", "plot_ecg", "save_figure", "plot_main"]
+__all__ = ["LAYOUT", "RHYTHM_LEAD", "PAPER_SPEED", "GAIN", "attribution_scale", "plot_ecg", "save_figure"]
 
 #: the 3 x 4 layout of a standard 12-lead printout, by rows; column ``c`` shows 2.5 s from ``start + 2.5 c``.
 LAYOUT = (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"))
@@ -255,36 +254,3 @@ def save_figure(fig, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format=path.suffix.lower()[1:], facecolor="white")
     return path
-
-
-def plot_main(argv: list[str] | None = None) -> int:
-    """``hubert-ecg plot FILE --out ecg.png [--start S] [--title T] [--dpi D]``: draw a record in the standard
-    12-lead layout. Returns 0; 1 (one line on stderr) for a record that cannot be read or drawn from ``--start``;
-    2 for a usage error (a bad output name)."""
-    parser = argparse.ArgumentParser(
-        prog="hubert-ecg plot",
-        description="Draw an ECG record in the standard 12-lead layout (3 x 4 columns of 2.5 s and a 10 s lead II "
-        "rhythm strip) on ECG paper (25 mm/s, 10 mm/mV). The format follows the extension of --out: .png, .svg, "
-        ".pdf.",
-    )
-    parser.add_argument("file", metavar="FILE", help="ECG file (WFDB record name or .hea/.dat, .mat, .npy, ...)")
-    parser.add_argument("--out", required=True, help="output file: .png, .svg or .pdf")
-    parser.add_argument("--start", type=float, default=0.0, help="seconds into the record (default 0)")
-    parser.add_argument("--title", default=None, help="title (default: the record's name, rate and duration)")
-    parser.add_argument("--dpi", type=int, default=150, help="pixels per inch of a PNG (default 150)")
-    parser.add_argument("--sampling-rate", type=float, default=None, help="rate in Hz of .npy inputs")
-    parser.add_argument("--lead-names", default=None, help="comma-separated lead names of .npy inputs")
-    args = parser.parse_args(argv)
-    from hubert_ecg_cli.records import RECORD_ERRORS, record_error
-
-    if Path(args.out).suffix.lower() not in _FORMATS:
-        parser.error(f"--out {args.out!r}: expected a file name ending in {', '.join(_FORMATS)}")
-    lead_names = [n.strip() for n in args.lead_names.split(",")] if args.lead_names else None
-    try:
-        fig = plot_ecg(args.file, sampling_rate=args.sampling_rate, lead_names=lead_names, start=args.start,
-                       title=args.title, dpi=args.dpi)
-    except RECORD_ERRORS as err:  # the record: unreadable, or --start past its end
-        return record_error("hubert-ecg plot", args.file, err)
-    out = save_figure(fig, args.out)
-    print(f"wrote {out}")
-    return 0

@@ -1,4 +1,5 @@
-"""One page a clinician can read: ``hubert-ecg report FILE [--model M] [--out report.pdf|.png|.html|.json]``.
+"""One page a clinician can read (``hubert-ecg report FILE [--output report.pdf|.png|.html|.json]``:
+:mod:`hubert_ecg_cli.report`).
 
 ```python
 from hubert_ecg.report import build_report, write_report
@@ -20,7 +21,6 @@ need the ``[clinical]`` extra, and without it the page says so instead of showin
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import io
@@ -31,8 +31,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["REPORT_FORMATS", "DISCLAIMER", "build_report", "measurement_rows", "render_figure", "write_report",
-           "report_main"]
+__all__ = ["REPORT_FORMATS", "DISCLAIMER", "build_report", "measurement_rows", "render_figure", "write_report"]
 
 #: what ``write_report`` writes, by file extension
 REPORT_FORMATS = (".pdf", ".png", ".html", ".json")
@@ -342,39 +341,3 @@ def write_report(report: dict, path: str | Path, dpi: int = 100) -> Path:
         encoding="utf-8",
     )
     return path
-
-
-def report_main(argv: list[str] | None = None) -> int:
-    """``hubert-ecg report FILE [--model M] [--out report.pdf|.png|.html|.json] [--label L]``: see the module
-    docstring. Exit status 0, 1 for a record that cannot be reported (the reason on stderr), 2 for usage errors."""
-    parser = argparse.ArgumentParser(
-        prog="hubert-ecg report",
-        description="One page for a clinician: the 12-lead plot with the top label's attribution, the model's "
-        "calibrated predictions with thresholds, the interval measurements (ours and the device's), the device's "
-        "statements and a patient-free header. Without --model: the bundled demo model (not a clinical tool).",
-    )
-    parser.add_argument("file", help="an ECG file: WFDB, .mat, .npy, EDF, HDF5, DICOM, MUSE / Philips / HL7 aECG "
-                        "XML, SCP-ECG, ISHNE")
-    parser.add_argument("--model", default=None, help="hub id or save_pretrained directory (default: demo model)")
-    parser.add_argument("--out", default="report.pdf", help="report.pdf, .png, .html or .json (default report.pdf)")
-    parser.add_argument("--label", default=None, help="the label whose attribution is drawn (default: the top one)")
-    parser.add_argument("--no-attribution", action="store_true", help="leave the attribution out (faster)")
-    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0")
-    args = parser.parse_args(argv)
-    if Path(args.out).suffix.lower() not in REPORT_FORMATS:
-        parser.error(f"--out must end in {', '.join(REPORT_FORMATS)}, got {args.out!r}")
-
-    from transformers.utils import logging as hf_logging
-
-    from hubert_ecg_cli.records import RECORD_ERRORS, record_error
-
-    hf_logging.disable_progress_bar()
-    try:
-        report = build_report(args.file, args.model, label=args.label, attribution=not args.no_attribution,
-                              device=args.device)
-    except RECORD_ERRORS as err:
-        return record_error("hubert-ecg report", args.file, err)
-    out = write_report(report, args.out)
-    top = report["predictions"][0]
-    print(f"{report['file']}: {top['label']} {top.get('score', top.get('value')):.3f}; wrote {out}")
-    return 0

@@ -258,3 +258,22 @@ def test_predict_endpoint_through_gradio_client(uploads, demo_pipeline, data_dir
             client.predict([gradio_client.handle_file(str(big))], api_name="/predict")
     finally:
         app.close()
+
+
+def test_app_command_arguments_and_a_model_that_cannot_be_loaded(tmp_path, capsys):
+    """`hubert-ecg app`: both spellings of --max_file_size, a port out of range is a usage error, and a model that
+    cannot be loaded stops before the server starts (exit 2, one line); its default upload limit is the app's."""
+    from hubert_ecg import app
+    from hubert_ecg_cli import app as app_command
+    from hubert_ecg_cli import main
+    from hubert_ecg_cli.arguments import parse
+
+    assert app_command.MAX_FILE_SIZE == app.MAX_FILE_SIZE
+    for spelling in ("--max_file_size", "--max-file-size"):
+        (args,) = parse([spelling, "20mb"], (app_command.AppArguments,), app_command.PROG)
+        assert args.max_file_size == "20mb" and args.host == "127.0.0.1" and args.model is None
+    assert main(["app", "--port", "0"]) == 2
+    assert "hubert-ecg app: error: --port must be between 1 and 65535" in capsys.readouterr().err
+    assert main(["app", "--model", str(tmp_path / "no-such-model")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hubert-ecg app: error: ")

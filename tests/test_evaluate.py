@@ -9,6 +9,16 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from hubert_ecg import HuBERTECGConfig, HuBERTECGFeatureExtractor, HuBERTECGForSequenceClassification
 from hubert_ecg.training import evaluate, metrics
+from hubert_ecg_cli import evaluate as evaluate_command
+from hubert_ecg_cli.arguments import parse
+
+
+def _evaluate_main(argv: list[str]) -> int:
+    """``hubert-ecg evaluate ARGV``'s exit status, as the router returns it (a usage error: 2, not SystemExit)."""
+    from hubert_ecg_cli import main
+
+    return main(["evaluate", *argv])
+
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=[32] * 5,
             num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, classifier_proj_size=32)
@@ -64,9 +74,9 @@ def test_evaluate_manifest_with_tta_and_outputs(tiny_dir, manifest, tmp_path, ca
     out = tmp_path / "eval"
     argv = ["--model", str(tiny_dir), "--test_csv", str(bad), "--data_dir", str(folder), "--output_dir", str(out),
             "--n_bootstrap", "30", "--tta_windows", "3", "--tta_aggregation", "max", "--save_probabilities", "true"]
-    assert evaluate.main([*argv, "--skip_bad_records", "false"]) == 2  # the rule of predict and finetune
+    assert _evaluate_main([*argv, "--skip_bad_records", "false"]) == 2  # the rule of predict and finetune
     assert "missing_hr" in capsys.readouterr().err
-    assert evaluate.main(argv) == 1  # finished with the rest, the skipped one listed
+    assert _evaluate_main(argv) == 1  # finished with the rest, the skipped one listed
     captured = capsys.readouterr()
     assert "8 records scored" in captured.out and "macro_auroc" in captured.out
     assert "skipped 1 record" in captured.err and "missing_hr" in captured.err
@@ -102,7 +112,8 @@ def test_evaluate_manifest_with_tta_and_outputs(tiny_dir, manifest, tmp_path, ca
 
 def test_evaluate_first_window_equals_model(tiny_dir, manifest):
     csv, folder = manifest
-    args = evaluate.EvaluateArguments(model=str(tiny_dir), test_csv=str(csv), data_dir=str(folder), n_bootstrap=0)
+    args = evaluate_command.EvaluateArguments(model=str(tiny_dir), test_csv=str(csv), data_dir=str(folder),
+                                              n_bootstrap=0)
     result = evaluate.evaluate(args)
     model = HuBERTECGForSequenceClassification.from_pretrained(tiny_dir).eval()
     fe = HuBERTECGFeatureExtractor()
@@ -118,31 +129,31 @@ def test_evaluate_first_window_equals_model(tiny_dir, manifest):
 def test_evaluate_ptbxl_split(tiny_dir, data_dir, tmp_path, capsys):
     argv = ["--model", str(tiny_dir), "--ptbxl_dir", str(data_dir / "ptbxl"), "--split", "validation",
             "--n_bootstrap", "20", "--plot_roc", "false"]
-    assert evaluate.main(argv) == 0
+    assert _evaluate_main(argv) == 0
     assert "72 records scored" in capsys.readouterr().out
-    assert evaluate.main(argv[:4] + ["--split", "test"]) == 2
+    assert _evaluate_main(argv[:4] + ["--split", "test"]) == 2
     assert "no records" in capsys.readouterr().err
-    assert evaluate.main(argv[:4] + ["--label_set", "rhythm"]) == 2
+    assert _evaluate_main(argv[:4] + ["--label_set", "rhythm"]) == 2
     assert "--label_set" in capsys.readouterr().err
 
 
 def test_evaluate_clear_errors(tiny_dir, manifest, tmp_path, capsys):
     csv, folder = manifest
-    assert evaluate.main(["--model", str(tiny_dir), "--test_csv", str(tmp_path / "absent.csv")]) == 2
+    assert _evaluate_main(["--model", str(tiny_dir), "--test_csv", str(tmp_path / "absent.csv")]) == 2
     assert "manifest CSV not found" in capsys.readouterr().err
     wrong = tmp_path / "wrong.csv"
     wrong.write_text("filename,A,B\n00010_hr,1,0\n")
-    assert evaluate.main(["--model", str(tiny_dir), "--test_csv", str(wrong), "--data_dir", str(folder)]) == 2
+    assert _evaluate_main(["--model", str(tiny_dir), "--test_csv", str(wrong), "--data_dir", str(folder)]) == 2
     err = capsys.readouterr().err
     assert "wrong.csv" in err and "5 labels" in err
     (tmp_path / "bad.hea").write_text("garbage\n")
     allbad = tmp_path / "allbad.csv"
     allbad.write_text(f"filename,NORM,MI,STTC,CD,HYP\n{tmp_path}/bad,1,0,0,0,0\n")
     # nothing scorable: the records listed, exit 1 (the one bad-record rule, as predict, embed and measure)
-    assert evaluate.main(["--model", str(tiny_dir), "--test_csv", str(allbad)]) == 1
+    assert _evaluate_main(["--model", str(tiny_dir), "--test_csv", str(allbad)]) == 1
     err = capsys.readouterr().err
     assert "skipped 1 of 1 record(s)" in err and f"{tmp_path}/bad" in err and "no record could be scored" in err
-    assert evaluate.main(["--model", str(tmp_path / "nope"), "--test_csv", str(csv)]) == 2
+    assert _evaluate_main(["--model", str(tmp_path / "nope"), "--test_csv", str(csv)]) == 2
     assert "cannot load the model" in capsys.readouterr().err
 
 
@@ -197,7 +208,7 @@ def test_evaluate_single_label(tmp_path, data_dir, capsys):
     out = tmp_path / "eval"
     argv = ["--model", str(tmp_path / "model"), "--data_dir", str(folder), "--n_bootstrap", "40",
             "--plot_roc", "false"]
-    assert evaluate.main([*argv, "--test_csv", str(tmp_path / "idx.csv"), "--output_dir", str(out)]) == 0
+    assert _evaluate_main([*argv, "--test_csv", str(tmp_path / "idx.csv"), "--output_dir", str(out)]) == 0
     report = capsys.readouterr().out
     assert "accuracy" in report and "argmax" in report
     summary = json.loads((out / "metrics.json").read_text())
@@ -212,10 +223,10 @@ def test_evaluate_single_label(tmp_path, data_dir, capsys):
         assert low <= high
     low, high = _bootstrap(y, probs, lambda a, b: accuracy_score(a, b.argmax(1)), 40)
     assert summary["ci"]["accuracy"] == pytest.approx([low, high])
-    by_name = evaluate.evaluate(evaluate.EvaluateArguments(
+    by_name = evaluate.evaluate(evaluate_command.EvaluateArguments(
         model=str(tmp_path / "model"), test_csv=str(tmp_path / "names.csv"), data_dir=str(folder), n_bootstrap=0))
     assert by_name["metrics"] == pytest.approx(m)
-    assert evaluate.main([*argv, "--test_csv", str(tmp_path / "idx.csv"), "--tta_windows", "2",
+    assert _evaluate_main([*argv, "--test_csv", str(tmp_path / "idx.csv"), "--tta_windows", "2",
                           "--tta_aggregation", "max"]) == 2
     assert "single-label" in capsys.readouterr().err
 
@@ -239,7 +250,7 @@ def test_evaluate_regression(tmp_path, data_dir, capsys):
     out = tmp_path / "eval"
     argv = ["--model", str(tmp_path / "model"), "--test_csv", str(tmp_path / "targets.csv"), "--data_dir",
             str(folder), "--n_bootstrap", "50", "--output_dir", str(out), "--save_probabilities", "true"]
-    assert evaluate.main(argv) == 0
+    assert _evaluate_main(argv) == 0
     report = capsys.readouterr().out
     assert "Pearson r" in report and "QTc_ms" in report and "auroc" not in report.lower()
     summary = json.loads((out / "metrics.json").read_text())
@@ -267,24 +278,48 @@ def test_evaluate_regression(tmp_path, data_dir, capsys):
 
     # one output named age: the manifest's age column is its target
     age = _tiny(tmp_path / "age", "regression", ["age"])
-    result = evaluate.evaluate(evaluate.EvaluateArguments(
+    result = evaluate.evaluate(evaluate_command.EvaluateArguments(
         model=str(tmp_path / "age"), test_csv=str(tmp_path / "targets.csv"), data_dir=str(folder), n_bootstrap=0))
     p = _first_window_logits(age, folder)[:, 0]
     assert result["metrics"]["mae"] == pytest.approx(mean_absolute_error(ages, p), rel=1e-5)
     assert result["per_label"][0]["pearson_r"] == pytest.approx(pearsonr(ages, p)[0], rel=1e-5)
-    assert evaluate.main(["--model", str(tmp_path / "age"), "--ptbxl_dir", str(data_dir / "ptbxl")]) == 2
+    assert _evaluate_main(["--model", str(tmp_path / "age"), "--ptbxl_dir", str(data_dir / "ptbxl")]) == 2
     assert "--test_csv" in capsys.readouterr().err
 
 
 def test_evaluate_without_a_model_says_it_uses_the_demo_model(manifest, capsys):
     csv, folder = manifest
-    assert evaluate.main(["--test_csv", str(csv), "--data_dir", str(folder), "--n_bootstrap", "0",
-                          "--plot_roc", "false"]) == 0
+    assert _evaluate_main(["--test_csv", str(csv), "--data_dir", str(folder), "--n_bootstrap", "0",
+                                  "--plot_roc", "false"]) == 0
     captured = capsys.readouterr()
     assert "using the bundled demo model" in captured.err and "8 records scored" in captured.out
 
 
 def test_plot_roc_without_an_output_dir_is_refused_not_ignored(manifest, capsys):
     csv, folder = manifest
-    assert evaluate.main(["--test_csv", str(csv), "--data_dir", str(folder), "--plot_roc", "true"]) == 2
+    assert _evaluate_main(["--test_csv", str(csv), "--data_dir", str(folder), "--plot_roc", "true"]) == 2
     assert "--plot_roc writes roc_curves.png into --output_dir" in capsys.readouterr().err
+
+
+def test_evaluate_command_checks_its_arguments_before_the_package(capsys):
+    """The field checks of `hubert-ecg evaluate` are usage errors (exit 2, the usage and one error line), and the
+    texts the command mirrors are the package's."""
+    from hubert_ecg.leads import DEFAULT_MISSING_LEADS
+    from hubert_ecg.training import data
+    from hubert_ecg_cli import calibrate as calibrate_command
+    from hubert_ecg_cli import main
+
+    assert evaluate_command.BAD_RECORDS_RULE == data.BAD_RECORDS_RULE
+    assert evaluate_command.EvaluateArguments().missing_leads == DEFAULT_MISSING_LEADS
+    assert calibrate_command.CalibrateArguments().missing_leads == DEFAULT_MISSING_LEADS
+    for argv, message in ((["--batch_size", "0"], "--batch_size must be a positive integer"),
+                          (["--tta_windows", "-1"], "--tta_windows must be 0 or positive"),
+                          (["--missing_leads", "drop"], "--missing_leads"),
+                          (["--tta_aggregation", "median"], "--tta_aggregation")):
+        assert main(["evaluate", *argv]) == 2
+        err = capsys.readouterr().err
+        assert "hubert-ecg evaluate: error: " in err and message in err
+    for spelling in ("--batch_size", "--batch-size"):  # both spellings, as every command
+        assert evaluate_command.EvaluateArguments(batch_size=8).batch_size == 8
+        (args,) = parse([spelling, "8"], (evaluate_command.EvaluateArguments,), evaluate_command.PROG)
+        assert args.batch_size == 8

@@ -163,19 +163,46 @@ def test_top_label_by_default(demo, fold9):
 
 def test_explain_command(fold9, tmp_path, capsys):
     out, arrays = tmp_path / "mi.png", tmp_path / "mi.npz"
-    assert main(["explain", fold9[0], "--label", "MI", "--method", "saliency", "--out", str(out),
+    assert main(["explain", fold9[0], "--label", "MI", "--method", "saliency", "--output", str(out),
                  "--save", str(arrays)]) == 0
     printed = capsys.readouterr()
     assert out.read_bytes().startswith(b"\x89PNG")
     assert "MI score" in printed.out and "leads by importance:" in printed.out and "demo model" in printed.err
     saved = np.load(arrays)
     assert saved["values"].shape == (12, 1000) and str(saved["label"]) == "MI"
-    assert main(["explain", fold9[0], "--label", "AFIB", "--out", str(tmp_path / "x.png")]) == 2
+    assert main(["explain", fold9[0], "--label", "AFIB", "--output", str(tmp_path / "x.png")]) == 2
     assert "label 'AFIB' is not one of" in capsys.readouterr().err
-    assert main(["explain", str(tmp_path / "missing"), "--method", "saliency", "--out", str(tmp_path / "x.png")]) == 1
+    assert main(["explain", str(tmp_path / "missing"), "--method", "saliency", "--output", str(tmp_path / "x.png")]) == 1
     assert capsys.readouterr().err.splitlines()[-1].startswith(f"hubert-ecg explain: {tmp_path / 'missing'}: ")
-    assert main(["explain", fold9[0], "--out", str(tmp_path / "x.gif")]) == 2
+    assert main(["explain", fold9[0], "--output", str(tmp_path / "x.gif")]) == 2
+    assert "hubert-ecg explain: error: --output" in capsys.readouterr().err
     assert set(METHODS) == {"integrated_gradients", "saliency", "occlusion", "attention_rollout"}
+
+
+def test_the_commands_choices_are_the_packages():
+    from hubert_ecg import plotting
+    from hubert_ecg_cli import explain as explain_command
+    from hubert_ecg_cli import plot
+
+    assert explain_command.METHODS == METHODS
+    assert plot.FORMATS == plotting._FORMATS
+
+
+def test_explain_npy_with_rate_and_leads_and_the_old_spelling(fold9, tmp_path, capsys):
+    """A .npy record needs --sampling_rate (and --lead_names for other than the 12 standard leads), as in predict;
+    the old --out still works for one release, with a note."""
+    from hubert_ecg.io import read_ecg
+
+    record = read_ecg(fold9[0])
+    np.save(tmp_path / "three.npy", record.signal[[0, 1, 6]])
+    assert main(["explain", str(tmp_path / "three.npy"), "--method", "saliency", "--label", "MI",
+                 "--output", str(tmp_path / "n.png")]) == 1  # no rate: the record cannot be read
+    assert "sampling" in capsys.readouterr().err
+    assert main(["explain", str(tmp_path / "three.npy"), "--method", "saliency", "--label", "MI",
+                 "--sampling_rate", "500", "--lead-names", "I,II,V1", "--out", str(tmp_path / "n.png")]) == 0
+    printed = capsys.readouterr()
+    assert "hubert-ecg explain: --out is deprecated" in printed.err and (tmp_path / "n.png").exists()
+    assert "leads by importance: " in printed.out
 
 
 def test_explain_without_captum_runs_the_other_methods(fold9, tmp_path, capsys, monkeypatch):
@@ -183,8 +210,8 @@ def test_explain_without_captum_runs_the_other_methods(fold9, tmp_path, capsys, 
     saliency, and integrated gradients stop with one line naming the extra."""
     monkeypatch.setitem(sys.modules, "captum", None)  # import captum now raises ImportError
     monkeypatch.setitem(sys.modules, "captum.attr", None)
-    assert main(["explain", fold9[0], "--label", "MI", "--method", "saliency", "--out", str(tmp_path / "s.png")]) == 0
+    assert main(["explain", fold9[0], "--label", "MI", "--method", "saliency", "--output", str(tmp_path / "s.png")]) == 0
     capsys.readouterr()
-    assert main(["explain", fold9[0], "--label", "MI", "--out", str(tmp_path / "ig.png")]) == 2
+    assert main(["explain", fold9[0], "--label", "MI", "--output", str(tmp_path / "ig.png")]) == 2
     err = capsys.readouterr().err
     assert "needs captum" in err and 'hubert-ecg[explain]' in err and not (tmp_path / "ig.png").exists()

@@ -15,6 +15,8 @@ from scipy.special import expit
 from hubert_ecg import HuBERTECGConfig, HuBERTECGForSequenceClassification
 from hubert_ecg.pipelines import load_pipeline
 from hubert_ecg.training import calibration, data, evaluate
+from hubert_ecg_cli import calibrate as calibrate_command
+from hubert_ecg_cli import evaluate as evaluate_command
 from hubert_ecg_cli import main
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=[32] * 5,
@@ -91,9 +93,10 @@ def test_an_unknown_label_column_is_named(setup, tmp_path, capsys):
 def evaluated(setup):
     out = {}
     for name in ("full", "subset"):
-        args = evaluate.EvaluateArguments(model=str(setup["model"]), test_csv=str(setup[name]),
-                                          data_dir=str(setup["data_dir"]), n_bootstrap=20, plot_roc=False,
-                                          save_probabilities=True, output_dir=str(setup["root"] / f"eval_{name}"))
+        args = evaluate_command.EvaluateArguments(model=str(setup["model"]), test_csv=str(setup[name]),
+                                                  data_dir=str(setup["data_dir"]), n_bootstrap=20, plot_roc=False,
+                                                  save_probabilities=True,
+                                                  output_dir=str(setup["root"] / f"eval_{name}"))
         out[name] = evaluate.evaluate(args)
     return out
 
@@ -129,9 +132,9 @@ def test_evaluate_subset_equals_the_full_manifest_on_those_outputs(setup, evalua
 def calibrated(setup):
     out = {}
     for name in ("full", "subset"):
-        args = calibration.CalibrateArguments(model=str(setup["model"]), test_csv=str(setup[name]),
-                                              data_dir=str(setup["data_dir"]),
-                                              output_dir=str(setup["root"] / f"cal_{name}"))
+        args = calibrate_command.CalibrateArguments(model=str(setup["model"]), test_csv=str(setup[name]),
+                                                    data_dir=str(setup["data_dir"]),
+                                                    output_dir=str(setup["root"] / f"cal_{name}"))
         out[name] = calibration.calibrate(args)
     return out
 

@@ -15,6 +15,16 @@ from hubert_ecg import HuBERTECGConfig, read_ecg
 from hubert_ecg.leads import LEAD_SETS, STANDARD_LEADS, lead_set, parse_lead_sets
 from hubert_ecg.pipelines import load_pipeline
 from hubert_ecg.training import evaluate
+from hubert_ecg_cli import evaluate as evaluate_command
+from hubert_ecg_cli.arguments import parse
+
+
+def _evaluate_main(argv: list[str]) -> int:
+    """``hubert-ecg evaluate ARGV``'s exit status, as the router returns it (a usage error: 2, not SystemExit)."""
+    from hubert_ecg_cli import main
+
+    return main(["evaluate", *argv])
+
 
 DEMO_RECORDS = Path(hubert_ecg.__file__).parent / "demo" / "records"
 WARNING = "not validated"
@@ -123,8 +133,8 @@ def test_evaluate_lead_sets_table_csv_and_plot(tmp_path, capsys):
     argv = ["--test_csv", str(DEMO_RECORDS / "labels.csv"), "--data_dir", str(DEMO_RECORDS), "--n_bootstrap", "20"]
     if not (DEMO_RECORDS / "labels.csv").is_file():
         pytest.skip("no labels.csv beside the demo records")
-    plain = evaluate.evaluate(evaluate.parse_args(argv))
-    assert evaluate.main(argv + ["--lead_sets", "12,6,1", "--output_dir", str(out)]) == 0
+    plain = evaluate.evaluate(parse(argv, (evaluate_command.EvaluateArguments,), evaluate_command.PROG)[0])
+    assert _evaluate_main(argv + ["--lead_sets", "12,6,1", "--output_dir", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "lead set" in printed
     summary = json.loads((out / "metrics.json").read_text())
@@ -155,7 +165,7 @@ def test_evaluate_lead_sets_table_csv_and_plot(tmp_path, capsys):
     np.testing.assert_allclose(scores[0], [by_label[clf.model.config.id2label[i]] for i in range(scores.shape[1])],
                                atol=1e-6)
 
-    assert evaluate.main(argv + ["--lead_sets", "12,5"]) == 2
+    assert _evaluate_main(argv + ["--lead_sets", "12,5"]) == 2
     assert "'5' is not a lead set" in capsys.readouterr().err
 
 
@@ -169,7 +179,7 @@ def test_evaluate_several_models_draws_one_line_each(tmp_path, capsys):
     out = tmp_path / "eval"
     argv = ["--test_csv", str(DEMO_RECORDS / "labels.csv"), "--data_dir", str(DEMO_RECORDS), "--n_bootstrap", "0",
             "--plot_roc", "false", "--lead_sets", "12,1", "--output_dir", str(out)]
-    assert evaluate.main(argv + ["--model", f"{hubert_ecg.demo_model_path()},{other}"]) == 0
+    assert _evaluate_main(argv + ["--model", f"{hubert_ecg.demo_model_path()},{other}"]) == 0
     printed = capsys.readouterr().out
     assert "== model" in printed and "== demo_copy" in printed
     with open(out / "lead_sets.csv") as handle:
@@ -180,7 +190,7 @@ def test_evaluate_several_models_draws_one_line_each(tmp_path, capsys):
     for name in ("model", "demo_copy"):
         assert json.loads((out / name / "metrics.json").read_text())["lead_sets"]["1"]["leads"] == ["I"]
     assert (out / "lead_sets.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert evaluate.main(argv + ["--model", f"{other},{other}"]) == 2
+    assert _evaluate_main(argv + ["--model", f"{other},{other}"]) == 2
     assert "folder names must differ" in capsys.readouterr().err
 
 

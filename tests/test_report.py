@@ -72,16 +72,24 @@ def test_the_page_keeps_the_paper_scale(report):
 
 def test_cli(tmp_path, capsys, data_dir):
     out = tmp_path / "r.json"
-    assert cli_main(["report", demo_records()[0], "--out", str(out), "--no-attribution"]) == 0
+    assert cli_main(["report", demo_records()[0], "--output", str(out), "--no-attribution"]) == 0
     assert "wrote" in capsys.readouterr().out
     assert json.loads(out.read_text())["attribution"] is None
     (tmp_path / "broken.hea").write_text("broken 12 500 5000\n")
+    # the old --out still works for one release, with a note
     assert cli_main(["report", str(tmp_path / "broken.hea"), "--out", str(tmp_path / "x.pdf")]) == 1
     err = capsys.readouterr().err
     assert "broken" in err and "Traceback" not in err
-    with pytest.raises(SystemExit) as usage:
-        cli_main(["report", demo_records()[0], "--out", str(tmp_path / "r.docx")])
-    assert usage.value.code == 2
+    assert "hubert-ecg report: --out is deprecated" in err
+    assert cli_main(["report", demo_records()[0], "--output", str(tmp_path / "r.docx")]) == 2  # a usage error
+    assert "hubert-ecg report: error: --output" in capsys.readouterr().err
+
+
+def test_the_commands_choices_are_the_packages():
+    from hubert_ecg import report
+    from hubert_ecg_cli import report as report_command
+
+    assert report_command.REPORT_FORMATS == report.REPORT_FORMATS
 
 
 def test_readme_report_command_draws_the_readme_image(tmp_path, monkeypatch, data_dir):
@@ -99,8 +107,8 @@ def test_readme_report_command_draws_the_readme_image(tmp_path, monkeypatch, dat
     root = Path(__file__).resolve().parents[1]
     command = re.search(r"```bash\n(hubert-ecg report [^\n]*)\n```", (root / "README.md").read_text()).group(1)
     argv = shlex.split(command)
-    shown = root / argv[argv.index("--out") + 1]
-    argv[argv.index("--out") + 1] = str(tmp_path / "report.png")
+    shown = root / argv[argv.index("--output") + 1]
+    argv[argv.index("--output") + 1] = str(tmp_path / "report.png")
     argv = [str(data_dir.parent / a[len("../shared/"):]) if a.startswith("../shared/") else a for a in argv]
     assert cli_main(argv[1:]) == 0
     assert imread(tmp_path / "report.png").shape == imread(shown).shape

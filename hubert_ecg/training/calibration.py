@@ -1,4 +1,5 @@
-"""Calibrated scores and decision thresholds for a trained classifier: ``hubert-ecg calibrate``.
+"""Calibrated scores and decision thresholds for a trained classifier (``hubert-ecg calibrate``:
+:mod:`hubert_ecg_cli.calibrate`).
 
 A classifier trained with positive-class weights (``pos_weight``) or on few records ranks records well (AUROC) but
 its sigmoid scores are not probabilities: a score of 0.46 says little until it is calibrated and a threshold says
@@ -28,17 +29,11 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .arguments import run_command
-from ..leads import DEFAULT_MISSING_LEADS
-from .data import BAD_RECORDS_RULE, MISSING_LEADS_HELP
-
-__all__ = ["CalibrateArguments", "fit_platt", "fit_temperature", "max_f1_thresholds", "calibrate", "main"]
+__all__ = ["fit_platt", "fit_temperature", "max_f1_thresholds", "calibrate", "format_report"]
 
 
 def fit_platt(logits: np.ndarray, labels: np.ndarray) -> dict:
@@ -126,41 +121,22 @@ def max_f1_thresholds(scores: np.ndarray, labels: np.ndarray, label_names) -> di
     return out
 
 
-@dataclass
-class CalibrateArguments:
-    """Arguments of ``hubert-ecg calibrate``."""
-
-    model: str | None = field(default=None, metadata={"help": "the classifier's directory (required)"})
-    ptbxl_dir: str | None = field(default=None, metadata={
-        "help": "PTB-XL folder, or several comma-separated (labels from their metadata)"})
-    ptbxl_folds: str | None = field(default=None, metadata={
-        "help": "PTB-XL splits by strat_fold, e.g. 'train=1-7,validation=8,test=9': use the same as in training"})
-    split: str = field(default="validation", metadata={
-        "help": "PTB-XL split to fit on: validation (never the test split you report)"})
-    label_set: str | None = field(default=None, metadata={"help": "PTB-XL label set (default: superdiagnostic)"})
-    ptbxl_sampling_rate: int = field(default=100, metadata={"help": "PTB-XL records to read: 100 or 500 Hz"})
-    test_csv: str | None = field(default=None, metadata={
-        "help": "or: a manifest CSV (filename, labels) of the records to fit on; label columns naming some of a "
-        "multi-label model's labels calibrate those outputs only (the others unchanged, no threshold)"})
-    data_dir: str | None = field(default=None, metadata={"help": "folder the manifest's file names are relative to"})
-    method: str = field(default="auto", metadata={
-        "help": "calibration: platt (per label), temperature, none, or auto (platt for multi-label, temperature "
-        "for single-label)"})
-    thresholds: str = field(default="max_f1", metadata={
-        "help": "decision thresholds per label: max_f1 (the score of the highest F1 on the split) or none"})
-    output_dir: str | None = field(default=None, metadata={
-        "help": "where to write the calibrated model (a copy); default: update config.json in --model in place"})
-    tta_windows: int = field(default=0, metadata={"help": "0: the first 5 s window; N: N random windows per record"})
-    batch_size: int = field(default=32, metadata={"help": "windows per model call"})
-    seed: int = field(default=0, metadata={"help": "seed of the TTA windows"})
-    device: str = field(default="cpu", metadata={"help": "torch device"})
-    missing_leads: str = field(default=DEFAULT_MISSING_LEADS, metadata={"help": MISSING_LEADS_HELP})
-    skip_bad_records: bool = field(default=True, metadata={"help": BAD_RECORDS_RULE})
-
-
-def calibrate(args: CalibrateArguments) -> dict:
+def calibrate(args) -> dict:
     """Fit the calibration and the thresholds ``args`` asks for on its labelled records and save them in the
     model's config (see the module docstring).
+
+    ``args`` is any object with these attributes (``hubert-ecg calibrate`` passes its parsed arguments,
+    :class:`hubert_ecg_cli.calibrate.CalibrateArguments`, whose defaults are given here):
+
+    * ``model``: the classifier's local ``save_pretrained`` directory (required); ``output_dir`` (None: its
+      ``config.json`` is updated in place; else the directory is copied there first);
+    * the labelled records, as :func:`hubert_ecg.training.evaluate.labelled_records` reads them: ``ptbxl_dir``,
+      ``ptbxl_folds``, ``label_set``, ``ptbxl_sampling_rate`` (100), ``split`` ("validation"), or ``test_csv``
+      and ``data_dir``;
+    * ``method`` ("auto", "platt", "temperature" or "none"), ``thresholds`` ("max_f1" or "none");
+    * ``tta_windows`` (0), ``batch_size`` (32), ``seed`` (0), ``device`` ("cpu"), ``missing_leads``
+      (:data:`hubert_ecg.leads.DEFAULT_MISSING_LEADS`), ``skip_bad_records`` (True: unusable records are skipped
+      and returned under ``"skipped"``; False: the first one raises).
 
     Returns:
         ``{"calibration", "thresholds", "n_records", "skipped", "outputs", "before", "after"}``; ``before`` /
@@ -289,30 +265,3 @@ def format_report(result: dict) -> str:
     lines.append("(macro averages on the records fitted on: in-sample; report figures on a held-out split with "
                  "hubert-ecg evaluate)")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``hubert-ecg calibrate``: 0 when every record was used, 1 when some or all were skipped (listed on stderr), 2
-    for bad arguments or data."""
-    out = {}
-
-    def run(args):
-        out["result"] = calibrate(args)
-        out["args"] = args
-
-    code = run_command(argv, CalibrateArguments, "hubert-ecg calibrate", run)
-    if code:
-        return code
-    result, args = out["result"], out["args"]
-    print(format_report(result))
-    print(f"\nsaved to {args.output_dir or args.model}: config.json (score_calibration, label_thresholds), "
-          "calibration.json")
-    from hubert_ecg_cli.records import BadRecords
-
-    bad = BadRecords("hubert-ecg calibrate", noun="record")
-    bad.extend(result["skipped"])
-    return bad.report()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""``hubert-ecg evaluate``: AUROC, AUPRC and F1 of a classifier on a labelled set, with bootstrap 95 % CIs.
+"""``hubert-ecg evaluate`` (:mod:`hubert_ecg_cli.evaluate`): AUROC, AUPRC and F1 of a classifier on a labelled set, with bootstrap 95 % CIs.
 
 ``hubert-ecg evaluate [CONFIG.yaml|.json] --model M (--ptbxl_dir DIR [--split validation] | --test_csv CSV
 [--data_dir DIR]) [--output_dir OUT]``
@@ -43,61 +43,16 @@ from __future__ import annotations
 import csv
 import json
 import math
-import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 import numpy as np
-from .arguments import parse_args as _parse_args
 from ..leads import DEFAULT_MISSING_LEADS, check_missing_leads
-from .data import BAD_RECORDS_RULE, MISSING_LEADS_HELP
 from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["EvaluateArguments", "evaluate", "evaluate_models", "labelled_records", "main", "plot_lead_sets", "score_records"]
-
-
-@dataclass
-class EvaluateArguments:
-    """Arguments of ``hubert-ecg evaluate``."""
-
-    model: str | None = field(default=None, metadata={
-        "help": "hub id or directory (default: the bundled demo model); several, comma-separated, are evaluated on "
-        "the same records, each into output_dir/<model folder name>, and lead_sets.png draws one line per model"})
-    ptbxl_dir: str | None = field(default=None, metadata={
-        "help": "PTB-XL folder (labels from its metadata), or several, comma-separated: their records are pooled"})
-    ptbxl_folds: str | None = field(default=None, metadata={
-        "help": "PTB-XL splits by strat_fold, e.g. 'train=1-7,validation=8,test=9' (default: train=1-8, "
-        "validation=9, test=10)"})
-    label_set: str | None = field(default=None, metadata={"help": "PTB-XL label set (default: superdiagnostic)"})
-    ptbxl_sampling_rate: int = field(default=100, metadata={"help": "PTB-XL records to read: 100 or 500 Hz"})
-    split: str = field(default="test", metadata={
-        "help": "PTB-XL split: train, validation or test (folds 1-8, 9, 10 unless --ptbxl_folds says otherwise)"})
-    test_csv: str | None = field(default=None, metadata={
-        "help": "manifest CSV (filename, [age, sex], labels); a multi-label model's label columns may name some of "
-        "its labels only: those outputs are evaluated"})
-    data_dir: str | None = field(default=None, metadata={"help": "folder the manifest's file names are relative to"})
-    output_dir: str | None = field(default=None, metadata={"help": "where metrics.json, per_label.csv, ... go"})
-    threshold: float | None = field(default=None, metadata={
-        "help": "F1 threshold on the probabilities (default: the model's config.label_thresholds, from hubert-ecg "
-        "calibrate, where it has one; else 0.5)"})
-    n_bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples for the CIs (0: none)"})
-    confidence: float = field(default=0.95, metadata={"help": "confidence level of the CIs"})
-    tta_windows: int = field(default=0, metadata={"help": "0: the first 5 s window; N: N random windows per record"})
-    tta_aggregation: str = field(default="mean", metadata={"help": "mean or max over the TTA windows"})
-    save_probabilities: bool = field(default=False, metadata={"help": "write probabilities.csv"})
-    plot_roc: bool | None = field(default=None, metadata={
-        "help": "draw roc_curves.png into --output_dir (default: when --output_dir is given; true without "
-        "--output_dir is refused: there is nowhere to write it)"})
-    batch_size: int = field(default=32, metadata={"help": "windows per model call"})
-    seed: int = field(default=0, metadata={"help": "seed of TTA windows and bootstrap"})
-    device: str = field(default="cpu", metadata={"help": "torch device"})
-    missing_leads: str = field(default=DEFAULT_MISSING_LEADS, metadata={"help": MISSING_LEADS_HELP})
-    lead_sets: str | None = field(default=None, metadata={
-        "help": "comma-separated lead sets (12,6,4,3,2,1: PhysioNet/CinC 2021) to score every record with, the "
-        "other leads zero-filled; writes lead_sets.csv and lead_sets.png"})
-    skip_bad_records: bool = field(default=True, metadata={"help": BAD_RECORDS_RULE})
+__all__ = ["evaluate", "evaluate_models", "format_report", "labelled_records", "plot_lead_sets", "score_records"]
 
 
 def labelled_records(args, label_names, problem_type):
@@ -249,10 +204,26 @@ def plot_lead_sets(tables: dict, path: str | Path, metric: str = "macro_auroc", 
     plt.close(fig)
 
 
-def evaluate(args: EvaluateArguments) -> dict:
+def evaluate(args) -> dict:
     """Run the evaluation described by ``args``; returns ``{"metrics", "ci", "per_label", "n_records",
     "skipped"}`` (and ``"lead_sets"``: lead-set name -> ``{"leads", "n_records", "metrics", "ci", "skipped"}``
     with ``args.lead_sets``) and writes the files to ``args.output_dir`` when given.
+
+    ``args`` is any object with these attributes (``hubert-ecg evaluate`` passes its parsed arguments,
+    :class:`hubert_ecg_cli.evaluate.EvaluateArguments`, whose defaults are given here; a dataclass for
+    :func:`evaluate_models`, which replaces ``model`` and ``output_dir``):
+
+    * ``model`` (None: the bundled demo model), the data source as :func:`labelled_records` reads it:
+      ``ptbxl_dir``, ``ptbxl_folds``, ``label_set``, ``ptbxl_sampling_rate`` (100), ``split`` ("test"), or
+      ``test_csv`` and ``data_dir``;
+    * ``output_dir`` (None: nothing written), ``save_probabilities`` (False), ``plot_roc`` (None: when
+      ``output_dir`` is given);
+    * ``threshold`` (None: the model's ``config.label_thresholds``, else 0.5), ``n_bootstrap`` (1000),
+      ``confidence`` (0.95), ``seed`` (0);
+    * ``tta_windows`` (0: the first 5 s window; N: N random windows), ``tta_aggregation`` ("mean" or "max"),
+      ``batch_size`` (32), ``device`` ("cpu"), ``missing_leads`` (:data:`hubert_ecg.leads.DEFAULT_MISSING_LEADS`);
+    * ``lead_sets`` (None, or comma-separated names of :data:`hubert_ecg.leads.LEAD_SETS`), ``skip_bad_records``
+      (True: unusable records are skipped and returned under ``"skipped"``; False: the first one raises).
 
     Raises:
         ValueError: for a missing model, data file or argument error, label columns that do not match the model,
@@ -351,7 +322,7 @@ def evaluate(args: EvaluateArguments) -> dict:
                     "ci": {k: [clean(lo), clean(hi)] for k, (lo, hi) in row["ci"].items()},
                     "skipped": [{"file": p, "reason": r} for p, r in row["skipped"]]}
 
-        summary = {"model": source, "arguments": asdict(args), **as_json(result), "confidence": args.confidence,
+        summary = {"model": source, "arguments": asdict(args) if is_dataclass(args) else dict(vars(args)), **as_json(result), "confidence": args.confidence,
                    "outputs": result["outputs"]}
         if lead_set_names:
             summary["lead_sets"] = {name: {"leads": row["leads"], **as_json(row)}
@@ -468,16 +439,7 @@ def format_report(result: dict, confidence: float = 0.95) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str]) -> EvaluateArguments:
-    """``EvaluateArguments`` from an optional leading YAML / JSON file and ``--field value`` flags."""
-    args = _parse_args(argv, (EvaluateArguments,), "hubert-ecg evaluate")[0]
-    if args.plot_roc and not args.output_dir:  # no silent no-op: the picture would go nowhere
-        raise ValueError("--plot_roc writes roc_curves.png into --output_dir: give --output_dir OUT (or leave "
-                         "--plot_roc out)")
-    return args
-
-
-def evaluate_models(args: EvaluateArguments) -> dict[str, dict]:
+def evaluate_models(args) -> dict[str, dict]:
     """:func:`evaluate` for each model of a comma-separated ``args.model``, on the same records; each writes to
     ``output_dir/<the model's folder name>``, and with ``lead_sets`` ``output_dir/lead_sets.png`` draws one line per
     model and ``output_dir/lead_sets.csv`` holds every model's rows (a ``model`` column first).
@@ -508,43 +470,3 @@ def evaluate_models(args: EvaluateArguments) -> dict[str, dict]:
             rows += [f"{name},{line}" for line in lines[1:]]
         (Path(args.output_dir) / "lead_sets.csv").write_text("\n".join(rows) + "\n")
     return results
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``hubert-ecg evaluate``; prints the report (one per model), lists skipped records on stderr; returns 0 when
-    every record was scored, 1 when some or all were skipped (:mod:`hubert_ecg.commands.records`), 2 when the
-    arguments or files are wrong."""
-    from hubert_ecg_cli.records import BadRecords, usage_error
-
-    from ..io import NoUsableRecords
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    bad = BadRecords("hubert-ecg evaluate", noun="record")
-    try:
-        args = parse_args(argv)
-        if not args.model:
-            from ..demo import demo_model_path
-
-            print(f"hubert-ecg evaluate: using the bundled demo model ({demo_model_path()}): a demonstration, not a "
-                  "clinical tool.", file=sys.stderr)
-        if args.model and "," in args.model:
-            results = evaluate_models(args)
-        else:
-            results = {None: evaluate(args)}
-    except NoUsableRecords as err:
-        bad.extend(err.skipped)
-        return bad.report(err.total)
-    except ValueError as err:
-        return usage_error("hubert-ecg evaluate", err)
-    for name, result in results.items():
-        if name is not None:
-            print(f"== {name}")
-        print(format_report(result, args.confidence))
-        bad.extend(result["skipped"])
-    if args.output_dir:
-        print(f"\nwritten to {args.output_dir}")
-    return bad.report()
-
-
-if __name__ == "__main__":
-    sys.exit(main())
