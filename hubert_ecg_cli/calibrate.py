@@ -8,9 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .arguments import MISSING_LEADS, RecordArguments
+from .arguments import MISSING_LEADS, RecordArguments, same_as
 from .evaluate import BAD_RECORDS_RULE
-from .plot import same_as
 from .records import BadRecords, run_command
 
 PROG = "hubert-ecg calibrate"

@@ -10,8 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .arguments import MISSING_LEADS, RecordArguments, parse
-from .plot import same_as
+from .arguments import MISSING_LEADS, RecordArguments, parse, same_as
 from .records import BadRecords, usage_error
 
 PROG = "hubert-ecg evaluate"

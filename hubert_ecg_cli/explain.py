@@ -10,8 +10,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .arguments import ModelArguments, parse
-from .plot import RecordFileArguments, check_output, same_as
+from .arguments import ModelArguments, RecordFileArguments, parse, same_as
+from .plot import check_output
 from .records import RECORD_ERRORS, record_error, usage_error
 
 PROG = "hubert-ecg explain"

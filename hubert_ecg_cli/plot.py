@@ -4,11 +4,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .arguments import RecordArguments, parse
+from .arguments import RecordFileArguments, parse
 from .records import RECORD_ERRORS, record_error
 
 PROG = "hubert-ecg plot"
@@ -20,31 +19,7 @@ DESCRIPTION = (
 #: the file formats :func:`hubert_ecg.plotting.save_figure` writes (``hubert_ecg.plotting._FORMATS``; tests check)
 FORMATS = (".png", ".svg", ".pdf")
 
-__all__ = ["PlotArguments", "RecordFileArguments", "check_output", "main", "same_as"]
-
-
-def same_as(group: type, name: str, **metadata):
-    """A field with the same name, default, help and semantics as ``name`` of the shared ``group`` (e.g.
-    ``ModelArguments.model``), for a command that uses that field and not the group's others; without the group's
-    deprecated spellings (they belong to the commands that had them) unless ``metadata`` gives them again."""
-    shared = {f.name: f for f in dataclasses.fields(group)}[name]
-    merged = {k: v for k, v in shared.metadata.items() if k != "deprecated"} | metadata
-    return field(default=shared.default, metadata=merged)
-
-
-@dataclass
-class RecordFileArguments:
-    """``--sampling_rate`` and ``--lead_names`` of :class:`~hubert_ecg_cli.arguments.RecordArguments`, for the
-    commands that read one record and fill no missing lead (``plot``, ``explain``: a lead the record lacks is drawn
-    empty or zero-filled), so they carry no ``--missing_leads``."""
-
-    _argument_group_name = "records"
-
-    sampling_rate: float | None = same_as(RecordArguments, "sampling_rate")
-    lead_names: str | None = same_as(RecordArguments, "lead_names")
-
-    __post_init__ = RecordArguments.__post_init__
-    lead_list = RecordArguments.lead_list
+__all__ = ["PlotArguments", "check_output", "main"]
 
 
 def check_output(output: str, formats: tuple[str, ...] = FORMATS) -> None:

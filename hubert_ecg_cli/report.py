@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .arguments import ModelArguments, parse
-from .plot import check_output, same_as
+from .arguments import ModelArguments, parse, same_as
+from .plot import check_output
 from .records import RECORD_ERRORS, record_error
 
 PROG = "hubert-ecg report"
