@@ -1,6 +1,6 @@
 """``hubert-ecg explain FILE --output mi.png [--model M] [--label L] [--method METHOD] [--start S]``: the attributions
 of one record for one label (:func:`hubert_ecg.explain.explain`), drawn as a heat overlay on the 12-lead plot.
-Needs the ``[plot]`` extra (matplotlib), and captum (``[explain]``) for integrated gradients.
+Needs the ``[plot]`` extra (matplotlib), and captum (``[explain]``) for every method but attention rollout.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ class ExplainArguments:
     model: str | None = same_as(ModelArguments, "model")
     label: str | None = field(default=None, metadata={"help": "label to explain (default: the top-scored label)"})
     method: Literal[METHODS] = field(default="integrated_gradients", metadata={
-        "help": "attribution method (default integrated_gradients, which needs the [explain] extra: captum; the "
-                "others need only [plot])"})
+        "help": "attribution method (default integrated_gradients; all but attention_rollout need the [explain] "
+                "extra: captum)"})
     start: float = field(default=0.0, metadata={"help": "seconds into the record of the 10 s shown (default 0)"})
     steps: int = field(default=32, metadata={"help": "integration steps of integrated_gradients"})
     save: str | None = field(default=None, metadata={"help": "also write the arrays to this .npz file"})
@@ -62,10 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     line naming it, as ``hubert-ecg predict`` says it), 2 for usage errors (a bad model, label or output name).
     """
     args, records = parse(argv, (ExplainArguments, RecordFileArguments), PROG, DESCRIPTION)
-    if args.method == "integrated_gradients" and importlib.util.find_spec("captum") is None:
+    if args.method != "attention_rollout" and importlib.util.find_spec("captum") is None:
         # said before the model loads
-        return usage_error(PROG, '--method integrated_gradients needs captum: pip install "hubert-ecg[explain]" '
-                                 f"(or choose --method {' / '.join(m for m in METHODS if m != 'integrated_gradients')})")
+        return usage_error(PROG, f'--method {args.method} needs captum: pip install "hubert-ecg[explain]" (or choose '
+                                 "--method attention_rollout)")
 
     import numpy as np
     from transformers.utils import logging as hf_logging

@@ -146,8 +146,9 @@ def test_bad_arguments(demo, fold9, monkeypatch):
         deletion_drop(model, _window(fold9[0], fe), np.zeros((1, 6000)), "MI", fraction=1.5)
     monkeypatch.setitem(sys.modules, "captum", None)
     monkeypatch.setitem(sys.modules, "captum.attr", None)
-    with pytest.raises(ImportError, match=r"hubert-ecg\[explain\]"):
-        attribute(model, _window(fold9[0], fe), "MI", "integrated_gradients")
+    for method in ("integrated_gradients", "saliency", "occlusion"):
+        with pytest.raises(ImportError, match=rf"method '{method}' needs captum.*hubert-ecg\[explain\]"):
+            attribute(model, _window(fold9[0], fe), "MI", method)
 
 
 def test_top_label_by_default(demo, fold9):
@@ -176,7 +177,6 @@ def test_explain_command(fold9, tmp_path, capsys):
     assert capsys.readouterr().err.splitlines()[-1].startswith(f"hubert-ecg explain: {tmp_path / 'missing'}: ")
     assert main(["explain", fold9[0], "--output", str(tmp_path / "x.gif")]) == 2
     assert "hubert-ecg explain: error: --output" in capsys.readouterr().err
-    assert set(METHODS) == {"integrated_gradients", "saliency", "occlusion", "attention_rollout"}
 
 
 def test_the_commands_choices_are_the_packages():
@@ -205,13 +205,17 @@ def test_explain_npy_with_rate_and_leads_and_the_old_spelling(fold9, tmp_path, c
     assert "leads by importance: " in printed.out
 
 
-def test_explain_without_captum_runs_the_other_methods(fold9, tmp_path, capsys, monkeypatch):
-    """captum (the [explain] extra) is needed for integrated gradients only: without it the command still draws
-    saliency, and integrated gradients stop with one line naming the extra."""
+def test_explain_without_captum_runs_attention_rollout(fold9, tmp_path, capsys, monkeypatch):
+    """captum (the [explain] extra) computes integrated gradients, saliency and occlusion: without it the command
+    still draws attention rollout, and the other methods stop with one line naming the extra, before the model
+    loads."""
     monkeypatch.setitem(sys.modules, "captum", None)  # import captum now raises ImportError
     monkeypatch.setitem(sys.modules, "captum.attr", None)
-    assert main(["explain", fold9[0], "--label", "MI", "--method", "saliency", "--output", str(tmp_path / "s.png")]) == 0
+    assert main(["explain", fold9[0], "--method", "attention_rollout", "--output", str(tmp_path / "r.png")]) == 0
     capsys.readouterr()
-    assert main(["explain", fold9[0], "--label", "MI", "--output", str(tmp_path / "ig.png")]) == 2
-    err = capsys.readouterr().err
-    assert "needs captum" in err and 'hubert-ecg[explain]' in err and not (tmp_path / "ig.png").exists()
+    for method in ("integrated_gradients", "saliency", "occlusion"):
+        assert main(["explain", fold9[0], "--label", "MI", "--method", method,
+                     "--output", str(tmp_path / "x.png")]) == 2
+        err = capsys.readouterr().err
+        assert f"--method {method} needs captum" in err and 'hubert-ecg[explain]' in err
+    assert not (tmp_path / "x.png").exists()
