@@ -18,11 +18,9 @@ torch's tensor rebuilders, ``collections.OrderedDict`` and the release's config 
 placeholder. A file whose pickle names any other global (``os.system``, ``builtins.eval``, ...) is refused.
 """
 
-import argparse
 import json
 import os
 import pickle
-import sys
 import tempfile
 from pathlib import Path
 
@@ -31,7 +29,6 @@ from safetensors.torch import save_file
 from transformers.utils import logging
 
 from .configuration import HuBERTECGConfig, _label_set_fields, implied_label_set
-from .label_sets import LABEL_SET_NAMES
 from .modeling import HuBERTECGForPreTraining, HuBERTECGForSequenceClassification, HuBERTECGModel
 from .processing import HuBERTECGFeatureExtractor
 
@@ -272,33 +269,4 @@ def convert_original_checkpoint(
     return model
 
 
-def convert_main(argv: list[str]) -> int:
-    """``hubert-ecg convert SRC OUT_DIR``: see :func:`hubert_ecg.convert_original_checkpoint`."""
-    parser = argparse.ArgumentParser(
-        prog="hubert-ecg convert",
-        description="Convert a checkpoint of the HuBERT-ECG authors (original .pt, hub directory, their 2026 "
-        "package format, or a Hub id) into a save_pretrained directory (safetensors) with the feature extractor's "
-        "configuration, ready for hubert-ecg predict and pipeline(). Pickled code is never executed.",
-    )
-    parser.add_argument("src", help="original .pt checkpoint (pretraining or fine-tuned), hub directory, or Hub id")
-    parser.add_argument("out_dir", help="output directory")
-    parser.add_argument("--label-set", choices=LABEL_SET_NAMES, default=None,
-                        help="take the classifier's label names and descriptions from this label set (default: "
-                        "detected for the Cardio-Learning classifiers)")
-    parser.add_argument("--problem-type", default=None,
-                        choices=("multi_label_classification", "single_label_classification", "regression"),
-                        help="for a legacy .pt classifier, which does not record it (default: multi-label)")
-    args = parser.parse_args(argv)
-
-    logging.disable_progress_bar()  # stdout for the result, stderr for errors
-    try:
-        model = convert_original_checkpoint(args.src, args.out_dir, label_set=args.label_set,
-                                            problem_type=args.problem_type)
-    except ValueError as error:
-        print(f"hubert-ecg convert: error: {error}", file=sys.stderr)
-        return 2
-    print(f"{args.src} -> {args.out_dir} ({type(model).__name__}, {model.num_parameters():,} parameters)")
-    return 0
-
-
-__all__ = ["convert_original_checkpoint", "load_original_checkpoint", "convert_main"]
+__all__ = ["convert_original_checkpoint", "load_original_checkpoint"]

@@ -18,7 +18,8 @@ the frames touched by zero padding (a record shorter than 5 s, a padded last win
 window's mean over frames. ``layer`` picks a hidden state (0: the encoder's input after the feature projection and the
 positional convolution; ``num_hidden_layers`` or -1: the last layer, the default).
 
-The ``hubert-ecg embed`` command (which writes these vectors to Parquet) lives in :mod:`hubert_ecg.training.probe`.
+The ``hubert-ecg embed`` command (which writes these vectors to Parquet) is :mod:`hubert_ecg_cli.embed`, on
+:mod:`hubert_ecg.training.probe`.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ export_onnx("path/to/classifier", "backbone-onnx/", task="feature-extraction")  
 ```
 
 or ``hubert-ecg export-onnx MODEL OUT.onnx|OUT_DIR [--task feature-extraction] [--opset 17] [--samples 6000]
-[--no-check]``.
+[--no_check]`` (:mod:`hubert_ecg_cli.export_onnx`).
 
 An output path that does not end in ``.onnx`` is an exported model DIRECTORY: ``OUT/model.onnx`` beside the
 model's ``config.json`` (labels, problem type, calibration, thresholds, label descriptions) and
@@ -29,10 +29,8 @@ float32 with eager attention (the SDPA kernels have no better ONNX form, and the
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -40,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["export_onnx", "check_onnx", "export_onnx_main", "DEFAULT_OPSET", "INT8_SCORE_ATOL", "TASKS"]
+__all__ = ["export_onnx", "check_onnx", "DEFAULT_OPSET", "INT8_SCORE_ATOL", "TASKS"]
 
 DEFAULT_OPSET = 17  # LayerNormalization is a native op from opset 17
 #: largest accepted max |score difference| of an int8 graph against PyTorch float32 (issue 21)
@@ -344,61 +342,3 @@ def _save_config_and_preprocessor(model, model_or_path, directory: Path) -> None
     except (OSError, ValueError):
         extractor = HuBERTECGFeatureExtractor()
     extractor.save_pretrained(str(directory))
-
-
-def export_onnx_main(argv: list[str] | None = None) -> int:
-    """``hubert-ecg export-onnx MODEL OUT.onnx|OUT_DIR [--task T] [--quantize int8] [--opset N] [--samples N] [--atol X]
-    [--no-check]``.
-
-    Returns 0 on success; 2 when the model cannot be loaded, the optional dependencies are missing, or the
-    onnxruntime check fails (the reason on stderr).
-    """
-    parser = argparse.ArgumentParser(
-        prog="hubert-ecg export-onnx",
-        description="Export a HuBERT-ECG classifier (save_pretrained directory or hub id) to ONNX with a dynamic "
-        "batch dimension: input 'input_values' float32 (batch, samples), output 'logits' (batch, num_labels); or a "
-        "backbone (a model without a classification head, or --task feature-extraction): output "
-        "'last_hidden_state' (batch, frames, hidden_size). The graph is checked against PyTorch with onnxruntime. "
-        "An OUT that does not end in .onnx is a directory: model.onnx with the model's config.json and "
-        "preprocessor_config.json, which `hubert-ecg predict --model OUT` (a classifier), `hubert-ecg embed "
-        "--model OUT` (a backbone) and pipeline() run with onnxruntime or OpenVINO (--backend). Needs: pip install "
-        "\"hubert-ecg[onnx]\".",
-    )
-    parser.add_argument("model", help="model directory (save_pretrained / hubert-ecg convert) or hub id")
-    parser.add_argument("out", help="output .onnx file, or a directory (model.onnx + config.json + "
-                        "preprocessor_config.json) for predict / embed / pipeline()")
-    parser.add_argument("--task", choices=tuple(TASKS), default=None,
-                        help="sequence-classification (logits) or feature-extraction (last_hidden_state of the "
-                        "backbone); default: a classifier with its head, any other model as a backbone")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
-    parser.add_argument("--samples", type=int, default=6000, help="input samples at 100 Hz (default 6000 = 5 s)")
-    parser.add_argument("--atol", type=float, default=1e-4, help="max |output difference| of the check (1e-4)")
-    parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime check")
-    parser.add_argument("--quantize", choices=("int8",), default=None,
-                        help="also write a dynamically quantized int8 copy beside the graph (model_int8.onnx in a "
-                        f"directory; run it with --model DIR/model_int8.onnx); its scores are checked within "
-                        f"{INT8_SCORE_ATOL:g} of PyTorch float32")
-    args = parser.parse_args(argv)
-    try:
-        report = export_onnx(
-            args.model, args.out, opset=args.opset, samples=args.samples, check=not args.no_check, atol=args.atol,
-            task=args.task, quantize=args.quantize,
-        )
-    except (ImportError, ValueError) as error:
-        print(f"hubert-ecg export-onnx: error: {error}", file=sys.stderr)
-        return 2
-    shape = f"{report['num_labels']} labels" if report["output"] == "logits" else "output last_hidden_state"
-    line = f"{args.model} -> {report['path']} (opset {report['opset']}, input (batch, {report['samples']}), "
-    line += f"{shape}, {report['export_seconds']:.1f} s)"
-    if report["max_abs_diff"] is not None:
-        what = "logit" if report["output"] == "logits" else "hidden state"
-        line += f"; onnxruntime vs PyTorch at batch {report['checked_batch_sizes']}: max |{what} diff| "
-        line += f"{report['max_abs_diff']:.2e}"
-    print(line)
-    if report["int8_path"] is not None:
-        line = f"int8 (dynamic quantization) -> {report['int8_path']}"
-        if report["int8_max_abs_diff"] is not None:
-            what = "score" if report["output"] == "logits" else "hidden state"
-            line += f"; onnxruntime vs PyTorch float32: max |{what} diff| {report['int8_max_abs_diff']:.2e}"
-        print(line)
-    return 0

@@ -536,6 +536,19 @@ def resolve_runtime(model, backend: str | None = None) -> str:
         raise ValueError(f"{model}: {err}") from None
 
 
+def launch_device(model, backend: str | None, device, default):
+    """The device a process of a launch loads ``model`` on: ``device`` when given; else None for an exported model
+    (:func:`resolve_runtime` not ``"torch"``: it runs on the CPU whatever the launch's device), else ``default``
+    (the launch's device). Used by ``hubert-ecg predict`` and ``hubert-ecg embed`` with ``--output_dir``.
+
+    Raises:
+        ValueError: as :func:`resolve_runtime` (no runtime installed for an exported model).
+    """
+    if device is not None:
+        return device
+    return default if resolve_runtime(model, backend) == "torch" else None
+
+
 def load_exported_model(source, kind: str, device=None, dtype=None, backend: str | None = None):
     """``(model, feature_extractor)`` of an exported model directory or ``.onnx`` file, run on the CPU with
     ``backend`` (None: the default runtime); ``kind`` ``"classifier"``

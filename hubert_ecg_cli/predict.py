@@ -267,7 +267,7 @@ def _predict_to_dir(model_args, args, inputs: list[tuple[str, str | None]], opti
     whole folder) was not scored, 0 otherwise."""
     import os
 
-    from hubert_ecg.pipelines import load_pipeline, resolve_runtime
+    from hubert_ecg.pipelines import launch_device, load_pipeline
     from hubert_ecg.sharding import (
         ShardedRun,
         chunks,
@@ -288,9 +288,7 @@ def _predict_to_dir(model_args, args, inputs: list[tuple[str, str | None]], opti
 
             print(f"{PROG}: using the bundled demo model ({demo_model_path()}): a demonstration, not a clinical tool.",
                   file=sys.stderr)
-        device = model_args.device if model_args.device is not None else state.device
-        if model_args.device is None and resolve_runtime(model_args.model, args.backend) != "torch":
-            device = None  # an exported model runs on the CPU whatever the launch's device
+        device = launch_device(model_args.model, args.backend, model_args.device, state.device)
         clf = main_process_first(
             state, lambda: load_pipeline(model_args.model, device, model_args.dtype, args.backend))
     except ValueError as err:

@@ -85,9 +85,9 @@ def demo_onnx_dir(tmp_path_factory) -> Path:
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     import hubert_ecg
-    from hubert_ecg.export import export_onnx_main
+    from hubert_ecg_cli.export_onnx import main as export_onnx_cli
 
     out = tmp_path_factory.mktemp("onnx") / "demo-onnx"
-    assert export_onnx_main([str(hubert_ecg.demo_model_path()), str(out)]) == 0
+    assert export_onnx_cli([str(hubert_ecg.demo_model_path()), str(out)]) == 0
     return out
 

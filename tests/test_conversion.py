@@ -92,3 +92,19 @@ def test_cli_convert(reference_dir, tmp_path, capsys):
     assert "HuBERTECGForSequenceClassification" in capsys.readouterr().out
     assert cli_main(["convert", str(tmp_path / "missing.pt"), str(tmp_path / "out2")]) == 2
     assert "missing.pt" in capsys.readouterr().err
+    # both spellings of an option; a value the package does not know is a usage error before anything is read
+    assert cli_main(["convert", str(reference_dir / "original_finetuned.pt"), str(tmp_path / "out3"), "--problem-type",
+                     "single_label_classification"]) == 0
+    assert cli_main(["convert", str(reference_dir / "original_finetuned.pt"), str(tmp_path / "out4"), "--label_set",
+                     "nope"]) == 2
+    assert "hubert-ecg convert: error:" in capsys.readouterr().err and not (tmp_path / "out4").exists()
+
+
+def test_the_commands_choices_are_the_packages():
+    """The values convert keeps to answer usage errors without the package are the package's own."""
+    from hubert_ecg.label_sets import LABEL_SET_NAMES
+    from hubert_ecg.training.data import PROBLEM_TYPES
+    from hubert_ecg_cli import convert
+
+    assert convert.LABEL_SETS == LABEL_SET_NAMES
+    assert convert.PROBLEM_TYPES == PROBLEM_TYPES

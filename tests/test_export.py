@@ -12,7 +12,8 @@ import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
 from hubert_ecg import HuBERTECGForSequenceClassification  # noqa: E402
-from hubert_ecg.export import export_onnx, export_onnx_main  # noqa: E402
+from hubert_ecg.export import export_onnx  # noqa: E402
+from hubert_ecg_cli.export_onnx import main as export_onnx_cli  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +51,12 @@ def test_export_from_model_object_leaves_it_unchanged(finetuned_dir, tmp_path):
 
 
 def test_cli(finetuned_dir, tmp_path, capsys, reference_dir):
-    assert export_onnx_main([str(finetuned_dir), str(tmp_path / "cli.onnx")]) == 0
+    assert export_onnx_cli([str(finetuned_dir), str(tmp_path / "cli.onnx")]) == 0
     assert "max |logit diff|" in capsys.readouterr().out
     assert (tmp_path / "cli.onnx").is_file()
-    assert export_onnx_main([str(reference_dir / "original_finetuned.pt"), str(tmp_path / "x.onnx")]) == 2
+    assert export_onnx_cli([str(reference_dir / "original_finetuned.pt"), str(tmp_path / "x.onnx")]) == 2
     assert "convert it first" in capsys.readouterr().err
-    assert export_onnx_main([str(tmp_path / "missing"), str(tmp_path / "y.onnx")]) == 2
+    assert export_onnx_cli([str(tmp_path / "missing"), str(tmp_path / "y.onnx")]) == 2
     assert "no such directory" in capsys.readouterr().err
 
 
@@ -70,4 +71,25 @@ def test_missing_optional_dependency_names_the_extra(finetuned_dir, tmp_path, mo
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
     with pytest.raises(ImportError, match=r'pip install "hubert-ecg\[onnx\]"'):
         export_onnx(finetuned_dir, tmp_path / "m.onnx")
-    assert export_onnx_main([str(finetuned_dir), str(tmp_path / "m.onnx")]) == 2
+    assert export_onnx_cli([str(finetuned_dir), str(tmp_path / "m.onnx")]) == 2
+
+
+def test_the_commands_choices_are_the_packages():
+    """The values export-onnx keeps to answer usage errors without the package are the package's own."""
+    from hubert_ecg import export
+    from hubert_ecg_cli import export_onnx as command
+
+    assert command.TASKS == tuple(export.TASKS)
+    assert (command.DEFAULT_OPSET, command.INT8_SCORE_ATOL) == (export.DEFAULT_OPSET, export.INT8_SCORE_ATOL)
+
+
+@pytest.mark.parametrize("spelling", ["--no_check", "--no-check"])
+def test_cli_without_the_check(finetuned_dir, tmp_path, capsys, spelling):
+    """--check is a switch that defaults to on; both spellings of its complement skip the onnxruntime check."""
+    assert export_onnx_cli([str(finetuned_dir), str(tmp_path / "unchecked.onnx"), spelling]) == 0
+    out = capsys.readouterr().out
+    assert "unchecked.onnx" in out and "max |logit diff|" not in out
+    with pytest.raises(SystemExit) as exit_:  # a usage error
+        export_onnx_cli([str(finetuned_dir), str(tmp_path / "z.onnx"), "--task", "nope"])
+    assert exit_.value.code == 2
+    assert "hubert-ecg export-onnx: error:" in capsys.readouterr().err

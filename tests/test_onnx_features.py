@@ -13,7 +13,8 @@ pytest.importorskip("onnxruntime")
 import hubert_ecg  # noqa: E402
 from hubert_ecg.demo import demo_records  # noqa: E402
 from hubert_ecg.embeddings import load_feature_pipeline  # noqa: E402
-from hubert_ecg.export import export_onnx, export_onnx_main  # noqa: E402
+from hubert_ecg.export import export_onnx  # noqa: E402
+from hubert_ecg_cli.export_onnx import main as export_onnx_cli  # noqa: E402
 from hubert_ecg.onnx_backend import ONNXFeatureModel  # noqa: E402
 from hubert_ecg.pipelines import load_pipeline  # noqa: E402
 
@@ -25,7 +26,7 @@ BACKENDS = ["onnxruntime", pytest.param("openvino", marks=pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def backbone_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("onnx") / "demo-backbone"
-    assert export_onnx_main([str(hubert_ecg.demo_model_path()), str(out), "--task", "feature-extraction"]) == 0
+    assert export_onnx_cli([str(hubert_ecg.demo_model_path()), str(out), "--task", "feature-extraction"]) == 0
     return out
 
 
@@ -59,7 +60,8 @@ def test_embeddings_match_pytorch(backbone_dir, torch_vectors, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.slow  # exports or runs a command: several seconds
 def test_embed_command(backbone_dir, torch_vectors, backend, tmp_path, capsys):
-    from hubert_ecg.training.probe import embed_main, read_embeddings
+    from hubert_ecg.training.probe import read_embeddings
+    from hubert_ecg_cli.embed import main as embed_main
 
     out = tmp_path / "emb.parquet"
     assert embed_main([*RECORDS, "--model", str(backbone_dir), "--backend", backend, "--output", str(out)]) == 0
@@ -72,7 +74,8 @@ def test_a_short_record_is_one_skipped_record(backbone_dir, tmp_path, capsys):
     """The graph takes no attention mask: a 3 s record (zero-padded to the 5 s window) is listed as not embedded,
     with the reason; the others are embedded (exit 1)."""
     from hubert_ecg import read_ecg
-    from hubert_ecg.training.probe import embed_main, read_embeddings
+    from hubert_ecg.training.probe import read_embeddings
+    from hubert_ecg_cli.embed import main as embed_main
 
     record = read_ecg(RECORDS[0])
     short = tmp_path / "short.npz"

@@ -10,7 +10,8 @@ pytest.importorskip("onnxruntime")
 
 import hubert_ecg  # noqa: E402
 from hubert_ecg.demo import demo_records  # noqa: E402
-from hubert_ecg.export import INT8_SCORE_ATOL, export_onnx, export_onnx_main  # noqa: E402
+from hubert_ecg.export import INT8_SCORE_ATOL, export_onnx  # noqa: E402
+from hubert_ecg_cli.export_onnx import main as export_onnx_cli  # noqa: E402
 from hubert_ecg.pipelines import load_pipeline  # noqa: E402
 
 RECORDS = demo_records()
@@ -22,7 +23,7 @@ BACKENDS = ["onnxruntime", pytest.param("openvino", marks=[pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def int8_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("onnx") / "demo-onnx"
-    assert export_onnx_main([str(hubert_ecg.demo_model_path()), str(out), "--quantize", "int8"]) == 0
+    assert export_onnx_cli([str(hubert_ecg.demo_model_path()), str(out), "--quantize", "int8"]) == 0
     return out
 
 

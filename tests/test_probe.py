@@ -28,7 +28,7 @@ def embedded(data_dir, tmp_path_factory):
         frame.insert(0, "filename", [records.paths[i] for i in index])
         frame.to_csv(out / f"{name}.csv", index=False)
         assert main(["embed", str(out / f"{name}.csv"), "--output", str(out / f"{name}.parquet"), "--window", "first",
-                     "--source", "ptbxl", "--batch-size", "32"]) == 0
+                     "--source", "ptbxl", "--batch_size", "32"]) == 0
         files[name] = out / f"{name}.parquet"
     files["dir"] = out
     return files
@@ -79,7 +79,7 @@ def test_embed_skips_and_lists_bad_records_and_takes_directories_and_layers(data
 def test_probe_on_demo_embeddings_beats_chance_on_fold_9(embedded, tmp_path, capsys):
     out = tmp_path / "probe.json"
     code = main(["probe", "--embeddings", str(embedded["train"]), "--eval", str(embedded["eval"]),
-                 "--Cs", "0.01,0.1,1,10", "--folds", "3", "--n-bootstrap", "100", "--output", str(out)])
+                 "--Cs", "0.01,0.1,1,10", "--folds", "3", "--n_bootstrap", "100", "--output", str(out)])
     printed = capsys.readouterr().out
     assert code == 0 and "macro_auroc" in printed and "NORM" in printed
     summary = json.loads(out.read_text())
@@ -163,7 +163,7 @@ def test_plot_embeddings_writes_a_png_coloured_by_label_and_source(embedded, tmp
     from hubert_ecg.training.probe import plot_embeddings
 
     out = tmp_path / "emb.png"
-    assert main(["plot-embeddings", str(embedded["train"]), "--color-by", "label", "--out", str(out)]) == 0
+    assert main(["plot-embeddings", str(embedded["train"]), "--color_by", "label", "--output", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
     assert "NORM" in capsys.readouterr().out
     legend = plot_embeddings(embedded["eval"], tmp_path / "source.png", color_by="source")
@@ -175,13 +175,13 @@ def test_plot_embeddings_writes_a_png_coloured_by_label_and_source(embedded, tmp
     combos = ["+".join(n for n, v in zip(emb.label_names, row) if v) or "none" for row in emb.labels]
     top = sorted(set(combos), key=lambda c: -combos.count(c))[:10]
     assert set(legend) - {"other"} == set(top) and sum(legend.values()) == N_TRAIN
-    assert main(["plot-embeddings", str(embedded["train"]), "--color-by", "nope", "--out", str(out)]) == 2
+    assert main(["plot-embeddings", str(embedded["train"]), "--color_by", "nope", "--output", str(out)]) == 2
     assert "--color-by must be" in capsys.readouterr().err
 
 
 def test_umap_without_umap_learn_says_which_extra(embedded, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "umap", None)  # import umap -> ImportError
-    assert main(["plot-embeddings", str(embedded["train"]), "--method", "umap", "--out", str(tmp_path / "u.png")]) == 2
+    assert main(["plot-embeddings", str(embedded["train"]), "--method", "umap", "--output", str(tmp_path / "u.png")]) == 2
     assert 'pip install "hubert-ecg[umap]"' in capsys.readouterr().err
 
 
@@ -212,7 +212,7 @@ def test_single_label_probe_gives_class_probabilities(embedded):
 
 
 def test_train_fraction_probes_the_records_finetune_trains_on(embedded, tmp_path, capsys):
-    """--train-fraction in probe and --train_fraction in finetune draw the same records from one manifest."""
+    """--train_fraction in probe and in finetune draw the same records from one manifest."""
     from hubert_ecg.training.finetune import DataArguments, load_data
     from hubert_ecg.training.probe import subset_embeddings
 
@@ -225,10 +225,59 @@ def test_train_fraction_probes_the_records_finetune_trains_on(embedded, tmp_path
     assert subset.paths == list(datasets["train"]["record_name"])
     out = tmp_path / "probe.json"
     assert main(["probe", "--embeddings", str(embedded["train"]), "--eval", str(embedded["eval"]), "--Cs", "0.1,1",
-                 "--folds", "2", "--n-bootstrap", "0", "--train-fraction", "0.1", "--seed", "4",
+                 "--folds", "2", "--n_bootstrap", "0", "--train_fraction", "0.1", "--seed", "4",
                  "--output", str(out)]) == 0
     summary = json.loads(out.read_text())
     assert summary["n_train"] == len(subset) and summary["train_fraction"] == 0.1 and summary["seed"] == 4
-    with pytest.raises(SystemExit):
-        main(["probe", "--embeddings", str(embedded["train"]), "--eval", str(embedded["eval"]), "--train-fraction", "0"])
-    assert "--train-fraction must lie in (0, 1], got 0.0" in capsys.readouterr().err
+    assert main(["probe", "--embeddings", str(embedded["train"]), "--eval", str(embedded["eval"]),
+                 "--train_fraction", "0"]) == 2
+    assert "--train_fraction must lie in (0, 1], got 0.0" in capsys.readouterr().err
+
+
+def test_the_commands_choices_are_the_packages():
+    """The values plot-embeddings keeps to answer usage errors without the package are the package's own."""
+    from hubert_ecg.training import probe
+    from hubert_ecg_cli import plot_embeddings
+
+    assert plot_embeddings.METHODS == probe.PROJECTIONS
+    assert plot_embeddings.MAX_GROUPS == probe.MAX_GROUPS
+
+
+def test_embed_usage_errors_and_the_deprecated_stride(tmp_path, capsys):
+    """--output or --output_dir, one of them: a usage error otherwise (exit 2); --stride still works, with a note,
+    and is written as stride_seconds; --source given twice is one list; --sampling_rate and --lead_names reach the
+    reader of .npy records."""
+    from hubert_ecg.demo import demo_records
+
+    record = [r for r in demo_records() if r.endswith("00010_hr")][0]
+    assert main(["embed", record]) == 2
+    assert "give one of --output FILE or --output_dir OUT" in capsys.readouterr().err
+    assert main(["embed", record, "--output", str(tmp_path / "a.parquet"), "--output_dir", str(tmp_path)]) == 2
+    capsys.readouterr()
+    out = tmp_path / "stride.parquet"
+    assert main(["embed", record, record, "--stride", "2.5", "--source", "a", "--source", "b", "--output",
+                 str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "hubert-ecg embed: --stride is deprecated" in err and "use --stride_seconds" in err
+    emb = read_embeddings(out)
+    assert emb.metadata["stride_seconds"] == 2.5 and emb.sources == ["a", "b"]
+    assert (emb.windows == 3).all()  # 10 s at a 2.5 s stride: windows starting at 0, 2.5 and 5 s
+    from hubert_ecg import read_ecg
+
+    np.save(tmp_path / "two.npy", read_ecg(record).signal[:2].astype(np.float32))  # leads I and II
+    npy = tmp_path / "npy.parquet"
+    assert main(["embed", str(tmp_path / "two.npy"), "--sampling_rate", "500", "--lead_names", "I,II",
+                 "--missing_leads", "raise", "--output", str(npy)]) == 1
+    assert "two.npy" in capsys.readouterr().err  # raise: the lacking leads skip the record
+    assert main(["embed", str(tmp_path / "two.npy"), "--sampling_rate", "500", "--lead_names", "I,II",
+                 "--output", str(npy)]) == 0
+    assert len(read_embeddings(npy)) == 1
+
+
+def test_plot_embeddings_takes_the_deprecated_out(embedded, tmp_path, capsys):
+    out = tmp_path / "old.png"
+    assert main(["plot-embeddings", str(embedded["eval"]), "--color-by", "source", "--out", str(out)]) == 0
+    assert "hubert-ecg plot-embeddings: --out is deprecated" in capsys.readouterr().err
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["plot-embeddings", str(embedded["eval"])]) == 2  # --output is required
+    assert "--output" in capsys.readouterr().err

@@ -70,7 +70,7 @@ printf '%s\n' $INITS | xargs -P "$JOBS" -I{} bash -c 'embed {}' > "$OUT/embed.lo
 probe() {  # init fraction seed
     local p="$OUT/probe/$1-$2-$3.json"
     [ -f "$p" ] || hubert-ecg probe --embeddings "$OUT/embeddings/$1-train.parquet" \
-        --eval "$OUT/embeddings/$1-test.parquet" --train-fraction "$2" --seed "$3" --n-bootstrap 200 --output "$p" > /dev/null
+        --eval "$OUT/embeddings/$1-test.parquet" --train_fraction "$2" --seed "$3" --n_bootstrap 200 --output "$p" > /dev/null
 }
 export -f probe
 mkdir -p "$OUT/probe"

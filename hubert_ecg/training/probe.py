@@ -1,5 +1,6 @@
-"""Embeddings on disk and their linear evaluation: ``hubert-ecg embed``, ``hubert-ecg probe`` and
-``hubert-ecg plot-embeddings``.
+"""Embeddings on disk and their linear evaluation: the library of ``hubert-ecg embed``, ``hubert-ecg probe`` and
+``hubert-ecg plot-embeddings`` (their arguments and ``main`` are :mod:`hubert_ecg_cli.embed`,
+:mod:`hubert_ecg_cli.probe` and :mod:`hubert_ecg_cli.plot_embeddings`).
 
 * ``hubert-ecg embed FILES|DIR|MANIFEST... --model M [--layer L] --output emb.parquet``: one row per record through
   the ``ecg-feature-extraction`` pipeline (:class:`hubert_ecg.embeddings.ECGFeatureExtractionPipeline`: the mean of
@@ -17,7 +18,7 @@
   percentile-bootstrap CIs over the eval records (:func:`hubert_ecg.training.metrics.classification_metrics` and
   :func:`~hubert_ecg.training.metrics.bootstrap_ci`, the numbers ``hubert-ecg evaluate`` reports, printed by
   :func:`hubert_ecg.training.evaluate.format_report`).
-* ``hubert-ecg plot-embeddings emb.parquet --color-by label|source|COLUMN --out emb.png``: a 2-D view, PCA
+* ``hubert-ecg plot-embeddings emb.parquet --color_by label|source|COLUMN --output emb.png``: a 2-D view, PCA
   (scikit-learn) by default, UMAP with ``--method umap`` (the optional ``[umap]`` extra, ``umap-learn``; its first
   call in a fresh environment compiles numba code for about a minute).
 
@@ -27,11 +28,8 @@ skipped and listed on stderr with the reason, exit status 1.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import math
-import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +42,7 @@ logger = logging.get_logger(__name__)
 
 __all__ = [
     "Embeddings", "read_embeddings", "write_embeddings", "embed_records", "fit_probe", "linear_probe",
-    "subset_embeddings", "plot_embeddings", "draw_embeddings", "embed_main", "probe_main", "plot_main",
+    "subset_embeddings", "plot_embeddings", "draw_embeddings",
 ]
 
 EMBEDDING_COLUMN = "embedding"
@@ -55,6 +53,8 @@ _PROBLEMS = ("multi_label_classification", "single_label_classification", "regre
 DEFAULT_CS = tuple(float(c) for c in np.logspace(-4, 4, 9))
 #: groups a plot colours at most; the rarer ones are drawn grey as "other"
 MAX_GROUPS = 10
+#: the 2-D projections of :func:`project`
+PROJECTIONS = ("pca", "umap")
 
 
 @dataclass
@@ -221,53 +221,8 @@ def read_embeddings(path: str | Path, label_columns: Sequence[str] | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# hubert-ecg embed
+# embedding records (hubert-ecg embed: hubert_ecg_cli/embed.py)
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def _label_columns_of(csv_path: Path) -> list[str]:
-    """The label columns of a CSV manifest (those that :func:`hubert_ecg.training.data.read_manifest` takes)."""
-    import pandas as pd
-
-    try:
-        columns = list(pd.read_csv(csv_path, nrows=0).columns)
-    except Exception:  # read_manifest / expand_inputs report an unreadable file
-        return []
-    if "filename" not in columns:
-        return []
-    return [c for c in columns if c not in ("filename", "age", "sex") and not str(c).startswith("Unnamed:")]
-
-
-def _gather_inputs(inputs: Sequence[str], sources: Sequence[str] | None, data_dir: str | None):
-    """The records of ``hubert-ecg embed``'s inputs: ``(items, label_names, problem_type)`` where ``items`` are
-    ``(path, source, label_row or None, error or None)``; a CSV manifest with label columns is read with
-    :func:`hubert_ecg.training.data.read_manifest`, anything else with :func:`hubert_ecg.pipelines.expand_inputs`.
-
-    Raises:
-        ValueError: for an unreadable manifest, labelled manifests whose label columns differ, or a number of
-            ``sources`` that is neither 1 nor the number of inputs.
-    """
-    from ..pipelines import expand_inputs
-    from .data import read_manifest
-
-    if sources and len(sources) not in (1, len(inputs)):
-        raise ValueError(f"--source: give one name, or one per input ({len(inputs)}), got {len(sources)}")
-    items, label_names, problem_type = [], None, None
-    for index, item in enumerate(inputs):
-        source = (sources[0] if len(sources) == 1 else sources[index]) if sources else item
-        path = Path(item)
-        if path.suffix.lower() == ".csv" and path.is_file() and _label_columns_of(path):
-            records = read_manifest(path, data_dir)
-            if label_names is not None and (records.label_names != label_names or records.problem_type != problem_type):
-                raise ValueError(
-                    f"the manifest {item!r} has the labels {records.label_names} ({records.problem_type}) but an "
-                    f"earlier one has {label_names} ({problem_type}); embed them into separate files"
-                )
-            label_names, problem_type = records.label_names, records.problem_type
-            items += [(p, source, records.labels[i], None) for i, p in enumerate(records.paths)]
-        else:
-            items += [(p, source, None, error) for p, error in expand_inputs([item])]
-    return items, label_names, problem_type
 
 
 def embed_records(
@@ -304,201 +259,8 @@ def embed_records(
     return embeddings, skipped
 
 
-def _window_kwargs(args) -> dict:
-    """The pipeline's window options of ``embed`` (``--window``, ``--stride``, ``--min-duration``), one process or
-    many."""
-    kwargs = {"window": args.window}
-    if args.stride is not None:
-        kwargs["stride_seconds"] = args.stride
-    if args.min_duration is not None:
-        kwargs["min_duration"] = args.min_duration
-    return kwargs
-
-
-def embed_main(argv: list[str] | None = None) -> int:
-    """``hubert-ecg embed INPUTS... [--model M] [--layer L] --output emb.parquet``; returns 0 when every record was
-    embedded, 1 when some or all were skipped (listed on stderr; nothing written when none was embedded), 2 for usage
-    errors."""
-    from ..onnx_backend import BACKEND_CHOICES
-
-    parser = argparse.ArgumentParser(
-        prog="hubert-ecg embed",
-        description="Embed ECG records with a HuBERT-ECG backbone: one vector per record, the mean of the hidden "
-        "states of the valid frames of all its 5 s windows (padding excluded), written to a Parquet file with the "
-        "columns path, source, windows, the label columns of a labelled manifest, and embedding. Unusable records "
-        "(unreadable, truncated, too short, every lead flat, ...) are skipped and listed on stderr with the reason. "
-        "Exit status: 0 when every record was embedded, 1 when some or all were skipped (nothing is written when none "
-        "was), 2 for usage errors.",
-    )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT",
-                        help="ECG files, directories (every record under them) or manifests (.csv with a filename "
-                        "column and optional label columns, which become columns of the output; .txt one path a line)")
-    parser.add_argument("--model", default=None,
-                        help="hub id or save_pretrained directory of any HuBERT-ECG checkpoint (a classifier gives "
-                        "its backbone; default: the bundled demo model), or an exported backbone: a directory of "
-                        "`hubert-ecg export-onnx MODEL DIR --task feature-extraction` (run on the CPU with --backend)")
-    parser.add_argument("--backend", choices=BACKEND_CHOICES, default=None,
-                        help="runtime: torch (a save_pretrained directory or hub id), onnxruntime or openvino (an "
-                        "exported backbone; default: onnxruntime when installed, else openvino)")
-    parser.add_argument("--layer", type=int, default=None,
-                        help="hidden state to average: 0 (after the feature projection) to num_hidden_layers, or "
-                        "negative from the end (default: the last)")
-    parser.add_argument("--output", default=None, help="the Parquet file to write (e.g. emb.parquet)")
-    parser.add_argument("--output-dir", "--output_dir", dest="output_dir", default=None, metavar="OUT",
-                        help="instead of --output: write one Parquet file per process of `accelerate launch` "
-                        "(embeddings-<rank>-of-<N>.parquet, each batch saved as it finishes) and index.json to this "
-                        "folder; a rerun with the same folder skips the records already written (see "
-                        "docs/performance.md)")
-    parser.add_argument("--source", action="append", default=None,
-                        help="name of the source column: once for every input, or once per input in order "
-                        "(default: the input argument each record came from)")
-    parser.add_argument("--data-dir", default=None,
-                        help="folder the file names of labelled manifests are relative to (default: the manifest's)")
-    parser.add_argument("--window", choices=("all", "first"), default="all",
-                        help="windows averaged per record: every 5 s window (default) or the first")
-    parser.add_argument("--stride", type=float, default=None, help="window stride in seconds (default 5)")
-    parser.add_argument("--min-duration", type=float, default=None,
-                        help="shortest record embedded, in seconds (default 2.5); records shorter than the 5 s "
-                        "window are zero-padded and their padding frames left out of the mean")
-    parser.add_argument("--batch-size", type=int, default=16, help="windows per model call (across records)")
-    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0")
-    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
-                        help="model precision (default auto: the fastest measured on this machine, embeddings "
-                        "within 0.02 of float32; see `hubert-ecg tune`)")
-    args = parser.parse_args(argv)
-    if (args.output is None) == (args.output_dir is None):
-        parser.error("give one of --output FILE or --output-dir OUT")
-    if args.batch_size < 1:
-        parser.error("--batch-size must be a positive integer")
-    if args.min_duration is not None and args.min_duration < 0:
-        parser.error("--min-duration must be >= 0 seconds")
-
-    from transformers.utils import logging as hf_logging
-
-    from ..embeddings import load_feature_pipeline
-
-    hf_logging.disable_progress_bar()
-    if args.output_dir is not None:
-        return _embed_to_dir(args)
-    try:
-        items, label_names, problem_type = _gather_inputs(args.inputs, args.source, args.data_dir)
-        pipe = load_feature_pipeline(args.model, args.device, args.dtype, args.backend)
-        if args.layer is not None:
-            pipe.check_layer(args.layer)
-    except ValueError as err:
-        print(f"hubert-ecg embed: error: {err}", file=sys.stderr)
-        return 2
-    kwargs = _window_kwargs(args)
-    embeddings, skipped = embed_records(pipe, items, label_names, problem_type, args.batch_size, args.layer, **kwargs)
-    from hubert_ecg_cli.records import BadRecords
-
-    bad = BadRecords("hubert-ecg embed", noun="record")
-    bad.extend(skipped)
-    if not len(embeddings):  # the one rule: every record listed, exit 1; nothing written
-        return bad.report(len(items), verb="embedded (nothing written)")
-    embeddings.metadata = {"model": args.model or "demo", "layer": args.layer, "window": args.window,
-                           "stride_seconds": args.stride}
-    write_embeddings(args.output, embeddings)
-    print(f"wrote {len(embeddings)} embeddings of size {embeddings.vectors.shape[1]} to {args.output}")
-    return bad.report(len(items), verb="embedded")
-
-
-def _merge_parquet(paths: Sequence[Path], out: Path) -> None:
-    """Concatenate Parquet files of one schema into ``out`` (written to a temporary name and renamed)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    tables = [pq.read_table(str(p)) for p in paths]
-    table = pa.concat_tables(tables)
-    tmp = out.with_name(f".{out.name}.tmp")
-    pq.write_table(table, str(tmp))
-    tmp.replace(out)
-
-
-def _embed_to_dir(args) -> int:
-    """``hubert-ecg embed ... --output-dir OUT`` on every process of a launch (see :mod:`hubert_ecg.sharding`):
-    this process's shard of the records (sorted by path) not yet in OUT, embedded one batch of ``--batch-size``
-    records at a time, each batch saved as a Parquet part file (the columns and metadata of ``--output``), merged
-    into ``embeddings-<rank>-of-<N>.parquet`` at the end (by process 0, every part in the folder, so parts a killed
-    run left are merged too); skipped records go to ``skipped-<rank>-of-<N>.jsonl``. Exit status: 2 for a usage
-    error; else 1 when a record of this process's shard (process 0: of the whole folder) was skipped, 0 otherwise."""
-    import pyarrow.parquet as pq
-
-    from ..embeddings import load_feature_pipeline
-    from ..pipelines import resolve_runtime
-    from ..sharding import ShardedRun, chunks, main_process_first, process_state
-
-    settings = {"model": args.model or "demo", "layer": args.layer, "window": args.window, "stride": args.stride,
-                "min_duration": args.min_duration, "dtype": args.dtype}
-    try:
-        state = process_state()
-        run = ShardedRun(args.output_dir, "embed", settings, state)
-        run.dir.mkdir(parents=True, exist_ok=True)
-        items, label_names, problem_type = _gather_inputs(args.inputs, args.source, args.data_dir)
-        device = args.device if args.device is not None else state.device
-        if args.device is None and resolve_runtime(args.model, args.backend) != "torch":
-            device = None  # an exported model runs on the CPU whatever the launch's device
-        pipe = main_process_first(state, lambda: load_feature_pipeline(args.model, device, args.dtype, args.backend))
-        if args.layer is not None:
-            pipe.check_layer(args.layer)
-    except ValueError as err:
-        print(f"hubert-ecg embed: error: {err}", file=sys.stderr)
-        return 2
-    kwargs = _window_kwargs(args)
-    items = sorted(items, key=lambda item: item[0])
-    names = [item[0] for item in items]
-    done = {e["name"] for e in run.skipped()}
-    for path in run.shard_files() + run.part_files():
-        done.update(str(p) for p in pq.read_table(str(path), columns=["path"]).column("path").to_pylist())
-    mine = [items[i] for i in run.start(names, done)]
-    first_part = len(list(run.dir.glob(f"{run.shard_path.stem}.part-*.parquet")))
-    metadata = {"model": args.model or "demo", "layer": args.layer, "window": args.window,
-                "stride_seconds": args.stride}
-    skipped = []
-    with run.progress(len(mine)) as bar:
-        for k, chunk in enumerate(chunks(mine, args.batch_size)):
-            embeddings, chunk_skipped = embed_records(pipe, chunk, label_names, problem_type, args.batch_size,
-                                                      args.layer, **kwargs)
-            if len(embeddings):
-                embeddings.metadata = metadata
-                part = run.dir / f"{run.shard_path.stem}.part-{first_part + k:06d}.parquet"
-                tmp = part.with_name(f".{part.name}.tmp")
-                write_embeddings(tmp, embeddings)
-                tmp.replace(part)
-            run.record_skipped(chunk_skipped)
-            skipped += chunk_skipped
-            bar.update(len(chunk))
-    if skipped:
-        print(f"hubert-ecg embed: process {run.rank} of {run.world}: skipped {len(skipped)} of {len(mine)} "
-              "record(s):", file=sys.stderr)
-        for path, reason in skipped:
-            print(f"  {path}: {reason}", file=sys.stderr)
-    state.wait_for_everyone()
-    status = 1 if skipped else 0
-    if state.is_main_process:
-        groups: dict[str, list[Path]] = {}
-        for part in run.part_files():
-            groups.setdefault(part.name.split(".part-")[0], []).append(part)
-        for stem, parts in groups.items():
-            shard = run.dir / f"{stem}.parquet"
-            _merge_parquet(([shard] if shard.exists() else []) + parts, shard)
-            for part in parts:
-                part.unlink()
-        rows = sum(pq.read_metadata(str(p)).num_rows for p in run.shard_files())
-        errors = run.skipped()
-        written = {e["name"] for e in errors}
-        for path in run.shard_files():
-            written.update(str(p) for p in pq.read_table(str(path), columns=["path"]).column("path").to_pylist())
-        run.write_index(names, finished=all(n in written for n in names), rows=rows, skipped=errors)
-        print(f"hubert-ecg embed: {rows} embedding(s) in {len(run.shard_files())} file(s) under {run.dir} "
-              f"({len(errors)} skipped; index.json lists them)", file=sys.stderr)
-        status = 1 if errors else 0
-    state.wait_for_everyone()
-    return status
-
-
 # ----------------------------------------------------------------------------------------------------------------
-# hubert-ecg probe
+# the linear probe (hubert-ecg probe: hubert_ecg_cli/probe.py)
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -659,81 +421,8 @@ def linear_probe(
             "labels": labels}
 
 
-def probe_main(argv: list[str] | None = None) -> int:
-    """``hubert-ecg probe --embeddings train.parquet --eval eval.parquet``; prints the report; returns 0, or 2 for
-    usage errors (a missing file, labels that differ between the files, ...)."""
-    parser = argparse.ArgumentParser(
-        prog="hubert-ecg probe",
-        description="Linear probe of embeddings (hubert-ecg embed): standardised features and a logistic regression "
-        "(scikit-learn; one per label, one-vs-rest, for multi-label), C chosen on the train file by stratified "
-        "k-fold cross-validation; prints macro / micro AUROC and AUPRC with bootstrap CIs over the eval records, "
-        "and a per-label table.",
-    )
-    parser.add_argument("--embeddings", required=True, help="Parquet file of the training records (with labels)")
-    parser.add_argument("--eval", required=True, help="Parquet file of the evaluation records (same labels)")
-    parser.add_argument("--labels", default=None,
-                        help="comma-separated label columns to use (default: those the files were written with)")
-    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds for choosing C")
-    parser.add_argument("--Cs", default=None,
-                        help="comma-separated values of C to try (default: 9 values from 1e-4 to 1e4, log-spaced)")
-    parser.add_argument("--n-bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs (0: none)")
-    parser.add_argument("--confidence", type=float, default=0.95, help="confidence level of the CIs")
-    parser.add_argument("--threshold", type=float, default=0.5, help="F1 threshold on the probabilities")
-    parser.add_argument("--train-fraction", type=float, default=None,
-                        help="fit on a random fraction in (0, 1] of the labelled training records, drawn with --seed "
-                        "with at least 2 positives and negatives of every label (the records `hubert-ecg finetune "
-                        "--train_fraction` draws from the same manifest with the same seed)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the CV folds, the bootstrap and the --train-fraction draw")
-    parser.add_argument("--output", default=None, help="write the metrics, CIs and chosen C as JSON here")
-    args = parser.parse_args(argv)
-    if args.n_bootstrap < 0:
-        parser.error("--n-bootstrap must be >= 0")
-    if not 0 < args.confidence < 1:
-        parser.error("--confidence must lie in (0, 1)")
-    try:
-        Cs = DEFAULT_CS if args.Cs is None else [float(c) for c in args.Cs.split(",") if c.strip()]
-    except ValueError:
-        parser.error(f"--Cs must be comma-separated numbers, got {args.Cs!r}")
-    if any(not c > 0 for c in Cs):
-        parser.error("--Cs values must be positive")
-    if args.train_fraction is not None and not 0 < args.train_fraction <= 1:
-        parser.error(f"--train-fraction must lie in (0, 1], got {args.train_fraction}")
-    columns = None if args.labels is None else [c.strip() for c in args.labels.split(",") if c.strip()]
-    from .evaluate import format_report
-
-    try:
-        train = read_embeddings(args.embeddings, columns)
-        evaluation = read_embeddings(args.eval, columns)
-        if args.train_fraction is not None:
-            train = subset_embeddings(train, args.train_fraction, args.seed)
-        result = linear_probe(train, evaluation, Cs, args.folds, args.n_bootstrap, args.confidence, args.seed,
-                              args.threshold)
-    except ValueError as err:
-        print(f"hubert-ecg probe: error: {err}", file=sys.stderr)
-        return 2
-    chosen = ", ".join(f"{k} {v:g}" if v is not None else f"{k} (prevalence)" for k, v in result["C"].items())
-    print(f"linear probe: {result['n_train']} training records ({args.embeddings}), C by {args.folds}-fold CV: "
-          f"{chosen}")
-    print(format_report(result, args.confidence))
-    if args.output:
-        def clean(v):
-            return None if isinstance(v, float) and math.isnan(v) else v
-
-        summary = {"train": args.embeddings, "eval": args.eval, "train_fraction": args.train_fraction,
-                   "seed": args.seed, "n_train": result["n_train"],
-                   "n_records": result["n_records"], "C": result["C"], "confidence": args.confidence,
-                   "metrics": {k: clean(v) for k, v in result["metrics"].items()},
-                   "ci": {k: [clean(lo), clean(hi)] for k, (lo, hi) in result["ci"].items()},
-                   "per_label": [{k: clean(v) for k, v in row.items()} for row in result["per_label"]]}
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(summary, indent=2))
-        print(f"\nwritten to {args.output}")
-    return 0
-
-
 # ----------------------------------------------------------------------------------------------------------------
-# hubert-ecg plot-embeddings
+# 2-D views (hubert-ecg plot-embeddings: hubert_ecg_cli/plot_embeddings.py)
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -770,6 +459,8 @@ def project(vectors: np.ndarray, method: str = "pca", seed: int = 0) -> tuple[np
         ValueError: for another method, fewer than 3 records, or ``"umap"`` without ``umap-learn`` (says how to
             install it).
     """
+    if method not in PROJECTIONS:
+        raise ValueError(f"method must be one of {PROJECTIONS}, got {method!r}")
     vectors = np.asarray(vectors, dtype=np.float64)
     if len(vectors) < 3:
         raise ValueError(f"a 2-D view needs at least 3 records, got {len(vectors)}")
@@ -780,14 +471,12 @@ def project(vectors: np.ndarray, method: str = "pca", seed: int = 0) -> tuple[np
         coords = pca.fit_transform(vectors)
         share = pca.explained_variance_ratio_
         return coords, f"PC 1 ({share[0]:.0%} of variance)", f"PC 2 ({share[1]:.0%} of variance)"
-    if method == "umap":
-        try:
-            import umap
-        except ImportError:
-            raise ValueError('--method umap needs umap-learn: pip install "hubert-ecg[umap]"') from None
-        reducer = umap.UMAP(n_components=2, random_state=seed, n_neighbors=min(15, len(vectors) - 1))
-        return reducer.fit_transform(vectors), "UMAP 1", "UMAP 2"
-    raise ValueError(f"method must be 'pca' or 'umap', got {method!r}")
+    try:  # umap
+        import umap
+    except ImportError:
+        raise ValueError('--method umap needs umap-learn: pip install "hubert-ecg[umap]"') from None
+    reducer = umap.UMAP(n_components=2, random_state=seed, n_neighbors=min(15, len(vectors) - 1))
+    return reducer.fit_transform(vectors), "UMAP 1", "UMAP 2"
 
 
 def plot_embeddings(path: str | Path, out: str | Path, color_by: str = "label", method: str = "pca",
@@ -851,30 +540,3 @@ def draw_embeddings(ax, path: str | Path, color_by: str = "label", method: str =
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=legend_size, markerscale=1.5, loc="best")
     return legend
-
-
-def plot_main(argv: list[str] | None = None) -> int:
-    """``hubert-ecg plot-embeddings emb.parquet [--color-by label|source|COLUMN] [--method pca|umap] --out
-    emb.png``; returns 0, or 2 for usage errors."""
-    parser = argparse.ArgumentParser(
-        prog="hubert-ecg plot-embeddings",
-        description="Draw embeddings (hubert-ecg embed) in 2-D, coloured by label, source or any column: PCA "
-        "(default) or UMAP (--method umap: needs the [umap] extra, umap-learn; its first call compiles numba code "
-        f"for about a minute). The {MAX_GROUPS} most frequent groups get a colour, the rest are grey.",
-    )
-    parser.add_argument("embeddings", help="Parquet file written by hubert-ecg embed")
-    parser.add_argument("--color-by", default="label",
-                        help="label (multi-label: the record's labels joined by +), source, or a column name")
-    parser.add_argument("--method", choices=("pca", "umap"), default="pca", help="2-D projection")
-    parser.add_argument("--out", required=True, help="the PNG file to write")
-    parser.add_argument("--title", default=None, help="figure title (default: method, model, layer, colouring)")
-    parser.add_argument("--seed", type=int, default=0, help="random state of the projection")
-    args = parser.parse_args(argv)
-    try:
-        legend = plot_embeddings(args.embeddings, args.out, args.color_by, args.method, args.seed, args.title)
-    except ValueError as err:
-        print(f"hubert-ecg plot-embeddings: error: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.out}: " + ", ".join(f"{g} {n}" for g, n in legend.items()))
-    return 0
-
