@@ -7,8 +7,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-from .arguments import ModelArguments, parse
-from .plot import same_as
+from .arguments import ModelArguments, parse, same_as
 
 PROG = "hubert-ecg app"
 DESCRIPTION = (
