@@ -3,8 +3,8 @@
 The command's arguments: :class:`ModelArguments` (where the model starts from and what is trained),
 :class:`DataArguments` (the labelled data) and transformers' ``TrainingArguments`` with the release's defaults
 (:class:`hubert_ecg.training.finetune.FinetuneTrainingArguments`, declared late: they import torch), from an
-optional YAML / JSON file and ``--field value`` flags that override it; then :func:`hubert_ecg.training.finetune.finetune`
-does the work. ``--model`` was ``--model_name_or_path`` (still read, with a note; also as a key of the file).
+optional YAML / JSON file and ``--field value`` flags that override it; then
+:func:`hubert_ecg.training.finetune.finetune` does the work. ``--model`` was ``--model_name_or_path`` (still read, with a note; also as a key of the file).
 """
 
 from __future__ import annotations

@@ -127,8 +127,9 @@ def _folds_text(folds) -> str:
 
 def load_data(data_args, label_names=None, num_labels=None, seed: int = 0):
     """``(splits dict name -> Dataset, label_names, problem_type, skipped)`` from PTB-XL, the manifests or the
-    sources of ``data_args`` (the attributes of :class:`hubert_ecg_cli.finetune.DataArguments`); ``skipped`` maps each split to the :class:`~hubert_ecg.training.data.Skipped` records of that split
-    (empty unless ``skip_bad_records``). ``data_args.train_fraction`` keeps the training records of
+    sources of ``data_args`` (the attributes of :class:`hubert_ecg_cli.finetune.DataArguments`); ``skipped`` maps
+    each split to the :class:`~hubert_ecg.training.data.Skipped` records of that split (empty unless
+    ``skip_bad_records``). ``data_args.train_fraction`` keeps the training records of
     :func:`~hubert_ecg.training.data.label_fraction` drawn with ``seed`` (of each source). Several sources
     (``train_sources``, ``validation_sources``) are combined by :func:`~hubert_ecg.training.data.mix_sources`: the
     training sources mixed with their probabilities (``seed``, ``stopping_strategy``), the validation sources
