@@ -9,6 +9,7 @@ read, with a note; also as a key of the file).
 
 from __future__ import annotations
 
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -44,12 +45,13 @@ def parse_args(argv: Sequence[str] | None = None):
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``hubert-ecg pretrain``; returns the exit code: 0; 1 when no record could be used (listed on
     stderr); 2 on bad arguments or data."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     from hubert_ecg.io import NoUsableRecords
     from hubert_ecg.training.pretrain import run_pretraining
 
     try:
-        run_pretraining(args)
+        run_pretraining(args, command=f"{PROG} " + shlex.join(argv))
     except NoUsableRecords as error:  # the one bad-record rule: listed, exit 1
         bad = BadRecords(PROG, noun="record")
         bad.extend(error.skipped)

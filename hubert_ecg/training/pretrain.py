@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -781,8 +780,9 @@ def build_trainer(args: PretrainArguments) -> HuBERTECGTrainer:
     return trainer
 
 
-def run_pretraining(args: PretrainArguments) -> dict:
+def run_pretraining(args: PretrainArguments, command: str | None = None) -> dict:
     """Run one HuBERT pretraining iteration in this process (one of ``accelerate launch``'s, or alone).
+    ``command``: the command line written on the model card (None: none).
 
     Returns:
         the final results (``step``, ``train_loss``, ``eval_loss``, ``eval_masked_accuracy``, ...), on every process.
@@ -829,7 +829,7 @@ def run_pretraining(args: PretrainArguments) -> dict:
         if not args.streaming:  # windows (pairs) of each source in one epoch of the mixture
             drawn = np.bincount(_item_sources(trainer.train_dataset), minlength=len(specs))
             results["epoch_samples_per_source"] = dict(zip(trainer.source_names, drawn.tolist()))
-    card = _model_card(trainer, args, metrics, results)
+    card = _model_card(trainer, args, metrics, results, command)
     if trainer.is_world_process_zero():
         (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
     if args.push_to_hub:  # saves the model, feature extractor and card, then one upload without the checkpoints
@@ -857,7 +857,8 @@ _OBJECTIVE_NOTES = {
 }
 
 
-def _model_card(trainer: HuBERTECGTrainer, args: PretrainArguments, metrics: dict, results: dict):
+def _model_card(trainer: HuBERTECGTrainer, args: PretrainArguments, metrics: dict, results: dict,
+                command: str | None = None):
     """The package's card of the pretrained model: licence (:func:`~hubert_ecg.model_card.card_license`: the
     package's from a preset, the previous model's when continuing one), validation loss and masked accuracy."""
     from ..model_card import EvalResult, card_license, create_model_card
@@ -877,7 +878,7 @@ def _model_card(trainer: HuBERTECGTrainer, args: PretrainArguments, metrics: dic
         title=f"HuBERT-ECG pretrained ({f'continued from {base_model}' if base_model else f'{args.preset} preset'})",
         base_model=base_model,
         eval_results=eval_results,
-        command="hubert-ecg pretrain " + " ".join(sys.argv[1:]) if sys.argv else None,
+        command=command,
         notes=f"{_OBJECTIVE_NOTES[trainer.objective.name]} pretraining: {results['step']} steps of "
         f"{results['effective_batch_size']} {'pairs of windows' if trainer.objective.contrastive == 'cmsc' else 'windows'}"
         f"{f', codebooks {vocab}' if (vocab := results['vocab_sizes']) else ''}, {results['train_windows'] or 'streamed'} "
