@@ -64,6 +64,8 @@ MISSING_LEADS = ("zero", "raise")
 DEFAULT_MISSING_LEADS = "zero"
 #: the release after which the deprecated spellings stop working
 DEPRECATED_UNTIL = "0.3"
+#: more options than this: the usage line names none of them (``--help`` lists them all)
+LONG_USAGE = 60
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -111,10 +113,13 @@ def deprecated_spellings(dataclass_types: Sequence[type]) -> dict[str, str]:
 
 
 def build_parser(dataclass_types: Sequence[type], prog: str, description: str | None = None) -> ECGArgumentParser:
-    """The parser of a command: :class:`ECGArgumentParser` with :class:`HelpFormatter`, abbreviations off, and a
-    help of its own for every ``--no_FIELD`` complement of a boolean field that defaults to True."""
+    """The parser of a command: :class:`ECGArgumentParser` with :class:`HelpFormatter`, abbreviations off, a help of
+    its own for every ``--no_FIELD`` complement of a boolean field that defaults to True, and a one-line usage for a
+    command with more than :data:`LONG_USAGE` options."""
     parser = ECGArgumentParser(list(dataclass_types), prog=prog, description=description,
                                formatter_class=HelpFormatter, allow_abbrev=False)
+    if len(parser._actions) > LONG_USAGE:  # transformers' TrainingArguments: a usage of 150 lines before an error
+        parser.usage = f"{prog} [CONFIG.yaml|CONFIG.json] [--field value ...]  (`{prog} --help` lists the fields)"
     for action in parser._actions:
         negative = [s for s in action.option_strings if s.startswith("--no_")]
         if negative and action.const is False:
