@@ -64,6 +64,8 @@ MISSING_LEADS = ("zero", "raise")
 DEFAULT_MISSING_LEADS = "zero"
 #: the release after which the deprecated spellings stop working
 DEPRECATED_UNTIL = "0.3"
+#: more options than this: the usage line names none of them (``--help`` lists them all)
+LONG_USAGE = 60
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -111,10 +113,13 @@ def deprecated_spellings(dataclass_types: Sequence[type]) -> dict[str, str]:
 
 
 def build_parser(dataclass_types: Sequence[type], prog: str, description: str | None = None) -> ECGArgumentParser:
-    """The parser of a command: :class:`ECGArgumentParser` with :class:`HelpFormatter`, abbreviations off, and a
-    help of its own for every ``--no_FIELD`` complement of a boolean field that defaults to True."""
+    """The parser of a command: :class:`ECGArgumentParser` with :class:`HelpFormatter`, abbreviations off, a help of
+    its own for every ``--no_FIELD`` complement of a boolean field that defaults to True, and a one-line usage for a
+    command with more than :data:`LONG_USAGE` options."""
     parser = ECGArgumentParser(list(dataclass_types), prog=prog, description=description,
                                formatter_class=HelpFormatter, allow_abbrev=False)
+    if len(parser._actions) > LONG_USAGE:  # transformers' TrainingArguments: a usage of 150 lines before an error
+        parser.usage = f"{prog} [CONFIG.yaml|CONFIG.json] [--field value ...]  (`{prog} --help` lists the fields)"
     for action in parser._actions:
         negative = [s for s in action.option_strings if s.startswith("--no_")]
         if negative and action.const is False:
@@ -123,8 +128,13 @@ def build_parser(dataclass_types: Sequence[type], prog: str, description: str | 
     return parser
 
 
-def config_values(path: str | Path, known: set[str] | None = None) -> dict:
+def config_values(path: str | Path, known: set[str] | None = None, renamed: dict[str, str] | None = None,
+                  prog: str | None = None, noted: Sequence[str] = ()) -> dict:
     """The ``field: value`` pairs of a YAML or JSON configuration file.
+
+    ``renamed``: ``{old option: new option}`` (:func:`deprecated_spellings`): a key spelled the old way (e.g.
+    ``model_name_or_path:``) is read as the new field, with one line on stderr saying so (``prog`` starts it),
+    unless its old option is in ``noted`` (said already).
 
     Raises:
         ValueError: for a missing or unreadable file, a file that is not a mapping, or fields not in ``known``
@@ -146,6 +156,13 @@ def config_values(path: str | Path, known: set[str] | None = None) -> dict:
     values = values or {}
     if not isinstance(values, dict):
         raise ValueError(f"configuration file {str(path)!r} must hold a mapping of argument names to values")
+    for old, new in (renamed or {}).items():
+        key, new_key = old.lstrip("-").replace("-", "_"), new.lstrip("-")
+        if key in values and key != new_key:
+            if old not in noted:
+                print(f"{prog or 'hubert-ecg'}: {key} in {path.name} is deprecated and goes in {DEPRECATED_UNTIL}: "
+                      f"use {new_key}", file=sys.stderr)
+            values.setdefault(new_key, values.pop(key))
     unknown = sorted(set(values) - known) if known is not None else []
     if unknown:
         raise ValueError(f"configuration file {str(path)!r} has unknown fields {unknown}")
@@ -211,19 +228,21 @@ def parse(argv: Sequence[str] | None, dataclass_types: Sequence[type], prog: str
     if config is not None:  # the field names are checked once every field is known
         try:
             known = {action.dest for action in parser._actions} if late_types is None else None
-            values = config_values(config, known)
+            values = config_values(config, known, deprecated_spellings(types_), prog)
         except ValueError as err:
             parser.error(str(err))
     if late_types is None:
         return _parse_with(parser, argv, values, known_only=False)
     own = {action.dest for action in parser._actions}
+    noted = deprecated_spellings(types_)
     _parse_with(parser, argv, {k: v for k, v in values.items() if k in own}, known_only=True)  # before torch
     types_ += list(late_types())
     parser = build_parser(types_, prog, description)
     argv = _renamed(argv, deprecated_spellings(types_), prog)
     if config is not None:
         try:
-            values = config_values(config, {action.dest for action in parser._actions})
+            values = config_values(config, {action.dest for action in parser._actions}, deprecated_spellings(types_),
+                                   prog, noted)
         except ValueError as err:
             parser.error(str(err))
     return _parse_with(parser, argv, values, known_only=False)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from .arguments import WindowingArguments
 from .records import EXIT_BAD_RECORDS, EXIT_OK, BadRecords, run_command
 
 PROG = "hubert-ecg windows"
@@ -43,9 +44,8 @@ class WindowsArguments:
         default="arrow",
         metadata={"help": "'arrow' (memory-mapped, for this machine) or 'parquet' (ZSTD files to share and stream)."},
     )
-    stride_seconds: float | None = field(
-        default=None, metadata={"help": "Seconds between window starts (default 5: non-overlapping)."}
-    )
+    stride_seconds: float | None = field(default=None, metadata={
+        "help": WindowingArguments.__dataclass_fields__["stride_seconds"].metadata["help"]})
     exclude: list[str] = field(default_factory=list, metadata={"help": "Glob patterns of records to leave out."})
     windows_per_file: int = field(
         default=2048, metadata={"help": "With --format parquet: windows per file (more files: more parallel readers)."}
@@ -70,6 +70,8 @@ class WindowsArguments:
             raise ValueError("--labels_dirs goes with --windows_dir (the window dataset they label)")
         if self.windows_dir and self.format != "parquet":
             raise ValueError("--windows_dir exports a window dataset as Parquet: add --format parquet")
+        if self.stride_seconds is not None and not self.stride_seconds > 0:
+            raise ValueError(f"--stride_seconds must be a positive number of seconds, got {self.stride_seconds}")
         if self.windows_per_file < 1:
             raise ValueError(f"--windows_per_file must be >= 1, got {self.windows_per_file}")
 

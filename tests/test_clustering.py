@@ -1,6 +1,7 @@
 """k-means pretraining targets: MFCC features on the frame grid, the codebook, `hubert-ecg cluster`."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,7 +134,7 @@ def test_cluster_command_mfcc_then_hidden(windows_dir, tmp_path):
     yaml = tmp_path / "cluster.yaml"
     yaml.write_text(
         f"output_dir: {tmp_path / 'iter2'}\nwindows_dir: {windows_dir}\nfeatures: hidden\n"
-        f"model_name_or_path: {tmp_path / 'model'}\nlayer: 1\nnum_clusters: 12\nkmeans_n_init: 1\n"
+        f"model: {tmp_path / 'model'}\nlayer: 1\nnum_clusters: 12\nkmeans_n_init: 1\n"
         f"compare_labels_dir: {first}\n"
     )
     assert cli_main(["cluster", str(yaml)]) == 0
@@ -157,4 +158,26 @@ def test_cluster_command_errors(tmp_path, capsys):
     assert cli_main(["cluster", "--output_dir", str(tmp_path / "o"), "--windows_dir", str(tmp_path / "w")]) == 2
     assert "pass --data" in capsys.readouterr().err
     assert cli_main(["cluster", "--output_dir", "o", "--windows_dir", "w", "--features", "hidden"]) == 2
-    assert "--model_name_or_path" in capsys.readouterr().err
+    assert "--features hidden needs --model" in capsys.readouterr().err
+
+
+def test_the_old_model_name_or_path_still_works_with_a_note(tmp_path, capsys):
+    """--model was --model_name_or_path (also as a key of the YAML file): still read, with one line saying so."""
+    from hubert_ecg_cli.arguments import parse
+    from hubert_ecg_cli.cluster import PROG, ClusterArguments
+
+    (args,) = parse(["--output_dir", "o", "--windows_dir", "w", "--features", "hidden", "--model_name_or_path", "m"],
+                    (ClusterArguments,), PROG)
+    assert args.model == "m"
+    assert "hubert-ecg cluster: --model_name_or_path is deprecated" in capsys.readouterr().err
+    config = tmp_path / "cluster.yaml"
+    config.write_text("output_dir: o\nwindows_dir: w\nfeatures: hidden\nmodel_name_or_path: m2\n")
+    (args,) = parse([str(config)], (ClusterArguments,), PROG)
+    assert args.model == "m2"
+    assert "model_name_or_path in cluster.yaml is deprecated" in capsys.readouterr().err
+    example = Path(__file__).resolve().parents[1] / "examples" / "pretrain" / "cluster_iteration2.yaml"
+    (args,) = parse([str(example)], (ClusterArguments,), PROG)  # the shipped example: the new key, no note
+    assert args.model == "runs/hubert-ecg-small-it1" and "deprecated" not in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # a field's own check is a usage error
+        parse(["--output_dir", "o", "--windows_dir", "w", "--stride_seconds", "0"], (ClusterArguments,), PROG)
+    assert exit_.value.code == 2 and "--stride_seconds must be a positive" in capsys.readouterr().err

@@ -8,6 +8,7 @@ import torch
 from huggingface_hub import ModelCard
 
 from hubert_ecg.training import finetune
+from hubert_ecg_cli import finetune as finetune_cli
 
 TINY = json.dumps(
     {
@@ -27,7 +28,7 @@ FAST = ["--max_steps", "2", "--eval_strategy", "steps", "--eval_steps", "2", "--
 
 
 def test_release_defaults():
-    _, _, training = finetune.parse_args(["--output_dir", "x"])
+    _, _, training = finetune_cli.parse_args(["--output_dir", "x"])
     assert training.learning_rate == 1e-5
     assert (training.adam_beta1, training.adam_beta2, training.adam_epsilon) == (0.9, 0.98, 1e-9)
     assert training.weight_decay == 0.01 and training.warmup_steps == 0.08
@@ -35,16 +36,17 @@ def test_release_defaults():
     assert training.load_best_model_at_end and training.greater_is_better
 
 
-def test_yaml_file_and_overrides(tmp_path):
+def test_yaml_file_and_overrides(tmp_path, capsys):
     config = tmp_path / "ft.yaml"
     config.write_text("preset: small\nconfig_overrides: {hidden_size: 64}\nlearning_rate: 0.002\nlayerdrop: 0.05\n"
                       "num_train_epochs: 3\n")
-    model_args, _, training = finetune.parse_args([str(config), "--learning_rate", "0.003", "--output_dir", "o"])
+    model_args, _, training = finetune_cli.parse_args([str(config), "--learning_rate", "0.003", "--output_dir", "o"])
     assert model_args.preset == "small" and json.loads(model_args.config_overrides) == {"hidden_size": 64}
     assert model_args.layerdrop == 0.05 and training.num_train_epochs == 3 and training.learning_rate == 0.003
     config.write_text("nonsense_field: 1\n")
-    with pytest.raises(ValueError, match="unknown fields"):
-        finetune.parse_args([str(config)])
+    with pytest.raises(SystemExit) as exit_:  # a usage error: exit 2
+        finetune_cli.parse_args([str(config)])
+    assert exit_.value.code == 2 and "unknown fields" in capsys.readouterr().err
 
 
 def test_finetune_ptbxl_end_to_end(tmp_path, data_dir, capsys):
@@ -53,7 +55,7 @@ def test_finetune_ptbxl_end_to_end(tmp_path, data_dir, capsys):
             "--max_train_records", "12", "--max_eval_records", "16", "--output_dir", str(out),
             "--freeze_feature_encoder", "true", "--train_last_n_layers", "1", "--layerdrop", "0.0", *FAST,
             "--max_steps", "4", "--eval_steps", "1", "--save_steps", "1", "--learning_rate", "0.01"]
-    assert finetune.main(argv) == 0
+    assert finetune_cli.main(argv) == 0
     captured = capsys.readouterr()
     # the start-up summary and the final line, through the package's logger (on stderr)
     for line in ("records read: train 12, validation 16", "labels (5): NORM, MI, STTC, CD, HYP",
@@ -106,7 +108,7 @@ def test_finetune_ptbxl_end_to_end(tmp_path, data_dir, capsys):
 
 
 def test_build_model_freezing():
-    model_args = finetune.ModelArguments(preset="small", config_overrides=TINY, train_last_n_layers=1,
+    model_args = finetune_cli.ModelArguments(preset="small", config_overrides=TINY, train_last_n_layers=1,
                                          freeze_feature_encoder=True, final_dropout=0.2)
     model, fe, _, _ = finetune.build_model(model_args, ["a", "b", "c"], "single_label_classification", None,
                                            [1.0, 2.0, 3.0])
@@ -133,21 +135,21 @@ def test_finetune_from_local_directory_single_label(tmp_path, data_dir):
     (tmp_path / "train.csv").write_text("filename,rhythm\n" + rows)
     (tmp_path / "val.csv").write_text("filename,rhythm\n" + rows)
     out = tmp_path / "out"
-    argv = ["--model_name_or_path", str(base), "--train_csv", str(tmp_path / "train.csv"), "--validation_csv",
+    argv = ["--model", str(base), "--train_csv", str(tmp_path / "train.csv"), "--validation_csv",
             str(tmp_path / "val.csv"), "--output_dir", str(out), *FAST]
-    assert finetune.main(argv) == 0
+    assert finetune_cli.main(argv) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["problem_type"] == "single_label_classification" and len(config["class_weight"]) == 3
 
 
 def test_finetune_clear_errors(tmp_path, data_dir, capsys):
     base = ["--preset", "small", "--config_overrides", TINY, "--output_dir", str(tmp_path / "o"), *FAST]
-    assert finetune.main(["--train_csv", str(tmp_path / "absent.csv"), "--validation_csv", "v.csv", *base]) == 2
+    assert finetune_cli.main(["--train_csv", str(tmp_path / "absent.csv"), "--validation_csv", "v.csv", *base]) == 2
     assert "manifest CSV not found" in capsys.readouterr().err
 
     folder = data_dir / "ptbxl" / "records100" / "00000"
     (tmp_path / "t.csv").write_text(f"filename,A,B\n{folder}/00001_lr,1,0\n{folder}/00002_lr,0,1\n")
-    assert finetune.main(["--train_csv", str(tmp_path / "t.csv"), "--validation_csv", str(tmp_path / "t.csv"),
+    assert finetune_cli.main(["--train_csv", str(tmp_path / "t.csv"), "--validation_csv", str(tmp_path / "t.csv"),
                           "--num_labels", "5", *base]) == 2
     err = capsys.readouterr().err
     assert "t.csv" in err and "num_labels=5" in err
@@ -157,10 +159,10 @@ def test_finetune_clear_errors(tmp_path, data_dir, capsys):
     (tmp_path / "b.csv").write_text(f"filename,A,B\n{folder}/00001_lr,1,0\n{tmp_path}/bad,0,1\n"
                                     f"{folder}/00002_lr,0,1\n")
     strict = ["--train_csv", str(tmp_path / "b.csv"), "--validation_csv", str(tmp_path / "t.csv"), *base]
-    assert finetune.main([*strict, "--skip_bad_records", "false"]) == 2
+    assert finetune_cli.main([*strict, "--skip_bad_records", "false"]) == 2
     err = capsys.readouterr().err
     assert "bad" in err and "cannot use record" in err
-    assert finetune.main(strict) == 1
+    assert finetune_cli.main(strict) == 1
     err = capsys.readouterr().err
     assert "records read: train 2 (1 skipped, listed at the end), validation 2" in err
     assert f"hubert-ecg finetune: skipped 1 record(s):\n  train: {tmp_path}/bad:" in err
@@ -168,8 +170,8 @@ def test_finetune_clear_errors(tmp_path, data_dir, capsys):
     assert metrics["skipped_records"] == 1 and metrics["skipped"][0]["file"] == f"{tmp_path}/bad"
     assert (tmp_path / "o" / "model.safetensors").is_file()
 
-    assert finetune.main(["--ptbxl_dir", str(data_dir / "ptbxl"), "--output_dir", str(tmp_path / "p"), *FAST]) == 2
-    assert "--model_name_or_path" in capsys.readouterr().err
+    assert finetune_cli.main(["--ptbxl_dir", str(data_dir / "ptbxl"), "--output_dir", str(tmp_path / "p"), *FAST]) == 2
+    assert "--model" in capsys.readouterr().err
 
 
 def test_push_to_hub_is_the_trainers_push(tmp_path, data_dir, monkeypatch):
@@ -196,7 +198,7 @@ def test_push_to_hub_is_the_trainers_push(tmp_path, data_dir, monkeypatch):
     argv = ["--ptbxl_dir", str(data_dir / "ptbxl"), "--preset", "small", "--config_overrides", TINY,
             "--max_train_records", "8", "--max_eval_records", "8", "--output_dir", str(out), "--push_to_hub", "true",
             "--hub_model_id", "me/tiny-ecg", "--model_license", "mit", *FAST]
-    assert finetune.main(argv) == 0
+    assert finetune_cli.main(argv) == 0
     assert calls["create"] == ["me/tiny-ecg"]
     (repo, files, ignore, card), = calls["upload"]  # one upload: hub_strategy "end"
     assert repo == "me/tiny-ecg"
@@ -210,18 +212,18 @@ def test_finetuning_masking_setting(tmp_path):
     from hubert_ecg import HuBERTECGConfig, HuBERTECGModel
 
     labels, problem = ["a", "b"], "multi_label_classification"
-    model, *_ = finetune.build_model(finetune.ModelArguments(preset="small", config_overrides=TINY), labels, problem,
+    model, *_ = finetune.build_model(finetune_cli.ModelArguments(preset="small", config_overrides=TINY), labels, problem,
                                      None, None)
     assert model.config.finetune_mask_time_prob == 0.0 and model.config.mask_time_prob == 0.33
     base = tmp_path / "base"
     config = HuBERTECGConfig.from_preset("small", **json.loads(TINY), finetune_mask_time_prob=0.2)
     HuBERTECGModel(config).save_pretrained(base)
-    model, *_ = finetune.build_model(finetune.ModelArguments(model_name_or_path=str(base)), labels, problem, None, None)
+    model, *_ = finetune.build_model(finetune_cli.ModelArguments(model=str(base)), labels, problem, None, None)
     assert model.config.finetune_mask_time_prob == 0.2
-    args = finetune.ModelArguments(model_name_or_path=str(base), finetune_mask_time_prob=0.0)
+    args = finetune_cli.ModelArguments(model=str(base), finetune_mask_time_prob=0.0)
     model, *_ = finetune.build_model(args, labels, problem, None, None)
     assert model.config.finetune_mask_time_prob == 0.0
-    args = finetune.ModelArguments(preset="small", config_overrides=TINY, finetune_mask_time_prob=0.1,
+    args = finetune_cli.ModelArguments(preset="small", config_overrides=TINY, finetune_mask_time_prob=0.1,
                                    finetune_mask_time_length=3)
     model, *_ = finetune.build_model(args, labels, problem, None, None)
     assert (model.config.finetune_mask_time_prob, model.config.finetune_mask_time_length) == (0.1, 3)
@@ -230,7 +232,7 @@ def test_finetuning_masking_setting(tmp_path):
 
 def test_build_model_from_an_original_pretraining_checkpoint(reference_dir, expected):
     """An original .pt is converted on the fly: the backbone reproduces the release's reference outputs."""
-    model_args = finetune.ModelArguments(model_name_or_path=str(reference_dir / "original_pretraining.pt"))
+    model_args = finetune_cli.ModelArguments(model=str(reference_dir / "original_pretraining.pt"))
     model, _, _, _ = finetune.build_model(model_args, ["NORM", "MI"], "multi_label_classification", None, None)
     assert model.config.id2label == {0: "NORM", 1: "MI"}
     with torch.no_grad():
@@ -244,13 +246,13 @@ def test_interrupted_finetuning_resumes_from_its_last_checkpoint(tmp_path, data_
     base = ["--ptbxl_dir", str(data_dir / "ptbxl"), "--preset", "small", "--config_overrides", TINY,
             "--max_train_records", "8", "--max_eval_records", "8", "--output_dir", str(out),
             "--resume_from_checkpoint", "auto", *FAST]
-    assert finetune.main(base) == 0
+    assert finetune_cli.main(base) == 0
     state_file = out / "checkpoint-2" / "trainer_state.json"
     state = json.loads(state_file.read_text())
     state["log_history"].append({"step": 2, "marker": "first run"})  # survives only if the second run resumes
     state_file.write_text(json.dumps(state))
     more = [*base[:-len(FAST)], *FAST[2:], "--max_steps", "4"]
-    assert finetune.main(more) == 0
+    assert finetune_cli.main(more) == 0
     state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["global_step"] == 4
     assert {"step": 2, "marker": "first run"} in state["log_history"]
@@ -264,17 +266,17 @@ def test_finetune_with_an_augmentations_block_from_yaml(tmp_path, data_dir, caps
     argv = [str(config), "--ptbxl_dir", str(data_dir / "ptbxl"), "--preset", "small", "--config_overrides", TINY,
             "--max_train_records", "8", "--max_eval_records", "8", "--output_dir", str(out), *FAST,
             "--max_steps", "4"]  # two epochs of two batches
-    assert finetune.main(argv) == 0
+    assert finetune_cli.main(argv) == 0
     from hubert_ecg import HuBERTECGConfig
 
     assert HuBERTECGConfig.from_pretrained(out).lead_mask_prob == pytest.approx(0.4)
     # without augmentations the model is not lead-agnostic
     plain = tmp_path / "plain"
-    assert finetune.main([*argv[1:-2], "--output_dir", str(plain), "--max_steps", "1", "--augmentations", "none"]) == 0
+    assert finetune_cli.main([*argv[1:-2], "--output_dir", str(plain), "--max_steps", "1", "--augmentations", "none"]) == 0
     assert HuBERTECGConfig.from_pretrained(plain).lead_mask_prob == 0.0
     capsys.readouterr()
     # a bad entry stops the run at start-up, naming it
-    assert finetune.main([*argv[1:], "--augmentations", '[{"name": "lead_mask"}, {"name": "wobble"}]']) == 2
+    assert finetune_cli.main([*argv[1:], "--augmentations", '[{"name": "lead_mask"}, {"name": "wobble"}]']) == 2
     err = capsys.readouterr().err
     assert "augmentations[1]" in err and "'wobble'" in err
 
@@ -288,7 +290,7 @@ def test_finetune_on_pooled_ptbxl_folders_with_a_held_out_test_fold(tmp_path, da
     out = tmp_path / "model"
     argv = [str(config), "--preset", "small", "--config_overrides", TINY, "--max_train_records", "8",
             "--max_eval_records", "8", "--output_dir", str(out), *FAST, "--max_steps", "1"]
-    assert finetune.main(argv) == 0
+    assert finetune_cli.main(argv) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train_records"] == 8 and metrics["validation_records"] == 8
     assert metrics["test_records"] == 250  # every fold-9 record of the two folders, scored after training
@@ -312,9 +314,9 @@ def test_finetuning_a_calibrated_model_drops_its_calibration(tmp_path, data_dir)
     rows = "".join(f"{folder}/{name},{i % 3}\n" for i, name in enumerate(names))
     (tmp_path / "train.csv").write_text("filename,rhythm\n" + rows)
     out = tmp_path / "out"
-    argv = ["--model_name_or_path", hubert_ecg.demo_model_path(), "--train_csv", str(tmp_path / "train.csv"),
+    argv = ["--model", hubert_ecg.demo_model_path(), "--train_csv", str(tmp_path / "train.csv"),
             "--validation_csv", str(tmp_path / "train.csv"), "--output_dir", str(out), *FAST, "--max_steps", "1"]
-    assert finetune.main(argv) == 0
+    assert finetune_cli.main(argv) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["score_calibration"] is None and config["label_thresholds"] is None
     assert config["lead_mask_prob"] == 0.0  # and it was not trained lead-agnostic this time
@@ -330,7 +332,7 @@ def test_the_same_seed_gives_the_same_model(tmp_path, data_dir):
         argv = ["--ptbxl_dir", str(data_dir / "ptbxl"), "--preset", "small", "--config_overrides", TINY,
                 "--max_train_records", "8", "--max_eval_records", "4", "--output_dir", str(out), *FAST,
                 "--max_steps", "1", "--seed", str(seed)]
-        assert finetune.main(argv) == 0
+        assert finetune_cli.main(argv) == 0
         return load_file(out / "model.safetensors")
 
     first, again, other = run("a", 7), run("b", 7), run("c", 8)
@@ -364,14 +366,14 @@ def test_training_sources_are_mixed_with_their_probabilities_and_scored_per_sour
     b = _superclass_manifest(tmp_path / "b.csv", data_dir / "ptbxl_extra", range(1, 9), 40)
     va = _superclass_manifest(tmp_path / "va.csv", data_dir / "ptbxl", [9], 10)
     vb = _superclass_manifest(tmp_path / "vb.csv", data_dir / "ptbxl_extra", [9], 10)
-    data_args = finetune.DataArguments(train_sources=[f"ptbxl={a}@0.5", f"extra={b}@0.5"],
+    data_args = finetune_cli.DataArguments(train_sources=[f"ptbxl={a}@0.5", f"extra={b}@0.5"],
                                        validation_sources=[f"ptbxl={va}", f"extra={vb}"])
     datasets, names, problem_type, _ = finetune.load_data(data_args, seed=1)
     sources = np.asarray(datasets["train"]["source"])
     # equal chances, all_exhausted: the draw ends once the 40 extra rows are all drawn; the 12 ptbxl rows repeat
     assert set(sources) == {"ptbxl", "extra"} and (sources == "extra").sum() >= 40
     assert abs((sources == "ptbxl").mean() - 0.5) < 0.15 and (sources == "ptbxl").sum() > 12
-    first = finetune.load_data(finetune.DataArguments(
+    first = finetune.load_data(finetune_cli.DataArguments(
         train_sources=[f"ptbxl={a}@0.5", f"extra={b}@0.5"], stopping_strategy="first_exhausted",
         validation_csv=str(va)), seed=1)[0]
     mixed = np.asarray(first["train"]["source"])
@@ -395,7 +397,7 @@ def test_training_sources_are_mixed_with_their_probabilities_and_scored_per_sour
     assert metrics["macro_auroc"] == plain(Prediction)["macro_auroc"]
     # end to end: the Trainer logs and saves them as eval_<source>_...
     out = tmp_path / "model"
-    assert finetune.main(["--train_sources", f"ptbxl={a}@0.7", f"extra={b}@0.3", "--validation_sources",
+    assert finetune_cli.main(["--train_sources", f"ptbxl={a}@0.7", f"extra={b}@0.3", "--validation_sources",
                           f"ptbxl={va}", f"extra={vb}", "--preset", "small", "--config_overrides", TINY,
                           "--output_dir", str(out), *FAST]) == 0
     saved = json.loads((out / "metrics.json").read_text())
@@ -408,9 +410,9 @@ def test_training_sources_are_mixed_with_their_probabilities_and_scored_per_sour
     assert {"eval_ptbxl_loss", "eval_extra_loss"} <= set(saved)
     assert "`ptbxl` (`" in (out / "README.md").read_text() and "probability 0.70" in (out / "README.md").read_text()
     with pytest.raises(ValueError, match="exactly one data source"):
-        finetune.load_data(finetune.DataArguments(train_csv=str(a), train_sources=[str(b)], validation_csv=str(va)))
+        finetune.load_data(finetune_cli.DataArguments(train_csv=str(a), train_sources=[str(b)], validation_csv=str(va)))
     with pytest.raises(ValueError, match="probability to every source or to none"):
-        finetune.load_data(finetune.DataArguments(train_sources=[f"{a}@1", str(b)], validation_csv=str(va)))
+        finetune.load_data(finetune_cli.DataArguments(train_sources=[f"{a}@1", str(b)], validation_csv=str(va)))
 
 
 NOTE = "no GPU found"  # the one line of hubert_ecg.training.arguments.PrecisionOnAnyMachine
@@ -431,7 +433,7 @@ def test_bf16_on_a_machine_without_a_gpu_trains_on_the_cpu(tmp_path, data_dir, c
             "--max_train_records", "8", "--max_eval_records", "8", "--output_dir", str(tmp_path / "m"), *fast,
             "--bf16", "true"]
     caplog.set_level("WARNING", logger="hubert_ecg")
-    assert finetune.main(argv) == 0
+    assert finetune_cli.main(argv) == 0
     notes = [r.getMessage() for r in caplog.records if r.getMessage().startswith(NOTE)]
     assert len(notes) == 1, notes
     precision = "bf16 mixed precision" if bf16_matmul_speedup() >= LOWER_PRECISION_MIN_SPEEDUP else "fp32"
@@ -450,17 +452,55 @@ def test_bf16_without_a_gpu_the_rule(monkeypatch, caplog):
     for speedup, has_bf16, precision in ((2.4, True, "bf16 mixed precision"), (0.73, False, "fp32")):
         monkeypatch.setattr(hubert_ecg.inference, "bf16_matmul_speedup", lambda: speedup)
         caplog.clear()
-        _, _, training = finetune.parse_args(["--output_dir", "x", "--bf16", "true"])
+        _, _, training = finetune_cli.parse_args(["--output_dir", "x", "--bf16", "true"])
         assert training.use_cpu and training.bf16 is has_bf16 and training.mixed_precision == ("bf16" if has_bf16 else "no")
         [note] = [r.getMessage() for r in caplog.records]
         assert note.startswith(NOTE) and precision in note and f"measured {speedup:.2f}x fp32" in note
     caplog.clear()  # --use_cpu given on a CPU where bf16 is faster: nothing to say
     monkeypatch.setattr(hubert_ecg.inference, "bf16_matmul_speedup", lambda: 2.4)
-    _, _, training = finetune.parse_args(["--output_dir", "x", "--bf16", "true", "--use_cpu", "true"])
+    _, _, training = finetune_cli.parse_args(["--output_dir", "x", "--bf16", "true", "--use_cpu", "true"])
     assert training.bf16 and not caplog.records
-    _, _, training = finetune.parse_args(["--output_dir", "x"])  # no bf16: untouched
+    _, _, training = finetune_cli.parse_args(["--output_dir", "x"])  # no bf16: untouched
     assert not training.use_cpu and not caplog.records
     monkeypatch.setattr(arguments, "accelerator_available", lambda: True)  # a GPU machine: the flags as given
     if not __import__("torch").cuda.is_available():
-        with pytest.raises(ValueError, match="support bf16/gpu"):
-            finetune.parse_args(["--output_dir", "x", "--bf16", "true"])
+        with pytest.raises(SystemExit):  # a usage error: exit 2
+            finetune_cli.parse_args(["--output_dir", "x", "--bf16", "true"])
+
+
+def test_the_commands_choices_are_the_packages():
+    """The label sets and the bad-record rule that hubert_ecg_cli.finetune keeps (to answer --help and usage errors
+    without the package) are the package's own."""
+    from hubert_ecg.training import data
+
+    assert finetune_cli.PTBXL_LABEL_SETS == data.PTBXL_LABEL_SETS
+    assert finetune_cli.BAD_RECORDS_RULE == data.BAD_RECORDS_RULE
+
+
+def test_the_old_model_name_or_path_still_works_with_a_note(tmp_path, capsys):
+    """--model was --model_name_or_path (also as a key of the YAML file): still read, with one line saying so."""
+    model_args, _, _ = finetune_cli.parse_args(["--model_name_or_path", "some/model", "--output_dir", "x"])
+    assert model_args.model == "some/model"
+    assert "hubert-ecg finetune: --model_name_or_path is deprecated" in capsys.readouterr().err
+    config = tmp_path / "ft.yaml"
+    config.write_text("model_name_or_path: other/model\nlearning_rate: 0.002\n")
+    model_args, _, training = finetune_cli.parse_args([str(config), "--output_dir", "x"])
+    assert model_args.model == "other/model" and training.learning_rate == 0.002
+    err = capsys.readouterr().err
+    assert err.count("model_name_or_path in ft.yaml is deprecated") == 1 and "use model" in err
+    model_args, _, _ = finetune_cli.parse_args(["--model", "new/model", "--output_dir", "x"])
+    assert model_args.model == "new/model" and "deprecated" not in capsys.readouterr().err
+
+
+def test_own_fields_are_checked_before_torch():
+    """A bad --label_set is a usage error answered before transformers' TrainingArguments (torch) are imported."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom hubert_ecg_cli import main\ncode = main(['finetune', '--label_set', 'nope'])\n"
+            "print('IMPORTED', [m for m in ('torch', 'hubert_ecg') if m in sys.modules], file=sys.stderr)\n"
+            "sys.exit(code)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert "hubert-ecg finetune: error:" in result.stderr and "--label_set" in result.stderr
+    assert "IMPORTED []" in result.stderr

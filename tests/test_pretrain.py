@@ -20,7 +20,7 @@ from transformers.trainer_utils import EvalPrediction
 from hubert_ecg import HuBERTECGConfig, HuBERTECGForPreTraining, HuBERTECGForSequenceClassification
 from hubert_ecg_cli import main as cli_main
 from hubert_ecg.training.clustering import KMeansCodebook, load_labels, mfcc_features
-from hubert_ecg.training.arguments import parse_args
+from hubert_ecg_cli.arguments import parse as parse_args
 from hubert_ecg.training.pretrain import (
     EpochShuffleSampler,
     PretrainArguments,
@@ -196,14 +196,14 @@ def test_loss_falls_two_iterations_then_fine_tuning(iteration1, tmp_path, monkey
 
     # iteration 2: hidden states of layer 1 of iteration 1, new codebook of 10, continued backbone, pushed
     assert cli_main(["cluster", "--output_dir", str(root / "labels2"), "--windows_dir", str(root / "windows"),
-                     "--features", "hidden", "--model_name_or_path", str(tmp_path / "it1"), "--layer", "1",
+                     "--features", "hidden", "--model", str(tmp_path / "it1"), "--layer", "1",
                      "--num_clusters", "10", "--kmeans_n_init", "1"]) == 0
     labels2, info2 = load_labels(root / "labels2")
     assert labels2.shape == (16, FRAMES) and info2["layer"] == 1
     uploads = []
     monkeypatch.setattr(transformers.trainer, "hf_api", lambda: _FakeHub(uploads))  # no network
     assert cli_main(["pretrain", *_pretrain_args(root, tmp_path / "it2", labels="labels2", steps=3,
-                                                 model_name_or_path=tmp_path / "it1", learning_rate=0.0,
+                                                 model=tmp_path / "it1", learning_rate=0.0,
                                                  push_to_hub="true", hub_model_id="me/ecg-it2")]) == 0
     # the Trainer's push (hub_strategy "end"): one upload of the final model, card and feature extractor, no checkpoints
     [(repo_id, files, ignored, readme)] = uploads
@@ -233,6 +233,22 @@ def test_help_and_the_example_configuration(capsys):
     (args,) = parse_args([example, "--use_cpu", "true"], (PretrainArguments,), "x")  # bf16 on a CPU: use_cpu
     assert args.labels_dirs == ["runs/labels-it1"] and args.bf16 and args.warmup_steps == 0.08
     assert args.eval_strategy == "steps" and args.eval_steps == 5000 and args.hub_strategy == "end"
+
+
+
+def test_the_old_model_name_or_path_still_works_with_a_note(tmp_path, capsys):
+    """--model was --model_name_or_path (also as a key of the YAML file): still read, with one line saying so."""
+    from hubert_ecg_cli import pretrain as pretrain_cli
+
+    common = ["--output_dir", str(tmp_path / "o"), "--windows_dir", "w", "--labels_dirs", "l", "--report_to", "none"]
+    args = pretrain_cli.parse_args(["--model_name_or_path", "previous/model", *common])
+    assert args.model == "previous/model"
+    assert "hubert-ecg pretrain: --model_name_or_path is deprecated" in capsys.readouterr().err
+    config = tmp_path / "it2.yaml"
+    config.write_text("model_name_or_path: previous/model2\npreset: small\n")
+    args = pretrain_cli.parse_args([str(config), *common])
+    assert args.model == "previous/model2"
+    assert capsys.readouterr().err.count("model_name_or_path in it2.yaml is deprecated") == 1
 
 
 @pytest.mark.slow  # several seconds of training processes; CI runs the slow tests too

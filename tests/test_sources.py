@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from hubert_ecg import HuBERTECGConfig, HuBERTECGForPreTraining, HuBERTECGForSequenceClassification
-from hubert_ecg.training.arguments import parse_args
+from hubert_ecg_cli.arguments import parse as parse_args
 from hubert_ecg.training.objectives import cmsc_loss, nt_xent_loss
 from hubert_ecg.training.pretrain import (
     PretrainArguments,

@@ -155,7 +155,7 @@ _KILLED_WHILE_SAVING = """
 import sys, time
 from pathlib import Path
 import transformers
-from hubert_ecg.training import finetune
+from hubert_ecg_cli import finetune
 
 original = transformers.Trainer._save_rng_state
 
@@ -172,7 +172,7 @@ sys.exit(finetune.main(sys.argv[1:]))
 
 @pytest.mark.slow  # ~25 s: an uninterrupted run, a killed one and its resumption
 def test_finetuning_killed_while_writing_a_checkpoint_resumes_from_the_last_complete_one(tmp_path, data_dir):
-    from hubert_ecg.training import finetune
+    from hubert_ecg_cli import finetune
 
     steps = ["--max_steps", "8", "--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "steps",
              "--save_steps", "2", "--resume_from_checkpoint", "auto"]

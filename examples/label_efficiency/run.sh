@@ -82,7 +82,7 @@ finetune() {  # init fraction seed; a run that another process is doing (its loc
     local o="$OUT/finetune/$1-$2-$3"
     [ -f "$o/metrics.json" ] && return 0
     exec 9> "$o.lock"; flock -n 9 || return 0
-    hubert-ecg finetune "$HERE/finetune.yaml" --model_name_or_path "$OUT/$1" \
+    hubert-ecg finetune "$HERE/finetune.yaml" --model "$OUT/$1" \
         --train_csv "$OUT/train.csv" --validation_csv "$OUT/test.csv" --train_fraction "$2" --seed "$3" \
         --output_dir "$o" > "$o.log" 2>&1
 }

@@ -22,16 +22,16 @@ run hubert-ecg pretrain --output_dir "$OUT/iter1_model" --windows_dir "$OUT/wind
     --eval_on_start true --report_to none --seed 42
 # iteration 2: layer 2 of 3 of the iteration-1 model (the paper: layers 8-9), K = 500, continued backbone
 run hubert-ecg cluster --output_dir "$OUT/iter2_labels" --windows_dir "$OUT/windows" --features hidden \
-    --model_name_or_path "$OUT/iter1_model" --layer 2 --num_clusters 500 --fit_windows 1000 --kmeans_n_init 1 \
+    --model "$OUT/iter1_model" --layer 2 --num_clusters 500 --fit_windows 1000 --kmeans_n_init 1 \
     --compare_labels_dir "$OUT/iter1_labels" --seed 0
 run hubert-ecg pretrain --output_dir "$OUT/iter2_model" --windows_dir "$OUT/windows" \
-    --labels_dirs "$OUT/iter2_labels" --model_name_or_path "$OUT/iter1_model" --learning_rate 5e-4 \
+    --labels_dirs "$OUT/iter2_labels" --model "$OUT/iter1_model" --learning_rate 5e-4 \
     --per_device_train_batch_size 16 --max_steps 80 --logging_steps 10 --eval_steps 40 --save_steps 40 \
     --eval_on_start true --report_to none --seed 42
 # fine-tuning, same budget: pretrained (after iteration 1 and after iteration 2) vs random initialisation
 for it in 1 2; do
   run hubert-ecg finetune examples/pretrain/finetune_compare.yaml --ptbxl_dir "$DATA/ptbxl" \
-      --model_name_or_path "$OUT/iter${it}_model" --output_dir "$OUT/ft_pretrained${it}"
+      --model "$OUT/iter${it}_model" --output_dir "$OUT/ft_pretrained${it}"
 done
 run hubert-ecg finetune examples/pretrain/finetune_compare.yaml --ptbxl_dir "$DATA/ptbxl" \
     --preset small --config_overrides "$MODEL" --output_dir "$OUT/ft_random"

@@ -1,4 +1,5 @@
-"""``hubert-ecg cluster``: k-means pretraining targets for one HuBERT iteration.
+"""K-means pretraining targets for one HuBERT iteration: the library of ``hubert-ecg cluster`` (the command's
+arguments and ``main`` are :mod:`hubert_ecg_cli.cluster`).
 
 HuBERT (Hsu et al., "HuBERT: Self-Supervised Speech Representation Learning by Masked Prediction of Hidden Units",
 2021) and HuBERT-ECG (Coppola et al., medRxiv doi 10.1101/2024.11.14.24317328) predict, for every masked frame, a
@@ -29,16 +30,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from transformers.utils import logging
 
-from .arguments import run_command
 from .windows import (  # noqa: F401  (LABELS_FILE, LABELS_INFO_FILE, load_labels: re-exported)
     LABELS_FILE,
     LABELS_INFO_FILE,
@@ -54,13 +52,11 @@ from .windows import (  # noqa: F401  (LABELS_FILE, LABELS_INFO_FILE, load_label
 logger = logging.get_logger(__name__)
 
 __all__ = [
-    "ClusterArguments",
     "KMeansCodebook",
     "cluster_statistics",
     "fit_kmeans",
     "hidden_state_features",
     "load_labels",
-    "main",
     "mfcc_features",
     "run_clustering",
 ]
@@ -69,61 +65,6 @@ KMEANS_FILE = "kmeans.npz"
 KMEANS_INFO_FILE = "kmeans.json"
 STATS_FILE = "cluster_stats.json"
 
-
-
-@dataclass
-class ClusterArguments:
-    """Arguments of ``hubert-ecg cluster`` (command line, or a YAML / JSON file given as the only argument)."""
-
-    output_dir: str = field(metadata={"help": "Folder of this iteration's labels, k-means model and statistics."})
-    windows_dir: str = field(
-        metadata={"help": "Window dataset (built by this command from --data when it does not exist yet)."}
-    )
-    data: list[str] = field(
-        default_factory=list,
-        metadata={"help": "Directories, record files or manifests (.txt/.csv/.jsonl) to build --windows_dir from."},
-    )
-    exclude: list[str] = field(
-        default_factory=list, metadata={"help": "Glob patterns of records to leave out, e.g. '*/records500/*'."}
-    )
-    stride_seconds: float | None = field(
-        default=None, metadata={"help": "Seconds between window starts (default 5: non-overlapping 5 s windows)."}
-    )
-    features: str = field(
-        default="mfcc",
-        metadata={"help": "'mfcc' (iteration 1: 13 MFCCs + deltas + delta-deltas) or 'hidden' (later iterations)."},
-    )
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Previous iteration's model (save_pretrained directory or Hub id) for 'hidden'."}
-    )
-    layer: int | None = field(
-        default=None,
-        metadata={"help": "Transformer layer (1-based) whose output is clustered; default min(9, num_hidden_layers)."},
-    )
-    num_clusters: int = field(default=100, metadata={"help": "K: 100 for MFCCs, 500-1000 for hidden states (paper)."})
-    fit_windows: int = field(default=20000, metadata={"help": "Windows sampled to fit k-means (all their frames)."})
-    max_fit_frames: int = field(default=1_000_000, metadata={"help": "Cap on the frames k-means is fitted on."})
-    backend: str = field(default="sklearn", metadata={"help": "'sklearn' (MiniBatchKMeans), 'faiss' or 'auto'."})
-    kmeans_batch_size: int = field(default=10000, metadata={"help": "MiniBatchKMeans batch size (frames)."})
-    kmeans_max_iter: int = field(default=100, metadata={"help": "k-means iterations (epochs over the fit sample)."})
-    kmeans_n_init: int = field(default=3, metadata={"help": "k-means restarts; the best inertia is kept."})
-    batch_size: int = field(default=64, metadata={"help": "Windows per feature-extraction batch."})
-    compare_labels_dir: str | None = field(
-        default=None, metadata={"help": "Labels of a previous iteration: report NMI with them in cluster_stats.json."}
-    )
-    seed: int = field(default=0, metadata={"help": "Seed of the fit sample and of k-means."})
-
-    def __post_init__(self):
-        if self.features not in ("mfcc", "hidden"):
-            raise ValueError(f"--features must be 'mfcc' or 'hidden', got {self.features!r}")
-        if self.features == "hidden" and not self.model_name_or_path:
-            raise ValueError("--features hidden needs --model_name_or_path (the previous iteration's model)")
-        if self.backend not in ("sklearn", "faiss", "auto"):
-            raise ValueError(f"--backend must be 'sklearn', 'faiss' or 'auto', got {self.backend!r}")
-        if self.num_clusters < 2:
-            raise ValueError(f"--num_clusters must be at least 2, got {self.num_clusters}")
-        if self.fit_windows < 1 or self.batch_size < 1:
-            raise ValueError("--fit_windows and --batch_size must be positive")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -219,7 +160,7 @@ class KMeansCodebook:
     Attributes:
         centroids: float32 (K, D) in standardised feature space.
         mean, scale: float32 (D,); zeros and ones when features are not standardised.
-        info: what the features were (``features``, ``layer``, ``model_name_or_path``, ``backend``, ``inertia``...).
+        info: what the features were (``features``, ``layer``, ``model``, ``backend``, ``inertia``...).
     """
 
     centroids: np.ndarray
@@ -389,7 +330,7 @@ def cluster_statistics(labels: np.ndarray, num_clusters: int) -> dict:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _feature_fn(args: ClusterArguments, device):
+def _feature_fn(args, device):
     """(callable input_values (n, 6000) -> features (n, frames, D), description dict)."""
     if args.features == "mfcc":
         from ..configuration import HuBERTECGConfig
@@ -398,18 +339,19 @@ def _feature_fn(args: ClusterArguments, device):
         return mfcc_features, {"features": "mfcc", "n_mfcc": 13, "deltas": 2, "frame_hop": hop}
     from ..modeling import HuBERTECGModel
 
-    model = HuBERTECGModel.from_pretrained(args.model_name_or_path).to(device).eval()
+    model = HuBERTECGModel.from_pretrained(args.model).to(device).eval()
     num_layers = model.config.num_hidden_layers
     layer = args.layer if args.layer is not None else min(9, num_layers)
     if not 1 <= layer <= num_layers:
-        raise ValueError(f"--layer must lie in [1, {num_layers}] for {args.model_name_or_path}, got {layer}")
+        raise ValueError(f"--layer must lie in [1, {num_layers}] for {args.model}, got {layer}")
     return (lambda values: hidden_state_features(model, values, layer, device)), {
-        "features": "hidden", "layer": layer, "model_name_or_path": args.model_name_or_path,
+        "features": "hidden", "layer": layer, "model": args.model,
     }
 
 
-def run_clustering(args: ClusterArguments) -> dict:
-    """Run ``hubert-ecg cluster`` in this process (one of ``accelerate launch``'s processes, or alone).
+def run_clustering(args) -> dict:
+    """Run ``hubert-ecg cluster`` in this process (one of ``accelerate launch``'s processes, or alone). ``args``:
+    the attributes of :class:`hubert_ecg_cli.cluster.ClusterArguments` (any dataclass with them).
 
     Returns:
         the cluster statistics written to ``cluster_stats.json`` (on every process).
@@ -519,12 +461,3 @@ def run_clustering(args: ClusterArguments) -> dict:
         logger.warning(f"hubert-ecg cluster: {json.dumps(summary)}")
     state.wait_for_everyone()
     return json.loads((out / STATS_FILE).read_text())
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``hubert-ecg cluster``; returns the exit code (2 on bad arguments or data)."""
-    return run_command(argv, ClusterArguments, "hubert-ecg cluster", run_clustering)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,10 @@
-"""Fine-tuning HuBERT-ECG classifiers with the transformers Trainer: ``hubert-ecg finetune``.
+"""Fine-tuning HuBERT-ECG classifiers with the transformers Trainer: the library of ``hubert-ecg finetune``.
 
-``hubert-ecg finetune [CONFIG.yaml|CONFIG.json] [--field value ...]``: the fields of :class:`ModelArguments`,
-:class:`DataArguments` and :class:`FinetuneTrainingArguments` (transformers ``TrainingArguments`` with the
-release's defaults) come from an optional YAML / JSON file, and command-line flags override the file.
+:func:`finetune` takes three argument objects: the model arguments and the data arguments (their attributes are
+the fields of :class:`hubert_ecg_cli.finetune.ModelArguments` and :class:`hubert_ecg_cli.finetune.DataArguments`:
+the command's, any object with those attributes will do) and :class:`FinetuneTrainingArguments` (transformers
+``TrainingArguments`` with the release's defaults). The command itself, its arguments and its ``main`` are
+:mod:`hubert_ecg_cli.finetune`.
 
 Defaults follow the original fine-tuning script (medRxiv doi 10.1101/2024.11.14.24317328): AdamW with learning
 rate 1e-5, betas (0.9, 0.98), eps 1e-9, weight decay 0.01, 8 % linear warm-up then linear decay; the convolutional
@@ -10,7 +12,7 @@ feature encoder frozen; BCE with ``pos_weight`` (negatives / positives per label
 multi-label, class-weighted cross-entropy for multi-class, MSE for regression; the best checkpoint and early
 stopping on the validation macro AUROC.
 
-The model starts from a hub id or local ``save_pretrained`` directory (``--model_name_or_path``), an original
+The model starts from a hub id or local ``save_pretrained`` directory (``--model``), an original
 ``.pt`` checkpoint (converted on the fly), or a randomly initialised preset (``--preset small|base|large`` with
 ``--config_overrides '{"hidden_size": 128, ...}'``). The output directory receives ``config.json`` (with
 ``id2label``), ``model.safetensors``, ``preprocessor_config.json``, a ``README.md`` model card
@@ -38,9 +40,7 @@ Unusable records follow :data:`~hubert_ecg.training.data.BAD_RECORDS_RULE` (skip
 from __future__ import annotations
 
 import json
-import logging as std_logging
 import math
-import shlex
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -51,137 +51,13 @@ from transformers import TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.utils import logging
 
-from .arguments import PrecisionOnAnyMachine, build_parser
-from .arguments import parse_args as _parse_args
-from ..leads import DEFAULT_MISSING_LEADS
-from .data import BAD_RECORDS_RULE, MISSING_LEADS_HELP
+from .arguments import PrecisionOnAnyMachine
 from .sources import STOPPING_STRATEGIES, parse_sources
 from .trainer import POOLED, EarlyStoppingOnPooledMetric, HuBERTECGTrainer, checkpoints, resolve_checkpoint
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["ModelArguments", "DataArguments", "FinetuneTrainingArguments", "parse_args", "finetune", "main"]
-
-
-@dataclass
-class ModelArguments:
-    """Where the model starts from and what is trained."""
-
-    model_name_or_path: str | None = field(
-        default=None,
-        metadata={"help": "hub id, local save_pretrained directory, or original .pt checkpoint (converted)"},
-    )
-    preset: str | None = field(
-        default=None, metadata={"help": "random initialisation from a preset instead: small, base or large"}
-    )
-    config_overrides: str | None = field(
-        default=None,
-        metadata={"help": 'JSON object of config fields for --preset, e.g. \'{"hidden_size": 128, "num_hidden_layers": 2}\''},
-    )
-    freeze_feature_encoder: bool = field(default=True, metadata={"help": "freeze the convolutional feature encoder"})
-    train_last_n_layers: int | None = field(
-        default=None,
-        metadata={"help": "freeze the backbone except its last N transformer blocks (default: all trainable)"},
-    )
-    layerdrop: float | None = field(default=None, metadata={"help": "probability of dropping a transformer block"})
-    hidden_dropout: float | None = field(default=None, metadata={"help": "dropout of the transformer"})
-    attention_dropout: float | None = field(default=None, metadata={"help": "dropout of attention probabilities"})
-    activation_dropout: float | None = field(default=None, metadata={"help": "dropout after the feed-forward activation"})
-    final_dropout: float | None = field(default=None, metadata={"help": "dropout before the classification head"})
-    pos_weight: str = field(
-        default="auto",
-        metadata={"help": "multi-label BCE positive weights: auto (negatives/positives), none, or comma-separated"},
-    )
-    class_weight: str = field(
-        default="auto",
-        metadata={"help": "multi-class weights: auto (balanced), none, or comma-separated"},
-    )
-    finetune_mask_time_prob: float | None = field(
-        default=None,
-        metadata={
-            "help": "SpecAugment while fine-tuning: fraction of the frames replaced by the learned mask embedding in "
-            "every training step, 0 = off (default: off with --preset; the checkpoint's setting otherwise, 0.33 for "
-            "the released weights)"
-        },
-    )
-    finetune_mask_time_length: int | None = field(
-        default=None, metadata={"help": "frames per masked span of that masking (default: the checkpoint's, or 1)"}
-    )
-    model_license: str | None = field(
-        default=None,
-        metadata={
-            "help": "licence in the model card: from --preset default apache-2.0; from a checkpoint default its "
-            "card's licence, else cc-by-nc-4.0 (the released weights')"
-        },
-    )
-
-
-@dataclass
-class DataArguments:
-    """The labelled data: PTB-XL metadata or CSV manifests."""
-
-    ptbxl_dir: str | None = field(
-        default=None,
-        metadata={"help": "PTB-XL folder (ptbxl_database.csv, scp_statements.csv, records100/500), or several, "
-                          "comma-separated (a list in the config file): their records are pooled"},
-    )
-    ptbxl_folds: str | None = field(
-        default=None,
-        metadata={"help": "PTB-XL splits by strat_fold, e.g. 'train=1-7,validation=8,test=9' to keep fold 9 a clean "
-                          "test set (default: train=1-8, validation=9, test=10)"},
-    )
-    label_set: str = field(
-        default="superdiagnostic",
-        metadata={"help": "PTB-XL label set: all, diagnostic, subdiagnostic, superdiagnostic, form, rhythm"},
-    )
-    ptbxl_sampling_rate: int = field(default=100, metadata={"help": "PTB-XL records to read: 100 or 500 Hz"})
-    train_csv: str | None = field(default=None, metadata={"help": "training manifest (filename, [age, sex], labels)"})
-    validation_csv: str | None = field(default=None, metadata={"help": "validation manifest"})
-    test_csv: str | None = field(default=None, metadata={"help": "test manifest (evaluated after training)"})
-    train_sources: list[str] = field(
-        default_factory=list,
-        metadata={"help": "several training manifests (same label columns) mixed with probabilities, instead of "
-                  "--train_csv: NAME=MANIFEST.csv@PROBABILITY ... (a YAML list of {name, path, probability}; "
-                  "no probabilities: equal chances)"},
-    )
-    validation_sources: list[str] = field(
-        default_factory=list,
-        metadata={"help": "several validation manifests, NAME=MANIFEST.csv ..., instead of --validation_csv: "
-                  "evaluated together (the metrics that choose the model) and per source (eval_NAME_macro_auroc, "
-                  "...)"},
-    )
-    stopping_strategy: str = field(
-        default="all_exhausted",
-        metadata={"help": "when the mixture of --train_sources ends (datasets.interleave_datasets): all_exhausted "
-                  "(every record of every source at least once, smaller sources repeated) or first_exhausted "
-                  "(until the first source runs out)"},
-    )
-    data_dir: str | None = field(default=None, metadata={"help": "folder the manifests' file names are relative to"})
-    problem_type: str | None = field(
-        default=None,
-        metadata={"help": "multi_label_classification, single_label_classification or regression (default: inferred)"},
-    )
-    num_labels: int | None = field(default=None, metadata={"help": "expected number of labels (checked)"})
-    max_train_records: int | None = field(default=None, metadata={"help": "use only the first N training records"})
-    train_fraction: float | None = field(
-        default=None,
-        metadata={"help": "use a random fraction in (0, 1] of the training records, drawn with --seed, with at "
-                  "least 2 positives and negatives of every label (label-efficiency studies; hubert-ecg probe "
-                  "--train-fraction draws the same records)"},
-    )
-    max_eval_records: int | None = field(default=None, metadata={"help": "use only the first N validation records"})
-    skip_bad_records: bool = field(default=True, metadata={"help": BAD_RECORDS_RULE})
-    missing_leads: str = field(default=DEFAULT_MISSING_LEADS, metadata={"help": MISSING_LEADS_HELP})
-    threshold: float = field(default=0.5, metadata={"help": "F1 threshold on the probabilities"})
-    augmentations: str | None = field(
-        default=None,
-        metadata={"help": "augmentations of the training windows, after the feature extractor (100 Hz model view): "
-                  "'default', 'none', a JSON list such as '[{\"name\": \"lead_mask\", \"mask_prob\": 0.5}]', or "
-                  "a YAML list in the config file; the model config records lead_mask_prob"},
-    )
-    early_stopping_patience: int | None = field(
-        default=5, metadata={"help": "evaluations without improvement before stopping (0 or unset: off)"}
-    )
+__all__ = ["FinetuneTrainingArguments", "build_model", "finetune", "load_data"]
 
 
 @dataclass
@@ -223,17 +99,6 @@ class FinetuneTrainingArguments(PrecisionOnAnyMachine, TrainingArguments):
     )
 
 
-def parse_args(argv: list[str] | None = None):
-    """``(ModelArguments, DataArguments, FinetuneTrainingArguments)`` from ``argv``: an optional leading YAML / JSON
-    file, then ``--field value`` flags that override it (see :func:`hubert_ecg.training.arguments.parse_args`).
-
-    Raises:
-        ValueError: for a missing or unreadable configuration file, or a file with unknown fields.
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    return _parse_args(argv, (ModelArguments, DataArguments, FinetuneTrainingArguments), "hubert-ecg finetune")
-
-
 def _weights(spec: str, default: np.ndarray | None, n: int, name: str) -> list[float] | None:
     spec = (spec or "none").strip().lower()
     if spec == "none":
@@ -260,10 +125,11 @@ def _folds_text(folds) -> str:
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
-def load_data(data_args: DataArguments, label_names=None, num_labels=None, seed: int = 0):
+def load_data(data_args, label_names=None, num_labels=None, seed: int = 0):
     """``(splits dict name -> Dataset, label_names, problem_type, skipped)`` from PTB-XL, the manifests or the
-    sources; ``skipped`` maps each split to the :class:`~hubert_ecg.training.data.Skipped` records of that split
-    (empty unless ``skip_bad_records``). ``data_args.train_fraction`` keeps the training records of
+    sources of ``data_args`` (the attributes of :class:`hubert_ecg_cli.finetune.DataArguments`); ``skipped`` maps
+    each split to the :class:`~hubert_ecg.training.data.Skipped` records of that split (empty unless
+    ``skip_bad_records``). ``data_args.train_fraction`` keeps the training records of
     :func:`~hubert_ecg.training.data.label_fraction` drawn with ``seed`` (of each source). Several sources
     (``train_sources``, ``validation_sources``) are combined by :func:`~hubert_ecg.training.data.mix_sources`: the
     training sources mixed with their probabilities (``seed``, ``stopping_strategy``), the validation sources
@@ -346,11 +212,12 @@ def load_data(data_args: DataArguments, label_names=None, num_labels=None, seed:
     return datasets, names, problem_type, skipped
 
 
-def build_model(model_args: ModelArguments, label_names, problem_type, pos_weight, class_weight):
-    """The classifier to fine-tune, its feature extractor and a description of where it started.
+def build_model(model_args, label_names, problem_type, pos_weight, class_weight):
+    """The classifier to fine-tune, its feature extractor and a description of where it started. ``model_args``: the
+    attributes of :class:`hubert_ecg_cli.finetune.ModelArguments` (``model``, ``preset``, ``config_overrides``, ...).
 
     Raises:
-        ValueError: when neither or both of ``model_name_or_path`` and ``preset`` are given, for bad
+        ValueError: when neither or both of ``model`` and ``preset`` are given, for bad
             ``config_overrides``, or a model directory that is not a HuBERT-ECG model.
     """
     from transformers import AutoConfig
@@ -359,8 +226,8 @@ def build_model(model_args: ModelArguments, label_names, problem_type, pos_weigh
     from ..modeling import HuBERTECGForSequenceClassification
     from ..processing import HuBERTECGFeatureExtractor
 
-    if bool(model_args.model_name_or_path) == bool(model_args.preset):
-        raise ValueError("give exactly one of --model_name_or_path (hub id, directory, .pt) and --preset")
+    if bool(model_args.model) == bool(model_args.preset):
+        raise ValueError("give exactly one of --model (hub id, directory, .pt) and --preset")
     n = len(label_names)
     overrides = {
         name: getattr(model_args, name)
@@ -388,7 +255,7 @@ def build_model(model_args: ModelArguments, label_names, problem_type, pos_weigh
         source = f"random initialisation ({model_args.preset} preset{', ' + json.dumps(extra) if extra else ''})"
         base_model = None
     else:
-        src = model_args.model_name_or_path
+        src = model_args.model
         base_model = src
         tmp = None
         if Path(src).is_file():
@@ -400,9 +267,9 @@ def build_model(model_args: ModelArguments, label_names, problem_type, pos_weigh
         try:
             config = AutoConfig.from_pretrained(src)
         except OSError as err:
-            raise ValueError(f"cannot load a model config from {model_args.model_name_or_path!r}: {err}") from None
+            raise ValueError(f"cannot load a model config from {model_args.model!r}: {err}") from None
         if config.model_type != HuBERTECGConfig.model_type:
-            raise ValueError(f"{model_args.model_name_or_path!r} is a {config.model_type!r} model, not hubert_ecg")
+            raise ValueError(f"{model_args.model!r} is a {config.model_type!r} model, not hubert_ecg")
         for key, value in {**overrides, **head}.items():
             setattr(config, key, value)
         config.pos_weight, config.class_weight = pos_weight, class_weight
@@ -413,7 +280,7 @@ def build_model(model_args: ModelArguments, label_names, problem_type, pos_weigh
         model = HuBERTECGForSequenceClassification.from_pretrained(src, config=config, ignore_mismatched_sizes=True)
         if (Path(src) / "preprocessor_config.json").is_file():
             feature_extractor = HuBERTECGFeatureExtractor.from_pretrained(src)
-        source = f"checkpoint `{model_args.model_name_or_path}`"
+        source = f"checkpoint `{model_args.model}`"
         if tmp is not None:
             tmp.cleanup()
     if feature_extractor is None:
@@ -426,9 +293,12 @@ def build_model(model_args: ModelArguments, label_names, problem_type, pos_weigh
     return model, feature_extractor, source, base_model
 
 
-def finetune(model_args: ModelArguments, data_args: DataArguments, training_args: FinetuneTrainingArguments,
+def finetune(model_args, data_args, training_args: FinetuneTrainingArguments,
              command: str | None = None) -> dict:
     """Fine-tune, evaluate on validation (and test when given) and save to ``training_args.output_dir``.
+
+    ``model_args`` and ``data_args`` have the attributes of :class:`hubert_ecg_cli.finetune.ModelArguments` and
+    :class:`hubert_ecg_cli.finetune.DataArguments`; ``command`` is the command line written on the model card.
 
     Returns:
         The final metrics: ``eval_*`` on the validation split (best checkpoint) and ``test_*`` if a test split
@@ -576,7 +446,7 @@ def finetune(model_args: ModelArguments, data_args: DataArguments, training_args
     return metrics
 
 
-def _manifests_text(data_args: DataArguments, datasets) -> str:
+def _manifests_text(data_args, datasets) -> str:
     """The training and validation data of manifests or sources, for the model card."""
     def described(split: str, csv, values) -> str:
         if csv:
@@ -704,49 +574,3 @@ class _NumericPrinterCallback(PrinterCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_local_process_zero and logs is not None:
             print(json.dumps(_numbers(logs)))
-
-
-def _show_info_messages(level: str = "passive") -> None:
-    """Show this package's INFO messages (the start-up summary, ``saved to``) on stderr, as transformers' example
-    scripts show theirs: ``--log_level`` passive (default) shows them, warning or error hides them."""
-    package = std_logging.getLogger("hubert_ecg")
-    if not any(getattr(h, "_hubert_ecg_cli", False) for h in package.handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(std_logging.Formatter("%(message)s"))
-        handler._hubert_ecg_cli = True
-        package.addHandler(handler)
-    levels = logging.get_log_levels_dict()
-    package.setLevel(std_logging.INFO if level in (None, "passive") else levels[level])
-
-
-class _StderrHandler(std_logging.StreamHandler):
-    """A stream handler that writes to the current ``sys.stderr`` (which tests and notebooks replace)."""
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value):
-        pass
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``hubert-ecg finetune``; returns 0 when every record was used, 1 when some were skipped (listed on stderr,
-    see :data:`~hubert_ecg.training.data.BAD_RECORDS_RULE`), 2 on bad arguments or data (message on stderr)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help") for a in argv):
-        build_parser((ModelArguments, DataArguments, FinetuneTrainingArguments), "hubert-ecg finetune").print_help()
-        return 0
-    try:
-        model_args, data_args, training_args = parse_args(argv)
-        _show_info_messages(training_args.log_level)
-        metrics = finetune(model_args, data_args, training_args, command="hubert-ecg finetune " + shlex.join(argv))
-    except ValueError as err:
-        print(f"hubert-ecg finetune: error: {err}", file=sys.stderr)
-        return 2
-    return 1 if metrics.get("skipped_records") else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,11 +1,12 @@
-"""``hubert-ecg pretrain``: HuBERT masked-prediction pretraining of HuBERT-ECG with the transformers ``Trainer``.
+"""HuBERT masked-prediction pretraining of HuBERT-ECG with the transformers ``Trainer``: the library of
+``hubert-ecg pretrain`` (the command's ``main`` is :mod:`hubert_ecg_cli.pretrain`).
 
 One HuBERT iteration (Hsu et al. 2021; HuBERT-ECG, medRxiv doi 10.1101/2024.11.14.24317328): the model sees
 5 s windows (``input_values`` (batch, 6000) from :mod:`hubert_ecg.training.windows`) with about a third of their
 frames masked (``config.num_frames(6000)`` = 93 frames), and predicts the k-means cluster id of every masked frame
 (labels from ``hubert-ecg cluster``; one codebook per ``--labels_dirs`` entry). The first iteration starts from a
 fresh model of a preset architecture; later iterations continue from the previous iteration's backbone
-(``--model_name_or_path``) with new codebook heads.
+(``--model``) with new codebook heads.
 
 The pieces are transformers' own: :class:`PretrainArguments` is a ``TrainingArguments`` with the few
 pretraining fields (data, labels, model) and the paper's defaults (AdamW, lr 5e-5, betas (0.9, 0.98), eps 1e-9,
@@ -51,7 +52,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -62,7 +62,7 @@ from transformers import TrainerCallback, TrainingArguments
 from transformers.trainer_utils import IntervalStrategy
 from transformers.utils import logging
 
-from .arguments import PrecisionOnAnyMachine, run_command
+from .arguments import PrecisionOnAnyMachine
 from .clustering import load_labels
 from .collators import (
     DataCollatorForContrastivePretraining,
@@ -101,7 +101,6 @@ __all__ = [
     "build_trainer",
     "compute_masked_accuracy",
     "last_checkpoint",
-    "main",
     "per_sample_contrastive_loss",
     "per_sample_masked_loss",
     "preprocess_logits_for_metrics",
@@ -184,9 +183,10 @@ class PretrainArguments(PrecisionOnAnyMachine, TrainingArguments):
         metadata={"help": "One or more `hubert-ecg cluster` output folders: one codebook each, rows = windows "
                   "(objectives with hubert only)."},
     )
-    model_name_or_path: str | None = field(
+    model: str | None = field(
         default=None,
-        metadata={"help": "Previous iteration's model: its backbone is continued with new codebook heads."},
+        metadata={"help": "Previous iteration's model: its backbone is continued with new codebook heads.",
+                  "deprecated": ["--model_name_or_path", "--model-name-or-path"]},  # read by hubert_ecg_cli
     )
     preset: str = field(default="small", metadata={"help": "Architecture of a fresh model: small, base or large."})
     config_overrides: str | None = field(
@@ -549,13 +549,13 @@ def _build_model(args: PretrainArguments, vocab_sizes: list[int]):
         overrides.setdefault("contrastive_projection_sizes", DEFAULT_CONTRASTIVE_PROJECTION)
     else:
         overrides["contrastive_projection_sizes"] = []
-    if args.model_name_or_path:
-        previous = HuBERTECGForPreTraining.from_pretrained(args.model_name_or_path)
+    if args.model:
+        previous = HuBERTECGForPreTraining.from_pretrained(args.model)
         config_dict = {**previous.config.to_dict(), **overrides, "vocab_sizes": vocab_sizes,
                        "ensemble_length": len(vocab_sizes)}
         model = HuBERTECGForPreTraining(HuBERTECGConfig.from_dict(config_dict))
         model.hubert_ecg.load_state_dict(previous.hubert_ecg.state_dict())
-        logger.info(f"continuing the backbone of {args.model_name_or_path} with new codebooks {vocab_sizes}")
+        logger.info(f"continuing the backbone of {args.model} with new codebooks {vocab_sizes}")
         return model
     config = HuBERTECGConfig.from_preset(args.preset, **{**overrides, "vocab_sizes": vocab_sizes,
                                                         "ensemble_length": len(vocab_sizes)})
@@ -780,8 +780,9 @@ def build_trainer(args: PretrainArguments) -> HuBERTECGTrainer:
     return trainer
 
 
-def run_pretraining(args: PretrainArguments) -> dict:
+def run_pretraining(args: PretrainArguments, command: str | None = None) -> dict:
     """Run one HuBERT pretraining iteration in this process (one of ``accelerate launch``'s, or alone).
+    ``command``: the command line written on the model card (None: none).
 
     Returns:
         the final results (``step``, ``train_loss``, ``eval_loss``, ``eval_masked_accuracy``, ...), on every process.
@@ -828,7 +829,7 @@ def run_pretraining(args: PretrainArguments) -> dict:
         if not args.streaming:  # windows (pairs) of each source in one epoch of the mixture
             drawn = np.bincount(_item_sources(trainer.train_dataset), minlength=len(specs))
             results["epoch_samples_per_source"] = dict(zip(trainer.source_names, drawn.tolist()))
-    card = _model_card(trainer, args, metrics, results)
+    card = _model_card(trainer, args, metrics, results, command)
     if trainer.is_world_process_zero():
         (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
     if args.push_to_hub:  # saves the model, feature extractor and card, then one upload without the checkpoints
@@ -856,12 +857,13 @@ _OBJECTIVE_NOTES = {
 }
 
 
-def _model_card(trainer: HuBERTECGTrainer, args: PretrainArguments, metrics: dict, results: dict):
+def _model_card(trainer: HuBERTECGTrainer, args: PretrainArguments, metrics: dict, results: dict,
+                command: str | None = None):
     """The package's card of the pretrained model: licence (:func:`~hubert_ecg.model_card.card_license`: the
     package's from a preset, the previous model's when continuing one), validation loss and masked accuracy."""
     from ..model_card import EvalResult, card_license, create_model_card
 
-    base_model = args.model_name_or_path or None
+    base_model = args.model or None
     eval_results = [
         EvalResult(task_type="masked-prediction" if trainer.objective.name == "hubert" else trainer.objective.name,
                    dataset_type="ecg-windows", dataset_name=Path(args.windows_dir).name,
@@ -876,19 +878,10 @@ def _model_card(trainer: HuBERTECGTrainer, args: PretrainArguments, metrics: dic
         title=f"HuBERT-ECG pretrained ({f'continued from {base_model}' if base_model else f'{args.preset} preset'})",
         base_model=base_model,
         eval_results=eval_results,
-        command="hubert-ecg pretrain " + " ".join(sys.argv[1:]) if sys.argv else None,
+        command=command,
         notes=f"{_OBJECTIVE_NOTES[trainer.objective.name]} pretraining: {results['step']} steps of "
         f"{results['effective_batch_size']} {'pairs of windows' if trainer.objective.contrastive == 'cmsc' else 'windows'}"
         f"{f', codebooks {vocab}' if (vocab := results['vocab_sizes']) else ''}, {results['train_windows'] or 'streamed'} "
         f"training and {results['validation_windows']} validation windows (held out by record).",
         tags=["self-supervised", "pretraining", *trainer.objective.name.split("+")],
     )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``hubert-ecg pretrain``; returns the exit code (2 on bad arguments or data)."""
-    return run_command(argv, PretrainArguments, "hubert-ecg pretrain", run_pretraining)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
