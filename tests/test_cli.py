@@ -21,42 +21,50 @@ def _run(code: str) -> subprocess.CompletedProcess:
 WITH_TRAINING_ARGUMENTS = {"finetune", "pretrain"}
 
 
-def _not_yet_moved(command) -> bool:  # issue 20: every command moves to hubert_ecg_cli/; then this goes
-    return command is not None and not hubert_ecg_cli.COMMANDS[command].module.startswith("hubert_ecg_cli.")
+def _in_one_process(argvs: list[list[str]]) -> tuple[list[dict], list[str]]:
+    """Run ``hubert_ecg_cli.main(argv)`` for each of ``argvs`` in one fresh process: each run's exit code, stdout and
+    stderr, and the heavy modules (torch, the package) imported by the end."""
+    import json
 
-
-def _heavy_modules(argv: list[str]) -> subprocess.CompletedProcess:
-    return _run(
-        "import sys, hubert_ecg_cli\n"
-        f"code = hubert_ecg_cli.main({argv!r})\n"
+    result = _run(
+        "import contextlib, io, json, sys, hubert_ecg_cli\n"
+        "runs = []\n"
+        f"for argv in {argvs!r}:\n"
+        "    out, err = io.StringIO(), io.StringIO()\n"
+        "    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):\n"
+        "        code = hubert_ecg_cli.main(argv)\n"
+        "    runs.append({'argv': argv, 'code': code, 'out': out.getvalue(), 'err': err.getvalue()})\n"
         "heavy = [m for m in ('torch', 'hubert_ecg') if m in sys.modules]\n"
-        "print('IMPORTED', heavy, file=sys.stderr)\n"
-        "sys.exit(code)\n"
+        "print(json.dumps({'runs': runs, 'heavy': heavy}))\n"
     )
-
-
-@pytest.mark.parametrize("command", [None, *hubert_ecg_cli.COMMANDS])
-def test_help_is_the_parsers_own_and_imports_neither_torch_nor_the_package(command):
-    argv = ["--help"] if command is None else [command, "--help"]
-    result = _heavy_modules(argv)
     assert result.returncode == 0, result.stderr
-    if command not in WITH_TRAINING_ARGUMENTS and not _not_yet_moved(command):
-        assert "IMPORTED []" in result.stderr
-    if command is None:
-        assert all(name in result.stdout for name in hubert_ecg_cli.COMMANDS)
-    else:
-        assert result.stdout.startswith(f"usage: hubert-ecg {command}")
+    report = json.loads(result.stdout.splitlines()[-1])
+    return report["runs"], report["heavy"]
 
 
-@pytest.mark.parametrize("command", list(hubert_ecg_cli.COMMANDS))
-def test_a_usage_error_is_answered_before_torch_is_imported(command):
-    """An unknown option: the usage and one error line, exit 2, and neither torch nor the package imported (the
-    training commands check their own fields first, then transformers' TrainingArguments)."""
-    result = _heavy_modules([command, "--no_such_option", "1"])
-    assert result.returncode == 2, result.stderr
-    assert f"hubert-ecg {command}: error:" in result.stderr
-    if command not in WITH_TRAINING_ARGUMENTS and not _not_yet_moved(command):
-        assert "IMPORTED []" in result.stderr, result.stderr
+def test_help_and_usage_errors_import_neither_torch_nor_the_package():
+    """Every command's --help (built from its own parser) and a usage error (an unknown option: the usage and one
+    error line, exit 2) in one process, which imports neither torch nor the package. The commands with
+    transformers' TrainingArguments check their own fields first and need torch for the rest: the next test."""
+    light = [name for name in hubert_ecg_cli.COMMANDS if name not in WITH_TRAINING_ARGUMENTS]
+    runs, heavy = _in_one_process([["--help"]] + [[name, "--help"] for name in light]
+                                  + [[name, "--no_such_option", "1"] for name in light])
+    assert heavy == []
+    assert runs[0]["code"] == 0 and all(name in runs[0]["out"] for name in hubert_ecg_cli.COMMANDS)
+    for name, run in zip(light, runs[1: 1 + len(light)]):
+        assert run["code"] == 0 and run["out"].startswith(f"usage: hubert-ecg {name}"), (name, run["err"])
+    for name, run in zip(light, runs[1 + len(light):]):
+        assert run["code"] == 2 and f"hubert-ecg {name}: error:" in run["err"], (name, run["err"])
+
+
+def test_help_and_usage_errors_of_the_training_commands():
+    names = sorted(WITH_TRAINING_ARGUMENTS)
+    runs, _ = _in_one_process([[name, "--help"] for name in names] + [[name, "--no_such_option", "1"] for name in names])
+    for name, run in zip(names, runs[: len(names)]):
+        assert run["code"] == 0 and run["out"].startswith(f"usage: hubert-ecg {name}"), (name, run["err"])
+        assert "--per_device_train_batch_size" in run["out"]  # transformers' TrainingArguments, as installed
+    for name, run in zip(names, runs[len(names):]):
+        assert run["code"] == 2 and f"hubert-ecg {name}: error:" in run["err"], (name, run["err"])
 
 
 def test_both_spellings_and_the_deprecated_one(tmp_path, capsys):
@@ -133,7 +141,7 @@ def test_help_states_each_default_once():
     import re
 
     for name in hubert_ecg_cli.COMMANDS:
-        if name in WITH_TRAINING_ARGUMENTS or _not_yet_moved(name):
+        if name in WITH_TRAINING_ARGUMENTS:
             continue  # transformers' own help texts
         buffer = io.StringIO()
         with contextlib.redirect_stdout(buffer):

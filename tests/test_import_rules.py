@@ -21,11 +21,6 @@ LAYERS = [
     ("entry points", {"__main__"}),
 ]
 CLI = PACKAGE.parent / "hubert_ecg_cli"
-# modules that still hold a command's main (issue 20, item 3: they move to hubert_ecg_cli/); they may use the
-# commands' bad-record reporter, hubert_ecg_cli.records, and nothing else of the commands layer
-MAINS_NOT_YET_IN_COMMANDS = {
-    "training.arguments", "training.finetune", "training.pretrain", "training.clustering",
-}
 
 
 def _modules() -> dict[str, Path]:
@@ -159,8 +154,6 @@ def test_the_package_never_imports_the_commands():
             continue
         for target in _cli_imports(path, module_level_only=False):
             if target.split(".")[0] != "hubert_ecg_cli":
-                continue
-            if target == "hubert_ecg_cli.records" and name in MAINS_NOT_YET_IN_COMMANDS:
                 continue
             offenders.append(f"hubert_ecg.{name} imports {target}")
     assert offenders == []

@@ -213,7 +213,8 @@ def test_single_label_probe_gives_class_probabilities(embedded):
 
 def test_train_fraction_probes_the_records_finetune_trains_on(embedded, tmp_path, capsys):
     """--train_fraction in probe and in finetune draw the same records from one manifest."""
-    from hubert_ecg.training.finetune import DataArguments, load_data
+    from hubert_ecg.training.finetune import load_data
+    from hubert_ecg_cli.finetune import DataArguments
     from hubert_ecg.training.probe import subset_embeddings
 
     train = read_embeddings(embedded["train"])
