@@ -53,7 +53,7 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 
 from hubert_ecg import HuBERTECGConfig, HuBERTECGForPreTraining  # noqa: E402
 from hubert_ecg.training.pretrain import PretrainArguments, build_trainer  # noqa: E402
-from hubert_ecg.training.windows import build_window_dataset  # noqa: E402
+from hubert_ecg.training.window_dataset import build_window_dataset  # noqa: E402
 
 SHARED = Path(os.environ.get("HUBERT_ECG_SHARED", REPO.parent / "shared"))
 VOCAB = 100

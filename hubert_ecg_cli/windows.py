@@ -1,7 +1,7 @@
 """``hubert-ecg windows DATA... --output_dir DIR [--format arrow|parquet]``: records in, a window dataset out.
 
 The command's arguments (:class:`WindowsArguments`) and ``main``; the window dataset itself is
-:mod:`hubert_ecg.training.windows` (build, load, export with cluster labels) and the multi-source datasets
+:mod:`hubert_ecg.training.window_dataset` (build, load, export with cluster labels) and the multi-source datasets
 :mod:`hubert_ecg.training.sources`.
 """
 
@@ -79,7 +79,7 @@ class WindowsArguments:
 def _run_windows(args: WindowsArguments) -> dict:
     from hubert_ecg.sharding import distributed_on_cpu
     from hubert_ecg.training.sources import parse_sources, prepare_sources
-    from hubert_ecg.training.windows import (
+    from hubert_ecg.training.window_dataset import (
         INFO_FILE,
         build_windows_on_all_processes,
         export_window_dataset,
@@ -108,7 +108,7 @@ def _windows_command(args: WindowsArguments) -> int:
     from accelerate import PartialState
 
     from hubert_ecg.sharding import distributed_on_cpu
-    from hubert_ecg.training.windows import SKIPPED_FILE
+    from hubert_ecg.training.window_dataset import SKIPPED_FILE
 
     _run_windows(args)
     skipped = [json.loads(line) for file in sorted(Path(args.output_dir).rglob(SKIPPED_FILE))

@@ -17,7 +17,7 @@ from hubert_ecg.training.clustering import (
     load_labels,
     mfcc_features,
 )
-from hubert_ecg.training.windows import build_window_dataset, load_window_dataset
+from hubert_ecg.training.window_dataset import build_window_dataset, load_window_dataset
 
 TINY = dict(
     hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=[32] * 5,

@@ -118,7 +118,7 @@ def test_unreadable_record_raise_or_skip(tmp_path, data_dir):
 def test_fine_tuning_takes_what_pretraining_takes(tmp_path, data_dir):
     """A 2-lead record (CPSC2021, 200 Hz): zero-filled by default, an error naming the leads with missing_leads="raise",
     giving the windows the pretraining window builder gives (same lead mapping, same preprocessing)."""
-    from hubert_ecg.training.windows import build_window_dataset, load_window_dataset
+    from hubert_ecg.training.window_dataset import build_window_dataset, load_window_dataset
 
     folder = data_dir / "long" / "cpsc2021"
     name = sorted(p.stem for p in folder.glob("*.hea"))[0]

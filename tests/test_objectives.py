@@ -157,7 +157,7 @@ def test_adjacent_window_pairs():
 
 
 def test_window_pairs_of_real_records(iteration1_windows):
-    from hubert_ecg.training.windows import load_window_dataset
+    from hubert_ecg.training.window_dataset import load_window_dataset
 
     dataset = load_window_dataset(iteration1_windows)
     ids = dataset.data.column("record_id").to_pylist()
@@ -175,7 +175,7 @@ def test_window_pairs_of_real_records(iteration1_windows):
 
 @pytest.fixture(scope="module")
 def iteration1_windows(data_dir, tmp_path_factory):
-    from hubert_ecg.training.windows import build_window_dataset
+    from hubert_ecg.training.window_dataset import build_window_dataset
 
     root = tmp_path_factory.mktemp("pairs")
     records = ["ptbxl/records100/00000/00001_lr", "ptbxl/records100/00000/00002_lr", "cinc2021/E07500",

@@ -28,7 +28,7 @@ from hubert_ecg.training.pretrain import (
     compute_masked_accuracy,
     split_by_record,
 )
-from hubert_ecg.training.windows import build_window_dataset, load_window_dataset
+from hubert_ecg.training.window_dataset import build_window_dataset, load_window_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = json.dumps(

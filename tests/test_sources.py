@@ -21,7 +21,7 @@ from hubert_ecg.training.pretrain import (
     per_sample_masked_loss,
 )
 from hubert_ecg.training.sources import StreamingWindows, mix_rows, parse_sources, record_held_out
-from hubert_ecg.training.windows import load_window_dataset
+from hubert_ecg.training.window_dataset import load_window_dataset
 from hubert_ecg_cli import main as cli_main
 # the tiny model, logs, environment and kill -9 of the pretraining tests
 from test_pretrain import REPO, TINY, _env, _history, _kill_after_checkpoint, _losses

@@ -105,6 +105,30 @@ def test_the_epoch_reaches_dataloader_workers_through_the_sampler(data_dir):
         assert all(torch.equal(other[key], plain[key]) for key in plain), loader
 
 
+def test_no_pinned_memory_on_the_cpu(data_dir, tmp_path):
+    """On the CPU the Trainer's DataLoaders do not pin memory (torch would warn that it is unused on every one)."""
+    import warnings
+
+    from transformers import TrainingArguments
+
+    from hubert_ecg import HuBERTECGConfig, HuBERTECGForSequenceClassification
+    from hubert_ecg.training.trainer import HuBERTECGTrainer
+
+    dataset = _training_records(data_dir)
+    model = HuBERTECGForSequenceClassification(HuBERTECGConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                                                intermediate_size=64, num_labels=5))
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=2, report_to=[])
+    if args.device.type != "cpu":
+        pytest.skip("an accelerator: pinned memory is kept")
+    assert args.dataloader_pin_memory  # transformers' default without --use_cpu
+    trainer = HuBERTECGTrainer(model=model, args=args, train_dataset=dataset, eval_dataset=dataset)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the warning torch gives for pin_memory without an accelerator
+        next(iter(trainer.get_train_dataloader()))
+        next(iter(trainer.get_eval_dataloader()))
+    assert not trainer.args.dataloader_pin_memory
+
+
 def _finetune_argv(data_dir, out, *extra):
     return ["--ptbxl_dir", str(data_dir / "ptbxl"), "--preset", "small", "--config_overrides", TINY,
             "--max_train_records", "12", "--max_eval_records", "8", "--output_dir", str(out),

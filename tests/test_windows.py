@@ -9,7 +9,7 @@ import pytest
 
 from hubert_ecg.io import find_records
 from hubert_ecg.processing import HuBERTECGFeatureExtractor
-from hubert_ecg.training.windows import (
+from hubert_ecg.training.window_dataset import (
     build_window_dataset,
     finalize_window_dataset,
     load_window_dataset,

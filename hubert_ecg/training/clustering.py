@@ -12,7 +12,7 @@ cluster id ("hidden unit"):
 * iteration n > 1: k-means (500-1000 clusters in the paper) of the hidden states of one transformer layer of the
   previous iteration's model (layers 8-9 of the paper's models).
 
-The command builds (or reuses) a window dataset (:mod:`hubert_ecg.training.windows`), computes features of a random
+The command builds (or reuses) a window dataset (:mod:`hubert_ecg.training.window_dataset`), computes features of a random
 sample of windows, fits k-means on them (scikit-learn ``MiniBatchKMeans``, or faiss when installed and asked
 for), assigns every frame of every window to its nearest centroid and writes, in ``output_dir``:
 
@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from transformers.utils import logging
 
-from .windows import (  # noqa: F401  (LABELS_FILE, LABELS_INFO_FILE, load_labels: re-exported)
+from .window_dataset import (  # noqa: F401  (LABELS_FILE, LABELS_INFO_FILE, load_labels: re-exported)
     LABELS_FILE,
     LABELS_INFO_FILE,
     load_labels,

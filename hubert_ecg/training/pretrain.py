@@ -2,7 +2,7 @@
 ``hubert-ecg pretrain`` (the command's ``main`` is :mod:`hubert_ecg_cli.pretrain`).
 
 One HuBERT iteration (Hsu et al. 2021; HuBERT-ECG, medRxiv doi 10.1101/2024.11.14.24317328): the model sees
-5 s windows (``input_values`` (batch, 6000) from :mod:`hubert_ecg.training.windows`) with about a third of their
+5 s windows (``input_values`` (batch, 6000) from :mod:`hubert_ecg.training.window_dataset`) with about a third of their
 frames masked (``config.num_frames(6000)`` = 93 frames), and predicts the k-means cluster id of every masked frame
 (labels from ``hubert-ecg cluster``; one codebook per ``--labels_dirs`` entry). The first iteration starts from a
 fresh model of a preset architecture; later iterations continue from the previous iteration's backbone
@@ -88,7 +88,7 @@ from .sources import (
     record_position,
 )
 from .trainer import EpochShuffleSampler, HuBERTECGTrainer, last_checkpoint, resolve_checkpoint
-from .windows import build_windows_on_all_processes, distributed_on_cpu, is_window_dataset, load_window_dataset
+from .window_dataset import build_windows_on_all_processes, distributed_on_cpu, is_window_dataset, load_window_dataset
 
 logger = logging.get_logger(__name__)
 
@@ -358,7 +358,7 @@ class WindowLabelDataset(torch.utils.data.Dataset):
     names the window *and* the epoch, and the collator seeds that window's mask from it.
 
     Args:
-        dataset: ``datasets.Dataset`` of :func:`~hubert_ecg.training.windows.load_window_dataset`.
+        dataset: ``datasets.Dataset`` of :func:`~hubert_ecg.training.window_dataset.load_window_dataset`.
         labels: one int array (num_windows, frames) per codebook (:func:`~hubert_ecg.training.clustering.load_labels`);
             empty for the objectives without masked prediction (items then have no ``labels``).
         rows: the dataset rows this split uses (default: all), in order; a row may appear several times (a mixture
@@ -441,7 +441,7 @@ class WindowPairDataset(torch.utils.data.Dataset):
     ``group`` naming the record (segments of one record are positives of each other).
 
     Args:
-        dataset: ``datasets.Dataset`` of :func:`~hubert_ecg.training.windows.load_window_dataset`.
+        dataset: ``datasets.Dataset`` of :func:`~hubert_ecg.training.window_dataset.load_window_dataset`.
         labels: one int array (num_windows, frames) per codebook, or empty.
         pairs: int (num_pairs, 2) rows; groups: int (num_pairs,) record ids (:func:`adjacent_window_pairs`).
         source_ids: optional int (num_windows,) the source of every dataset row; items then have a ``source_id``
@@ -646,7 +646,7 @@ def _streaming_datasets(args: PretrainArguments, specs: list[SourceSpec]):
 def _streamed_vocab_sizes(specs: list[SourceSpec]) -> list[int]:
     """The codebook sizes of streamed sources with a ``labels`` column: ``vocab_sizes`` of their ``windows.json``
     (``hubert-ecg windows --windows_dir W --labels_dirs L --format parquet``), equal in every source."""
-    from .windows import INFO_FILE
+    from .window_dataset import INFO_FILE
 
     found = {}
     for spec in specs:

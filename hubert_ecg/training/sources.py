@@ -5,12 +5,12 @@ from it (:class:`SourceSpec`):
 
 * a directory of records, a record file or a manifest (:func:`hubert_ecg.io.find_records`): its window dataset is
   built on the first call, in ``WINDOWS_DIR/<name>`` (sharded over the processes, as ``hubert-ecg cluster`` does);
-* an existing window dataset (:func:`~hubert_ecg.training.windows.build_window_dataset`, Arrow or Parquet);
+* an existing window dataset (:func:`~hubert_ecg.training.window_dataset.build_window_dataset`, Arrow or Parquet);
 * a local folder of Parquet window shards (``hubert-ecg windows DATA --format parquet``);
 * a ``datasets`` dataset on the Hub (its id, split ``train``) with the window columns.
 
 **In memory** (the default): the sources are combined into one multi-source window dataset in ``--windows_dir``
-(:func:`~hubert_ecg.training.windows.combine_window_datasets`: the concatenation of the sources in the listed
+(:func:`~hubert_ecg.training.window_dataset.combine_window_datasets`: the concatenation of the sources in the listed
 order, with a ``source`` column); the validation records are held out per source (the record-level hash split of
 :func:`~hubert_ecg.training.pretrain.split_by_record` on ``source/record_id``), and the training rows of the
 sources are mixed by ``datasets.interleave_datasets(probabilities, seed, stopping_strategy)`` (:func:`mix_rows`)
@@ -31,7 +31,7 @@ repeats the passes without end (``--max_steps`` sets the length of the run) and 
 (``sample_index``), so that masks and augmentations are seeded as in memory. A resumed run replays the stream and
 skips the batches already trained on (the Trainer's ``skip_first_batches``): reading them again costs I/O, not
 training, and gives exactly the batches of an uninterrupted run. Streams serve ``simclr`` and, from shards with a
-``labels`` column (:func:`~hubert_ecg.training.windows.export_window_dataset`), ``hubert`` and ``hubert+simclr``;
+``labels`` column (:func:`~hubert_ecg.training.window_dataset.export_window_dataset`), ``hubert`` and ``hubert+simclr``;
 not ``cmsc`` (its pairs need the adjacent windows of a record together).
 
 Stopping strategy (``--stopping_strategy``): ``all_exhausted`` (the default here; ``datasets``' own default is
@@ -54,7 +54,7 @@ import numpy as np
 import torch
 from transformers.utils import logging
 
-from .windows import (
+from .window_dataset import (
     build_windows_on_all_processes,
     combine_window_datasets,
     distributed_on_cpu,

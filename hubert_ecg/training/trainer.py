@@ -172,6 +172,9 @@ class HuBERTECGTrainer(Trainer):
     def __init__(self, *args, eval_data_collator=None, objective: Objective | None = None,
                  source_names: Sequence[str] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.args.dataloader_pin_memory and self.args.device.type == "cpu":
+            # pinned memory speeds up host-to-GPU copies only; on the CPU every DataLoader would warn that it is unused
+            self.args.dataloader_pin_memory = False
         self.eval_data_collator = eval_data_collator if eval_data_collator is not None else self.data_collator
         self.objective = objective
         if objective is not None:
