@@ -395,59 +395,77 @@ def _methods() -> list[str]:
     return [_NO_ATTRIBUTION] + [m for m in METHODS if m != "integrated_gradients" or have_captum]
 
 
+def _on_score(files, model_name, lead_choice):
+    """``(table rows, messages, records by name)`` of the uploaded files: the app's ``/predict``."""
+    if not files:
+        return [], NO_FILE_MESSAGE, {}
+    try:
+        rows, message, records = score_uploads(files, model_name, lead_set=lead_choice)
+    except ValueError as err:
+        return [], f"Not scored: {err}", {}
+    return rows, message, records
+
+
+def _start_control(records, name):
+    """The update of the start field for the record ``name``: back to 0, at most its last whole second."""
+    import gradio as gr
+
+    try:
+        duration = record_duration(records[name])
+    except (KeyError, TypeError, ValueError):
+        return gr.update(value=0, maximum=None, info="seconds into the record of the 10 s drawn")
+    last = max(0.0, float(int(duration - 1e-9)))
+    return gr.update(value=0, maximum=last,
+                     info=f"seconds into the record of the 10 s drawn (the record lasts {duration:g} s)")
+
+
+def _on_records(records, model_name):
+    """The updates of the record, label and start fields after scoring."""
+    import gradio as gr
+
+    names = list(records or {})
+    try:
+        labels = [str(v) for _, v in sorted(_pipeline(model_name).model.config.id2label.items())]
+    except ValueError:
+        labels = []
+    return (gr.update(choices=names, value=names[0] if names else None),
+            gr.update(choices=[_TOP_LABEL] + labels, value=_TOP_LABEL),
+            _start_control(records, names[0] if names else None))
+
+
+def _on_draw(records, name, model_name, label, method, start, lead_choice):
+    """``(plot path, legend HTML)`` of the chosen record (``(None, "")`` without one)."""
+    import gradio as gr
+
+    if not records or name not in records:
+        return None, ""
+    try:
+        return draw_with_legend(records[name], model_name, label, method, start=start or 0.0,
+                                lead_set=lead_choice)
+    except (ValueError, ImportError) as err:
+        raise gr.Error(str(err)) from None
+
+
+def _on_report(records, name, model_name, label, start, lead_choice):
+    """``(page PNG, PDF download update, predictions, measurements, text)`` of the chosen record's report."""
+    import gradio as gr
+
+    if not records or name not in records:
+        raise gr.Error("No record to report: upload a file and press Score first.")
+    try:
+        r = report_upload(records[name], model_name, label, start=start or 0.0, lead_set=lead_choice, name=name)
+    except (ValueError, ImportError) as err:
+        raise gr.Error(str(err)) from None
+    return (r["png"], gr.update(value=r["pdf"], visible=True, label=f"Download the report (PDF): {name}"),
+            r["predictions"], r["measurements"], r["text"])
+
+
 def build_app(model: str | None = None):
     """The app as a ``gradio.Blocks`` (not launched). ``model``: the model field's initial value (None: the demo
     model). Its first event, ``/predict``, takes the files (the model field, default ``model``, and the lead set,
     default all leads) and returns the table of ranked labels (``TABLE_HEADERS``) and the messages."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
-
-    def on_score(files, model_name, lead_choice):
-        if not files:
-            return [], NO_FILE_MESSAGE, {}
-        try:
-            rows, message, records = score_uploads(files, model_name, lead_set=lead_choice)
-        except ValueError as err:
-            return [], f"Not scored: {err}", {}
-        return rows, message, records
-
-    def start_control(records, name):
-        try:
-            duration = record_duration(records[name])
-        except (KeyError, TypeError, ValueError):
-            return gr.update(value=0, maximum=None, info="seconds into the record of the 10 s drawn")
-        last = max(0.0, float(int(duration - 1e-9)))
-        return gr.update(value=0, maximum=last,
-                         info=f"seconds into the record of the 10 s drawn (the record lasts {duration:g} s)")
-
-    def on_records(records, model_name):
-        names = list(records or {})
-        try:
-            labels = [str(v) for _, v in sorted(_pipeline(model_name).model.config.id2label.items())]
-        except ValueError:
-            labels = []
-        return (gr.update(choices=names, value=names[0] if names else None),
-                gr.update(choices=[_TOP_LABEL] + labels, value=_TOP_LABEL),
-                start_control(records, names[0] if names else None))
-
-    def on_draw(records, name, model_name, label, method, start, lead_choice):
-        if not records or name not in records:
-            return None, ""
-        try:
-            return draw_with_legend(records[name], model_name, label, method, start=start or 0.0,
-                                    lead_set=lead_choice)
-        except (ValueError, ImportError) as err:
-            raise gr.Error(str(err)) from None
-
-    def on_report(records, name, model_name, label, start, lead_choice):
-        if not records or name not in records:
-            raise gr.Error("No record to report: upload a file and press Score first.")
-        try:
-            r = report_upload(records[name], model_name, label, start=start or 0.0, lead_set=lead_choice, name=name)
-        except (ValueError, ImportError) as err:
-            raise gr.Error(str(err)) from None
-        return (r["png"], gr.update(value=r["pdf"], visible=True, label=f"Download the report (PDF): {name}"),
-                r["predictions"], r["measurements"], r["text"])
 
     with gr.Blocks(title="HuBERT-ECG") as demo:
         gr.Markdown("## HuBERT-ECG\nUpload ECG files (WFDB: the `.hea` and `.dat` together; `.mat` + `.hea`; an "
@@ -489,17 +507,17 @@ def build_app(model: str | None = None):
                                                    elem_id="report_measurements")
 
         draw_inputs = [records, record, model_box, label, method, start, lead_box]
-        event = score.click(on_score, inputs=[files, model_box, lead_box], outputs=[table, messages, records],
+        event = score.click(_on_score, inputs=[files, model_box, lead_box], outputs=[table, messages, records],
                             api_name="predict")
-        event.then(on_records, inputs=[records, model_box], outputs=[record, label, start], api_name=False).then(
-            on_draw, inputs=draw_inputs, outputs=[plot, legend], api_name=False)
-        record.input(start_control, inputs=[records, record], outputs=start, api_name=False).then(
-            on_draw, inputs=draw_inputs, outputs=[plot, legend], api_name=False)
+        event.then(_on_records, inputs=[records, model_box], outputs=[record, label, start], api_name=False).then(
+            _on_draw, inputs=draw_inputs, outputs=[plot, legend], api_name=False)
+        record.input(_start_control, inputs=[records, record], outputs=start, api_name=False).then(
+            _on_draw, inputs=draw_inputs, outputs=[plot, legend], api_name=False)
         for control in (label, method, lead_box):
-            control.input(on_draw, inputs=draw_inputs, outputs=[plot, legend], api_name=False)
-        start.submit(on_draw, inputs=draw_inputs, outputs=[plot, legend], api_name=False)
-        start.blur(on_draw, inputs=draw_inputs, outputs=[plot, legend], api_name=False)
-        report_button.click(on_report, inputs=[records, record, model_box, label, start, lead_box],
+            control.input(_on_draw, inputs=draw_inputs, outputs=[plot, legend], api_name=False)
+        start.submit(_on_draw, inputs=draw_inputs, outputs=[plot, legend], api_name=False)
+        start.blur(_on_draw, inputs=draw_inputs, outputs=[plot, legend], api_name=False)
+        report_button.click(_on_report, inputs=[records, record, model_box, label, start, lead_box],
                             outputs=[report_image, report_pdf, report_predictions, report_measurements, report_text],
                             api_name=False)
     return demo

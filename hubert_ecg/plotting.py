@@ -148,46 +148,18 @@ def plot_ecg(
             the record, a record without any standard lead (or none of ``lead_set``), or an ``attribution`` whose
             shape does not match ``attribution_leads`` or that comes without ``attribution_rate``.
     """
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Rectangle
-
     from .leads import STANDARD_LEADS
 
     start = float(start)
     signal, rate, standard, name, duration = _load(source, sampling_rate, lead_names, start)
-    rows_of = {lead: i for i, lead in enumerate(standard) if lead is not None}
-    if not rows_of:
-        raise ValueError(f"{name} has none of the standard leads {list(STANDARD_LEADS)} (its leads: {standard})")
-    left_out = set()
-    if lead_set is not None:
-        from .leads import lead_set as _lead_set
-
-        chosen = _lead_set(lead_set)
-        left_out = {lead for lead in rows_of if lead not in chosen}
-        rows_of = {lead: i for lead, i in rows_of.items() if lead in chosen}
-        if not rows_of:
-            raise ValueError(f"{name} has none of the leads of the lead set {list(chosen)} (its leads: {standard})")
-    heat = None
-    if attribution is not None:
-        heat = np.asarray(attribution, dtype=np.float64)
-        names = list(attribution_leads) if attribution_leads is not None else list(STANDARD_LEADS)
-        if heat.ndim != 2 or heat.shape[0] != len(names):
-            raise ValueError(f"attribution must have shape ({len(names)} leads, samples), got {heat.shape}")
-        if attribution_rate is None or not float(attribution_rate) > 0:
-            raise ValueError(f"attribution_rate must be a positive number of Hz with attribution, got {attribution_rate!r}")
-        heat_rows = {lead: i for i, lead in enumerate(names)}
-        heat, scale = attribution_scale(heat, attribution_rate, start, attribution_smoothing)
+    rows_of, left_out = _drawn_leads(standard, name, lead_set)
+    heat, heat_rows, scale = _attribution_heat(attribution, attribution_rate, attribution_leads, start,
+                                               attribution_smoothing)
 
     width = _LEFT_MM + STRIP_SECONDS * PAPER_SPEED
     n_rows = len(LAYOUT) + 1
     height = n_rows * ROW_HEIGHT_MM
-    fig = Figure(figsize=(width / 25.4, (height + 12.0) / 25.4), dpi=dpi)
-    ax = fig.add_axes((0.0, 0.0, 1.0, height / (height + 12.0)))
-    ax.set_xlim(0.0, width)
-    ax.set_ylim(0.0, height)
-    ax.set_axis_off()
-    ax.add_patch(Rectangle((0, 0), width, height, facecolor=_PAPER, edgecolor="none", zorder=-1))
-    _grid(ax, width, height)
+    fig, ax = _paper(width, height, dpi)
 
     def baseline_of(row: int) -> float:
         return height - (row + 0.5) * ROW_HEIGHT_MM
@@ -211,12 +183,7 @@ def plot_ecg(
             h0, h1 = int(round(t0 * attribution_rate)), int(round((t0 + seconds) * attribution_rate))
             band = heat[heat_rows[lead], h0:min(h1, heat.shape[1])]
             if band.size:
-                alpha = np.clip(np.nan_to_num(band, nan=0.0) / scale, 0.0, 1.0) * 0.7
-                rgba = np.zeros((1, band.size, 4))
-                rgba[..., 0], rgba[..., 1], rgba[..., 2], rgba[..., 3] = 0.1, 0.35, 0.95, alpha
-                ax.imshow(rgba, extent=(x0, x0 + band.size / attribution_rate * PAPER_SPEED,
-                                        y0 - ROW_HEIGHT_MM / 2, y0 + ROW_HEIGHT_MM / 2),
-                          aspect="auto", interpolation="nearest", zorder=1)
+                _draw_heat_band(ax, band, scale, attribution_rate, x0, y0)
         ax.plot(x0 + t * PAPER_SPEED, y0 + (x - centre) * GAIN, color="black", linewidth=0.6, zorder=3,
                 clip_on=True)
 
@@ -240,6 +207,67 @@ def plot_ecg(
         title += f"   attribution: {attribution_label}"
     fig.text(0.01, 1.0 - 6.0 / (height + 12.0), title, fontsize=9, va="center")
     return fig
+
+
+def _drawn_leads(standard, name: str, lead_set: Sequence[str] | None):
+    """``(rows_of, left_out)``: the standard leads drawn (name -> signal row) and those left out by ``lead_set``."""
+    from .leads import STANDARD_LEADS
+
+    rows_of = {lead: i for i, lead in enumerate(standard) if lead is not None}
+    if not rows_of:
+        raise ValueError(f"{name} has none of the standard leads {list(STANDARD_LEADS)} (its leads: {standard})")
+    left_out = set()
+    if lead_set is not None:
+        from .leads import lead_set as _lead_set
+
+        chosen = _lead_set(lead_set)
+        left_out = {lead for lead in rows_of if lead not in chosen}
+        rows_of = {lead: i for lead, i in rows_of.items() if lead in chosen}
+        if not rows_of:
+            raise ValueError(f"{name} has none of the leads of the lead set {list(chosen)} (its leads: {standard})")
+    return rows_of, left_out
+
+
+def _attribution_heat(attribution, attribution_rate, attribution_leads, start: float, smoothing: float):
+    """``(heat, heat_rows, scale)``: the smoothed overlay, its rows by lead and its scale (all None without one)."""
+    from .leads import STANDARD_LEADS
+
+    if attribution is None:
+        return None, None, None
+    heat = np.asarray(attribution, dtype=np.float64)
+    names = list(attribution_leads) if attribution_leads is not None else list(STANDARD_LEADS)
+    if heat.ndim != 2 or heat.shape[0] != len(names):
+        raise ValueError(f"attribution must have shape ({len(names)} leads, samples), got {heat.shape}")
+    if attribution_rate is None or not float(attribution_rate) > 0:
+        raise ValueError(f"attribution_rate must be a positive number of Hz with attribution, got {attribution_rate!r}")
+    heat_rows = {lead: i for i, lead in enumerate(names)}
+    heat, scale = attribution_scale(heat, attribution_rate, start, smoothing)
+    return heat, heat_rows, scale
+
+
+def _paper(width: float, height: float, dpi: int):
+    """``(fig, ax)``: a Figure with the ECG paper (background and grid) of ``width`` x ``height`` mm drawn."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    fig = Figure(figsize=(width / 25.4, (height + 12.0) / 25.4), dpi=dpi)
+    ax = fig.add_axes((0.0, 0.0, 1.0, height / (height + 12.0)))
+    ax.set_xlim(0.0, width)
+    ax.set_ylim(0.0, height)
+    ax.set_axis_off()
+    ax.add_patch(Rectangle((0, 0), width, height, facecolor=_PAPER, edgecolor="none", zorder=-1))
+    _grid(ax, width, height)
+    return fig, ax
+
+
+def _draw_heat_band(ax, band: np.ndarray, scale: float, attribution_rate: float, x0: float, y0: float) -> None:
+    """None; draws the attribution ``band`` as a blue heat band behind a lead's trace at ``(x0, y0)``."""
+    alpha = np.clip(np.nan_to_num(band, nan=0.0) / scale, 0.0, 1.0) * 0.7
+    rgba = np.zeros((1, band.size, 4))
+    rgba[..., 0], rgba[..., 1], rgba[..., 2], rgba[..., 3] = 0.1, 0.35, 0.95, alpha
+    ax.imshow(rgba, extent=(x0, x0 + band.size / attribution_rate * PAPER_SPEED,
+                            y0 - ROW_HEIGHT_MM / 2, y0 + ROW_HEIGHT_MM / 2),
+              aspect="auto", interpolation="nearest", zorder=1)
 
 
 def save_figure(fig, path: str | Path) -> Path:

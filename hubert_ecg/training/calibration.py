@@ -150,11 +150,8 @@ def calibrate(args) -> dict:
             ``--method temperature`` on a manifest that labels a subset of the outputs, or no record that could be
             scored.
     """
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-
     from ..modeling import scores_from_logits
-    from ..pipelines import load_feature_extractor
-    from .evaluate import labelled_records, score_records
+    from .evaluate import labelled_records
     from .metrics import classification_metrics
 
     if not args.model:
@@ -163,14 +160,7 @@ def calibrate(args) -> dict:
         raise ValueError(f"--method must be auto, platt, temperature or none, got {args.method!r}")
     if args.thresholds not in ("max_f1", "none"):
         raise ValueError(f"--thresholds must be max_f1 or none, got {args.thresholds!r}")
-    if not Path(args.model).is_dir():
-        raise ValueError(f"--model must be a local model directory (its config.json is updated, or the directory "
-                         f"copied to --output_dir), got {args.model!r}")
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(args.model)
-        feature_extractor = load_feature_extractor(args.model, model.config)
-    except (OSError, ValueError) as err:
-        raise ValueError(f"cannot load the model {args.model!r}: {type(err).__name__}: {err}") from None
+    model, feature_extractor = _load_classifier(args)
     config = model.config
     problem_type = config.problem_type_of()
     if problem_type == "regression":
@@ -187,30 +177,13 @@ def calibrate(args) -> dict:
             f"{args.test_csv!r} labels {len(subset)} of them ({', '.join(records.label_names)}): use --method platt "
             "(per label; the other outputs are left as they are) or label every output"
         )
-    logits, kept, skipped = score_records(
-        model, feature_extractor, records.paths, args.tta_windows, "mean", args.batch_size, args.seed, args.device,
-        missing_leads=args.missing_leads, function_to_apply="none",
-    )
-    if skipped and not args.skip_bad_records:
-        raise ValueError(f"cannot use record {skipped[0][0]!r}: {skipped[0][1]}")
-    if not kept:
-        from ..io import NoUsableRecords
-
-        raise NoUsableRecords(f"none of the {len(records)} records could be scored: "
-                              + "; ".join(f"{p}: {r}" for p, r in skipped), skipped, len(records))
+    logits, kept, skipped = _record_logits(model, feature_extractor, records, args)
     labels = records.labels[kept]
     if method == "platt" and problem_type != "multi_label_classification":
         raise ValueError("--method platt is per label: for a multi-label model; use temperature for single-label")
     fitted = list(range(len(label_names))) if subset is None else list(subset)  # the labelled outputs
     names = [label_names[i] for i in fitted]
-    calibration = None
-    if method == "platt":
-        platt = fit_platt(logits[:, fitted], labels)
-        calibration = {"method": "platt", "scale": [1.0] * len(label_names), "bias": [0.0] * len(label_names)}
-        for j, i in enumerate(fitted):  # the other outputs keep a = 1, b = 0: their scores unchanged
-            calibration["scale"][i], calibration["bias"][i] = platt["scale"][j], platt["bias"][j]
-    elif method == "temperature":
-        calibration = fit_temperature(logits, labels, problem_type)
+    calibration = _fit_calibration(method, logits, labels, fitted, len(label_names), problem_type)
     raw = scores_from_logits(logits, problem_type)[:, fitted]
     calibrated = scores_from_logits(logits, problem_type, calibration)[:, fitted]
     thresholds = None
@@ -227,17 +200,72 @@ def calibrate(args) -> dict:
         "before": summary(raw, 0.5),
         "after": summary(calibrated, np.array([thresholds[n] for n in names]) if thresholds else 0.5),
     }
+    _save_calibration(args, result)
+    return result
+
+
+def _load_classifier(args):
+    """``(model, feature_extractor)`` of the local model directory ``args.model``."""
+    from transformers import AutoModelForSequenceClassification
+
+    from ..pipelines import load_feature_extractor
+
+    if not Path(args.model).is_dir():
+        raise ValueError(f"--model must be a local model directory (its config.json is updated, or the directory "
+                         f"copied to --output_dir), got {args.model!r}")
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(args.model)
+        feature_extractor = load_feature_extractor(args.model, model.config)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot load the model {args.model!r}: {type(err).__name__}: {err}") from None
+    return model, feature_extractor
+
+
+def _record_logits(model, feature_extractor, records, args):
+    """``(logits, kept, skipped)`` of the records; raises for a bad one (unless skipped) or when none is scored."""
+    from .evaluate import score_records
+
+    logits, kept, skipped = score_records(
+        model, feature_extractor, records.paths, args.tta_windows, "mean", args.batch_size, args.seed, args.device,
+        missing_leads=args.missing_leads, function_to_apply="none",
+    )
+    if skipped and not args.skip_bad_records:
+        raise ValueError(f"cannot use record {skipped[0][0]!r}: {skipped[0][1]}")
+    if not kept:
+        from ..io import NoUsableRecords
+
+        raise NoUsableRecords(f"none of the {len(records)} records could be scored: "
+                              + "; ".join(f"{p}: {r}" for p, r in skipped), skipped, len(records))
+    return logits, kept, skipped
+
+
+def _fit_calibration(method: str, logits, labels, fitted: list[int], num_labels: int, problem_type: str):
+    """The fitted calibration dict of ``method`` (Platt on the ``fitted`` outputs, or temperature), or None."""
+    calibration = None
+    if method == "platt":
+        platt = fit_platt(logits[:, fitted], labels)
+        calibration = {"method": "platt", "scale": [1.0] * num_labels, "bias": [0.0] * num_labels}
+        for j, i in enumerate(fitted):  # the other outputs keep a = 1, b = 0: their scores unchanged
+            calibration["scale"][i], calibration["bias"][i] = platt["scale"][j], platt["bias"][j]
+    elif method == "temperature":
+        calibration = fit_temperature(logits, labels, problem_type)
+    return calibration
+
+
+def _save_calibration(args, result: dict) -> None:
+    """None; writes the calibration and thresholds into the (copied) model's config and ``calibration.json``."""
+    from transformers import AutoConfig
+
     target = Path(args.output_dir or args.model)
     if args.output_dir:
         shutil.copytree(args.model, target, dirs_exist_ok=True)
     saved = AutoConfig.from_pretrained(target)
-    saved.score_calibration, saved.label_thresholds = calibration, thresholds
+    saved.score_calibration, saved.label_thresholds = result["calibration"], result["thresholds"]
     saved.validate_architecture()
     saved.save_pretrained(target)
     (target / "calibration.json").write_text(json.dumps(
         {**{k: v for k, v in result.items() if k != "skipped"}, "arguments": vars(args),
-         "skipped": [{"file": p, "reason": r} for p, r in skipped]}, indent=2))
-    return result
+         "skipped": [{"file": p, "reason": r} for p, r in result["skipped"]]}, indent=2))
 
 
 def format_report(result: dict) -> str:

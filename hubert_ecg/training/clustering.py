@@ -360,10 +360,8 @@ def run_clustering(args) -> dict:
         ValueError: for a missing window dataset without ``--data``, bad arguments, or labels that do not match.
     """
     from accelerate import PartialState
-    from tqdm.auto import tqdm
 
     state = PartialState(cpu=distributed_on_cpu())
-    rank, world = state.process_index, state.num_processes
     started = time.time()
     out = Path(args.output_dir)
     tmp = out / "tmp"
@@ -377,10 +375,26 @@ def run_clustering(args) -> dict:
             raise ValueError(f"--windows_dir {args.windows_dir} is not a window dataset yet; pass --data to build it")
         build_windows_on_all_processes(args.data, args.windows_dir, args.stride_seconds, args.exclude)
     dataset = load_window_dataset(args.windows_dir)
-    num_windows = len(dataset)
     feature_fn, description = _feature_fn(args, state.device)
 
     # 2. features of a random sample of windows, sharded; process 0 fits k-means
+    codebook = _fit_codebook(args, state, dataset, feature_fn, description, out, tmp)
+
+    # 3. assignment of every frame of every window, sharded
+    frames, dtype = _assign_shard(args, state, dataset, codebook, feature_fn, tmp)
+
+    # 4. merge, statistics
+    if state.is_main_process:
+        _merge_and_report(args, state.num_processes, len(dataset), frames, dtype, codebook, description, out, tmp,
+                          started)
+    state.wait_for_everyone()
+    return json.loads((out / STATS_FILE).read_text())
+
+
+def _fit_codebook(args, state, dataset, feature_fn, description, out: Path, tmp: Path) -> KMeansCodebook:
+    """The k-means codebook fitted by process 0 on the features of a random sample of windows (sharded), as saved."""
+    rank, world = state.process_index, state.num_processes
+    num_windows = len(dataset)
     rng = np.random.default_rng(args.seed)
     sample = np.sort(rng.choice(num_windows, size=min(args.fit_windows, num_windows), replace=False))
     begin, end = shard_range(len(sample), world, rank)
@@ -406,10 +420,15 @@ def run_clustering(args) -> dict:
         codebook.info.update(description, fit_windows=int(len(sample)), fit_seconds=time.time() - t0)
         codebook.save(out)
     state.wait_for_everyone()
-    codebook = KMeansCodebook.load(out)
+    return KMeansCodebook.load(out)
 
-    # 3. assignment of every frame of every window, sharded
-    begin, end = shard_range(num_windows, world, rank)
+
+def _assign_shard(args, state, dataset, codebook: KMeansCodebook, feature_fn, tmp: Path):
+    """``(frames per window, label dtype)`` of this process's windows, their labels and inertia saved to ``tmp``."""
+    from tqdm.auto import tqdm
+
+    rank, world = state.process_index, state.num_processes
+    begin, end = shard_range(len(dataset), world, rank)
     dtype = np.int16 if args.num_clusters <= np.iinfo(np.int16).max else np.int32
     shard_labels, inertia = [], 0.0
     bar = tqdm(total=end - begin, desc="assign", unit="window", disable=not state.is_main_process)
@@ -423,41 +442,42 @@ def run_clustering(args) -> dict:
     np.save(tmp / f"labels-{rank:05d}.npy", np.concatenate(shard_labels) if shard_labels else np.zeros((0, 0), dtype))
     (tmp / f"inertia-{rank:05d}.json").write_text(json.dumps({"sum": inertia}))
     state.wait_for_everyone()
+    return frames, dtype
 
-    # 4. merge, statistics
-    if state.is_main_process:
-        parts = [np.load(tmp / f"labels-{r:05d}.npy", mmap_mode="r") for r in range(world)]
-        frames = max(p.shape[1] for p in parts if p.size) if any(p.size for p in parts) else frames
-        merged = np.lib.format.open_memmap(out / LABELS_FILE, mode="w+", dtype=dtype, shape=(num_windows, frames))
-        row = 0
-        for part in parts:
-            merged[row : row + len(part)] = part
-            row += len(part)
-        merged.flush()
-        inertia = sum(json.loads((tmp / f"inertia-{r:05d}.json").read_text())["sum"] for r in range(world))
-        stats = cluster_statistics(merged, args.num_clusters)
-        stats.update(
-            windows=num_windows, inertia_per_frame=inertia / max(stats["frames"], 1),
-            fit_inertia_per_frame=codebook.info.get("inertia_per_frame"), processes=world,
-            seconds=time.time() - started, **description,
+
+def _merge_and_report(args, world: int, num_windows: int, frames: int, dtype, codebook: KMeansCodebook,
+                      description: dict, out: Path, tmp: Path, started: float) -> None:
+    """None; merges the shards' labels and writes them with their info and statistics to ``out`` (process 0)."""
+    parts = [np.load(tmp / f"labels-{r:05d}.npy", mmap_mode="r") for r in range(world)]
+    frames = max(p.shape[1] for p in parts if p.size) if any(p.size for p in parts) else frames
+    merged = np.lib.format.open_memmap(out / LABELS_FILE, mode="w+", dtype=dtype, shape=(num_windows, frames))
+    row = 0
+    for part in parts:
+        merged[row : row + len(part)] = part
+        row += len(part)
+    merged.flush()
+    inertia = sum(json.loads((tmp / f"inertia-{r:05d}.json").read_text())["sum"] for r in range(world))
+    stats = cluster_statistics(merged, args.num_clusters)
+    stats.update(
+        windows=num_windows, inertia_per_frame=inertia / max(stats["frames"], 1),
+        fit_inertia_per_frame=codebook.info.get("inertia_per_frame"), processes=world,
+        seconds=time.time() - started, **description,
+    )
+    if args.compare_labels_dir:
+        from sklearn.metrics import normalized_mutual_info_score
+
+        previous, _ = load_labels(args.compare_labels_dir)
+        if previous.shape != merged.shape:
+            raise ValueError(f"--compare_labels_dir labels have shape {previous.shape}, these {merged.shape}")
+        stats["nmi_with_previous"] = float(
+            normalized_mutual_info_score(np.asarray(previous).reshape(-1), np.asarray(merged).reshape(-1))
         )
-        if args.compare_labels_dir:
-            from sklearn.metrics import normalized_mutual_info_score
-
-            previous, _ = load_labels(args.compare_labels_dir)
-            if previous.shape != merged.shape:
-                raise ValueError(f"--compare_labels_dir labels have shape {previous.shape}, these {merged.shape}")
-            stats["nmi_with_previous"] = float(
-                normalized_mutual_info_score(np.asarray(previous).reshape(-1), np.asarray(merged).reshape(-1))
-            )
-        info = {"num_windows": num_windows, "num_frames": int(frames), "num_clusters": args.num_clusters,
-                "windows_dir": str(Path(args.windows_dir).resolve()), "arguments": asdict(args), **description}
-        (out / LABELS_INFO_FILE).write_text(json.dumps(info, indent=2))
-        (out / STATS_FILE).write_text(json.dumps(stats, indent=2))
-        for path in tmp.iterdir():
-            path.unlink()
-        tmp.rmdir()
-        summary = {k: v for k, v in stats.items() if k != "cluster_sizes"}
-        logger.warning(f"hubert-ecg cluster: {json.dumps(summary)}")
-    state.wait_for_everyone()
-    return json.loads((out / STATS_FILE).read_text())
+    info = {"num_windows": num_windows, "num_frames": int(frames), "num_clusters": args.num_clusters,
+            "windows_dir": str(Path(args.windows_dir).resolve()), "arguments": asdict(args), **description}
+    (out / LABELS_INFO_FILE).write_text(json.dumps(info, indent=2))
+    (out / STATS_FILE).write_text(json.dumps(stats, indent=2))
+    for path in tmp.iterdir():
+        path.unlink()
+    tmp.rmdir()
+    summary = {k: v for k, v in stats.items() if k != "cluster_sizes"}
+    logger.warning(f"hubert-ecg cluster: {json.dumps(summary)}")

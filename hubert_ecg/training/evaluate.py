@@ -230,12 +230,8 @@ def evaluate(args) -> dict:
             or when no record could be scored (the message lists the skipped records); for an unknown lead set in
             ``args.lead_sets`` (names it).
     """
-    from ..leads import LEAD_SETS, parse_lead_sets
-    from transformers import AutoModelForSequenceClassification
-
-    from ..demo import demo_model_path
-    from ..pipelines import load_feature_extractor
-    from .metrics import classification_metrics, metrics_with_ci, per_label_metrics, regression_metrics
+    from ..leads import parse_lead_sets
+    from .metrics import per_label_metrics
 
     if args.tta_aggregation not in ("mean", "max"):
         raise ValueError(f"--tta_aggregation must be 'mean' or 'max', got {args.tta_aggregation!r}")
@@ -243,16 +239,58 @@ def evaluate(args) -> dict:
         raise ValueError(f"--tta_windows must be 0 or positive, got {args.tta_windows}")
     check_missing_leads(args.missing_leads, "--missing_leads")
     lead_set_names = parse_lead_sets(args.lead_sets) if args.lead_sets else []
+    source, model, feature_extractor = _load_model(args)
+    label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    problem_type = model.config.problem_type_of()
+    records = labelled_records(args, label_names, problem_type)
+
+    scores, kept, skipped = _score_all(model, feature_extractor, records, args)
+    labels = records.labels[kept]
+    n_outputs = len(label_names)
+    subset = records.label_indices  # None: every output is labelled
+    if subset is not None:  # the labelled outputs only, in the model's order
+        scores, label_names = scores[:, subset], list(records.label_names)
+    stored = model.config.label_thresholds or {}
+    threshold = np.array([stored.get(name, 0.5) for name in label_names]) if args.threshold is None \
+        else args.threshold
+    measured = _measurer(problem_type, threshold, args)
+
+    metrics, ci = measured(labels, scores)
+    if problem_type == "regression":
+        per_label = _per_output_rows(labels, scores, label_names, args)
+    else:
+        per_label = per_label_metrics(labels, scores, label_names, problem_type, threshold)
+    result = {"metrics": metrics, "ci": ci, "per_label": per_label, "n_records": len(kept), "skipped": skipped,
+              "outputs": {"evaluated": len(label_names), "of": n_outputs,
+                          "labels": list(label_names) if subset is not None else None}}
+    if lead_set_names:
+        result["lead_sets"] = _lead_set_table(lead_set_names, model, feature_extractor, records, labels, result,
+                                              scores, kept, measured, args)
+
+    if args.output_dir:
+        _write_outputs(Path(args.output_dir), args, source, result, lead_set_names, problem_type, per_label,
+                       label_names, labels, scores, kept, records)
+    return result
+
+
+def _load_model(args):
+    """``(source, model, feature_extractor)``: the classifier ``args.model`` names (None: the demo model)."""
+    from transformers import AutoModelForSequenceClassification
+
+    from ..demo import demo_model_path
+    from ..pipelines import load_feature_extractor
+
     source = args.model or demo_model_path()
     try:
         model = AutoModelForSequenceClassification.from_pretrained(source)
         feature_extractor = load_feature_extractor(source, model.config)
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot load the model {source!r}: {type(err).__name__}: {err}") from None
-    label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    problem_type = model.config.problem_type_of()
-    records = labelled_records(args, label_names, problem_type)
+    return source, model, feature_extractor
 
+
+def _score_all(model, feature_extractor, records, args):
+    """``(scores, kept, skipped)`` of the records; raises for a bad one (unless skipped) or when none is scored."""
     scores, kept, skipped = score_records(
         model, feature_extractor, records.paths, args.tta_windows, args.tta_aggregation, args.batch_size, args.seed,
         args.device, missing_leads=args.missing_leads,
@@ -265,14 +303,12 @@ def evaluate(args) -> dict:
 
         lines = "\n".join(f"  {p}: {r}" for p, r in skipped)
         raise NoUsableRecords(f"none of the {len(records)} records could be scored:\n{lines}", skipped, len(records))
-    labels = records.labels[kept]
-    n_outputs = len(label_names)
-    subset = records.label_indices  # None: every output is labelled
-    if subset is not None:  # the labelled outputs only, in the model's order
-        scores, label_names = scores[:, subset], list(records.label_names)
-    stored = model.config.label_thresholds or {}
-    threshold = np.array([stored.get(name, 0.5) for name in label_names]) if args.threshold is None \
-        else args.threshold
+    return scores, kept, skipped
+
+
+def _measurer(problem_type, threshold, args):
+    """The function ``(labels, scores) -> (metrics, bootstrap CIs)`` of the problem type."""
+    from .metrics import classification_metrics, metrics_with_ci, regression_metrics
 
     if problem_type == "regression":
         def metric(y, s):  # the means over the outputs (each output's own: per_label)
@@ -284,73 +320,74 @@ def evaluate(args) -> dict:
     def measured(y, s):  # the metrics and their bootstrap CIs
         return metrics_with_ci(y, s, metric, args.n_bootstrap, args.confidence, args.seed)
 
-    metrics, ci = measured(labels, scores)
-    if problem_type == "regression":
-        per_label = _per_output_rows(labels, scores, label_names, args)
-    else:
-        per_label = per_label_metrics(labels, scores, label_names, problem_type, threshold)
-    result = {"metrics": metrics, "ci": ci, "per_label": per_label, "n_records": len(kept), "skipped": skipped,
-              "outputs": {"evaluated": len(label_names), "of": n_outputs,
-                          "labels": list(label_names) if subset is not None else None}}
+    return measured
+
+
+def _lead_set_table(lead_set_names, model, feature_extractor, records, labels, result, scores, kept, measured,
+                    args) -> dict:
+    """Lead-set name -> ``{"leads", "n_records", "metrics", "ci", "skipped"}``: the records rescored per lead set."""
+    from ..leads import LEAD_SETS
+
+    subset = records.label_indices
+    table = {}
+    for name in lead_set_names:
+        if name == "12":  # every lead: the plain evaluation
+            set_kept, set_skipped, set_metrics, set_ci = kept, result["skipped"], result["metrics"], result["ci"]
+        else:
+            set_scores, set_kept, set_skipped = score_records(  # the records of the plain evaluation
+                model, feature_extractor, [records.paths[i] for i in kept], args.tta_windows,
+                args.tta_aggregation, args.batch_size, args.seed, args.device, lead_set=name,
+            )
+            if subset is not None:
+                set_scores = set_scores[:, subset]
+            set_metrics, set_ci = measured(labels[set_kept], set_scores) if set_kept else ({}, {})
+        table[name] = {"leads": list(LEAD_SETS[name]), "n_records": len(set_kept), "metrics": set_metrics,
+                       "ci": set_ci, "skipped": set_skipped}
+    return table
+
+
+def _write_outputs(out: Path, args, source, result, lead_set_names, problem_type, per_label, label_names, labels,
+                   scores, kept, records) -> None:
+    """None; writes ``metrics.json``, ``per_label.csv`` and the other files asked for to ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+
+    def clean(v):
+        return None if isinstance(v, float) and math.isnan(v) else v
+
+    def as_json(row):  # metrics, CIs (NaN as null) and skipped records of a result or of a lead set
+        return {"n_records": row["n_records"],
+                "metrics": {k: clean(v) for k, v in row["metrics"].items()},
+                "ci": {k: [clean(lo), clean(hi)] for k, (lo, hi) in row["ci"].items()},
+                "skipped": [{"file": p, "reason": r} for p, r in row["skipped"]]}
+
+    summary = {"model": source, "arguments": asdict(args) if is_dataclass(args) else dict(vars(args)), **as_json(result), "confidence": args.confidence,
+               "outputs": result["outputs"]}
     if lead_set_names:
-        table = {}
-        for name in lead_set_names:
-            if name == "12":  # every lead: the plain evaluation
-                set_scores, set_kept, set_skipped, set_metrics, set_ci = scores, kept, skipped, metrics, ci
-            else:
-                set_scores, set_kept, set_skipped = score_records(  # the records of the plain evaluation
-                    model, feature_extractor, [records.paths[i] for i in kept], args.tta_windows,
-                    args.tta_aggregation, args.batch_size, args.seed, args.device, lead_set=name,
-                )
-                if subset is not None:
-                    set_scores = set_scores[:, subset]
-                set_metrics, set_ci = measured(labels[set_kept], set_scores) if set_kept else ({}, {})
-            table[name] = {"leads": list(LEAD_SETS[name]), "n_records": len(set_kept), "metrics": set_metrics,
-                           "ci": set_ci, "skipped": set_skipped}
-        result["lead_sets"] = table
-
-    if args.output_dir:
-        out = Path(args.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-
-        def clean(v):
-            return None if isinstance(v, float) and math.isnan(v) else v
-
-        def as_json(row):  # metrics, CIs (NaN as null) and skipped records of a result or of a lead set
-            return {"n_records": row["n_records"],
-                    "metrics": {k: clean(v) for k, v in row["metrics"].items()},
-                    "ci": {k: [clean(lo), clean(hi)] for k, (lo, hi) in row["ci"].items()},
-                    "skipped": [{"file": p, "reason": r} for p, r in row["skipped"]]}
-
-        summary = {"model": source, "arguments": asdict(args) if is_dataclass(args) else dict(vars(args)), **as_json(result), "confidence": args.confidence,
-                   "outputs": result["outputs"]}
-        if lead_set_names:
-            summary["lead_sets"] = {name: {"leads": row["leads"], **as_json(row)}
-                                    for name, row in result["lead_sets"].items()}
-            _write_lead_sets_csv(result["lead_sets"], out / "lead_sets.csv")
-            if problem_type != "regression":
-                plot_lead_sets({Path(str(source)).name or str(source): result["lead_sets"]}, out / "lead_sets.png",
-                               "macro_auroc", args.confidence)
-        (out / "metrics.json").write_text(json.dumps(summary, indent=2))
-        if per_label:
-            with open(out / "per_label.csv", "w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=list(per_label[0]))
-                writer.writeheader()
-                writer.writerows(per_label)
-        if args.save_probabilities:
-            with open(out / "probabilities.csv", "w", newline="") as handle:
-                writer = csv.writer(handle)
-                prefix = "pred" if problem_type == "regression" else "p"  # values, not probabilities
-                writer.writerow(["file"] + [f"{prefix}_{n}" for n in label_names] + [f"y_{n}" for n in label_names])
-                y = labels if labels.ndim == 2 else np.eye(len(label_names))[labels] if problem_type != "regression" \
-                    else labels.reshape(len(labels), -1)
-                for i, index in enumerate(kept):
-                    writer.writerow([records.paths[index]] + [f"{v:.6f}" for v in scores[i]]
-                                    + [f"{v:g}" for v in np.atleast_1d(y[i])])
-        if args.plot_roc is not False and problem_type != "regression":
-            y = labels if labels.ndim == 2 else np.eye(len(label_names))[labels]
-            plot_roc_curves(y, scores, label_names, out / "roc_curves.png")
-    return result
+        summary["lead_sets"] = {name: {"leads": row["leads"], **as_json(row)}
+                                for name, row in result["lead_sets"].items()}
+        _write_lead_sets_csv(result["lead_sets"], out / "lead_sets.csv")
+        if problem_type != "regression":
+            plot_lead_sets({Path(str(source)).name or str(source): result["lead_sets"]}, out / "lead_sets.png",
+                           "macro_auroc", args.confidence)
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+    if per_label:
+        with open(out / "per_label.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(per_label[0]))
+            writer.writeheader()
+            writer.writerows(per_label)
+    if args.save_probabilities:
+        with open(out / "probabilities.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            prefix = "pred" if problem_type == "regression" else "p"  # values, not probabilities
+            writer.writerow(["file"] + [f"{prefix}_{n}" for n in label_names] + [f"y_{n}" for n in label_names])
+            y = labels if labels.ndim == 2 else np.eye(len(label_names))[labels] if problem_type != "regression" \
+                else labels.reshape(len(labels), -1)
+            for i, index in enumerate(kept):
+                writer.writerow([records.paths[index]] + [f"{v:.6f}" for v in scores[i]]
+                                + [f"{v:g}" for v in np.atleast_1d(y[i])])
+    if args.plot_roc is not False and problem_type != "regression":
+        y = labels if labels.ndim == 2 else np.eye(len(label_names))[labels]
+        plot_roc_curves(y, scores, label_names, out / "roc_curves.png")
 
 
 def _per_output_rows(labels: np.ndarray, values: np.ndarray, names, args) -> list[dict]:

@@ -308,16 +308,45 @@ def finetune(model_args, data_args, training_args: FinetuneTrainingArguments,
         ValueError: for bad arguments, missing files, label columns that do not match, unreadable records
             (unless ``skip_bad_records``).
     """
-    from ..model_card import EvalResult, card_license, create_model_card
-    from .data import ECGTransform, EpochRecords, parse_fold_splits, with_preprocessing
-    from .metrics import make_compute_metrics
-
     from .collators import lead_mask_prob, parse_augmentations
 
     augmentations = parse_augmentations(data_args.augmentations, "--augmentations")  # fail before reading data
     if data_args.train_fraction is not None and not 0 < data_args.train_fraction <= 1:
         raise ValueError(f"--train_fraction must lie in (0, 1], got {data_args.train_fraction}")
     datasets, label_names, problem_type, skipped = load_data(data_args, seed=training_args.seed)
+    pos_weight, class_weight = _loss_weights(model_args, datasets, label_names, problem_type)
+
+    set_seed(training_args.seed)  # a new head (and a preset's whole model) starts from the seed: runs repeat
+    model, feature_extractor, source, base_model = build_model(
+        model_args, label_names, problem_type, pos_weight, class_weight
+    )
+    model.config.lead_mask_prob = lead_mask_prob(augmentations)  # > 0: trained lead-agnostic (checkpoints too)
+    if problem_type == "regression" and training_args.metric_for_best_model == "macro_auroc":
+        training_args.metric_for_best_model, training_args.greater_is_better = "loss", False
+
+    trainer, evaluation = _make_trainer(model, feature_extractor, datasets, augmentations, problem_type,
+                                        data_args, training_args)
+    if trainer.is_world_process_zero():
+        logger.info(_startup_summary(datasets, skipped, label_names, problem_type, source, trainer))
+    checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    if checkpoint:
+        logger.warning(f"resuming from {checkpoint}")
+    trainer.train(resume_from_checkpoint=checkpoint)
+    metrics, title = _final_metrics(trainer, evaluation)
+    n_skipped = sum(len(s) for s in skipped.values())
+    metrics.update({f"{split}_records": len(ds) for split, ds in datasets.items()}, skipped_records=n_skipped)
+    if trainer.is_world_process_zero():
+        _print_metrics(title, metrics)
+
+    card = _finetuned_model_card(model, model_args, data_args, training_args, datasets, label_names, problem_type,
+                                 metrics, title, source, base_model, command)
+    model.config.pos_weight = pos_weight
+    _write_outputs(trainer, training_args, metrics, skipped, n_skipped, card)
+    return metrics
+
+
+def _loss_weights(model_args, datasets, label_names, problem_type):
+    """``(pos_weight, class_weight)``: the loss weights of the arguments, ``auto`` from the training labels."""
     train_labels = np.asarray(datasets["train"]["labels"])
     pos_default = class_default = None
     if problem_type == "multi_label_classification":
@@ -331,14 +360,13 @@ def finetune(model_args, data_args, training_args: FinetuneTrainingArguments,
         if problem_type == "multi_label_classification" else None
     class_weight = _weights(model_args.class_weight, class_default, len(label_names), "class_weight") \
         if problem_type == "single_label_classification" else None
+    return pos_weight, class_weight
 
-    set_seed(training_args.seed)  # a new head (and a preset's whole model) starts from the seed: runs repeat
-    model, feature_extractor, source, base_model = build_model(
-        model_args, label_names, problem_type, pos_weight, class_weight
-    )
-    model.config.lead_mask_prob = lead_mask_prob(augmentations)  # > 0: trained lead-agnostic (checkpoints too)
-    if problem_type == "regression" and training_args.metric_for_best_model == "macro_auroc":
-        training_args.metric_for_best_model, training_args.greater_is_better = "loss", False
+
+def _make_trainer(model, feature_extractor, datasets, augmentations, problem_type, data_args, training_args):
+    """``(trainer, evaluation datasets by split)``: the Trainer on the preprocessed splits, its callbacks in place."""
+    from .data import ECGTransform, EpochRecords, with_preprocessing
+    from .metrics import make_compute_metrics
 
     # record i of epoch e (the sampler's item e * N + i) gets its random window and augmentations from (seed, e, i):
     # the same with DataLoader workers and after a resume
@@ -365,17 +393,14 @@ def finetune(model_args, data_args, training_args: FinetuneTrainingArguments,
             trainer.add_callback(numeric)
     if training_args.disable_tqdm:
         logging.disable_progress_bar()  # transformers' own bars (writing the model shards) as well
-    if trainer.is_world_process_zero():
-        logger.info(_startup_summary(datasets, skipped, label_names, problem_type, source, trainer))
-    checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
-    if checkpoint:
-        logger.warning(f"resuming from {checkpoint}")
-    trainer.train(resume_from_checkpoint=checkpoint)
-    metrics, title = _final_metrics(trainer, evaluation)
-    n_skipped = sum(len(s) for s in skipped.values())
-    metrics.update({f"{split}_records": len(ds) for split, ds in datasets.items()}, skipped_records=n_skipped)
-    if trainer.is_world_process_zero():
-        _print_metrics(title, metrics)
+    return trainer, evaluation
+
+
+def _finetuned_model_card(model, model_args, data_args, training_args, datasets, label_names, problem_type,
+                          metrics, title, source, base_model, command):
+    """The model card of the fine-tuned model: its data, evaluation results, licence and command."""
+    from ..model_card import EvalResult, card_license, create_model_card
+    from .data import parse_fold_splits
 
     manifests = [data_args.train_csv] if data_args.train_csv else \
         [spec.path for spec in parse_sources(data_args.train_sources)]
@@ -410,7 +435,7 @@ def finetune(model_args, data_args, training_args: FinetuneTrainingArguments,
         split_text += (f"; the training records are a random {data_args.train_fraction:g} of the training split "
                        f"(seed {training_args.seed})")
     masking = model.config.finetune_mask_time_prob
-    card = create_model_card(
+    return create_model_card(
         model,
         license=card_license(base_model, model_args.model_license),
         title=f"HuBERT-ECG classifier ({', '.join(label_names)})",
@@ -423,7 +448,10 @@ def finetune(model_args, data_args, training_args: FinetuneTrainingArguments,
         + f"; the metrics are those of the {title}. They are at a threshold of {data_args.threshold} where one "
         "applies; the validation split also chose the best checkpoint, so its figures are optimistic.",
     )
-    model.config.pos_weight = pos_weight
+
+
+def _write_outputs(trainer, training_args, metrics, skipped, n_skipped, card) -> None:
+    """None; writes ``metrics.json``, saves (or pushes) the model and its card, and lists the skipped records."""
     out = Path(training_args.output_dir)
     if trainer.is_world_process_zero():
         out.mkdir(parents=True, exist_ok=True)
@@ -443,7 +471,6 @@ def finetune(model_args, data_args, training_args: FinetuneTrainingArguments,
             lines = [f"hubert-ecg finetune: skipped {n_skipped} record(s):"]
             lines += [f"  {split}: {line}" for split, part in skipped.items() for line in part.lines()]
             print("\n".join(lines), file=sys.stderr)
-    return metrics
 
 
 def _manifests_text(data_args, datasets) -> str:

@@ -688,76 +688,17 @@ def build_trainer(args: PretrainArguments) -> HuBERTECGTrainer:
         if objective.hubert:
             vocab_sizes = _streamed_vocab_sizes(specs)
     else:
-        _ensure_windows(args)
-        dataset = load_window_dataset(args.windows_dir)
-        for directory in args.labels_dirs if objective.hubert else []:
-            array, info = load_labels(directory)
-            if array.shape[0] != len(dataset):
-                raise ValueError(
-                    f"labels in {directory} have {array.shape[0]} rows but {args.windows_dir} has {len(dataset)} "
-                    "windows; cluster the same window dataset"
-                    + (" (with --sources: `hubert-ecg cluster --windows_dir` on the combined --windows_dir)"
-                       if specs else "")
-                )
-            labels.append(array)
-            vocab_sizes.append(int(info["num_clusters"]))
+        dataset, labels, vocab_sizes = _windows_and_labels(args, objective, specs)
         input_length = len(dataset[0]["input_values"])
 
-    torch.manual_seed(args.seed)  # the fresh model's initialisation
-    model = _build_model(args, vocab_sizes)
-    frames = model.config.num_frames(input_length)
-    if any(lab.shape[1] != frames for lab in labels):
-        raise ValueError(
-            f"labels have {[lab.shape[1] for lab in labels]} frames per window but the model gives {frames} for "
-            f"{input_length} samples (config.num_frames); cluster with the same feature encoder geometry"
-        )
-    if args.freeze_feature_encoder:
-        model.freeze_feature_encoder()
-    if args.ddp_find_unused_parameters is None:
-        args.ddp_find_unused_parameters = model.config.layerdrop > 0
-
+    model = _pretraining_model(args, vocab_sizes, labels, input_length)
     if not args.streaming:
-        record_ids = dataset.data.column("record_id").to_pylist()
-        sources = mixing = None
-        if specs:  # validation records held out per source (a record id may exist in two sources)
-            column = dataset.data.column("source").to_pylist()
-            sources = np.asarray([names.index(name) for name in column], dtype=np.int64)
-            record_ids = [f"{name}/{record}" for name, record in zip(column, record_ids)]
-            mixing = dict(probabilities=[spec.probability for spec in specs],
-                          seed=args.data_seed if args.data_seed is not None else args.seed,
-                          stopping_strategy=args.stopping_strategy)
-        train_rows, val_rows = split_by_record(record_ids, args.validation_fraction)
-        if len(train_rows) == 0:
-            raise ValueError(f"no training window left after holding out {args.validation_fraction} of the records")
-        if args.max_eval_samples is not None:
-            val_rows = val_rows[: args.max_eval_samples]
-        train_dataset = _split_dataset(dataset, labels, train_rows, objective, window_seconds, "training", sources,
-                                       mixing)
-        eval_dataset = _split_dataset(dataset, labels, val_rows, objective, window_seconds, "validation",
-                                      sources) if len(val_rows) else None
+        train_dataset, eval_dataset = _split_windows(args, dataset, labels, objective, window_seconds, specs, names)
     if eval_dataset is None and args.eval_strategy != IntervalStrategy.NO:
         logger.warning("no validation window (or pair) held out: evaluation is switched off")
         args.eval_strategy = IntervalStrategy.NO
 
-    augmentations = args.augmentation_chain()
-    model.config.lead_mask_prob = lead_mask_prob(augmentations)  # > 0: trained lead-agnostic
-    if objective.contrastive:
-        collator = DataCollatorForContrastivePretraining(
-            model.config, seed=args.seed, augmentations=augmentations,
-            views="pairs" if objective.contrastive == "cmsc" else "augment", mask=objective.hubert,
-        )
-    else:
-        collator = DataCollatorForHuBERTECGPretraining(model.config, seed=args.seed, augmentations=augmentations)
-    eval_collator = collator
-    if collator.augmentations is not None and getattr(collator, "views", None) != "augment":
-        eval_collator = dataclasses.replace(collator, augmentations=None)
-    metrics = {}
-    if objective.hubert:
-        metrics = dict(compute_metrics=compute_masked_accuracy,
-                       preprocess_logits_for_metrics=preprocess_logits_for_metrics)
-    else:  # no labels: the evaluation loss comes from the groups, and there is nothing else to evaluate
-        args.label_names = ["contrastive_groups"]
-        args.prediction_loss_only = True
+    collator, eval_collator, metrics = _collators_and_metrics(args, model, objective)
     trainer = HuBERTECGTrainer(
         model=model,
         args=args,
@@ -778,6 +719,90 @@ def build_trainer(args: PretrainArguments) -> HuBERTECGTrainer:
         f"codebooks {vocab_sizes}, {model.num_parameters():,} parameters"
     )
     return trainer
+
+
+def _windows_and_labels(args: PretrainArguments, objective: Objective, specs: list[SourceSpec]):
+    """``(window dataset, cluster label arrays, codebook sizes)`` of ``--windows_dir`` (built first if need be)."""
+    _ensure_windows(args)
+    dataset = load_window_dataset(args.windows_dir)
+    labels, vocab_sizes = [], []
+    for directory in args.labels_dirs if objective.hubert else []:
+        array, info = load_labels(directory)
+        if array.shape[0] != len(dataset):
+            raise ValueError(
+                f"labels in {directory} have {array.shape[0]} rows but {args.windows_dir} has {len(dataset)} "
+                "windows; cluster the same window dataset"
+                + (" (with --sources: `hubert-ecg cluster --windows_dir` on the combined --windows_dir)"
+                   if specs else "")
+            )
+        labels.append(array)
+        vocab_sizes.append(int(info["num_clusters"]))
+    return dataset, labels, vocab_sizes
+
+
+def _pretraining_model(args: PretrainArguments, vocab_sizes: list[int], labels, input_length: int):
+    """The fresh model from the seed, checked against the labels' frames per window, its encoder frozen if asked."""
+    torch.manual_seed(args.seed)  # the fresh model's initialisation
+    model = _build_model(args, vocab_sizes)
+    frames = model.config.num_frames(input_length)
+    if any(lab.shape[1] != frames for lab in labels):
+        raise ValueError(
+            f"labels have {[lab.shape[1] for lab in labels]} frames per window but the model gives {frames} for "
+            f"{input_length} samples (config.num_frames); cluster with the same feature encoder geometry"
+        )
+    if args.freeze_feature_encoder:
+        model.freeze_feature_encoder()
+    if args.ddp_find_unused_parameters is None:
+        args.ddp_find_unused_parameters = model.config.layerdrop > 0
+    return model
+
+
+def _split_windows(args: PretrainArguments, dataset, labels, objective: Objective, window_seconds: float,
+                   specs: list[SourceSpec], names: list[str]):
+    """``(training dataset, validation dataset or None)``: the windows split by record (per source with sources)."""
+    record_ids = dataset.data.column("record_id").to_pylist()
+    sources = mixing = None
+    if specs:  # validation records held out per source (a record id may exist in two sources)
+        column = dataset.data.column("source").to_pylist()
+        sources = np.asarray([names.index(name) for name in column], dtype=np.int64)
+        record_ids = [f"{name}/{record}" for name, record in zip(column, record_ids)]
+        mixing = dict(probabilities=[spec.probability for spec in specs],
+                      seed=args.data_seed if args.data_seed is not None else args.seed,
+                      stopping_strategy=args.stopping_strategy)
+    train_rows, val_rows = split_by_record(record_ids, args.validation_fraction)
+    if len(train_rows) == 0:
+        raise ValueError(f"no training window left after holding out {args.validation_fraction} of the records")
+    if args.max_eval_samples is not None:
+        val_rows = val_rows[: args.max_eval_samples]
+    train_dataset = _split_dataset(dataset, labels, train_rows, objective, window_seconds, "training", sources,
+                                   mixing)
+    eval_dataset = _split_dataset(dataset, labels, val_rows, objective, window_seconds, "validation",
+                                  sources) if len(val_rows) else None
+    return train_dataset, eval_dataset
+
+
+def _collators_and_metrics(args: PretrainArguments, model, objective: Objective):
+    """``(training collator, evaluation collator, metric keyword arguments of the Trainer)`` of the objective."""
+    augmentations = args.augmentation_chain()
+    model.config.lead_mask_prob = lead_mask_prob(augmentations)  # > 0: trained lead-agnostic
+    if objective.contrastive:
+        collator = DataCollatorForContrastivePretraining(
+            model.config, seed=args.seed, augmentations=augmentations,
+            views="pairs" if objective.contrastive == "cmsc" else "augment", mask=objective.hubert,
+        )
+    else:
+        collator = DataCollatorForHuBERTECGPretraining(model.config, seed=args.seed, augmentations=augmentations)
+    eval_collator = collator
+    if collator.augmentations is not None and getattr(collator, "views", None) != "augment":
+        eval_collator = dataclasses.replace(collator, augmentations=None)
+    metrics = {}
+    if objective.hubert:
+        metrics = dict(compute_metrics=compute_masked_accuracy,
+                       preprocess_logits_for_metrics=preprocess_logits_for_metrics)
+    else:  # no labels: the evaluation loss comes from the groups, and there is nothing else to evaluate
+        args.label_names = ["contrastive_groups"]
+        args.prediction_loss_only = True
+    return collator, eval_collator, metrics
 
 
 def run_pretraining(args: PretrainArguments, command: str | None = None) -> dict:
