@@ -299,6 +299,7 @@ class ECGClassificationPipeline(ChunkPipeline):
             inputs = list(inputs)
         elif type(inputs).__module__.startswith("datasets.") and hasattr(inputs, "column_names"):
             inputs = _Rows(inputs)
+        self._warned = set()  # each finding of a file logged once per call, whatever the spelling of its path
         return super().__call__(inputs, **kwargs)
 
     # ------------------------------------------------------------------ steps
@@ -328,6 +329,7 @@ class ECGClassificationPipeline(ChunkPipeline):
                 inputs, self.feature_extractor, window=window, stride_seconds=stride_seconds,
                 num_windows=num_windows, pad_to_window=pad_to_window, missing_leads=missing_leads, rng=rng,
                 sampling_rate=sampling_rate, lead_names=lead_names, min_duration=min_duration, lead_set=lead_set,
+                warned=getattr(self, "_warned", None),
             )
             name = plan.name
             order = list(self.feature_extractor.lead_order)

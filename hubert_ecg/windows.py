@@ -319,6 +319,17 @@ class RecordWindows:
         )
 
 
+def _file_key(source, record: ECGRecord, name: str) -> str:
+    """One name per file, whatever the spelling of its path: the real path, a WFDB record without its suffix."""
+    path = (record.metadata or {}).get("path") or (source if isinstance(source, (str, os.PathLike)) else None)
+    if path is None:
+        return name
+    path = str(path)
+    if path.lower().endswith((".hea", ".dat", ".mat")):
+        path = path[:-4]
+    return os.path.realpath(path)
+
+
 def _without_rows(record: ECGRecord, rows: np.ndarray, drop: np.ndarray) -> tuple[ECGRecord, np.ndarray]:
     """``record`` without the rows ``drop`` (bool per row; a lazy signal stays lazy), and ``rows`` (the row of each
     model lead, -1 for absent ones: :func:`hubert_ecg.leads.map_leads`) renumbered for it, -1 for the dropped."""
@@ -354,6 +365,7 @@ def record_windows(
     min_duration: float | None = MIN_DURATION,
     check_quality: bool = True,
     lead_set: Sequence[str] | None = None,
+    warned: set | None = None,
 ) -> RecordWindows:
     """Read ``source`` (:func:`load_record`), map its leads, check them (:func:`check_leads`) and choose its windows
     (:func:`choose_window_starts`).
@@ -371,6 +383,9 @@ def record_windows(
         check_quality: run :func:`check_leads` (flat leads zero-filled with a warning, saturated ones reported).
         lead_set: keep only these model leads (standard names, e.g. :func:`hubert_ecg.leads.lead_set`); the
             record's other rows are dropped and zero-filled as missing leads (``missing_leads`` becomes ``"zero"``).
+        warned: the findings already logged (a set this function adds to): a finding of a file logged before, under
+            any spelling of its path (``rec``, ``rec.hea``, ``./rec``), is not logged again; it stays in ``flags``.
+            None: every finding is logged.
 
     Raises:
         ValueError: whose message starts with the record's name (:func:`describe`) and says what was expected.
@@ -451,7 +466,11 @@ def record_windows(
     except ValueError as err:
         message = str(err)
         raise ValueError(message if message.startswith(name) else f"{name}: {message}") from None
+    key = _file_key(source, record, name)
     for flag in flags:
-        logger.warning(f"{name}: {flag}")
+        if warned is None or (key, flag) not in warned:
+            logger.warning(f"{name}: {flag}")
+        if warned is not None:
+            warned.add((key, flag))
     return RecordWindows(record, name, starts, present, pad_to_window, missing_leads, flat_names, saturated_names,
                          short, duration, flags, rows)

@@ -183,6 +183,11 @@ def _renamed(argv: list[str], renamed: dict[str, str], prog: str) -> list[str]:
 
 
 def _parse_with(parser: ECGArgumentParser, argv: list[str], values: dict, known_only: bool) -> tuple:
+    from transformers.utils import logging as hf_logging
+
+    # commands keep stderr for their notes, warnings and listings: no "Loading weights" bars of transformers (the
+    # Trainer's own progress bar is tqdm's, and --disable_tqdm governs it)
+    hf_logging.disable_progress_bar()
     if values:
         parser.set_defaults(**values)
         for action in parser._actions:  # a field given in the file is no longer required on the command line

@@ -44,11 +44,9 @@ class ConvertArguments:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``hubert-ecg convert``; returns 0, or 2 when the checkpoint cannot be converted."""
     (args,) = parse(argv, (ConvertArguments,), PROG, DESCRIPTION)
-    from transformers.utils import logging as hf_logging
 
     from hubert_ecg.conversion import convert_original_checkpoint
 
-    hf_logging.disable_progress_bar()  # stdout for the result, stderr for errors
     try:
         model = convert_original_checkpoint(args.src, args.output_dir, label_set=args.label_set,
                                             problem_type=args.problem_type)

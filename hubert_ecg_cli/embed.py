@@ -147,12 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     model_args, batching, records, windowing, args = parse(
         argv, (ModelArguments, BatchingArguments, RecordArguments, WindowingArguments, EmbedArguments), PROG,
         DESCRIPTION)
-    from transformers.utils import logging as hf_logging
 
     from hubert_ecg.embeddings import load_feature_pipeline
     from hubert_ecg.training.probe import embed_records, write_embeddings
 
-    hf_logging.disable_progress_bar()
     if args.output_dir is not None:
         return _embed_to_dir(model_args, batching, records, windowing, args)
     try:

@@ -68,12 +68,10 @@ def main(argv: list[str] | None = None) -> int:
                                  "--method attention_rollout)")
 
     import numpy as np
-    from transformers.utils import logging as hf_logging
 
     from hubert_ecg.explain import _label_index, _load_model, explain
     from hubert_ecg.plotting import STRIP_SECONDS, plot_ecg, save_figure
 
-    hf_logging.disable_progress_bar()
     try:
         if args.model is None:
             from hubert_ecg.demo import demo_model_path

@@ -217,11 +217,9 @@ def main(argv: list[str] | None = None) -> int:
                "stride_seconds": windowing.stride_seconds, "min_duration": args.min_duration,
                "sampling_rate": records.sampling_rate, "lead_names": records.lead_list,
                "missing_leads": records.missing_leads}
-    from transformers.utils import logging as hf_logging
 
     from hubert_ecg.pipelines import load_pipeline
 
-    hf_logging.disable_progress_bar()  # keep stderr for the notice, the warnings and the skipped files
     if args.output_dir is not None:
         return _predict_to_dir(model_args, args, inputs, options)
     try:

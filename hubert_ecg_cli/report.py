@@ -48,11 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     """``hubert-ecg report FILE``: see :mod:`hubert_ecg.report`. Exit status 0, 1 for a record that cannot be
     reported (the reason on stderr), 2 for usage errors."""
     (args,) = parse(argv, (ReportArguments,), PROG, DESCRIPTION)
-    from transformers.utils import logging as hf_logging
 
     from hubert_ecg.report import build_report, write_report
 
-    hf_logging.disable_progress_bar()
     try:
         report = build_report(args.file, args.model, label=args.label, attribution=args.attribution,
                               device=args.device)

@@ -57,12 +57,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
 
     from transformers import AutoModel, AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
 
     from hubert_ecg.demo import demo_model_path
     from hubert_ecg.inference import measure_settings, tuned_settings, tuning_enabled
 
-    hf_logging.disable_progress_bar()
     source = args.model or demo_model_path()
     try:
         try:

@@ -150,3 +150,16 @@ def test_help_states_each_default_once():
         assert not re.search(r"\(default: [^)]*\) \(default:", flat), f"{name}: a default stated twice"
         for field, help_ in re.findall(r"--no_(\w+), --no-[\w-]+ (\S+ \S+ \S+)", flat):
             assert help_ == f"turn off --{field}", (name, field, help_)
+
+
+def test_commands_print_no_loading_bars(capsys):
+    """Quiet by default: a command that loads a model prints its results and notes, not transformers' "Loading
+    weights" progress bar (on stderr, which holds the notes and the listings of skipped records)."""
+    from hubert_ecg.demo import demo_records
+
+    labels = str(Path(demo_records()[0]).parent / "labels.csv")
+    assert hubert_ecg_cli.main(["evaluate", "--test_csv", labels, "--n_bootstrap", "10"]) == 0
+    out, err = capsys.readouterr()
+    assert "macro_auroc" in out
+    assert "Loading weights" not in err and "it/s" not in err
+    assert err.strip().startswith("hubert-ecg evaluate: using the bundled demo model")

@@ -89,6 +89,23 @@ def test_flat_leads_are_zero_filled_as_missing(fe, clf, record, tmp_path, caplog
     assert [p["label"] for p in clf(path)] == [p["label"] for p in got["predictions"]]  # default: the plain list
 
 
+def test_a_finding_is_logged_once_per_file_whatever_its_spelling(clf, record, tmp_path, caplog, monkeypatch):
+    """Three spellings of one record in one call: three rows, each with its flags, and the finding logged once; a
+    second call logs it again (once per call)."""
+    signal = record.signal.copy()
+    signal[6] = 0.0  # V1 flat
+    path = _write(record, signal, tmp_path, "flat1")
+    monkeypatch.chdir(tmp_path)
+    spellings = [path, path + ".hea", "./flat1"]
+    for _ in range(2):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            details = clf.predict_details(spellings)
+        assert [d["name"] for d in details] == spellings
+        assert all(d["flags"] and "flat leads V1" in d["flags"][0] for d in details)
+        assert caplog.text.count("flat leads V1") == 1
+
+
 def test_real_record_with_flat_leads(fe, data_dir):
     # a CinC 2021 (Ningbo) record whose V2, V4 and V6 are 0 mV throughout
     plan = record_windows(str(data_dir / "cinc2021" / "JS20004"), fe)

@@ -391,8 +391,6 @@ def _make_trainer(model, feature_extractor, datasets, augmentations, problem_typ
     for plain, numeric in ((ProgressCallback, _NumericProgressCallback), (PrinterCallback, _NumericPrinterCallback)):
         if trainer.pop_callback(plain) is not None:  # the Trainer's log lines with numbers as numbers
             trainer.add_callback(numeric)
-    if training_args.disable_tqdm:
-        logging.disable_progress_bar()  # transformers' own bars (writing the model shards) as well
     return trainer, evaluation
 
 

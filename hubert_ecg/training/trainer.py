@@ -175,6 +175,12 @@ class HuBERTECGTrainer(Trainer):
         if self.args.dataloader_pin_memory and self.args.device.type == "cpu":
             # pinned memory speeds up host-to-GPU copies only; on the CPU every DataLoader would warn that it is unused
             self.args.dataloader_pin_memory = False
+        if self.args.disable_tqdm:  # every progress bar: transformers' (writing the model) and datasets' (mapping)
+            import datasets
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+            datasets.disable_progress_bars()
         self.eval_data_collator = eval_data_collator if eval_data_collator is not None else self.data_collator
         self.objective = objective
         if objective is not None:
