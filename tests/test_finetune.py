@@ -355,6 +355,17 @@ def _superclass_manifest(path, folder, folds, n):
     return path
 
 
+def _summary_trainer():
+    """What the start-up summary reads of a Trainer: its model and arguments."""
+    from types import SimpleNamespace
+
+    import torch
+
+    model = torch.nn.Linear(2, 2)
+    return SimpleNamespace(model=model, args=SimpleNamespace(bf16=False, fp16=False, device=torch.device("cpu"),
+                                                             output_dir="out"))
+
+
 def test_training_sources_are_mixed_with_their_probabilities_and_scored_per_source(tmp_path, data_dir):
     """Two labelled sources (PTB-XL and the band-passed PTB-XL copy): the training rows follow the probabilities
     (interleave_datasets, all_exhausted), and the validation metrics come pooled and per source."""
@@ -373,6 +384,10 @@ def test_training_sources_are_mixed_with_their_probabilities_and_scored_per_sour
     # equal chances, all_exhausted: the draw ends once the 40 extra rows are all drawn; the 12 ptbxl rows repeat
     assert set(sources) == {"ptbxl", "extra"} and (sources == "extra").sum() >= 40
     assert abs((sources == "ptbxl").mean() - 0.5) < 0.15 and (sources == "ptbxl").sum() > 12
+    # the summary and metrics.json count records, not draws: 12 + 40 records, more draws
+    assert finetune._record_count(datasets["train"]) == 52 < len(datasets["train"])
+    assert f"records read: train 52 ({len(datasets['train'])} draws per epoch, mixed)" in finetune._startup_summary(
+        datasets, {split: [] for split in datasets}, names, problem_type, "x", _summary_trainer())
     first = finetune.load_data(finetune_cli.DataArguments(
         train_sources=[f"ptbxl={a}@0.5", f"extra={b}@0.5"], stopping_strategy="first_exhausted",
         validation_csv=str(va)), seed=1)[0]

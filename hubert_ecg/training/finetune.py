@@ -334,7 +334,8 @@ def finetune(model_args, data_args, training_args: FinetuneTrainingArguments,
     trainer.train(resume_from_checkpoint=checkpoint)
     metrics, title = _final_metrics(trainer, evaluation)
     n_skipped = sum(len(s) for s in skipped.values())
-    metrics.update({f"{split}_records": len(ds) for split, ds in datasets.items()}, skipped_records=n_skipped)
+    metrics.update({f"{split}_records": _record_count(ds) for split, ds in datasets.items()},
+                   skipped_records=n_skipped)
     if trainer.is_world_process_zero():
         _print_metrics(title, metrics)
 
@@ -485,14 +486,24 @@ def _manifests_text(data_args, datasets) -> str:
             f"{described('validation', data_args.validation_csv, data_args.validation_sources)}")
 
 
+def _record_count(dataset) -> int:
+    """The records of a split: its distinct ``record_name`` values (a training mix of sources draws some records
+    more than once an epoch, or leaves some out)."""
+    if "record_name" in (dataset.column_names or []):
+        return len(set(dataset["record_name"]))
+    return len(dataset)
+
+
 def _startup_summary(datasets, skipped, label_names, problem_type, source, trainer) -> str:
     """The lines logged before training: records read per split, labels, problem type, initialisation, device,
     precision and trainable parameters."""
     model, args = trainer.model, trainer.args
-    read = ", ".join(
-        f"{split} {len(ds)}" + (f" ({len(skipped[split])} skipped, listed at the end)" if len(skipped[split]) else "")
-        for split, ds in datasets.items()
-    )
+    def counted(split, ds):
+        count = _record_count(ds)
+        return (f"{split} {count}" + (f" ({len(ds)} draws per epoch, mixed)" if len(ds) != count else "")
+                + (f" ({len(skipped[split])} skipped, listed at the end)" if len(skipped[split]) else ""))
+
+    read = ", ".join(counted(split, ds) for split, ds in datasets.items())
     names = ", ".join(label_names[:12]) + (f", ... ({len(label_names)} in all)" if len(label_names) > 12 else "")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
