@@ -119,13 +119,18 @@ def build_parser(dataclass_types: Sequence[type], prog: str, description: str | 
     parser = ECGArgumentParser(list(dataclass_types), prog=prog, description=description,
                                formatter_class=HelpFormatter, allow_abbrev=False)
     if len(parser._actions) > LONG_USAGE:  # transformers' TrainingArguments: a usage of 150 lines before an error
-        parser.usage = f"{prog} [CONFIG.yaml|CONFIG.json] [--field value ...]  (`{prog} --help` lists the fields)"
+        _short_usage(parser)
     for action in parser._actions:
         negative = [s for s in action.option_strings if s.startswith("--no_")]
         if negative and action.const is False:
             action.help = f"turn off --{negative[0][len('--no_'):]}"
             action.default = argparse.SUPPRESS
     return parser
+
+
+def _short_usage(parser: ECGArgumentParser) -> None:
+    parser.usage = (f"{parser.prog} [CONFIG.yaml|CONFIG.json] [--field value ...]  (`{parser.prog} --help` lists the "
+                    "fields)")
 
 
 def config_values(path: str | Path, known: set[str] | None = None, renamed: dict[str, str] | None = None,
@@ -183,6 +188,8 @@ def _renamed(argv: list[str], renamed: dict[str, str], prog: str) -> list[str]:
 
 
 def _parse_with(parser: ECGArgumentParser, argv: list[str], values: dict, known_only: bool) -> tuple:
+    """The dataclass instances of ``argv`` over ``values`` (a configuration file's); a usage error exits 2. With
+    ``known_only``, options the parser does not know are left for a later parser."""
     from transformers.utils import logging as hf_logging
 
     # commands keep stderr for their notes, warnings and listings: no "Loading weights" bars of transformers (the
@@ -196,9 +203,60 @@ def _parse_with(parser: ECGArgumentParser, argv: list[str], values: dict, known_
                 if not action.option_strings:
                     action.nargs = "*" if action.nargs in ("+", "*") else "?"
     try:
-        return tuple(parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=known_only))
+        *outputs, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     except ValueError as err:  # a field's own check (__post_init__)
         parser.error(str(err))
+    if remaining and not known_only:
+        parser.error(f"unrecognized arguments: {' '.join(remaining)}")
+    return tuple(outputs)
+
+
+def _late_options_file(prog: str) -> Path:
+    """Where the options of a command's ``late_types`` are cached, per installed transformers and hubert_ecg source
+    (``$HUBERT_ECG_CACHE/cli/``, else under ``$XDG_CACHE_HOME/hubert_ecg`` or ``~/.cache/hubert_ecg``): any change
+    of either gives a new file, so a cached list never goes stale."""
+    import hashlib
+    import importlib.metadata
+    import importlib.util
+    import os
+
+    folder = os.environ.get("HUBERT_ECG_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") \
+        / "hubert_ecg"
+    digest = hashlib.sha1(importlib.metadata.version("transformers").encode())
+    spec = importlib.util.find_spec("hubert_ecg")  # finds the package without importing it
+    for path in sorted(Path(next(iter(spec.submodule_search_locations))).rglob("*.py")):
+        stat = path.stat()
+        digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    return Path(folder) / "cli" / f"{prog.replace(' ', '-')}-{digest.hexdigest()[:16]}.json"
+
+
+def _late_placeholders(parser: ECGArgumentParser, specs: list[dict]) -> None:
+    """Options that stand for ``late_types``' (cached ``specs``): they take the same number of values and are not
+    checked; the real parser checks them once torch is imported."""
+    _short_usage(parser)
+    for index, spec in enumerate(specs):
+        common = {"dest": f"_late_{index}", "default": argparse.SUPPRESS, "help": argparse.SUPPRESS}
+        if spec["nargs"] == 0:
+            parser.add_argument(*spec["options"], action="store_true", **common)
+        else:
+            parser.add_argument(*spec["options"], nargs=spec["nargs"], const=spec["const"], **common)
+
+
+def _write_late_options(path: Path, parser: ECGArgumentParser, own: set[str], renamed: dict[str, str]) -> None:
+    """Cache the options of ``parser`` not in ``own`` (the late types'), and the late types' deprecated spellings."""
+    specs = []
+    for action in parser._actions:
+        if action.dest in own or not action.option_strings:
+            continue
+        const = action.const if isinstance(action.const, (bool, int, float, str, type(None))) else None
+        specs.append({"options": list(action.option_strings), "nargs": action.nargs, "const": const})
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"options": specs, "renamed": renamed}), encoding="utf-8")
+        temporary.replace(path)
+    except OSError:  # a read-only cache: every usage error of these options waits for torch, nothing else changes
+        pass
 
 
 def parse(argv: Sequence[str] | None, dataclass_types: Sequence[type], prog: str, description: str | None = None,
@@ -211,7 +269,9 @@ def parse(argv: Sequence[str] | None, dataclass_types: Sequence[type], prog: str
         prog: the command's name for ``--help`` and messages, e.g. ``"hubert-ecg predict"``.
         description: the first paragraph of ``--help``.
         late_types: called only once ``dataclass_types`` parsed without error (or for ``--help``): more dataclasses
-            whose import is heavy (``TrainingArguments``: torch). Their instances follow in the returned tuple.
+            whose import is heavy (``TrainingArguments``: torch). Their instances follow in the returned tuple. Their
+            option names are cached after the first run (:func:`_late_options_file`), so that from then on an
+            unknown option too is answered before torch is imported; their values are checked after it.
 
     Returns:
         One dataclass instance per type, in order.
@@ -240,9 +300,23 @@ def parse(argv: Sequence[str] | None, dataclass_types: Sequence[type], prog: str
         return _parse_with(parser, argv, values, known_only=False)
     own = {action.dest for action in parser._actions}
     noted = deprecated_spellings(types_)
-    _parse_with(parser, argv, {k: v for k, v in values.items() if k in own}, known_only=True)  # before torch
+    cache = _late_options_file(prog)
+    try:
+        late_options = json.loads(cache.read_text(encoding="utf-8"))
+        late_options["options"], late_options["renamed"]  # noqa: B018  (a file of an older layout: rebuilt)
+    except (OSError, ValueError, TypeError, KeyError):
+        late_options = None
+    if late_options is not None:  # every option known before torch: an unknown one is answered at once
+        _late_placeholders(parser, late_options["options"])
+        argv = _renamed(argv, late_options["renamed"], prog)
+    _parse_with(parser, argv, {k: v for k, v in values.items() if k in own}, known_only=late_options is None)
+    early_types = list(types_)
     types_ += list(late_types())
     parser = build_parser(types_, prog, description)
+    if late_options is None:
+        late_renamed = {old: new for old, new in deprecated_spellings(types_).items()
+                        if old not in deprecated_spellings(early_types)}
+        _write_late_options(cache, parser, own, late_renamed)
     argv = _renamed(argv, deprecated_spellings(types_), prog)
     if config is not None:
         try:
