@@ -211,10 +211,11 @@ def _parse_with(parser: ECGArgumentParser, argv: list[str], values: dict, known_
     return tuple(outputs)
 
 
-def _late_options_file(prog: str) -> Path:
-    """Where the options of a command's ``late_types`` are cached, per installed transformers and hubert_ecg source
-    (``$HUBERT_ECG_CACHE/cli/``, else under ``$XDG_CACHE_HOME/hubert_ecg`` or ``~/.cache/hubert_ecg``): any change
-    of either gives a new file, so a cached list never goes stale."""
+def _late_cache_file(prog: str, kind: str) -> Path:
+    """Where what a command's ``late_types`` give is cached (``kind``: ``"options"``, or ``"help-<columns>"``), per
+    installed transformers and per source of hubert_ecg and of the commands (``$HUBERT_ECG_CACHE/cli/``, else under
+    ``$XDG_CACHE_HOME/hubert_ecg`` or ``~/.cache/hubert_ecg``): any change of either gives a new file, so a cached
+    text never goes stale."""
     import hashlib
     import importlib.metadata
     import importlib.util
@@ -223,11 +224,29 @@ def _late_options_file(prog: str) -> Path:
     folder = os.environ.get("HUBERT_ECG_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") \
         / "hubert_ecg"
     digest = hashlib.sha1(importlib.metadata.version("transformers").encode())
-    spec = importlib.util.find_spec("hubert_ecg")  # finds the package without importing it
-    for path in sorted(Path(next(iter(spec.submodule_search_locations))).rglob("*.py")):
-        stat = path.stat()
-        digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
-    return Path(folder) / "cli" / f"{prog.replace(' ', '-')}-{digest.hexdigest()[:16]}.json"
+    for package in ("hubert_ecg", "hubert_ecg_cli"):
+        spec = importlib.util.find_spec(package)  # finds the package without importing it
+        for path in sorted(Path(next(iter(spec.submodule_search_locations))).rglob("*.py")):
+            stat = path.stat()
+            digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    return Path(folder) / "cli" / f"{prog.replace(' ', '-')}-{digest.hexdigest()[:16]}.{kind}.json"
+
+
+def _write_cache(path: Path, content) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(content), encoding="utf-8")
+        temporary.replace(path)
+    except OSError:  # a read-only cache: the next run builds it again, nothing else changes
+        pass
+
+
+def _read_cache(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def _late_placeholders(parser: ECGArgumentParser, specs: list[dict]) -> None:
@@ -250,13 +269,7 @@ def _write_late_options(path: Path, parser: ECGArgumentParser, own: set[str], re
             continue
         const = action.const if isinstance(action.const, (bool, int, float, str, type(None))) else None
         specs.append({"options": list(action.option_strings), "nargs": action.nargs, "const": const})
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"options": specs, "renamed": renamed}), encoding="utf-8")
-        temporary.replace(path)
-    except OSError:  # a read-only cache: every usage error of these options waits for torch, nothing else changes
-        pass
+    _write_cache(path, {"options": specs, "renamed": renamed})
 
 
 def parse(argv: Sequence[str] | None, dataclass_types: Sequence[type], prog: str, description: str | None = None,
@@ -270,8 +283,9 @@ def parse(argv: Sequence[str] | None, dataclass_types: Sequence[type], prog: str
         description: the first paragraph of ``--help``.
         late_types: called only once ``dataclass_types`` parsed without error (or for ``--help``): more dataclasses
             whose import is heavy (``TrainingArguments``: torch). Their instances follow in the returned tuple. Their
-            option names are cached after the first run (:func:`_late_options_file`), so that from then on an
-            unknown option too is answered before torch is imported; their values are checked after it.
+            option names and the help are cached after the first run (:func:`_late_cache_file`), so that from then
+            on ``--help`` and an unknown option too are answered before torch is imported; their values are checked
+            after it.
 
     Returns:
         One dataclass instance per type, in order.
@@ -284,9 +298,16 @@ def parse(argv: Sequence[str] | None, dataclass_types: Sequence[type], prog: str
     types_ = list(dataclass_types)
     config = argv.pop(0) if argv and argv[0].endswith((".yaml", ".yml", ".json")) else None
     wants_help = "-h" in argv or "--help" in argv
-    if late_types is not None and wants_help:
-        types_ += list(late_types())
-        late_types = None
+    if late_types is not None and wants_help:  # the help of every field, cached as the late options are
+        import shutil
+
+        cache = _late_cache_file(prog, f"help-{shutil.get_terminal_size().columns}")
+        text = _read_cache(cache)
+        if not isinstance(text, str):
+            text = build_parser(types_ + list(late_types()), prog, description).format_help()
+            _write_cache(cache, text)
+        sys.stdout.write(text)
+        raise SystemExit(0)
     parser = build_parser(types_, prog, description)
     argv = _renamed(argv, deprecated_spellings(types_), prog)
     values = {}
@@ -300,11 +321,9 @@ def parse(argv: Sequence[str] | None, dataclass_types: Sequence[type], prog: str
         return _parse_with(parser, argv, values, known_only=False)
     own = {action.dest for action in parser._actions}
     noted = deprecated_spellings(types_)
-    cache = _late_options_file(prog)
-    try:
-        late_options = json.loads(cache.read_text(encoding="utf-8"))
-        late_options["options"], late_options["renamed"]  # noqa: B018  (a file of an older layout: rebuilt)
-    except (OSError, ValueError, TypeError, KeyError):
+    cache = _late_cache_file(prog, "options")
+    late_options = _read_cache(cache)
+    if not (isinstance(late_options, dict) and {"options", "renamed"} <= set(late_options)):
         late_options = None
     if late_options is not None:  # every option known before torch: an unknown one is answered at once
         _late_placeholders(parser, late_options["options"])

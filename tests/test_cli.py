@@ -65,13 +65,16 @@ def test_help_and_usage_errors_of_the_training_commands():
         assert "--per_device_train_batch_size" in run["out"]  # transformers' TrainingArguments, as installed
     for name, run in zip(names, runs[len(names):]):
         assert run["code"] == 2 and f"hubert-ecg {name}: error:" in run["err"], (name, run["err"])
-    # their options are now cached (per transformers and hubert_ecg source): an unknown option is answered before
-    # torch, as are the commands' own fields; a valid line still parses the TrainingArguments' values
+    # their options and help are now cached (per transformers and hubert_ecg source): --help and an unknown option
+    # are answered before torch, as are the commands' own fields
+    first_help = [run["out"] for run in runs[: len(names)]]
     runs, heavy = _in_one_process([[name, "--no_such_option", "1"] for name in names]
-                                  + [["finetune", "--label_set", "nope", "--learning_rate", "0.1"]])
-    assert heavy == [] and [run["code"] for run in runs] == [2] * (len(names) + 1)
-    assert all("unrecognized arguments: --no_such_option 1" in run["err"] for run in runs[:-1])
-    assert "invalid choice: 'nope'" in runs[-1]["err"]
+                                  + [["finetune", "--label_set", "nope", "--learning_rate", "0.1"]]
+                                  + [[name, "--help"] for name in names])
+    assert heavy == [] and [run["code"] for run in runs] == [2] * (len(names) + 1) + [0] * len(names)
+    assert all("unrecognized arguments: --no_such_option 1" in run["err"] for run in runs[: len(names)])
+    assert "invalid choice: 'nope'" in runs[len(names)]["err"]
+    assert [run["out"] for run in runs[len(names) + 1:]] == first_help  # the help as the parser printed it
 
 
 def test_both_spellings_and_the_deprecated_one(tmp_path, capsys):
