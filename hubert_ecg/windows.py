@@ -319,6 +319,52 @@ class RecordWindows:
         )
 
 
+def _check_quality(record: ECGRecord, rows: np.ndarray, present: np.ndarray, starts: np.ndarray, feature_extractor):
+    """:func:`check_leads` over the samples the windows at ``starts`` cover: the record without its flat leads' rows,
+    ``rows`` renumbered, the flat and the saturated model leads, and the flags saying so.
+
+    Raises:
+        ValueError: when every present lead is flat.
+    """
+    rate = float(record.sampling_rate)
+    first = int(np.floor(starts.min() * rate))
+    stop = min(record.signal.shape[1], int(np.ceil((starts.max() + feature_extractor.window_seconds) * rate)))
+    quality = check_leads(record.signal, rate, rows, (first, max(stop, first + 1)))
+    order = list(feature_extractor.lead_order)
+    flat_names = [lead for lead, f in zip(order, quality.flat) if f]
+    saturated_names = [lead for lead, f in zip(order, quality.saturated) if f]
+    if quality.flat[present].all():
+        raise ValueError(
+            f"every lead is flat (peak-to-peak below {FLAT_PEAK_TO_PEAK_MV:g} mV: "
+            f"{', '.join(f'{lead} {p:.3g}' for lead, p in zip(order, quality.peak_to_peak) if lead in flat_names)}"
+            " mV): nothing to score; expected an ECG in mV"
+        )
+    flags = []
+    if flat_names:
+        flags.append(
+            f"flat leads {', '.join(flat_names)} (peak-to-peak below {FLAT_PEAK_TO_PEAK_MV:g} mV): "
+            "scored as missing (zero-filled)"
+        )
+        drop = np.zeros(record.signal.shape[0], dtype=bool)
+        drop[rows[quality.flat]] = True
+        record, rows = _without_rows(record, rows, drop)
+    if saturated_names:
+        flags.append(
+            f"saturated leads {', '.join(saturated_names)} (at their extreme value for "
+            f"{SATURATION_SECONDS:g} s or longer: clipped)"
+        )
+    return record, rows, flat_names, saturated_names, flags
+
+
+def _log_findings(flags: list[str], name: str, key: str, warned: set | None) -> None:
+    """Log each finding of a record, once per file ``key`` when a ``warned`` set is kept (see :func:`record_windows`)."""
+    for flag in flags:
+        if warned is None or (key, flag) not in warned:
+            logger.warning(f"{name}: {flag}")
+        if warned is not None:
+            warned.add((key, flag))
+
+
 def _file_key(source, record: ECGRecord, name: str) -> str:
     """One name per file, whatever the spelling of its path: the real path, a WFDB record without its suffix."""
     path = (record.metadata or {}).get("path") or (source if isinstance(source, (str, os.PathLike)) else None)
@@ -422,35 +468,12 @@ def record_windows(
                 f"short record: {duration:g} s, zero-padded to the {feature_extractor.window_seconds:g} s window"
             )
         if check_quality:
-            rate = float(record.sampling_rate)
-            first = int(np.floor(starts.min() * rate))
-            stop = min(record.signal.shape[1],
-                       int(np.ceil((starts.max() + feature_extractor.window_seconds) * rate)))
-            quality = check_leads(record.signal, rate, rows, (first, max(stop, first + 1)))
-            order = list(feature_extractor.lead_order)
-            flat_names = [lead for lead, f in zip(order, quality.flat) if f]
-            saturated_names = [lead for lead, f in zip(order, quality.saturated) if f]
-            if quality.flat[present].all():
-                raise ValueError(
-                    f"every lead is flat (peak-to-peak below {FLAT_PEAK_TO_PEAK_MV:g} mV: "
-                    f"{', '.join(f'{lead} {p:.3g}' for lead, p in zip(order, quality.peak_to_peak) if lead in flat_names)}"
-                    " mV): nothing to score; expected an ECG in mV"
-                )
+            record, rows, flat_names, saturated_names, found = _check_quality(record, rows, present, starts,
+                                                                              feature_extractor)
+            flags += found
             if flat_names:
-                flags.append(
-                    f"flat leads {', '.join(flat_names)} (peak-to-peak below {FLAT_PEAK_TO_PEAK_MV:g} mV): "
-                    "scored as missing (zero-filled)"
-                )
-                drop = np.zeros(record.signal.shape[0], dtype=bool)
-                drop[rows[quality.flat]] = True
-                record, rows = _without_rows(record, rows, drop)
-                present = present & ~quality.flat
+                present = present & np.asarray([lead not in flat_names for lead in feature_extractor.lead_order])
                 missing_leads = "zero"
-            if saturated_names:
-                flags.append(
-                    f"saturated leads {', '.join(saturated_names)} (at their extreme value for "
-                    f"{SATURATION_SECONDS:g} s or longer: clipped)"
-                )
         if lead_set is not None:
             keep = np.asarray([lead in lead_set for lead in feature_extractor.lead_order])
             if not (present & keep).any():
@@ -466,11 +489,6 @@ def record_windows(
     except ValueError as err:
         message = str(err)
         raise ValueError(message if message.startswith(name) else f"{name}: {message}") from None
-    key = _file_key(source, record, name)
-    for flag in flags:
-        if warned is None or (key, flag) not in warned:
-            logger.warning(f"{name}: {flag}")
-        if warned is not None:
-            warned.add((key, flag))
+    _log_findings(flags, name, _file_key(source, record, name), warned)
     return RecordWindows(record, name, starts, present, pad_to_window, missing_leads, flat_names, saturated_names,
                          short, duration, flags, rows)

@@ -47,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
-    build_app(args.model).launch(server_name=args.host, server_port=args.port, max_file_size=args.max_file_size,
-                                 share=False)
+    app = build_app(args.model)
+    # gradio's own start-up lines (and its hint to make the app public) are left out: one line says where it is
+    app.launch(server_name=args.host, server_port=args.port, max_file_size=args.max_file_size, share=False,
+               quiet=True, prevent_thread_lock=True)
+    print(f"{PROG}: serving on {app.local_url} (Ctrl+C stops it); a demonstration, not a clinical tool")
+    app.block_thread()
     return 0

@@ -277,3 +277,32 @@ def test_app_command_arguments_and_a_model_that_cannot_be_loaded(tmp_path, capsy
     assert main(["app", "--model", str(tmp_path / "no-such-model")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("hubert-ecg app: error: ")
+
+
+def test_the_command_serves_quietly(monkeypatch, capsys):
+    """`hubert-ecg app`: one line saying where the app is, none of gradio's start-up lines nor its hint to make the
+    app public; the page answers there."""
+    import socket
+    import urllib.request
+
+    import gradio
+
+    from hubert_ecg_cli import main
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    served = {}
+
+    def block_thread(self):  # instead of serving until Ctrl+C: fetch the page once
+        served["status"] = urllib.request.urlopen(self.local_url, timeout=30).status
+
+    monkeypatch.setattr(gradio.Blocks, "block_thread", block_thread)
+    try:
+        assert main(["app", "--port", str(port)]) == 0
+        out = capsys.readouterr().out
+    finally:
+        gradio.close_all()
+    assert served["status"] == 200
+    assert out.strip() == (f"hubert-ecg app: serving on http://127.0.0.1:{port}/ (Ctrl+C stops it); a "
+                           "demonstration, not a clinical tool")
