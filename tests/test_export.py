@@ -42,6 +42,7 @@ def test_batch_dimension_is_dynamic(exported):
     assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim][1] == 6000
 
 
+@pytest.mark.slow  # ~4 s: an export with its check
 def test_export_from_model_object_leaves_it_unchanged(finetuned_dir, tmp_path):
     model = HuBERTECGForSequenceClassification.from_pretrained(finetuned_dir)  # SDPA
     implementation = model.config._attn_implementation
@@ -83,7 +84,8 @@ def test_the_commands_choices_are_the_packages():
     assert (command.DEFAULT_OPSET, command.INT8_SCORE_ATOL) == (export.DEFAULT_OPSET, export.INT8_SCORE_ATOL)
 
 
-@pytest.mark.parametrize("spelling", ["--no_check", "--no-check"])
+# the dash spelling is the dialect's (tests/test_cli.py checks it for every command): the second export runs in CI
+@pytest.mark.parametrize("spelling", ["--no_check", pytest.param("--no-check", marks=pytest.mark.slow)])
 def test_cli_without_the_check(finetuned_dir, tmp_path, capsys, spelling):
     """--check is a switch that defaults to on; both spellings of its complement skip the onnxruntime check."""
     assert export_onnx_cli([str(finetuned_dir), str(tmp_path / "unchecked.onnx"), spelling]) == 0

@@ -111,7 +111,7 @@ def test_saved_demo_model_loads_as_remote_code(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "inputs_logits.npy"), ours)
 
 
-@pytest.mark.parametrize("source", ["saved", "demo"])
+@pytest.mark.parametrize("source", ["saved", pytest.param("demo", marks=pytest.mark.slow)])
 def test_feature_extractor_loads_as_remote_code(tmp_path, source):
     """The preprocessing travels too: processing.py and the lead names it imports (leads.py); for a default feature
     extractor and for the demo model's, saved afresh."""
