@@ -233,9 +233,12 @@ def _late_cache_file(prog: str, kind: str) -> Path:
 
 
 def _write_cache(path: Path, content) -> None:
+    """Write ``content`` as JSON to ``path`` atomically (the processes of a launch may write it at once)."""
+    import os
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
+        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         temporary.write_text(json.dumps(content), encoding="utf-8")
         temporary.replace(path)
     except OSError:  # a read-only cache: the next run builds it again, nothing else changes

@@ -106,6 +106,7 @@ def test_descriptions_and_why_positive_is_blank(uploads, described_model, tmp_pa
     assert "no threshold: this model was not calibrated (hubert-ecg calibrate)" in message
 
 
+@pytest.mark.slow  # ~3-5 s; CI runs the slow tests too
 def test_report_of_an_upload_is_hubert_ecg_reports(tmp_path, demo_pipeline):
     """A single-file upload (DICOM, read today) gives the page of `hubert-ecg report`, and its PDF."""
     from hubert_ecg.report import build_report

@@ -34,6 +34,7 @@ def windows_dir(data_dir, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # ~3-5 s; CI runs the slow tests too
 def test_mfcc_features_on_the_frame_grid(windows_dir):
     values = load_window_dataset(windows_dir).with_format("numpy")[:3]["input_values"]
     features = mfcc_features(values)

@@ -51,6 +51,7 @@ def test_export_from_model_object_leaves_it_unchanged(finetuned_dir, tmp_path):
     assert model.config._attn_implementation == implementation
 
 
+@pytest.mark.slow  # ~3-5 s; CI runs the slow tests too
 def test_cli(finetuned_dir, tmp_path, capsys, reference_dir):
     assert export_onnx_cli([str(finetuned_dir), str(tmp_path / "cli.onnx")]) == 0
     assert "max |logit diff|" in capsys.readouterr().out

@@ -281,6 +281,7 @@ def test_finetune_with_an_augmentations_block_from_yaml(tmp_path, data_dir, caps
     assert "augmentations[1]" in err and "'wobble'" in err
 
 
+@pytest.mark.slow  # ~3-5 s; CI runs the slow tests too
 def test_finetune_on_pooled_ptbxl_folders_with_a_held_out_test_fold(tmp_path, data_dir):
     """The demo recipe's data (issue 14): ptbxl + ptbxl_extra as a YAML list, fold 8 validates, fold 9 is a test set
     the run never chooses anything on."""
@@ -322,6 +323,7 @@ def test_finetuning_a_calibrated_model_drops_its_calibration(tmp_path, data_dir)
     assert config["lead_mask_prob"] == 0.0  # and it was not trained lead-agnostic this time
 
 
+@pytest.mark.slow  # ~3-5 s; CI runs the slow tests too
 def test_the_same_seed_gives_the_same_model(tmp_path, data_dir):
     """A fine-tuning run from a preset repeats exactly: the random initialisation is seeded too (examples/
     train_demo.sh relies on it to reproduce the bundled demo model)."""

@@ -94,6 +94,7 @@ def test_ptbxl_heart_rate_against_an_independent_detector(ptbxl_fold9):
         assert out["beats"] == pytest.approx(len(peaks), abs=1)
 
 
+@pytest.mark.slow  # ~3-5 s; CI runs the slow tests too
 def test_ptbxl_normal_records_within_normal_limits(ptbxl_fold9):
     """The records a cardiologist read as normal (PTB-XL NORM): PR 120-200 ms, QRS < 120 ms, QTc (Bazett) < 460 ms
     (the limits of the AHA/ACCF/HRS recommendations, Rautaharju et al. / Surawicz et al., Circulation 2009), each

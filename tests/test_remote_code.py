@@ -111,7 +111,8 @@ def test_saved_demo_model_loads_as_remote_code(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "inputs_logits.npy"), ours)
 
 
-@pytest.mark.parametrize("source", ["saved", pytest.param("demo", marks=pytest.mark.slow)])
+@pytest.mark.slow  # ~4 s each; the classifier test above runs remote code by default
+@pytest.mark.parametrize("source", ["saved", "demo"])
 def test_feature_extractor_loads_as_remote_code(tmp_path, source):
     """The preprocessing travels too: processing.py and the lead names it imports (leads.py); for a default feature
     extractor and for the demo model's, saved afresh."""

@@ -96,6 +96,7 @@ def test_sharded_build_equals_single_process(manifest, windows, tmp_path):
     np.testing.assert_array_equal(sharded["input_values"], single["input_values"])
 
 
+@pytest.mark.slow  # ~3-5 s; CI runs the slow tests too
 def test_record_ids_do_not_depend_on_where_the_data_sits(data_dir, tmp_path):
     moved = tmp_path / "elsewhere"
     moved.mkdir()
