@@ -233,6 +233,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # ~4 s; CI runs the slow tests too
 def test_predict_endpoint_through_gradio_client(uploads, demo_pipeline, data_dir, tmp_path):
     pytest.importorskip("gradio")
     gradio_client = pytest.importorskip("gradio_client")

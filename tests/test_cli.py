@@ -57,6 +57,7 @@ def test_help_and_usage_errors_import_neither_torch_nor_the_package():
         assert run["code"] == 2 and f"hubert-ecg {name}: error:" in run["err"], (name, run["err"])
 
 
+@pytest.mark.slow  # ~7 s: processes that import torch; CI runs the slow tests too
 def test_help_and_usage_errors_of_the_training_commands():
     names = sorted(WITH_TRAINING_ARGUMENTS)
     runs, _ = _in_one_process([[name, "--help"] for name in names] + [[name, "--no_such_option", "1"] for name in names])
