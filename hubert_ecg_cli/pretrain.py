@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from .arguments import parse
-from .records import BadRecords, usage_error
+from .records import run_reporting
 
 PROG = "hubert-ecg pretrain"
 DESCRIPTION = (
@@ -47,18 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     stderr); 2 on bad arguments or data."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    from hubert_ecg.io import NoUsableRecords
     from hubert_ecg.training.pretrain import run_pretraining
 
-    try:
-        run_pretraining(args, command=f"{PROG} " + shlex.join(argv))
-    except NoUsableRecords as error:  # the one bad-record rule: listed, exit 1
-        bad = BadRecords(PROG, noun="record")
-        bad.extend(error.skipped)
-        return bad.report(error.total)
-    except ValueError as error:
-        return usage_error(PROG, error)
-    return 0
+    return run_reporting(PROG, lambda: run_pretraining(args, command=f"{PROG} " + shlex.join(argv)))
 
 
 if __name__ == "__main__":

@@ -115,10 +115,17 @@ def run_command(argv: Sequence[str] | None, arguments_class: type, prog: str, ru
     from .arguments import parse
 
     (args,) = parse(argv, (arguments_class,), prog, description)
+    return run_reporting(prog, lambda: run(args))
+
+
+def run_reporting(prog: str, call: Callable[[], object]) -> int:
+    """``call()`` under the one bad-record rule: its exit code when it returns an int, else 0; 1 when it raised
+    :class:`hubert_ecg.io.NoUsableRecords` (the records listed on stderr); 2 when it raised another ``ValueError``
+    (bad arguments or data), printed as ``"{prog}: error: ..."``."""
     from hubert_ecg.io import NoUsableRecords
 
     try:
-        code = run(args)
+        code = call()
     except NoUsableRecords as error:  # the one bad-record rule: listed, exit 1
         bad = BadRecords(prog, noun="record")
         bad.extend(error.skipped)
