@@ -53,6 +53,8 @@ __all__ = [
     "config_values",
     "deprecated_spellings",
     "parse",
+    "same_as",
+    "tta_windows",
 ]
 
 #: ``--dtype`` values: ``auto`` is the fastest measured on this machine (:mod:`hubert_ecg.inference`)
@@ -424,6 +426,27 @@ class WindowingArguments:
     def __post_init__(self):
         if self.stride_seconds is not None and not self.stride_seconds > 0:
             raise ValueError(f"--stride_seconds must be a positive number of seconds, got {self.stride_seconds}")
+
+
+def tta_windows(value, stride_seconds=None) -> int | str:
+    """``--tta_windows`` of evaluate and calibrate as given (``"0"``, ``"8"``, ``"all"``) as the library takes it
+    (:func:`hubert_ecg.training.evaluate.tta_window_choice`): 0, a positive number of windows or ``"all"``.
+
+    Raises:
+        ValueError: naming the option, for anything else, or for ``--stride_seconds`` without ``--tta_windows all``
+            or not positive.
+    """
+    text = str(value).strip().lower()
+    if text == "all":
+        if stride_seconds is not None and not stride_seconds > 0:
+            raise ValueError(f"--stride_seconds must be a positive number of seconds, got {stride_seconds}")
+        return "all"
+    number = int(text) if text.isdigit() else -1
+    if number < 0:
+        raise ValueError(f"--tta_windows must be 0, a positive number of windows or 'all', got {value!r}")
+    if stride_seconds is not None:
+        raise ValueError(f"--stride_seconds spaces the windows of --tta_windows all; got --tta_windows {value}")
+    return number
 
 
 def same_as(group: type, name: str, **metadata):

@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .arguments import MISSING_LEADS, RecordArguments, parse, same_as
+from .arguments import MISSING_LEADS, RecordArguments, parse, same_as, tta_windows
 from .records import BadRecords, usage_error
 
 PROG = "hubert-ecg evaluate"
@@ -57,7 +57,11 @@ class EvaluateArguments:
                 "calibrate, where it has one; else 0.5)"})
     n_bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples for the CIs (0: none)"})
     confidence: float = field(default=0.95, metadata={"help": "confidence level of the CIs"})
-    tta_windows: int = field(default=0, metadata={"help": "0: the first 5 s window; N: N random windows per record"})
+    tta_windows: str = field(default="0", metadata={
+        "help": "0: the first 5 s window; N: N random windows per record; all: every 5 s window, --stride_seconds "
+                "apart (e.g. 3 windows of a 10 s record with --stride_seconds 2.5)"})
+    stride_seconds: float | None = field(default=None, metadata={
+        "help": "with --tta_windows all: seconds between the starts of consecutive windows (default 5: side by side)"})
     tta_aggregation: Literal["mean", "max"] = field(default="mean", metadata={"help": "over the TTA windows"})
     save_probabilities: bool = field(default=False, metadata={"help": "write probabilities.csv"})
     plot_roc: bool | None = field(default=None, metadata={
@@ -75,8 +79,7 @@ class EvaluateArguments:
     def __post_init__(self):
         if self.batch_size < 1:
             raise ValueError(f"--batch_size must be a positive integer, got {self.batch_size}")
-        if self.tta_windows < 0:
-            raise ValueError(f"--tta_windows must be 0 or positive, got {self.tta_windows}")
+        self.tta_windows = tta_windows(self.tta_windows, self.stride_seconds)
         if self.n_bootstrap < 0:
             raise ValueError(f"--n_bootstrap must be 0 or positive, got {self.n_bootstrap}")
         if not 0 < self.confidence < 1:

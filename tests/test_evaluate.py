@@ -301,6 +301,29 @@ def test_plot_roc_without_an_output_dir_is_refused_not_ignored(manifest, capsys)
     assert "--plot_roc writes roc_curves.png into --output_dir" in capsys.readouterr().err
 
 
+def test_evaluate_every_window_with_a_stride(tiny_dir, manifest, tmp_path):
+    """``--tta_windows all --stride_seconds 2.5``: every 5 s window of a record 2.5 s apart (3 of a 10 s PTB-XL
+    record), their probabilities averaged."""
+    csv, folder = manifest
+    out = tmp_path / "eval"
+    argv = ["--model", str(tiny_dir), "--test_csv", str(csv), "--data_dir", str(folder), "--output_dir", str(out),
+            "--n_bootstrap", "0", "--tta_windows", "all", "--stride_seconds", "2.5", "--save_probabilities", "true"]
+    assert _evaluate_main(argv) == 0
+    from hubert_ecg import read_ecg
+
+    model = HuBERTECGForSequenceClassification.from_pretrained(tiny_dir).eval()
+    fe = HuBERTECGFeatureExtractor()
+    rows = [line.split(",") for line in (out / "probabilities.csv").read_text().splitlines()[1:]]
+    assert len(rows) == 8
+    for row in rows:
+        record = read_ecg(row[0])
+        starts = [0.0, 2.5, 5.0]  # seconds: a 10 s record
+        assert record.signal.shape[1] == 10 * record.sampling_rate
+        with torch.no_grad():
+            logits = model(input_values=fe(record, window_starts=starts, return_tensors="pt")["input_values"]).logits
+        np.testing.assert_allclose([float(v) for v in row[1:6]], torch.sigmoid(logits).mean(0).numpy(), atol=2e-6)
+
+
 def test_evaluate_command_checks_its_arguments_before_the_package(capsys):
     """The field checks of `hubert-ecg evaluate` are usage errors (exit 2, the usage and one error line), and the
     texts the command mirrors are the package's."""
@@ -313,7 +336,9 @@ def test_evaluate_command_checks_its_arguments_before_the_package(capsys):
     assert evaluate_command.EvaluateArguments().missing_leads == DEFAULT_MISSING_LEADS
     assert calibrate_command.CalibrateArguments().missing_leads == DEFAULT_MISSING_LEADS
     for argv, message in ((["--batch_size", "0"], "--batch_size must be a positive integer"),
-                          (["--tta_windows", "-1"], "--tta_windows must be 0 or positive"),
+                          (["--tta_windows", "-1"], "--tta_windows must be 0, a positive number of windows or 'all'"),
+                          (["--tta_windows", "3", "--stride_seconds", "2.5"], "--stride_seconds spaces the windows"),
+                          (["--tta_windows", "all", "--stride_seconds", "0"], "--stride_seconds must be a positive number"),
                           (["--missing_leads", "drop"], "--missing_leads"),
                           (["--tta_aggregation", "median"], "--tta_aggregation")):
         assert main(["evaluate", *argv]) == 2

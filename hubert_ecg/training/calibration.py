@@ -134,7 +134,8 @@ def calibrate(args) -> dict:
       ``ptbxl_folds``, ``label_set``, ``ptbxl_sampling_rate`` (100), ``split`` ("validation"), or ``test_csv``
       and ``data_dir``;
     * ``method`` ("auto", "platt", "temperature" or "none"), ``thresholds`` ("max_f1" or "none");
-    * ``tta_windows`` (0), ``batch_size`` (32), ``seed`` (0), ``device`` ("cpu"), ``missing_leads``
+    * ``tta_windows`` (0; N or ``"all"`` as :func:`hubert_ecg.training.evaluate.tta_window_choice`),
+      ``stride_seconds`` (None), ``batch_size`` (32), ``seed`` (0), ``device`` ("cpu"), ``missing_leads``
       (:data:`hubert_ecg.leads.DEFAULT_MISSING_LEADS`), ``skip_bad_records`` (True: unusable records are skipped
       and returned under ``"skipped"``; False: the first one raises).
 
@@ -227,7 +228,7 @@ def _record_logits(model, feature_extractor, records, args):
 
     logits, kept, skipped = score_records(
         model, feature_extractor, records.paths, args.tta_windows, "mean", args.batch_size, args.seed, args.device,
-        missing_leads=args.missing_leads, function_to_apply="none",
+        missing_leads=args.missing_leads, function_to_apply="none", stride_seconds=args.stride_seconds,
     )
     if skipped and not args.skip_bad_records:
         raise ValueError(f"cannot use record {skipped[0][0]!r}: {skipped[0][1]}")

@@ -3,8 +3,9 @@
 ``hubert-ecg evaluate [CONFIG.yaml|.json] --model M (--ptbxl_dir DIR [--split validation] | --test_csv CSV
 [--data_dir DIR]) [--output_dir OUT]``
 
-Every record is scored on its first 5 s window (as the release evaluates) or, with ``--tta_windows N``, on N random
-5 s windows whose probabilities are aggregated by their mean or maximum (``--tta_aggregation``). Writes to
+Every record is scored on its first 5 s window (as the release evaluates), with ``--tta_windows N`` on N random 5 s
+windows, or with ``--tta_windows all`` on every 5 s window ``--stride_seconds`` apart; the probabilities of a
+record's windows are aggregated by their mean or maximum (``--tta_aggregation``). Writes to
 ``output_dir``: ``metrics.json`` (macro / micro AUROC and AUPRC, macro / micro F1 at ``--threshold``, each with a
 percentile-bootstrap CI over records), ``per_label.csv``, ``roc_curves.png`` (one ROC curve per label) and, with
 ``--save_probabilities``, ``probabilities.csv``.
@@ -95,14 +96,40 @@ def labelled_records(args, label_names, problem_type):
     return parts[args.split]
 
 
+def tta_window_choice(tta_windows, stride_seconds=None, seed=0) -> dict:
+    """The pipeline's window arguments for a test-time-averaging choice.
+
+    Args:
+        tta_windows: 0 (the first 5 s window, as the release evaluates), N > 0 (N random windows, seeded by
+            ``seed``) or ``"all"`` (every 5 s window, ``stride_seconds`` apart; a 10 s PTB-XL record with a 2.5 s
+            stride gives 3 windows).
+        stride_seconds: with ``"all"`` only: seconds between window starts (None: 5, windows side by side).
+
+    Raises:
+        ValueError: for a negative or non-integer ``tta_windows`` other than ``"all"``, a ``stride_seconds`` that is
+            not positive, or a ``stride_seconds`` without ``"all"``.
+    """
+    if tta_windows == "all":
+        if stride_seconds is not None and not float(stride_seconds) > 0:
+            raise ValueError(f"--stride_seconds must be a positive number of seconds, got {stride_seconds!r}")
+        return {"window": "all", "stride_seconds": stride_seconds}
+    if stride_seconds is not None:
+        raise ValueError(f"--stride_seconds spaces the windows of --tta_windows all; got --tta_windows {tta_windows!r}")
+    if isinstance(tta_windows, bool) or not isinstance(tta_windows, int) or tta_windows < 0:
+        raise ValueError(f"--tta_windows must be 0, a positive number of windows or 'all', got {tta_windows!r}")
+    return {"window": "random", "num_windows": tta_windows, "seed": seed} if tta_windows else {"window": "first"}
+
+
 def score_records(model, feature_extractor, paths, tta_windows=0, aggregation="mean", batch_size=32, seed=0,
-                  device="cpu", lead_set=None, missing_leads=DEFAULT_MISSING_LEADS, function_to_apply=None):
+                  device="cpu", lead_set=None, missing_leads=DEFAULT_MISSING_LEADS, function_to_apply=None,
+                  stride_seconds=None):
     """Scores of every readable record, through the ``ecg-classification`` pipeline (its window choice, model call
     and aggregation: :class:`hubert_ecg.pipelines.ECGClassificationPipeline`).
 
     Args:
         paths: record paths for :func:`hubert_ecg.read_ecg`.
-        tta_windows: 0 for the first 5 s window, N > 0 for N random windows (seeded by ``seed``) aggregated by
+        tta_windows, stride_seconds: which windows (:func:`tta_window_choice`: 0 the first 5 s window, N random
+            windows seeded by ``seed``, ``"all"`` every window ``stride_seconds`` apart), aggregated by
             ``aggregation`` (``"mean"`` or ``"max"``).
         batch_size: windows per forward pass.
         lead_set: None (every lead of the record), or a lead set (a name of :data:`hubert_ecg.leads.LEAD_SETS` or
@@ -121,8 +148,7 @@ def score_records(model, feature_extractor, paths, tta_windows=0, aggregation="m
 
     model.to(device).eval()
     clf = ECGClassificationPipeline(model=model, feature_extractor=feature_extractor, device=torch_device(device))
-    window = {"window": "random", "num_windows": int(tta_windows), "seed": seed} if tta_windows > 0 else \
-        {"window": "first"}
+    window = tta_window_choice(tta_windows, stride_seconds, seed)
     paths = [str(p) for p in paths]
     window["missing_leads"] = missing_leads
     if lead_set is not None:
@@ -220,7 +246,8 @@ def evaluate(args) -> dict:
       ``output_dir`` is given);
     * ``threshold`` (None: the model's ``config.label_thresholds``, else 0.5), ``n_bootstrap`` (1000),
       ``confidence`` (0.95), ``seed`` (0);
-    * ``tta_windows`` (0: the first 5 s window; N: N random windows), ``tta_aggregation`` ("mean" or "max"),
+    * ``tta_windows`` (0: the first 5 s window; N: N random windows; ``"all"``: every window, ``stride_seconds``
+      apart, None: 5 s), ``tta_aggregation`` ("mean" or "max"),
       ``batch_size`` (32), ``device`` ("cpu"), ``missing_leads`` (:data:`hubert_ecg.leads.DEFAULT_MISSING_LEADS`);
     * ``lead_sets`` (None, or comma-separated names of :data:`hubert_ecg.leads.LEAD_SETS`), ``skip_bad_records``
       (True: unusable records are skipped and returned under ``"skipped"``; False: the first one raises).
@@ -235,8 +262,7 @@ def evaluate(args) -> dict:
 
     if args.tta_aggregation not in ("mean", "max"):
         raise ValueError(f"--tta_aggregation must be 'mean' or 'max', got {args.tta_aggregation!r}")
-    if args.tta_windows < 0:
-        raise ValueError(f"--tta_windows must be 0 or positive, got {args.tta_windows}")
+    tta_window_choice(args.tta_windows, args.stride_seconds)  # checked before the model loads
     check_missing_leads(args.missing_leads, "--missing_leads")
     lead_set_names = parse_lead_sets(args.lead_sets) if args.lead_sets else []
     source, model, feature_extractor = _load_model(args)
@@ -293,7 +319,7 @@ def _score_all(model, feature_extractor, records, args):
     """``(scores, kept, skipped)`` of the records; raises for a bad one (unless skipped) or when none is scored."""
     scores, kept, skipped = score_records(
         model, feature_extractor, records.paths, args.tta_windows, args.tta_aggregation, args.batch_size, args.seed,
-        args.device, missing_leads=args.missing_leads,
+        args.device, missing_leads=args.missing_leads, stride_seconds=args.stride_seconds,
     )
     if skipped and not args.skip_bad_records:
         path, reason = skipped[0]
@@ -337,6 +363,7 @@ def _lead_set_table(lead_set_names, model, feature_extractor, records, labels, r
             set_scores, set_kept, set_skipped = score_records(  # the records of the plain evaluation
                 model, feature_extractor, [records.paths[i] for i in kept], args.tta_windows,
                 args.tta_aggregation, args.batch_size, args.seed, args.device, lead_set=name,
+                stride_seconds=args.stride_seconds,
             )
             if subset is not None:
                 set_scores = set_scores[:, subset]
