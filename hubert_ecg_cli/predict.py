@@ -224,13 +224,10 @@ def main(argv: list[str] | None = None) -> int:
         return _predict_to_dir(model_args, args, inputs, options)
     try:
         if model_args.model is None:
-            from hubert_ecg.demo import demo_model_path
+            from hubert_ecg.demo import demo_model_description, demo_model_path
 
-            print(
-                f"{PROG}: using the bundled demo model ({demo_model_path()}), a small lead-agnostic model trained on "
-                "1,570 PTB-XL records for NORM/MI/STTC/CD/HYP: a demonstration, not a clinical tool.",
-                file=sys.stderr,
-            )
+            print(f"{PROG}: using the bundled demo model ({demo_model_path()}), {demo_model_description()}: a "
+                  "demonstration, not a clinical tool.", file=sys.stderr)
         clf = load_pipeline(model_args.model, model_args.device, model_args.dtype, args.backend)
     except ValueError as err:
         return usage_error(PROG, err)
