@@ -28,7 +28,7 @@ def test_the_page_runs_as_written(tmp_path, monkeypatch, capsys):
     run_commands(lines[0], capsys)  # the export: its timing varies
     onnxruntime, openvino, int8 = (run_commands(line, capsys) for line in lines[1:])
     assert cli_main(["predict", "hubert_ecg/demo/records"]) == 0
-    assert onnxruntime == openvino == capsys.readouterr().out and "NORM 0.939*" in openvino
+    assert onnxruntime == openvino == capsys.readouterr().out and "NORM 0.926*" in openvino
     assert int8.count("hubert_ecg/demo/records/") == 6
     run_commands(embed, capsys)
     assert (tmp_path / "demo-embeddings.parquet").is_file()

@@ -64,7 +64,7 @@ def test_integrated_gradients_are_complete(demo, fold9):
     pytest.importorskip("captum")
     model, fe = demo
     x = np.concatenate([_window(path, fe) for path in fold9[:3]])
-    out = attribute(model, x, "NORM", "integrated_gradients", n_steps=32)
+    out = attribute(model, x, "NORM", "integrated_gradients", n_steps=64)
     with torch.no_grad():
         from hubert_ecg.explain import _baseline
 
@@ -74,7 +74,7 @@ def test_integrated_gradients_are_complete(demo, fold9):
     np.testing.assert_allclose(out["values"].reshape(3, -1).sum(axis=1), gap.numpy(), atol=0.05)
     assert np.abs(out["delta"]).max() < 0.05
     # the all-zero baseline is poorly integrated in as many steps (group norm: all change sits next to zero)
-    zeros = attribute(model, x, "NORM", "integrated_gradients", n_steps=32, baseline="zeros")
+    zeros = attribute(model, x, "NORM", "integrated_gradients", n_steps=64, baseline="zeros")
     assert np.abs(zeros["delta"]).max() > 10 * np.abs(out["delta"]).max()
 
 

@@ -20,5 +20,5 @@ def test_quick_tour_runs_and_says_what_it_gets(data_dir, monkeypatch):
     record, clf, model, inputs = (namespace[name] for name in ("record", "clf", "model", "inputs"))
     assert record.signal.shape == (12, 5000) and record.sampling_rate == 500.0  # as the comments say
     top = clf(record)[0]
-    assert top["label"] == "NORM" and round(top["score"], 2) == 0.95 and top["positive"] is True
+    assert top["label"] == "NORM" and round(top["score"], 2) == 0.98 and top["positive"] is True
     assert tuple(model(**inputs).last_hidden_state.shape) == (1, 93, 512)

@@ -73,7 +73,7 @@ def test_saved_classifier_loads_as_remote_code_with_the_packages_logits(finetune
 
 
 DEMO_FILES = {"config.json", "model.safetensors", "preprocessor_config.json", "calibration.json", "metrics.json",
-              "fold9_metrics.json", "README.md"}
+              "fold9_metrics.json", "probe_metrics.json", "README.md"}
 
 
 def test_bundled_demo_model_directory_holds_no_code():
