@@ -53,8 +53,8 @@ __all__ = [
     "config_values",
     "deprecated_spellings",
     "parse",
+    "parse_tta_windows",
     "same_as",
-    "tta_windows",
 ]
 
 #: ``--dtype`` values: ``auto`` is the fastest measured on this machine (:mod:`hubert_ecg.inference`)
@@ -428,7 +428,7 @@ class WindowingArguments:
             raise ValueError(f"--stride_seconds must be a positive number of seconds, got {self.stride_seconds}")
 
 
-def tta_windows(value, stride_seconds=None) -> int | str:
+def parse_tta_windows(value, stride_seconds=None) -> int | str:
     """``--tta_windows`` of evaluate and calibrate as given (``"0"``, ``"8"``, ``"all"``) as the library takes it
     (:func:`hubert_ecg.training.evaluate.tta_window_choice`): 0, a positive number of windows or ``"all"``.
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .arguments import MISSING_LEADS, RecordArguments, same_as, tta_windows
-from .evaluate import BAD_RECORDS_RULE
+from .arguments import MISSING_LEADS, RecordArguments, parse_tta_windows, same_as
+from .evaluate import BAD_RECORDS_RULE, EvaluateArguments
 from .records import BadRecords, run_command
 
 PROG = "hubert-ecg calibrate"
@@ -50,11 +50,8 @@ class CalibrateArguments:
         "help": "decision thresholds per label: max_f1 (the score of the highest F1 on the split) or none"})
     output_dir: str | None = field(default=None, metadata={
         "help": "where to write the calibrated model (a copy); default: update config.json in --model in place"})
-    tta_windows: str = field(default="0", metadata={
-        "help": "0: the first 5 s window; N: N random windows per record; all: every 5 s window, --stride_seconds "
-                "apart (e.g. 3 windows of a 10 s record with --stride_seconds 2.5)"})
-    stride_seconds: float | None = field(default=None, metadata={
-        "help": "with --tta_windows all: seconds between the starts of consecutive windows (default 5: side by side)"})
+    tta_windows: str = same_as(EvaluateArguments, "tta_windows")
+    stride_seconds: float | None = same_as(EvaluateArguments, "stride_seconds")
     batch_size: int = field(default=32, metadata={"help": "windows per model call"})
     seed: int = field(default=0, metadata={"help": "seed of the TTA windows"})
     device: str = field(default="cpu", metadata={"help": "torch device, e.g. cpu or cuda:0"})
@@ -68,7 +65,7 @@ class CalibrateArguments:
             raise ValueError(f"--thresholds must be max_f1 or none, got {self.thresholds!r}")
         if self.batch_size < 1:
             raise ValueError(f"--batch_size must be a positive integer, got {self.batch_size}")
-        self.tta_windows = tta_windows(self.tta_windows, self.stride_seconds)
+        self.tta_windows = parse_tta_windows(self.tta_windows, self.stride_seconds)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .arguments import MISSING_LEADS, RecordArguments, parse, same_as, tta_windows
+from .arguments import MISSING_LEADS, RecordArguments, parse, parse_tta_windows, same_as
 from .records import BadRecords, usage_error
 
 PROG = "hubert-ecg evaluate"
@@ -79,7 +79,7 @@ class EvaluateArguments:
     def __post_init__(self):
         if self.batch_size < 1:
             raise ValueError(f"--batch_size must be a positive integer, got {self.batch_size}")
-        self.tta_windows = tta_windows(self.tta_windows, self.stride_seconds)
+        self.tta_windows = parse_tta_windows(self.tta_windows, self.stride_seconds)
         if self.n_bootstrap < 0:
             raise ValueError(f"--n_bootstrap must be 0 or positive, got {self.n_bootstrap}")
         if not 0 < self.confidence < 1:

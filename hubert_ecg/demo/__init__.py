@@ -35,7 +35,11 @@ def demo_model_path() -> str:
 def demo_model_description() -> str:
     """What the demo model is, in one phrase for messages: its training records counted from its ``metrics.json``
     (written by ``hubert-ecg finetune``), e.g. "a small lead-agnostic model trained on 1,879 PTB-XL records for
-    NORM/MI/STTC/CD/HYP"."""
+    NORM/MI/STTC/CD/HYP".
+
+    Raises:
+        ValueError: if the installed package does not contain the model files (:func:`demo_model_path`).
+    """
     metrics = json.loads((Path(demo_model_path()) / "metrics.json").read_text())
     return (f"a small lead-agnostic model trained on {metrics['train_records']:,} PTB-XL records for "
             "NORM/MI/STTC/CD/HYP")
